@@ -1,0 +1,143 @@
+"""Normalized events that wake an agent, and the replies it sends back.
+
+Adapters turn platform payloads into these frozen dataclasses at the edge; the runtime never sees a
+discord.py or Slack object.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+_KEY_PART = re.compile(r"^[A-Za-z0-9_.\-@]{1,128}$")
+PLATFORMS = ("console", "discord", "slack")
+
+
+class InvalidAgentKey(ValueError):
+    """An agent key string that does not name an agent."""
+
+
+class Scope(StrEnum):
+    """Privacy scope of a memory: learned in a DM (private) or in a shared channel (public)."""
+
+    PRIVATE = "private"
+    PUBLIC = "public"
+
+
+@dataclass(frozen=True, order=True)
+class AgentKey:
+    """Identity of one agent: one per (platform, workspace, user).
+
+    String forms: ``console:<name>``, ``discord:<guild id or dm>:<user id>``, ``slack:<team id>:<user id>``.
+    """
+
+    platform: str
+    workspace: str | None
+    user: str
+
+    def __post_init__(self) -> None:
+        if self.platform not in PLATFORMS:
+            raise InvalidAgentKey(f"unknown platform {self.platform!r}; expected one of {', '.join(PLATFORMS)}")
+        parts = [self.user] if self.workspace is None else [self.workspace, self.user]
+        for part in parts:
+            if not _KEY_PART.match(part):
+                raise InvalidAgentKey(
+                    f"invalid agent key part {part!r}: use 1-128 letters, digits, '_', '-', '.', or '@'"
+                )
+        if self.platform == "console" and self.workspace is not None:
+            raise InvalidAgentKey("console agent keys have no workspace: use console:<name>")
+        if self.platform != "console" and self.workspace is None:
+            raise InvalidAgentKey(f"{self.platform} agent keys need a workspace: {self.platform}:<workspace>:<user>")
+
+    @classmethod
+    def parse(cls, text: str) -> AgentKey:
+        """Parse ``platform:workspace:user`` (or ``console:name``); raise InvalidAgentKey with the reason."""
+        parts = text.strip().split(":")
+        if len(parts) == 2 and parts[0] == "console":
+            return cls("console", None, parts[1])
+        if len(parts) == 3:
+            return cls(parts[0], parts[1], parts[2])
+        raise InvalidAgentKey(
+            f"invalid agent key {text!r}: expected console:<name>, discord:<guild|dm>:<user> or slack:<team>:<user>"
+        )
+
+    @classmethod
+    def console(cls, name: str) -> AgentKey:
+        return cls("console", None, name)
+
+    def __str__(self) -> str:
+        if self.workspace is None:
+            return f"{self.platform}:{self.user}"
+        return f"{self.platform}:{self.workspace}:{self.user}"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file attached to an inbound message; ``content`` is filled when the adapter downloaded it."""
+
+    filename: str
+    content_type: str | None = None
+    size: int | None = None
+    url: str | None = None
+    content: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ChannelMessage:
+    """A recent message from someone else in the same public channel, so the bot can follow the room."""
+
+    author_name: str
+    text: str
+    timestamp: datetime
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """One user message from any platform, normalized."""
+
+    platform: str
+    workspace_id: str | None
+    channel_id: str
+    author_id: str
+    author_name: str
+    text: str
+    is_dm: bool = True
+    thread_id: str | None = None
+    message_id: str | None = None
+    timestamp: datetime = field(default_factory=utc_now)
+    attachments: tuple[Attachment, ...] = ()
+    recent_context: tuple[ChannelMessage, ...] = ()
+    channel_name: str | None = None
+
+    @property
+    def agent_key(self) -> AgentKey:
+        if self.platform == "console":
+            return AgentKey.console(self.author_id)
+        workspace = self.workspace_id if self.workspace_id and not self.is_dm else "dm"
+        if self.platform == "slack":
+            workspace = self.workspace_id or "dm"
+        return AgentKey(self.platform, workspace, self.author_id)
+
+    @property
+    def scope(self) -> Scope:
+        return Scope.PRIVATE if self.is_dm else Scope.PUBLIC
+
+
+class ReplyKind(StrEnum):
+    MESSAGE = "message"  # the agent's own words, from send_message
+    NOTICE = "notice"  # a notice from membot itself (rate limit, error, rejected input)
+
+
+@dataclass(frozen=True)
+class OutboundReply:
+    """Something to show the user: a send_message from the agent or a notice from membot."""
+
+    text: str
+    kind: ReplyKind = ReplyKind.MESSAGE
+    reply_to: str | None = None

@@ -1,0 +1,98 @@
+"""Provider-neutral chat types: what the agent exchanges with any model.
+
+The Anthropic and OpenAI modules translate these to and from their wire formats; nothing else in membot knows
+either format.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Role = Literal["user", "assistant", "tool"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function call the model asked for. ``arguments`` is the raw JSON text, which may be malformed."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One message of the conversation queue.
+
+    - ``user``: text from the user or a system event (alerts and heartbeats are packed as user text);
+    - ``assistant``: inner monologue in ``content`` plus the ``tool_calls`` it made;
+    - ``tool``: the result of the call ``tool_call_id`` to function ``name``.
+    """
+
+    role: Role
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ChatMessage:
+        data = json.loads(text)
+        calls = tuple(ToolCall(**c) for c in data.get("tool_calls") or ())
+        return cls(
+            role=data["role"],
+            content=data.get("content") or "",
+            tool_calls=calls,
+            tool_call_id=data.get("tool_call_id"),
+            name=data.get("name"),
+        )
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A function offered to the model: name, description and JSON schema of its parameters."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SystemPrompt:
+    """The system prompt in two parts: ``static`` never changes (cacheable); ``dynamic`` holds core memory."""
+
+    static: str
+    dynamic: str = ""
+
+    def text(self) -> str:
+        return f"{self.static}\n\n{self.dynamic}" if self.dynamic else self.static
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The model's answer: inner monologue text and the function calls it made."""
+
+    text: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    usage: Usage = field(default_factory=Usage)
+    stop_reason: str | None = None
+
+
+class ModelError(Exception):
+    """The model could not be reached or refused the request after retries."""
+
+
+class ContextOverflowError(ModelError):
+    """The provider said the prompt is longer than the model's context window."""

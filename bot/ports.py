@@ -1,0 +1,159 @@
+"""The Protocols the runtime depends on; ``memory/``, ``bot/llm/`` and ``adapters/`` implement them.
+
+Search methods take ``context_scope``: searching from a PUBLIC context returns only public entries; from a
+PRIVATE context (a DM, the console) it returns everything of that agent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+from bot.events import AgentKey, OutboundReply, Scope
+from bot.llm.types import ChatMessage, Completion, SystemPrompt, ToolSpec
+from bot.memory_types import (
+    ArchivalEntry,
+    Block,
+    InsertResult,
+    RecallEntry,
+    SearchPage,
+)
+
+
+class ChatModel(Protocol):
+    """A chat model with tool calling. Raises ContextOverflowError or ModelError (after its own retries)."""
+
+    provider: str
+    model: str
+
+    async def complete(
+        self,
+        system: SystemPrompt,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[ToolSpec],
+        *,
+        max_output_tokens: int,
+    ) -> Completion: ...
+
+    def count_tokens(self, system: SystemPrompt, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> int:
+        """Tokens the prompt will take (exact where a tokenizer is known, a calibrated estimate otherwise)."""
+        ...
+
+
+class Embedder(Protocol):
+    """Turns texts into dense vectors. Implementations run CPU work off the event loop."""
+
+    name: str
+    dimensions: int
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+class CoreMemory(Protocol):
+    """Core memory blocks (persona, human) of each agent. Edits are atomic and never exceed a block's limit."""
+
+    async def ensure(self, agent: AgentKey, defaults: dict[str, str]) -> None:
+        """Create missing blocks with the given initial values; existing blocks are left alone."""
+        ...
+
+    async def blocks(self, agent: AgentKey) -> list[Block]: ...
+
+    async def append(self, agent: AgentKey, label: str, content: str) -> Block:
+        """Append a line; raise MemoryEditError (missing label, limit exceeded) with advice for the model."""
+        ...
+
+    async def replace(self, agent: AgentKey, label: str, old: str, new: str) -> Block:
+        """Replace ``old`` with ``new``; raise MemoryEditError (missing label/text, limit exceeded)."""
+        ...
+
+    async def last_modified(self, agent: AgentKey) -> datetime | None: ...
+
+    async def exists(self, agent: AgentKey) -> bool: ...
+
+    async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
+        """Every stored item of this agent as JSON-ready dicts (for export)."""
+        ...
+
+    async def erase(self, agent: AgentKey) -> int:
+        """Remove everything of this agent; return how many items were removed."""
+        ...
+
+
+class WorkingMemory(Protocol):
+    """The message queue and the recursive summary of evicted messages."""
+
+    async def messages(self, agent: AgentKey) -> list[ChatMessage]: ...
+
+    async def append(self, agent: AgentKey, messages: Sequence[ChatMessage]) -> None: ...
+
+    async def summary(self, agent: AgentKey) -> str: ...
+
+    async def evict(self, agent: AgentKey, count: int, new_summary: str) -> None:
+        """Atomically drop the oldest ``count`` messages and store the new summary."""
+        ...
+
+    async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
+        """Every stored item of this agent as JSON-ready dicts (for export)."""
+        ...
+
+    async def erase(self, agent: AgentKey) -> int:
+        """Remove everything of this agent; return how many items were removed."""
+        ...
+
+
+class RecallMemory(Protocol):
+    """Every message ever exchanged, searchable by meaning and by date."""
+
+    async def add(self, entries: Sequence[RecallEntry]) -> None: ...
+
+    async def search(self, agent: AgentKey, query: str, page: int, context_scope: Scope) -> SearchPage: ...
+
+    async def search_date(
+        self, agent: AgentKey, start: datetime, end: datetime, page: int, context_scope: Scope
+    ) -> SearchPage: ...
+
+    async def count(self, agent: AgentKey) -> int: ...
+
+    async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
+        """Every stored item of this agent as JSON-ready dicts (for export)."""
+        ...
+
+    async def erase(self, agent: AgentKey) -> int:
+        """Remove everything of this agent; return how many items were removed."""
+        ...
+
+
+class ArchivalMemory(Protocol):
+    """Unbounded notes the agent writes; near-duplicate inserts are reported, not stored twice."""
+
+    async def insert(self, entry: ArchivalEntry) -> InsertResult: ...
+
+    async def search(self, agent: AgentKey, query: str, page: int, context_scope: Scope) -> SearchPage: ...
+
+    async def count(self, agent: AgentKey) -> int: ...
+
+    async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
+        """Every stored item of this agent as JSON-ready dicts (for export)."""
+        ...
+
+    async def erase(self, agent: AgentKey) -> int:
+        """Remove everything of this agent; return how many items were removed."""
+        ...
+
+
+class AgentLocks(Protocol):
+    """A lock per agent that holds across processes."""
+
+    def hold(self, agent: AgentKey) -> AbstractAsyncContextManager[None]: ...
+
+
+class ReplySink(Protocol):
+    """Where an agent's words go: a console, a Discord channel, a Slack thread."""
+
+    async def send(self, reply: OutboundReply) -> None: ...
+
+    def typing(self) -> AbstractAsyncContextManager[None]:
+        """Show a typing indicator while the agent thinks (may do nothing)."""
+        ...

@@ -1,0 +1,78 @@
+"""Shared fixtures: a real Redis (isolated key prefix per test, cleaned up), embedded Qdrant in a temp dir.
+
+Tests never reach a real model provider: ``MEMBOT_*``/provider variables from the developer's environment are
+cleared for every test, and model traffic goes to the scripted stand-in in ``tests/standins``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+REDIS_URL = os.environ.get("MEMBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+_PROVIDER_VARS = (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "QDRANT_URL",
+    "DISCORD_TOKEN",
+    "SLACK_BOT_TOKEN",
+    "SLACK_APP_TOKEN",
+    "SLACK_SIGNING_SECRET",
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_real_providers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forbid real model requests: no credentials or base URLs leak in from the environment."""
+    for name in list(os.environ):
+        if name.startswith("MEMBOT_") and name != "MEMBOT_TEST_REDIS_URL":
+            monkeypatch.delenv(name, raising=False)
+    for name in _PROVIDER_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return REDIS_URL
+
+
+@pytest.fixture
+def key_prefix() -> Iterator[str]:
+    """A Redis key prefix unique to this test; every key under it is deleted afterwards."""
+    prefix = f"membot-test-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    import redis as syncredis
+
+    client = syncredis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "membot-data"
+    path.mkdir()
+    return path
