@@ -41,6 +41,10 @@ class ChatModel(Protocol):
         """Tokens the prompt will take (exact where a tokenizer is known, a calibrated estimate otherwise)."""
         ...
 
+    async def aclose(self) -> None:
+        """Close the underlying HTTP client."""
+        ...
+
 
 class Embedder(Protocol):
     """Turns texts into dense vectors. Implementations run CPU work off the event loop."""
@@ -49,6 +53,8 @@ class Embedder(Protocol):
     dimensions: int
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+    async def aclose(self) -> None: ...
 
 
 class CoreMemory(Protocol):
@@ -91,8 +97,14 @@ class WorkingMemory(Protocol):
     async def summary(self, agent: AgentKey) -> str: ...
 
     async def evict(self, agent: AgentKey, count: int, new_summary: str) -> None:
-        """Atomically drop the oldest ``count`` messages and store the new summary."""
+        """Atomically drop the oldest ``count`` messages, store the new summary, and clear the pressure flag."""
         ...
+
+    async def pressure_alerted(self, agent: AgentKey) -> bool:
+        """Whether the memory-pressure alert was already raised in this eviction cycle."""
+        ...
+
+    async def set_pressure_alerted(self, agent: AgentKey) -> None: ...
 
     async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
         """Every stored item of this agent as JSON-ready dicts (for export)."""

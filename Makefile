@@ -1,0 +1,45 @@
+# membot — the two commands that matter are `make chat` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install chat run test lint format bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# CPU build of torch first, so sentence-transformers does not pull a CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+chat: install
+	bash deploy/ensure-redis.sh
+	$(BIN)/membot chat $(if $(USER_NAME),--user $(USER_NAME),)
+
+run: install
+	bash deploy/ensure-redis.sh
+	$(BIN)/membot run
+
+test: install
+	bash deploy/ensure-redis.sh
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check bot adapters memory tests bench
+	$(BIN)/ruff format --check bot adapters memory tests bench
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format bot adapters memory tests bench
+	$(BIN)/ruff check --fix bot adapters memory tests bench
+
+bench: install
+	bash deploy/ensure-redis.sh
+	$(BIN)/python -m bench.turn_overhead
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

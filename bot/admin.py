@@ -1,0 +1,105 @@
+"""What users and admins may see and do with an agent's memory: show, export, reset.
+
+Every operation takes the agent's lock, so it never runs beside a turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.events import AgentKey
+from bot.memory_types import Block
+from bot.ports import ArchivalMemory, CoreMemory, RecallMemory, WorkingMemory
+
+EXPORT_FORMAT = "membot-export/1"
+
+
+class UnknownAgent(LookupError):
+    """No memory is stored for this agent key."""
+
+
+@dataclass(frozen=True)
+class MemoryView:
+    """A summary of one agent's memory, for ``memory show``."""
+
+    agent: AgentKey
+    blocks: list[Block]
+    queue_length: int
+    summary: str
+    recall_count: int
+    archival_count: int
+    last_modified: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "agent": str(self.agent),
+            "core": {b.label: {"value": b.value, "chars": b.chars, "limit": b.limit} for b in self.blocks},
+            "queue_length": self.queue_length,
+            "summary": self.summary,
+            "recall_count": self.recall_count,
+            "archival_count": self.archival_count,
+            "last_modified": self.last_modified.isoformat() if self.last_modified else None,
+        }
+
+
+class MemoryAdmin:
+    """Show, export and reset an agent's memory across Redis and Qdrant."""
+
+    def __init__(
+        self,
+        core: CoreMemory,
+        working: WorkingMemory,
+        recall: RecallMemory,
+        archival: ArchivalMemory,
+        lock: Callable[[AgentKey], AbstractAsyncContextManager[None]],
+    ) -> None:
+        self._core = core
+        self._working = working
+        self._recall = recall
+        self._archival = archival
+        self._lock = lock
+
+    async def _require(self, agent: AgentKey) -> None:
+        if not await self._core.exists(agent) and not await self._recall.count(agent):
+            raise UnknownAgent(f"no memory is stored for {agent}")
+
+    async def show(self, agent: AgentKey) -> MemoryView:
+        await self._require(agent)
+        return MemoryView(
+            agent=agent,
+            blocks=await self._core.blocks(agent),
+            queue_length=len(await self._working.messages(agent)),
+            summary=await self._working.summary(agent),
+            recall_count=await self._recall.count(agent),
+            archival_count=await self._archival.count(agent),
+            last_modified=await self._core.last_modified(agent),
+        )
+
+    async def export(self, agent: AgentKey) -> dict[str, Any]:
+        """Everything stored about the agent, as one JSON-ready document."""
+        await self._require(agent)
+        async with self._lock(agent):
+            return {
+                "format": EXPORT_FORMAT,
+                "agent": str(agent),
+                "exported_at": datetime.now(UTC).isoformat(),
+                "core": await self._core.export(agent),
+                "working": await self._working.export(agent),
+                "recall": await self._recall.export(agent),
+                "archival": await self._archival.export(agent),
+            }
+
+    async def reset(self, agent: AgentKey) -> dict[str, int]:
+        """Erase every store of the agent; return how many items each held."""
+        await self._require(agent)
+        async with self._lock(agent):
+            return {
+                "core": await self._core.erase(agent),
+                "working": await self._working.erase(agent),
+                "recall": await self._recall.erase(agent),
+                "archival": await self._archival.erase(agent),
+            }

@@ -1,0 +1,165 @@
+"""Composition root: the one place that builds clients and stores from settings and wires the runtime.
+
+Nothing else in ``bot/`` imports ``memory/`` or ``adapters/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from bot.admin import MemoryAdmin
+from bot.agent import Agent
+from bot.context import Budget, ContextManager
+from bot.llm.factory import build_chat_model
+from bot.ports import ChatModel, Embedder
+from bot.runtime import Runtime
+from bot.settings import ConfigError, Settings
+from memory.archival import QdrantArchivalMemory
+from memory.core import RedisCoreMemory, RedisWorkingMemory
+from memory.embeddings import build_embedder
+from memory.keys import RedisKeys
+from memory.locks import RedisAgentLocks
+from memory.qdrant import QdrantInUseError, QdrantSetupError, QdrantStore, QdrantUnavailableError, open_qdrant
+from memory.recall import QdrantRecallMemory
+
+
+class ServiceUnavailable(Exception):
+    """A backing service (Redis, Qdrant) cannot be reached; the message says what to do."""
+
+
+@dataclass
+class Stores:
+    """Every memory store, opened from settings."""
+
+    redis: aioredis.Redis
+    qdrant: QdrantStore
+    embedder: Embedder
+    core: RedisCoreMemory
+    working: RedisWorkingMemory
+    recall: QdrantRecallMemory
+    archival: QdrantArchivalMemory
+    locks: RedisAgentLocks
+
+
+@dataclass
+class App:
+    """A running membot: stores, model, runtime and admin operations."""
+
+    settings: Settings
+    stores: Stores
+    model: ChatModel | None
+    runtime: Runtime | None
+    admin: MemoryAdmin
+
+
+async def connect_redis(settings: Settings) -> aioredis.Redis:
+    client: aioredis.Redis = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        await client.aclose()
+        raise ServiceUnavailable(
+            f"Cannot reach Redis at {_redact(settings.redis_url)} ({exc}). Start redis-server, or set REDIS_URL "
+            "to a Redis that answers."
+        ) from None
+    return client
+
+
+def _redact(url: str) -> str:
+    """A URL without its password, for messages."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+
+
+@asynccontextmanager
+async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
+    redis = await connect_redis(settings)
+    try:
+        keys = RedisKeys(settings.redis_prefix)
+        embedder = build_embedder(
+            settings.embedder,
+            openai_api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+            openai_base_url=settings.openai_base_url,
+            openai_model=settings.openai_embedding_model,
+        )
+        try:
+            qdrant = await open_qdrant(
+                url=settings.qdrant_url,
+                api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
+                path=settings.data_dir / "qdrant",
+                dimensions=embedder.dimensions,
+                embedder_name=embedder.name,
+                prefix=settings.redis_prefix,
+            )
+        except (QdrantInUseError, QdrantUnavailableError, QdrantSetupError) as exc:
+            await embedder.aclose()
+            raise ServiceUnavailable(str(exc)) from None
+        try:
+            yield Stores(
+                redis=redis,
+                qdrant=qdrant,
+                embedder=embedder,
+                core=RedisCoreMemory(redis, keys, block_limit=settings.core_block_limit),
+                working=RedisWorkingMemory(redis, keys),
+                recall=QdrantRecallMemory(qdrant.client, qdrant.recall_collection, embedder),
+                archival=QdrantArchivalMemory(qdrant.client, qdrant.archival_collection, embedder),
+                locks=RedisAgentLocks(redis, keys),
+            )
+        finally:
+            await qdrant.close()
+            await embedder.aclose()
+    finally:
+        await redis.aclose()
+
+
+def build_model(settings: Settings) -> ChatModel:
+    settings.check_llm()
+    provider = settings.resolved_provider()
+    key: Any = settings.anthropic_api_key if provider == "anthropic" else settings.openai_api_key
+    return build_chat_model(
+        provider,
+        settings.resolved_model(),
+        api_key=key.get_secret_value() if key else None,
+        base_url=settings.anthropic_base_url if provider == "anthropic" else settings.openai_base_url,
+        timeout=settings.llm_timeout,
+    )
+
+
+@asynccontextmanager
+async def open_app(settings: Settings, *, with_model: bool = True) -> AsyncIterator[App]:
+    """Open every store and, when ``with_model``, the model and runtime. Raises ConfigError/ServiceUnavailable."""
+    model = build_model(settings) if with_model else None
+    try:
+        async with open_stores(settings) as stores:
+            runtime = None
+            lock = stores.locks.hold
+            if model is not None:
+                budget = Budget(settings.context_window, settings.max_output_tokens)
+                context = ContextManager(model, stores.core, stores.working, stores.recall, stores.archival, budget)
+                agent = Agent(model, stores.working, context, max_steps=settings.max_steps)
+                runtime = Runtime(
+                    agent=agent,
+                    core=stores.core,
+                    working=stores.working,
+                    recall=stores.recall,
+                    archival=stores.archival,
+                    locks=stores.locks,
+                    max_message_chars=settings.max_message_chars,
+                )
+                lock = runtime.agent_lock
+            admin = MemoryAdmin(stores.core, stores.working, stores.recall, stores.archival, lock)
+            yield App(settings, stores, model, runtime, admin)
+    finally:
+        if model is not None:
+            await model.aclose()
+
+
+__all__ = ["App", "ConfigError", "ServiceUnavailable", "Stores", "open_app", "open_stores"]

@@ -1,0 +1,191 @@
+"""The ``membot`` command line: chat, memory show|export|reset, doctor."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bot.admin import MemoryView, UnknownAgent
+from bot.app import ServiceUnavailable, open_app
+from bot.events import AgentKey, InvalidAgentKey
+from bot.logs import configure_logging
+from bot.settings import ConfigError, Settings, load_settings
+
+app = typer.Typer(help="membot: a chat companion with long-term memory.", no_args_is_help=True, add_completion=False)
+memory_app = typer.Typer(help="See, export or reset what membot remembers about someone.", no_args_is_help=True)
+app.add_typer(memory_app, name="memory")
+
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    configure_logging(settings.log_level)
+    return settings
+
+
+def _run(work: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine, turning configuration and service errors into one clear line and a non-zero exit."""
+    try:
+        return asyncio.run(work())  # type: ignore[arg-type]
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    except ServiceUnavailable as exc:
+        raise _fail(str(exc)) from None
+    except UnknownAgent as exc:
+        hint = "Agent keys look like console:<name>, discord:<guild|dm>:<user>, slack:<team>:<user>."
+        raise _fail(f"{exc}. {hint}") from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def _agent_key(text: str) -> AgentKey:
+    try:
+        return AgentKey.parse(text)
+    except InvalidAgentKey as exc:
+        raise _fail(str(exc), 2) from None
+
+
+@app.command()
+def chat(
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="Your name; your memory lives under console:NAME.")
+    ] = None,
+) -> None:
+    """Chat with membot in this terminal (also works with piped input: one message per line)."""
+    from adapters.console import run_console
+
+    settings = _settings()
+    name = user or getpass.getuser() or "you"
+    key = _agent_key(f"console:{name}")
+
+    async def work() -> None:
+        async with open_app(settings) as running:
+            assert running.runtime is not None
+            if sys.stdin.isatty():
+                err.print(f"membot is listening as [bold]{key}[/]. Ctrl-D to leave.", highlight=False)
+            await run_console(running.runtime.handle, key.user)
+
+    _run(work)
+
+
+def _print_view(view: MemoryView) -> None:
+    console = Console()
+    console.print(f"[bold]{view.agent}[/]", highlight=False)
+    for block in view.blocks:
+        console.print(f"\n[bold]{block.label}[/] ({block.chars}/{block.limit} chars)", highlight=False)
+        console.print(block.value, highlight=False, markup=False)
+    table = Table(show_header=False, box=None)
+    table.add_row("messages in context queue", str(view.queue_length))
+    table.add_row("recall entries", str(view.recall_count))
+    table.add_row("archival notes", str(view.archival_count))
+    table.add_row("core last modified", view.last_modified.isoformat() if view.last_modified else "never")
+    console.print()
+    console.print(table)
+    if view.summary:
+        console.print("\n[bold]summary of evicted messages[/]", highlight=False)
+        console.print(view.summary, highlight=False, markup=False)
+
+
+@memory_app.command("show")
+def memory_show(
+    agent_key: Annotated[str, typer.Argument(help="e.g. console:alice, discord:dm:1234, slack:T01:U02")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Show an agent's core memory and how much it remembers."""
+    key = _agent_key(agent_key)
+    settings = _settings()
+
+    async def work() -> MemoryView:
+        async with open_app(settings, with_model=False) as running:
+            return await running.admin.show(key)
+
+    view = _run(work)
+    if as_json:
+        typer.echo(json.dumps(view.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        _print_view(view)
+
+
+@memory_app.command("export")
+def memory_export(
+    agent_key: Annotated[str, typer.Argument(help="The agent whose memory to export.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Accepted for symmetry; export is always JSON.")] = True,
+) -> None:
+    """Export everything stored about an agent as one JSON document."""
+    key = _agent_key(agent_key)
+    settings = _settings()
+
+    async def work() -> dict[str, Any]:
+        async with open_app(settings, with_model=False) as running:
+            return await running.admin.export(key)
+
+    document = json.dumps(_run(work), indent=2, ensure_ascii=False)
+    if output is None:
+        typer.echo(document)
+    else:
+        output.write_text(document + "\n", encoding="utf-8")
+        err.print(f"exported {key} to {output}", highlight=False)
+
+
+@memory_app.command("reset")
+def memory_reset(
+    agent_key: Annotated[str, typer.Argument(help="The agent whose memory to erase.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was removed as JSON.")] = False,
+) -> None:
+    """Erase everything membot remembers about an agent (core, queue, summary, recall, archival)."""
+    key = _agent_key(agent_key)
+    settings = _settings()
+    if not yes:
+        if not sys.stdin.isatty():
+            raise _fail("refusing to erase memory without confirmation; pass --yes", 2)
+        typer.confirm(f"Erase all memory of {key}? This cannot be undone", abort=True)
+
+    async def work() -> dict[str, int]:
+        async with open_app(settings, with_model=False) as running:
+            return await running.admin.reset(key)
+
+    removed = _run(work)
+    if as_json:
+        typer.echo(json.dumps({"agent": str(key), "removed": removed}))
+    else:
+        typer.echo(f"erased {key}: " + ", ".join(f"{count} {store}" for store, count in removed.items()))
+
+
+@app.command()
+def doctor() -> None:
+    """Check configuration and connections, and say what to fix."""
+    from bot.doctor import run_checks
+
+    settings = _settings()
+    results = asyncio.run(run_checks(settings))
+    failed = False
+    for name, ok, detail in results:
+        mark = "[green]ok[/]" if ok else "[red]FAIL[/]"
+        Console().print(f"{mark}  {name}: {detail}", highlight=False)
+        failed = failed or not ok
+    raise typer.Exit(1 if failed else 0)
+
+
+def main() -> None:
+    app()

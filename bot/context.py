@@ -1,0 +1,223 @@
+"""Context window management: the token budget, the memory-pressure alert, and eviction into a summary.
+
+Before every model call the prompt is counted. At 75 % of the budget (``context_window - max_output_tokens``) the
+model gets one pressure alert per cycle; at 100 % the oldest messages are evicted and folded, with the previous
+summary, into a new recursive summary. Evicted messages remain in recall memory, so nothing is lost.
+
+Eviction target: the queue is cut to half of the room the fixed part of the prompt (instructions, tools, core
+memory, summary) leaves it. With a normal window that is about 50 % of the budget; with a tiny window it keeps
+eviction possible at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bot.events import AgentKey
+from bot.llm.types import ChatMessage, ModelError, SystemPrompt, ToolSpec
+from bot.ports import ArchivalMemory, ChatModel, CoreMemory, RecallMemory, WorkingMemory
+from bot.prompts import load_prompt
+
+log = logging.getLogger(__name__)
+
+ALERT_RATIO = 0.75
+INTERRUPTED_RESULT = '{"status": "Failed", "message": "not executed: the turn was interrupted"}'
+MAX_RENDERED_MESSAGE_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What goes to the model for one step."""
+
+    system: SystemPrompt
+    messages: list[ChatMessage]
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Budget:
+    context_window: int
+    max_output_tokens: int
+
+    @property
+    def tokens(self) -> int:
+        return self.context_window - self.max_output_tokens
+
+    @property
+    def summary_tokens(self) -> int:
+        return max(64, min(1024, self.tokens // 8))
+
+
+def repair_queue(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+    """Give every tool call a result (a crash can leave one without); drop results whose call is gone."""
+    repaired: list[ChatMessage] = []
+    pending: dict[str, str] = {}
+    for message in messages:
+        if message.role != "tool":
+            repaired.extend(_interrupted(pending))
+            pending.clear()
+        if message.role == "assistant":
+            pending = {call.id: call.name for call in message.tool_calls}
+        elif message.role == "tool":
+            if message.tool_call_id not in pending:
+                continue
+            pending.pop(message.tool_call_id)
+        repaired.append(message)
+    repaired.extend(_interrupted(pending))
+    return repaired
+
+
+def _interrupted(pending: dict[str, str]) -> list[ChatMessage]:
+    return [ChatMessage("tool", INTERRUPTED_RESULT, tool_call_id=cid, name=name) for cid, name in pending.items()]
+
+
+def cut_points(messages: Sequence[ChatMessage]) -> list[int]:
+    """Indexes where the queue may be cut (messages[:i] evicted): never between a tool call and its result.
+
+    Cuts before a user message come first (the kept queue then starts with the user), then the others, each
+    group in order; the last message always stays.
+    """
+    allowed = [i for i in range(1, len(messages)) if messages[i].role != "tool"]
+    return [i for i in allowed if messages[i].role == "user"] + [i for i in allowed if messages[i].role != "user"]
+
+
+def render_for_summary(messages: Sequence[ChatMessage]) -> str:
+    lines = []
+    for message in messages:
+        if message.role == "user":
+            lines.append(f"user: {message.content}")
+        elif message.role == "assistant":
+            if message.content:
+                lines.append(f"membot (private thought): {message.content}")
+            lines.extend(f"membot called {call.name}({call.arguments})" for call in message.tool_calls)
+        else:
+            lines.append(f"result of {message.name}: {message.content}")
+    return "\n".join(
+        line if len(line) <= MAX_RENDERED_MESSAGE_CHARS else line[:MAX_RENDERED_MESSAGE_CHARS] + " …" for line in lines
+    )
+
+
+class ContextManager:
+    """Builds each step's prompt within the token budget, alerting and evicting as the queue grows."""
+
+    def __init__(
+        self,
+        model: ChatModel,
+        core: CoreMemory,
+        working: WorkingMemory,
+        recall: RecallMemory,
+        archival: ArchivalMemory,
+        budget: Budget,
+    ) -> None:
+        self._model = model
+        self._core = core
+        self._working = working
+        self._recall = recall
+        self._archival = archival
+        self.budget = budget
+
+    async def system_prompt(self, agent: AgentKey) -> SystemPrompt:
+        """Static instructions, then core memory with sizes and statistics, then the summary."""
+        blocks = await self._core.blocks(agent)
+        parts = ["# Core memory"]
+        for block in blocks:
+            parts.append(f'<{block.label} chars="{block.chars}/{block.limit}">\n{block.value}\n</{block.label}>')
+        recall_count = await self._recall.count(agent)
+        archival_count = await self._archival.count(agent)
+        modified = await self._core.last_modified(agent)
+        changed = f"{modified.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if modified else "never"
+        parts.append(
+            f"# Memory statistics\n{recall_count} messages in recall memory; {archival_count} notes in archival "
+            f"memory; core memory last changed {changed}. Now: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC."
+        )
+        summary = await self._working.summary(agent)
+        if summary:
+            parts.append(f"# Summary of earlier conversation (evicted from context, still searchable)\n{summary}")
+        return SystemPrompt(static=load_prompt("system"), dynamic="\n\n".join(parts))
+
+    async def prepare(self, agent: AgentKey, tools: Sequence[ToolSpec]) -> Prompt:
+        """The prompt for the next model call, after any pressure alert or eviction it needs."""
+        prompt = await self._current(agent, tools)
+        if prompt.tokens >= self.budget.tokens:
+            await self.flush(agent, tools)
+            return await self._current(agent, tools)
+        if prompt.tokens >= ALERT_RATIO * self.budget.tokens and not await self._working.pressure_alerted(agent):
+            percent = round(100 * prompt.tokens / self.budget.tokens)
+            alert = ChatMessage("user", load_prompt("pressure_alert").replace("{percent}", str(percent)))
+            await self._working.append(agent, [alert])
+            await self._working.set_pressure_alerted(agent)
+            log.info("pressure alert", extra={"agent": str(agent), "percent": percent})
+            prompt = await self._current(agent, tools)
+            if prompt.tokens >= self.budget.tokens:
+                await self.flush(agent, tools)
+                return await self._current(agent, tools)
+        return prompt
+
+    async def _current(self, agent: AgentKey, tools: Sequence[ToolSpec]) -> Prompt:
+        system = await self.system_prompt(agent)
+        messages = repair_queue(await self._working.messages(agent))
+        return Prompt(system, messages, self._model.count_tokens(system, messages, tools))
+
+    async def flush(self, agent: AgentKey, tools: Sequence[ToolSpec]) -> int:
+        """Evict the oldest messages into the recursive summary; return how many were evicted."""
+        system = await self.system_prompt(agent)
+        queue = await self._working.messages(agent)
+        cuts = cut_points(queue)
+        if not cuts:
+            log.warning("context over budget but nothing can be evicted", extra={"agent": str(agent)})
+            return 0
+        fixed = self._model.count_tokens(system, [], tools) + self.budget.summary_tokens
+        target = max(self.budget.tokens // 2, fixed + (self.budget.tokens - fixed) // 2)
+        cut = max(cuts)
+        for index in cuts:
+            if fixed + self._model.count_tokens(SystemPrompt(""), repair_queue(queue[index:]), []) <= target:
+                cut = index
+                break
+        evicted = queue[:cut]
+        previous = await self._working.summary(agent)
+        summary = await self._summarize(previous, evicted)
+        await self._working.evict(agent, cut, summary)
+        log.info("evicted messages into summary", extra={"agent": str(agent), "count": cut})
+        return cut
+
+    async def _summarize(self, previous: str, evicted: Sequence[ChatMessage]) -> str:
+        """One model call folding the previous summary and the evicted messages; a plain note if it fails."""
+        max_words = max(40, int(self.budget.summary_tokens * 0.7))
+        input_room_chars = max(1000, (self.budget.tokens - self.budget.summary_tokens - 400) * 3)
+        rendered = render_for_summary(evicted)
+        if len(rendered) > input_room_chars:
+            rendered = "…" + rendered[-input_room_chars:]
+        prompt = (
+            load_prompt("summarize")
+            .replace("{max_words}", str(max_words))
+            .replace("{previous_summary}", previous or "(none)")
+            .replace("{messages}", rendered)
+        )
+        try:
+            completion = await self._model.complete(
+                SystemPrompt("You write concise, faithful conversation summaries."),
+                [ChatMessage("user", prompt)],
+                [],
+                max_output_tokens=self.budget.summary_tokens,
+            )
+            summary = completion.text.strip()
+        except ModelError as exc:
+            log.warning("summary call failed; keeping a plain note", extra={"error": type(exc).__name__})
+            summary = ""
+        if not summary:
+            note = f"({len(evicted)} older messages were moved out of context; search them with conversation_search.)"
+            summary = f"{previous}\n{note}".strip()
+        return self._cap(summary)
+
+    def _cap(self, summary: str) -> str:
+        """Keep the summary within its token share, cutting at a line or word boundary."""
+        limit = self.budget.summary_tokens
+        if self._model.count_tokens(SystemPrompt(""), [ChatMessage("user", summary)], []) <= limit:
+            return summary
+        words = summary.split(" ")
+        while words and self._model.count_tokens(SystemPrompt(""), [ChatMessage("user", " ".join(words))], []) > limit:
+            words = words[: max(1, int(len(words) * 0.9))] if len(words) > 1 else []
+        return " ".join(words) + " …"

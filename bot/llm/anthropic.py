@@ -1,0 +1,281 @@
+"""``ChatModel`` on the Anthropic Messages API (``anthropic.AsyncAnthropic``), with prompt caching.
+
+Wire translation, in short:
+
+- system: two text blocks, the static one marked ``cache_control: ephemeral`` (so tools + static instructions are
+  one cached prefix), then core memory; tools: the last one marked too; the last message block also gets a
+  breakpoint (``cache_conversation``), so the steps of one turn reuse each other's prefix;
+- assistant → ``[text, tool_use…]``; ``tool`` → a user message of ``tool_result`` blocks (results first);
+  same-role neighbours are merged so roles alternate; the conversation starts and ends with a user message;
+- a tool call without a result gets a placeholder result and a result without its call becomes plain text, so a
+  damaged queue cannot make every later request fail with a 400.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import anthropic
+
+from bot.llm.retry import RetryPolicy, Transient, call_with_retry, transient_status
+from bot.llm.tokens import ANTHROPIC_FACTOR, TokenCounter
+from bot.llm.types import (
+    ChatMessage,
+    Completion,
+    ContextOverflowError,
+    ModelError,
+    SystemPrompt,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+
+__all__ = ["AnthropicChatModel", "build_messages", "build_request", "is_overflow_message", "parse_response"]
+
+log = logging.getLogger(__name__)
+
+CACHE: dict[str, str] = {"type": "ephemeral"}
+START_PLACEHOLDER = "(conversation continues)"
+CONTINUE_PLACEHOLDER = "(continue)"
+EMPTY_PLACEHOLDER = "(empty message)"
+MISSING_RESULT = "error: no result was recorded for this call"
+
+# "prompt is too long: 208310 tokens > 200000 maximum"; "input length and `max_tokens` exceed context limit: ..."
+_OVERFLOW = re.compile(
+    r"prompt is too long|input is too long|too many input tokens|context (window|limit|length)",
+    re.IGNORECASE,
+)
+
+_BAD_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+
+Block = dict[str, Any]
+
+
+def is_overflow_message(status: int, message: str) -> bool:
+    """Whether an error response means the prompt does not fit the context window."""
+    return status == 413 or (status == 400 and bool(_OVERFLOW.search(message)))
+
+
+def _tool_input(arguments: str) -> dict[str, Any]:
+    """The arguments as a JSON object; anything else is carried as ``{"_raw": text}`` (never raises)."""
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except ValueError:
+        return {"_raw": arguments}
+    return value if isinstance(value, dict) else {"_raw": arguments}
+
+
+def _wire_id(call_id: str) -> str:
+    """A tool_use id as the API accepts it (``[A-Za-z0-9_-]+``); ids from another provider may differ."""
+    return _BAD_ID_CHARS.sub("_", call_id) or "toolu_missing"
+
+
+def _text_block(text: str) -> Block:
+    return {"type": "text", "text": text}
+
+
+def _missing_result(call_id: str) -> Block:
+    return {"type": "tool_result", "tool_use_id": _wire_id(call_id), "content": MISSING_RESULT, "is_error": True}
+
+
+def _turns(messages: Sequence[ChatMessage]) -> list[tuple[str, list[Block]]]:
+    """Neutral messages → (role, blocks) with every tool_use answered by exactly one tool_result."""
+    turns: list[tuple[str, list[Block]]] = []
+    open_calls: dict[str, str] = {}  # tool_use id → name, of the latest assistant message
+
+    def close_open_calls() -> None:
+        if open_calls:
+            log.warning("tool calls without results: %s", ", ".join(open_calls.values()))
+            turns.append(("user", [_missing_result(call_id) for call_id in open_calls]))
+            open_calls.clear()
+
+    for msg in messages:
+        if msg.role == "tool":
+            if msg.tool_call_id is not None and msg.tool_call_id in open_calls:
+                del open_calls[msg.tool_call_id]
+                result = msg.content if msg.content.strip() else EMPTY_PLACEHOLDER
+                block = {"type": "tool_result", "tool_use_id": _wire_id(msg.tool_call_id), "content": result}
+                turns.append(("user", [block]))
+            else:
+                log.warning("tool result without its call: %s", msg.name or msg.tool_call_id)
+                label = f"[result of function {msg.name or '?'} (call {msg.tool_call_id or '?'})]"
+                turns.append(("user", [_text_block(f"{label}\n{msg.content}")]))
+            continue
+        close_open_calls()
+        if msg.role == "assistant":
+            blocks: list[Block] = [_text_block(msg.content)] if msg.content.strip() else []
+            for call in msg.tool_calls:
+                tool_input = _tool_input(call.arguments)
+                blocks.append({"type": "tool_use", "id": _wire_id(call.id), "name": call.name, "input": tool_input})
+                open_calls[call.id] = call.name
+            if blocks:
+                turns.append(("assistant", blocks))
+        else:
+            turns.append(("user", [_text_block(msg.content if msg.content.strip() else EMPTY_PLACEHOLDER)]))
+    close_open_calls()
+    return turns
+
+
+def build_messages(messages: Sequence[ChatMessage], *, cache_conversation: bool = True) -> list[dict[str, Any]]:
+    """Alternating Anthropic messages that start and end with the user."""
+    merged: list[dict[str, Any]] = []
+    for role, blocks in _turns(messages):
+        if merged and merged[-1]["role"] == role:
+            merged[-1]["content"].extend(blocks)
+        else:
+            merged.append({"role": role, "content": list(blocks)})
+    for msg in merged:  # tool_result blocks must open a user message
+        if msg["role"] == "user":
+            msg["content"].sort(key=lambda b: b["type"] != "tool_result")
+    if not merged or merged[0]["role"] != "user":
+        merged.insert(0, {"role": "user", "content": [_text_block(START_PLACEHOLDER)]})
+    if merged[-1]["role"] != "user":
+        merged.append({"role": "user", "content": [_text_block(CONTINUE_PLACEHOLDER)]})
+    if cache_conversation:
+        merged[-1]["content"][-1] = {**merged[-1]["content"][-1], "cache_control": CACHE}
+    return merged
+
+
+def build_request(
+    system: SystemPrompt,
+    messages: Sequence[ChatMessage],
+    tools: Sequence[ToolSpec],
+    *,
+    cache_conversation: bool = True,
+) -> dict[str, Any]:
+    """The ``system``, ``messages`` and ``tools`` arguments of ``messages.create``."""
+    system_blocks: list[Block] = []
+    if system.static.strip():
+        system_blocks.append({"type": "text", "text": system.static, "cache_control": CACHE})
+    if system.dynamic.strip():
+        system_blocks.append(_text_block(system.dynamic))
+    tool_params: list[Block] = [
+        {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in tools
+    ]
+    if tool_params:
+        tool_params[-1] = {**tool_params[-1], "cache_control": CACHE}
+    return {
+        "system": system_blocks,
+        "messages": build_messages(messages, cache_conversation=cache_conversation),
+        "tools": tool_params,
+    }
+
+
+def parse_response(message: anthropic.types.Message) -> Completion:
+    """Text blocks joined, tool_use blocks as ToolCalls (input as JSON text), usage and stop reason."""
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for block in message.content:
+        if block.type == "text":
+            texts.append(block.text)
+        elif block.type == "tool_use":
+            raw: object = block.input
+            arguments = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False)
+            calls.append(ToolCall(id=block.id, name=block.name, arguments=arguments))
+    usage = message.usage
+    cache_read = usage.cache_read_input_tokens or 0
+    cache_write = usage.cache_creation_input_tokens or 0
+    return Completion(
+        text="\n".join(t for t in texts if t),
+        tool_calls=tuple(calls),
+        usage=Usage(
+            input_tokens=usage.input_tokens + cache_read + cache_write,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=cache_read,
+        ),
+        stop_reason=message.stop_reason,
+    )
+
+
+def _classify(exc: Exception) -> Transient | None:
+    if isinstance(exc, anthropic.APITimeoutError):
+        return Transient("timeout")
+    if isinstance(exc, anthropic.APIConnectionError):
+        return Transient("connection error")
+    if isinstance(exc, anthropic.APIStatusError):
+        return transient_status(exc.status_code, exc.response.headers)
+    return None
+
+
+def _api_message(exc: anthropic.APIStatusError) -> str:
+    message = exc.api_message if isinstance(exc.api_message, str) else exc.message
+    return message[:300]
+
+
+class AnthropicChatModel:
+    """A ``ChatModel`` on Anthropic Messages. The SDK does not retry (``max_retries=0``); ``retry`` does."""
+
+    provider = "anthropic"
+
+    def __init__(
+        self,
+        model: str,
+        api_key: str | None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        *,
+        token_factor: float = ANTHROPIC_FACTOR,
+        cache_conversation: bool = True,
+    ) -> None:
+        self.model = model
+        self.retry = retry or RetryPolicy()
+        self.cache_conversation = cache_conversation
+        self.counter = TokenCounter(token_factor)
+        self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
+
+    async def complete(
+        self,
+        system: SystemPrompt,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[ToolSpec],
+        *,
+        max_output_tokens: int,
+    ) -> Completion:
+        request = build_request(system, messages, tools, cache_conversation=self.cache_conversation)
+        log.debug("anthropic request: model=%s messages=%d tools=%d", self.model, len(messages), len(tools))
+
+        async def call() -> anthropic.types.Message:
+            return await self._client.messages.create(
+                model=self.model,
+                max_tokens=max_output_tokens,
+                messages=request["messages"],
+                system=request["system"] or anthropic.omit,
+                tools=request["tools"] or anthropic.omit,
+            )
+
+        try:
+            response = await call_with_retry(call, policy=self.retry, classify=_classify, what="anthropic request")
+        except anthropic.APIStatusError as exc:
+            message = _api_message(exc)
+            if is_overflow_message(exc.status_code, message):
+                raise ContextOverflowError(f"anthropic: prompt exceeds the context window: {message}") from exc
+            raise ModelError(f"anthropic request rejected ({exc.status_code}): {message}") from exc
+        except anthropic.AnthropicError as exc:
+            raise ModelError(f"anthropic request failed: {type(exc).__name__}") from exc
+        completion = parse_response(response)
+        log.debug(
+            "anthropic response: stop=%s input=%d cached=%d output=%d",
+            completion.stop_reason,
+            completion.usage.input_tokens,
+            completion.usage.cache_read_tokens,
+            completion.usage.output_tokens,
+        )
+        return completion
+
+    def count_tokens(self, system: SystemPrompt, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> int:
+        return self.counter.count(system, messages, tools)
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._client.close()
+
+    async def __aenter__(self) -> AnthropicChatModel:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -1,0 +1,245 @@
+"""``ChatModel`` on OpenAI Chat Completions (``openai.AsyncOpenAI``), also for OpenAI-compatible servers.
+
+vLLM, Ollama, llama.cpp and gateways are reached through ``base_url``. Their quirks handled here: tool calls
+without ids (ids are made up), ``content: null``, missing usage, and servers that parse the arguments of past
+tool calls (malformed arguments are sent back wrapped as ``{"_raw": text}``; well-formed ones byte for byte).
+A tool call without a result gets a placeholder result and a result without its call becomes user text, so a
+damaged queue cannot make every later request fail with a 400.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import openai
+from openai.types.chat import ChatCompletion
+
+from bot.llm.retry import RetryPolicy, Transient, call_with_retry, transient_status
+from bot.llm.tokens import OPENAI_FACTOR, TokenCounter
+from bot.llm.types import (
+    ChatMessage,
+    Completion,
+    ContextOverflowError,
+    ModelError,
+    SystemPrompt,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+
+__all__ = ["OpenAIChatModel", "build_messages", "build_tools", "is_overflow_error", "parse_response"]
+
+log = logging.getLogger(__name__)
+
+MISSING_RESULT = "error: no result was recorded for this call"
+
+# OpenAI: code "context_length_exceeded"; vLLM: "This model's maximum context length is 4096 tokens..."; llama.cpp:
+# "the request exceeds the available context size".
+_OVERFLOW = re.compile(
+    r"maximum context length|context length|context window|context size|prompt is too long|too many tokens",
+    re.IGNORECASE,
+)
+
+
+def is_overflow_error(status: int, code: str | None, message: str) -> bool:
+    """Whether an error response means the prompt does not fit the context window."""
+    if code == "context_length_exceeded":
+        return True
+    return status in (400, 413) and bool(_OVERFLOW.search(message))
+
+
+def _wire_arguments(arguments: str) -> str:
+    """Arguments to send back: the raw text when it is JSON, else wrapped so strict servers can parse it."""
+    try:
+        json.loads(arguments)
+    except ValueError:
+        return json.dumps({"_raw": arguments}, ensure_ascii=False)
+    return arguments
+
+
+def _wire_call(call: ToolCall) -> dict[str, Any]:
+    function = {"name": call.name, "arguments": _wire_arguments(call.arguments)}
+    return {"id": call.id, "type": "function", "function": function}
+
+
+def build_messages(system: SystemPrompt, messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """One system message (static then dynamic) and the conversation, every tool call answered once."""
+    wire: list[dict[str, Any]] = [{"role": "system", "content": system.text()}]
+    open_calls: dict[str, str] = {}  # tool call id → name, of the latest assistant message
+
+    def close_open_calls() -> None:
+        if open_calls:
+            log.warning("tool calls without results: %s", ", ".join(open_calls.values()))
+            wire.extend({"role": "tool", "tool_call_id": i, "content": MISSING_RESULT} for i in open_calls)
+            open_calls.clear()
+
+    for msg in messages:
+        if msg.role == "tool":
+            if msg.tool_call_id is not None and msg.tool_call_id in open_calls:
+                del open_calls[msg.tool_call_id]
+                wire.append({"role": "tool", "tool_call_id": msg.tool_call_id, "content": msg.content})
+            else:
+                log.warning("tool result without its call: %s", msg.name or msg.tool_call_id)
+                label = f"[result of function {msg.name or '?'} (call {msg.tool_call_id or '?'})]"
+                wire.append({"role": "user", "content": f"{label}\n{msg.content}"})
+            continue
+        close_open_calls()
+        if msg.role == "assistant" and msg.tool_calls:
+            calls = [_wire_call(c) for c in msg.tool_calls]
+            wire.append({"role": "assistant", "content": msg.content or None, "tool_calls": calls})
+            open_calls.update((c.id, c.name) for c in msg.tool_calls)
+        else:
+            wire.append({"role": msg.role, "content": msg.content})
+    close_open_calls()
+    return wire
+
+
+def build_tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
+    return [
+        {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+        for t in tools
+    ]
+
+
+def _new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def parse_response(response: ChatCompletion) -> Completion:
+    """The first choice as a Completion; tool calls keep their raw arguments text, missing ids are made up."""
+    if not response.choices:
+        raise ModelError("openai response had no choices")
+    choice = response.choices[0]
+    message = choice.message
+    calls: list[ToolCall] = []
+    for call in message.tool_calls or []:
+        function = getattr(call, "function", None) or getattr(call, "custom", None)
+        if function is None:
+            continue
+        arguments: object = getattr(function, "arguments", None)
+        if arguments is None:
+            arguments = getattr(function, "input", None)
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments if arguments is not None else {}, ensure_ascii=False)
+        calls.append(ToolCall(id=call.id or _new_call_id(), name=function.name or "", arguments=arguments))
+    if not calls and message.function_call is not None:  # legacy single function call
+        legacy = message.function_call
+        calls.append(ToolCall(id=_new_call_id(), name=legacy.name or "", arguments=legacy.arguments or ""))
+    usage = response.usage
+    cached = 0
+    if usage is not None and usage.prompt_tokens_details is not None:
+        cached = usage.prompt_tokens_details.cached_tokens or 0
+    content: object = message.content
+    return Completion(
+        text=content if isinstance(content, str) else "",
+        tool_calls=tuple(calls),
+        usage=Usage(
+            input_tokens=(usage.prompt_tokens or 0) if usage else 0,
+            output_tokens=(usage.completion_tokens or 0) if usage else 0,
+            cache_read_tokens=cached,
+        ),
+        stop_reason=choice.finish_reason,
+    )
+
+
+def _classify(exc: Exception) -> Transient | None:
+    if isinstance(exc, openai.APITimeoutError):
+        return Transient("timeout")
+    if isinstance(exc, openai.APIConnectionError):
+        return Transient("connection error")
+    if isinstance(exc, openai.APIStatusError):
+        return transient_status(exc.status_code, exc.response.headers)
+    return None
+
+
+def _api_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    message = body.get("message") if isinstance(body, dict) else None
+    return (message if isinstance(message, str) else exc.message)[:300]
+
+
+class OpenAIChatModel:
+    """A ``ChatModel`` on OpenAI Chat Completions. The SDK does not retry (``max_retries=0``); ``retry`` does.
+
+    ``max_tokens_param`` names the output limit field: ``max_completion_tokens`` for OpenAI itself (newer models
+    reject ``max_tokens``), ``max_tokens`` for other servers (which do not all know the newer name).
+    """
+
+    provider = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        api_key: str | None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        *,
+        token_factor: float = OPENAI_FACTOR,
+        max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None,
+    ) -> None:
+        self.model = model
+        self.retry = retry or RetryPolicy()
+        self.counter = TokenCounter(token_factor)
+        official = base_url is None or "api.openai.com" in base_url
+        self.max_tokens_param: str = max_tokens_param or ("max_completion_tokens" if official else "max_tokens")
+        if api_key is None and not official:
+            api_key = "no-key"  # local servers usually need none, but the SDK insists on one
+        self._client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
+
+    async def complete(
+        self,
+        system: SystemPrompt,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[ToolSpec],
+        *,
+        max_output_tokens: int,
+    ) -> Completion:
+        wire_messages = build_messages(system, messages)
+        wire_tools = build_tools(tools)
+        log.debug("openai request: model=%s messages=%d tools=%d", self.model, len(messages), len(tools))
+
+        async def call() -> ChatCompletion:
+            return await self._client.chat.completions.create(
+                model=self.model,
+                messages=wire_messages,  # type: ignore[arg-type]
+                tools=wire_tools or openai.omit,  # type: ignore[arg-type]
+                extra_body={self.max_tokens_param: max_output_tokens},
+            )
+
+        try:
+            response = await call_with_retry(call, policy=self.retry, classify=_classify, what="openai request")
+        except openai.APIStatusError as exc:
+            message = _api_message(exc)
+            if is_overflow_error(exc.status_code, exc.code, message):
+                raise ContextOverflowError(f"openai: prompt exceeds the context window: {message}") from exc
+            raise ModelError(f"openai request rejected ({exc.status_code}): {message}") from exc
+        except openai.OpenAIError as exc:
+            raise ModelError(f"openai request failed: {type(exc).__name__}") from exc
+        completion = parse_response(response)
+        log.debug(
+            "openai response: stop=%s input=%d cached=%d output=%d",
+            completion.stop_reason,
+            completion.usage.input_tokens,
+            completion.usage.cache_read_tokens,
+            completion.usage.output_tokens,
+        )
+        return completion
+
+    def count_tokens(self, system: SystemPrompt, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> int:
+        return self.counter.count(system, messages, tools)
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._client.close()
+
+    async def __aenter__(self) -> OpenAIChatModel:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -1,0 +1,156 @@
+"""The runtime: event → agent → sink, one turn at a time per agent.
+
+For each inbound message it takes the agent's lock (in-process first, so waiters are served in order, then the
+Redis lock that holds across processes), stores the user message in the queue and in recall *before* calling the
+model, runs the step loop, and delivers each ``send_message`` to the sink at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC
+
+from bot.agent import Agent, TurnReport
+from bot.events import AgentKey, InboundMessage, OutboundReply, ReplyKind, utc_now
+from bot.llm.types import ChatMessage, ModelError
+from bot.memory_types import RecallEntry
+from bot.ports import AgentLocks, ArchivalMemory, CoreMemory, RecallMemory, ReplySink, WorkingMemory
+from bot.prompts import load_prompt
+from bot.tools import ToolContext
+
+log = logging.getLogger(__name__)
+
+EMPTY_NOTICE = "Your message was empty, so there is nothing for me to answer."
+MODEL_DOWN_NOTICE = (
+    "Sorry, I can't reach my language model right now. Your message is saved; please try again in a moment."
+)
+RECENT_CONTEXT_LIMIT = 5
+
+
+def pack_user_message(message: InboundMessage, text: str) -> str:
+    """The user message as the model sees it: who, where and when, then the text."""
+    when = f"{message.timestamp.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    if message.is_dm:
+        return f"[{when}] {message.author_name} (direct message, {message.platform}):\n{text}"
+    where = f"#{message.channel_name}" if message.channel_name else f"channel {message.channel_id}"
+    header = f"[{when}] {message.author_name} in {where} ({message.platform}, public)"
+    lines = [header]
+    recent = message.recent_context[-RECENT_CONTEXT_LIMIT:]
+    if recent:
+        lines.append("Recent messages from others in the channel:")
+        lines.extend(f"- {item.author_name}: {item.text}" for item in recent)
+        lines.append(f"{message.author_name} says:")
+    return "\n".join(lines) + f"\n{text}"
+
+
+class _FairLocks:
+    """In-process FIFO locks per agent, dropped when nobody holds or waits for them."""
+
+    def __init__(self) -> None:
+        self._locks: dict[AgentKey, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, agent: AgentKey) -> AsyncIterator[None]:
+        lock, users = self._locks.get(agent, (asyncio.Lock(), 0))
+        self._locks[agent] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[agent]
+            if users <= 1:
+                del self._locks[agent]
+            else:
+                self._locks[agent] = (lock, users - 1)
+
+
+class Runtime:
+    """Hands every normalized event to the one agent runtime."""
+
+    def __init__(
+        self,
+        *,
+        agent: Agent,
+        core: CoreMemory,
+        working: WorkingMemory,
+        recall: RecallMemory,
+        archival: ArchivalMemory,
+        locks: AgentLocks,
+        max_message_chars: int,
+    ) -> None:
+        self._agent = agent
+        self._core = core
+        self._working = working
+        self._recall = recall
+        self._archival = archival
+        self._locks = locks
+        self._local_locks = _FairLocks()
+        self._max_chars = max_message_chars
+
+    @asynccontextmanager
+    async def agent_lock(self, agent: AgentKey) -> AsyncIterator[None]:
+        """Exclusive use of one agent: turns, heartbeats and admin resets all take this."""
+        async with self._local_locks.hold(agent), self._locks.hold(agent):
+            yield
+
+    async def handle(self, message: InboundMessage, sink: ReplySink) -> TurnReport | None:
+        """Answer one user message. Returns None when the message was rejected before the model was asked."""
+        text = message.text.strip()
+        if not text:
+            await sink.send(OutboundReply(EMPTY_NOTICE, ReplyKind.NOTICE, message.message_id))
+            return None
+        model_text = text
+        if len(text) > self._max_chars:
+            model_text = (
+                text[: self._max_chars] + f"\n[system] This message was cut from {len(text)} to {self._max_chars} "
+                "characters; the full text is stored in recall memory."
+            )
+            await sink.send(
+                OutboundReply(
+                    f"Your message is {len(text):,} characters long; I read the first {self._max_chars:,}. "
+                    "The whole text is saved in my memory.",
+                    ReplyKind.NOTICE,
+                    message.message_id,
+                )
+            )
+        agent = message.agent_key
+        async with self.agent_lock(agent):
+            await self._core.ensure(agent, {"persona": load_prompt("persona"), "human": load_prompt("human")})
+            await self._working.append(agent, [ChatMessage("user", pack_user_message(message, model_text))])
+            await self._recall.add([self._recall_entry(message, "user", text, message.author_name)])
+
+            async def send(reply: str) -> None:
+                await sink.send(OutboundReply(reply, ReplyKind.MESSAGE, message.message_id))
+                await self._recall.add([self._recall_entry(message, "assistant", reply, "membot")])
+
+            ctx = ToolContext(agent, message.scope, self._core, self._recall, self._archival, send)
+            try:
+                async with sink.typing():
+                    report = await self._agent.run_turn(ctx, expects_reply=True)
+            except ModelError as exc:
+                log.warning("model unavailable; turn abandoned", extra={"agent": str(agent), "error": str(exc)[:200]})
+                await sink.send(OutboundReply(MODEL_DOWN_NOTICE, ReplyKind.NOTICE, message.message_id))
+                return None
+        log.info(
+            "turn done",
+            extra={"agent": str(agent), "steps": report.steps, "sent": report.messages_sent},
+        )
+        return report
+
+    @staticmethod
+    def _recall_entry(message: InboundMessage, role: str, text: str, author: str) -> RecallEntry:
+        timestamp = message.timestamp if role == "user" else utc_now()
+        return RecallEntry(
+            agent=message.agent_key,
+            role=role,
+            text=text,
+            timestamp=timestamp,
+            author=author,
+            platform=message.platform,
+            channel=message.channel_id,
+            scope=message.scope,
+            message_id=message.message_id if role == "user" else None,
+        )

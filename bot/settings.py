@@ -1,0 +1,109 @@
+"""All configuration in one pydantic-settings class, read from the environment and ``.env``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODELS = {"anthropic": "claude-sonnet-5-5", "openai": "gpt-5.5"}
+
+
+class ConfigError(Exception):
+    """The configuration cannot work; the message names the variables to set."""
+
+
+class Settings(BaseSettings):
+    """membot's settings. Every field is documented in ``.env.example``."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True)
+
+    llm_provider: Literal["anthropic", "openai"] | None = Field(None, alias="MEMBOT_LLM_PROVIDER")
+    model: str | None = Field(None, alias="MEMBOT_MODEL")
+    context_window: int = Field(200_000, alias="MEMBOT_CONTEXT_WINDOW", ge=1000)
+    max_output_tokens: int = Field(1024, alias="MEMBOT_MAX_OUTPUT_TOKENS", ge=64)
+    max_steps: int = Field(10, alias="MEMBOT_MAX_STEPS", ge=1, le=50)
+    max_message_chars: int = Field(8000, alias="MEMBOT_MAX_MESSAGE_CHARS", ge=100)
+    core_block_limit: int = Field(2000, alias="MEMBOT_CORE_BLOCK_LIMIT", ge=100)
+    llm_timeout: float = Field(60.0, alias="MEMBOT_LLM_TIMEOUT", gt=0)
+
+    anthropic_api_key: SecretStr | None = Field(None, alias="ANTHROPIC_API_KEY")
+    anthropic_base_url: str | None = Field(None, alias="ANTHROPIC_BASE_URL")
+    openai_api_key: SecretStr | None = Field(None, alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(None, alias="OPENAI_BASE_URL")
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    redis_prefix: str = Field("membot", alias="MEMBOT_REDIS_PREFIX")
+    qdrant_url: str | None = Field(None, alias="QDRANT_URL")
+    qdrant_api_key: SecretStr | None = Field(None, alias="QDRANT_API_KEY")
+    data_dir: Path = Field(Path("./data"), alias="MEMBOT_DATA_DIR")
+    embedder: Literal["local", "openai", "hashing"] = Field("local", alias="MEMBOT_EMBEDDER")
+    openai_embedding_model: str = Field("text-embedding-3-small", alias="MEMBOT_OPENAI_EMBEDDING_MODEL")
+
+    discord_token: SecretStr | None = Field(None, alias="DISCORD_TOKEN")
+    discord_api_base_url: str | None = Field(None, alias="DISCORD_API_BASE_URL")
+    slack_bot_token: SecretStr | None = Field(None, alias="SLACK_BOT_TOKEN")
+    slack_app_token: SecretStr | None = Field(None, alias="SLACK_APP_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(None, alias="SLACK_SIGNING_SECRET")
+    slack_api_url: str | None = Field(None, alias="SLACK_API_URL")
+    admin_ids: str = Field("", alias="MEMBOT_ADMIN_IDS")
+    log_level: str = Field("WARNING", alias="MEMBOT_LOG_LEVEL")
+
+    @field_validator("llm_provider", mode="before")
+    @classmethod
+    def _blank_provider_is_none(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return value or None
+        return value
+
+    @property
+    def admin_id_set(self) -> frozenset[str]:
+        return frozenset(part.strip() for part in self.admin_ids.split(",") if part.strip())
+
+    def resolved_provider(self) -> Literal["anthropic", "openai"]:
+        """The provider to use: the configured one, or the one whose credentials are present."""
+        if self.llm_provider:
+            return self.llm_provider
+        if self.anthropic_api_key:
+            return "anthropic"
+        if self.openai_api_key or self.openai_base_url:
+            return "openai"
+        raise ConfigError(
+            "No language model is configured. Set MEMBOT_LLM_PROVIDER=anthropic with ANTHROPIC_API_KEY, "
+            "or MEMBOT_LLM_PROVIDER=openai with OPENAI_API_KEY (or OPENAI_BASE_URL for a local "
+            "OpenAI-compatible server such as vLLM, Ollama or llama.cpp)."
+        )
+
+    def resolved_model(self) -> str:
+        return self.model or DEFAULT_MODELS[self.resolved_provider()]
+
+    def check_llm(self) -> None:
+        """Raise ConfigError naming the missing variables when the chosen provider cannot be reached."""
+        provider = self.resolved_provider()
+        if provider == "anthropic" and not self.anthropic_api_key:
+            raise ConfigError(
+                "MEMBOT_LLM_PROVIDER=anthropic needs ANTHROPIC_API_KEY (and optionally ANTHROPIC_BASE_URL)."
+            )
+        if provider == "openai" and not (self.openai_api_key or self.openai_base_url):
+            raise ConfigError(
+                "MEMBOT_LLM_PROVIDER=openai needs OPENAI_API_KEY, or OPENAI_BASE_URL for a compatible local server."
+            )
+        if self.max_output_tokens >= self.context_window // 2:
+            raise ConfigError(
+                f"MEMBOT_MAX_OUTPUT_TOKENS ({self.max_output_tokens}) must be less than half of "
+                f"MEMBOT_CONTEXT_WINDOW ({self.context_window})."
+            )
+
+
+def load_settings() -> Settings:
+    """Read settings; turn validation errors into one ConfigError that names the variables."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"Invalid configuration: {problems}") from None

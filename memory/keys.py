@@ -1,0 +1,89 @@
+"""Every Redis key membot uses, in one place.
+
+Per-agent keys wrap the agent key in a hash tag (``{discord:123:456}``) so that all keys of one agent land in
+the same Redis Cluster slot and multi-key scripts and transactions on them stay legal on a cluster.
+"""
+
+from __future__ import annotations
+
+from bot.events import AgentKey
+
+DEFAULT_PREFIX = "membot"
+
+
+class RedisKeys:
+    """Builds key names under a prefix (default ``membot``; tests pass a unique one to isolate themselves)."""
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        if not prefix or any(c in prefix for c in " {}"):
+            raise ValueError(f"invalid Redis key prefix {prefix!r}: use a non-empty name without spaces or braces")
+        self.prefix = prefix
+
+    def _agent(self, kind: str, agent: AgentKey) -> str:
+        return f"{self.prefix}:{kind}:{{{agent}}}"
+
+    # --- core memory -------------------------------------------------------------------------------------
+    def core_blocks(self, agent: AgentKey) -> str:
+        """Hash: block label -> block text."""
+        return self._agent("core", agent)
+
+    def core_limits(self, agent: AgentKey) -> str:
+        """Hash: block label -> character limit of that block."""
+        return self._agent("core-limits", agent)
+
+    def meta(self, agent: AgentKey) -> str:
+        """Hash: ``created`` and ``modified`` (RFC 3339 UTC) of the agent's memory."""
+        return self._agent("meta", agent)
+
+    def agents(self) -> str:
+        """Set: string forms of every agent that has core memory."""
+        return f"{self.prefix}:agents"
+
+    # --- working memory ----------------------------------------------------------------------------------
+    def queue(self, agent: AgentKey) -> str:
+        """List: the message queue, oldest first, each item ``ChatMessage.to_json()``."""
+        return self._agent("queue", agent)
+
+    def summary(self, agent: AgentKey) -> str:
+        """String: recursive summary of the messages evicted from the queue."""
+        return self._agent("summary", agent)
+
+    def pressure_alerted(self, agent: AgentKey) -> str:
+        """Flag: the memory-pressure alert was raised in the current eviction cycle (cleared by eviction)."""
+        return self._agent("pressure", agent)
+
+    # --- coordination ------------------------------------------------------------------------------------
+    def lock(self, agent: AgentKey) -> str:
+        """String: the agent's cross-process lock (token with a TTL lease)."""
+        return self._agent("lock", agent)
+
+    def rate_limit(self, subject: str, window: int) -> str:
+        """Counter: requests of ``subject`` (a user or agent key) in the time window numbered ``window``."""
+        return f"{self.prefix}:rate:{subject}:{window}"
+
+    def inbound_seen(self, platform: str, message_id: str) -> str:
+        """Flag (SET NX with TTL): an inbound platform message already handled (redelivery dedupe)."""
+        return f"{self.prefix}:seen:{platform}:{message_id}"
+
+    def job_run_guard(self, job_id: str, fire_time: str) -> str:
+        """Flag (SET NX with TTL): one scheduled firing of a job, so it runs once across processes."""
+        return f"{self.prefix}:jobrun:{job_id}:{fire_time}"
+
+    def scheduler_jobs(self) -> str:
+        """Hash used by the APScheduler Redis job store for jobs."""
+        return f"{self.prefix}:scheduler:jobs"
+
+    def scheduler_run_times(self) -> str:
+        """Sorted set used by the APScheduler Redis job store for next run times."""
+        return f"{self.prefix}:scheduler:run_times"
+
+    def agent_keys(self, agent: AgentKey) -> list[str]:
+        """Every per-agent key holding memory (not the lock): what a full erase removes."""
+        return [
+            self.core_blocks(agent),
+            self.core_limits(agent),
+            self.meta(agent),
+            self.queue(agent),
+            self.summary(agent),
+            self.pressure_alerted(agent),
+        ]

@@ -1,0 +1,372 @@
+"""Qdrant plumbing shared by recall and archival: opening the client, collections, filters, hybrid query.
+
+Both collections hold every agent's points (multitenancy by an ``agent`` keyword payload field, indexed with
+``is_tenant=True`` on a server) and two named vectors: ``dense`` (cosine, the embedder's size) and ``sparse``
+(BM25 term weights, ``Modifier.IDF``). Searches prefetch from both and fuse with RRF; every query is filtered by
+agent, and by ``scope=public`` when made from a public context.
+
+``open_qdrant`` is the entry point: it connects and makes sure both collections exist. Embedded mode
+(``path=<data_dir>/qdrant``) supports all of that (verified with qdrant-client 1.20), but payload
+indexes have no effect there, so they are only created on a server; it is also one process at a time, and its
+calls run synchronously on the event loop (fine for one user's memory, not for big imports).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import portalocker
+from qdrant_client import AsyncQdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from bot.events import AgentKey, Scope
+from bot.memory_types import PAGE_SIZE, MemoryEditError, SearchHit, SearchPage
+from bot.ports import Embedder
+from memory.sparse import SparseTerms, query_vector
+
+DENSE = "dense"
+SPARSE = "sparse"
+MAX_RESULTS = 50  # hybrid searches rank at most this many matches (10 pages)
+_SCROLL_BATCH = 256
+
+
+class QdrantInUseError(RuntimeError):
+    """The embedded Qdrant directory is locked by another process (or another client in this one)."""
+
+
+class QdrantUnavailableError(RuntimeError):
+    """The Qdrant server at QDRANT_URL cannot be reached or refused the request."""
+
+
+class QdrantSetupError(RuntimeError):
+    """An existing collection does not fit the configured embedder."""
+
+
+@dataclass(frozen=True)
+class CollectionNames:
+    recall: str
+    archival: str
+
+    @classmethod
+    def with_prefix(cls, prefix: str = "membot") -> CollectionNames:
+        """``<prefix>_recall`` and ``<prefix>_archival`` (tests pass a unique prefix)."""
+        if not re.fullmatch(r"[A-Za-z0-9_\-]+", prefix):
+            raise ValueError(f"invalid collection prefix {prefix!r}: use letters, digits, '_' or '-'")
+        return cls(f"{prefix}_recall", f"{prefix}_archival")
+
+
+@dataclass(frozen=True)
+class QdrantStore:
+    """An open Qdrant client and the names of membot's two collections (which exist)."""
+
+    client: AsyncQdrantClient
+    recall_collection: str
+    archival_collection: str
+    location: str  # the server URL or the embedded directory
+
+    @property
+    def embedded(self) -> bool:
+        return is_embedded(self.client)
+
+    async def close(self) -> None:
+        """Close the client (frees the embedded directory for other processes)."""
+        await self.client.close()
+
+
+async def open_qdrant(
+    *,
+    url: str | None = None,
+    api_key: str | None = None,
+    path: Path | str | None = None,
+    dimensions: int,
+    embedder_name: str | None = None,
+    prefix: str = "membot",
+    request_timeout: int = 30,
+    check_compatibility: bool = True,
+) -> QdrantStore:
+    """Connect (server at ``url`` = QDRANT_URL, else embedded at ``path``) and create/check both collections.
+
+    ``embedder_name`` (e.g. ``embedder.name``) is recorded on new collections; an existing collection built by a
+    different embedder, or of another size than ``dimensions``, raises ``QdrantSetupError``.
+    """
+    client = connect_qdrant(
+        url=url, api_key=api_key, path=path, request_timeout=request_timeout, check_compatibility=check_compatibility
+    )
+    names = CollectionNames.with_prefix(prefix)
+    try:
+        await ensure_collections(client, names, dimensions, embedder_name)
+    except (ResponseHandlingException, UnexpectedResponse) as exc:
+        await client.close()
+        raise QdrantUnavailableError(
+            f"Cannot use Qdrant at {url} ({exc}). Start the server and check QDRANT_API_KEY, or unset QDRANT_URL "
+            "to use embedded Qdrant."
+        ) from None
+    except BaseException:
+        await client.close()
+        raise
+    return QdrantStore(client, names.recall, names.archival, url or str(path))
+
+
+def connect_qdrant(
+    *,
+    url: str | None = None,
+    api_key: str | None = None,
+    path: Path | str | None = None,
+    request_timeout: int = 30,
+    check_compatibility: bool = True,
+) -> AsyncQdrantClient:
+    """A bare client: a server when ``url`` is given, else embedded Qdrant in the directory ``path``.
+
+    ``check_compatibility`` (server only) compares client and server versions in a background thread.
+    """
+    if url:
+        return AsyncQdrantClient(
+            url=url, api_key=api_key, timeout=request_timeout, check_compatibility=check_compatibility
+        )
+    if path is None:
+        raise ValueError("give a directory for embedded Qdrant (under MEMBOT_DATA_DIR), or a server URL (QDRANT_URL)")
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    in_use = QdrantInUseError(
+        f"Embedded Qdrant at {directory} is in use by another membot process; stop it or set QDRANT_URL"
+    )
+    _check_unlocked(directory, in_use)
+    try:
+        return AsyncQdrantClient(path=str(directory))
+    except RuntimeError as exc:  # lost a race with another process between the check and the open
+        if "already accessed" in str(exc):
+            raise in_use from None
+        raise
+
+
+def _check_unlocked(path: Path, in_use: QdrantInUseError) -> None:
+    """Probe qdrant-client's ``.lock`` file so a locked directory fails cleanly (no leaked file handle)."""
+    lock_file = path / ".lock"
+    if not lock_file.exists():
+        return
+    with lock_file.open("r+") as handle:
+        try:
+            portalocker.lock(handle, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
+        except portalocker.exceptions.LockException:
+            raise in_use from None
+        portalocker.unlock(handle)
+
+
+def is_embedded(client: AsyncQdrantClient) -> bool:
+    options = client.init_options
+    return options.get("path") is not None or options.get("location") == ":memory:"
+
+
+RECALL_KEYWORDS = ("scope", "role", "platform", "channel")
+ARCHIVAL_KEYWORDS = ("scope", "source", "text_hash")
+
+
+async def ensure_collections(
+    client: AsyncQdrantClient, names: CollectionNames, dimensions: int, embedder_name: str | None = None
+) -> None:
+    """Create both collections and their payload indexes if missing, or check that they fit (idempotent)."""
+    await ensure_collection(client, names.recall, dimensions, embedder_name, RECALL_KEYWORDS)
+    await ensure_collection(client, names.archival, dimensions, embedder_name, ARCHIVAL_KEYWORDS)
+
+
+async def ensure_collection(
+    client: AsyncQdrantClient,
+    name: str,
+    dimensions: int,
+    embedder_name: str | None = None,
+    keyword_fields: Iterable[str] = (),
+) -> None:
+    """Create one collection (dense + sparse/IDF vectors, indexes) or check that an existing one fits."""
+    if await client.collection_exists(name):
+        await _check_collection(client, name, dimensions, embedder_name)
+    else:
+        metadata: dict[str, Any] = {"dimensions": dimensions}
+        if embedder_name:
+            metadata["embedder"] = embedder_name
+        try:
+            await client.create_collection(
+                name,
+                vectors_config={DENSE: models.VectorParams(size=dimensions, distance=models.Distance.COSINE)},
+                sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                metadata=metadata,
+            )
+        except Exception:
+            if not await client.collection_exists(name):  # not a lost race with another process: a real error
+                raise
+    if is_embedded(client):
+        return  # payload indexes have no effect in embedded mode (and qdrant-client warns about them)
+    existing = (await client.get_collection(name)).payload_schema
+    wanted: dict[str, models.PayloadSchemaType | models.KeywordIndexParams] = {
+        "agent": models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
+        "timestamp": models.PayloadSchemaType.DATETIME,
+        **{field: models.PayloadSchemaType.KEYWORD for field in keyword_fields},
+    }
+    for field, schema in wanted.items():
+        if field not in existing:
+            await client.create_payload_index(name, field, field_schema=schema, wait=True)
+
+
+async def _check_collection(client: AsyncQdrantClient, name: str, dimensions: int, embedder_name: str | None) -> None:
+    config = (await client.get_collection(name)).config
+    vectors = config.params.vectors
+    dense = vectors.get(DENSE) if isinstance(vectors, dict) else None
+    sparse = (config.params.sparse_vectors or {}).get(SPARSE)
+    if dense is None or sparse is None:
+        raise QdrantSetupError(f"Qdrant collection {name!r} was not created by membot (no dense/sparse vectors)")
+    built_with = (config.metadata or {}).get("embedder")
+    if dense.size != dimensions or (built_with and embedder_name and built_with != embedder_name):
+        configured = f"{embedder_name} ({dimensions} dims)" if embedder_name else f"a {dimensions}-dim embedder"
+        raise QdrantSetupError(
+            f"Qdrant collection {name!r} holds {dense.size}-dim vectors from {built_with or 'another embedder'}, "
+            f"but membot is configured with {configured}. Set MEMBOT_EMBEDDER back, or export the memory, delete "
+            "the collection and import it again."
+        )
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Aware UTC; a naive datetime is taken as UTC."""
+    if moment.utcoffset() is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def to_rfc3339(moment: datetime) -> str:
+    """RFC 3339 UTC, fixed width (so string order is time order); a naive datetime is taken as UTC."""
+    return as_utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_rfc3339(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def match_field(key: str, value: str) -> models.FieldCondition:
+    return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+
+
+def agent_filter(agent: AgentKey, context_scope: Scope, extra: Sequence[models.FieldCondition] = ()) -> models.Filter:
+    """The agent's points; only public ones when ``context_scope`` is PUBLIC."""
+    must: list[models.FieldCondition] = [match_field("agent", str(agent))]
+    if context_scope == Scope.PUBLIC:
+        must.append(match_field("scope", Scope.PUBLIC.value))
+    must.extend(extra)
+    return models.Filter(must=list(must))
+
+
+def time_range(start: datetime, end: datetime) -> models.FieldCondition:
+    """Inclusive timestamp range."""
+    return models.FieldCondition(key="timestamp", range=models.DatetimeRange(gte=as_utc(start), lte=as_utc(end)))
+
+
+def to_sparse(terms: SparseTerms) -> models.SparseVector:
+    return models.SparseVector(indices=terms.indices, values=terms.values)
+
+
+def check_page(function: str, page: int) -> None:
+    if page < 0:
+        raise MemoryEditError(f"{function} failed: page {page} does not exist. Pages are numbered from 0.")
+
+
+async def hybrid_query(
+    client: AsyncQdrantClient,
+    collection: str,
+    *,
+    dense: list[float],
+    sparse: SparseTerms,
+    query_filter: models.Filter,
+    limit: int = MAX_RESULTS,
+) -> list[models.ScoredPoint]:
+    """Dense and sparse prefetch (each filtered) fused with Reciprocal Rank Fusion, best first."""
+    prefetch = [models.Prefetch(query=dense, using=DENSE, filter=query_filter, limit=limit)]
+    if sparse:  # a query of stopwords only has no sparse terms: dense alone
+        prefetch.append(models.Prefetch(query=to_sparse(sparse), using=SPARSE, filter=query_filter, limit=limit))
+    response = await client.query_points(
+        collection,
+        prefetch=prefetch,
+        query=models.FusionQuery(fusion=models.Fusion.RRF),
+        query_filter=query_filter,
+        limit=limit,
+        with_payload=True,
+    )
+    return response.points
+
+
+async def search_page(
+    client: AsyncQdrantClient,
+    collection: str,
+    embedder: Embedder,
+    *,
+    function: str,
+    agent: AgentKey,
+    query: str,
+    page: int,
+    context_scope: Scope,
+    max_results: int = MAX_RESULTS,
+) -> SearchPage:
+    """One page of a hybrid search of ``agent``'s points; ``function`` names the memory function in errors."""
+    check_page(function, page)
+    if not query.strip():
+        raise MemoryEditError(f"{function} failed: the query is empty. Say what to look for.")
+    dense = (await embedder.embed([query]))[0]
+    points = await hybrid_query(
+        client,
+        collection,
+        dense=dense,
+        sparse=query_vector(query),
+        query_filter=agent_filter(agent, context_scope),
+        limit=max_results,
+    )
+    return page_of(points, page)
+
+
+def to_hit(point: models.ScoredPoint | models.Record) -> SearchHit:
+    payload = point.payload or {}
+    return SearchHit(
+        id=str(point.id),
+        text=str(payload.get("text", "")),
+        timestamp=from_rfc3339(str(payload["timestamp"])),
+        score=float(getattr(point, "score", 0.0) or 0.0),
+        role=payload.get("role"),
+        author=payload.get("author"),
+    )
+
+
+def page_of(points: Sequence[models.ScoredPoint | models.Record], page: int, total: int | None = None) -> SearchPage:
+    """Page ``page`` (PAGE_SIZE hits) of ranked ``points``; ``total`` defaults to how many were ranked."""
+    chosen = points[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+    return SearchPage(hits=tuple(to_hit(p) for p in chosen), page=page, total=len(points) if total is None else total)
+
+
+async def count_matching(client: AsyncQdrantClient, collection: str, query_filter: models.Filter) -> int:
+    return (await client.count(collection, count_filter=query_filter, exact=True)).count
+
+
+async def scroll_all(client: AsyncQdrantClient, collection: str, query_filter: models.Filter) -> list[models.Record]:
+    """Every matching point with its payload (no vectors)."""
+    records: list[models.Record] = []
+    offset: Any = None
+    while True:
+        batch, offset = await client.scroll(
+            collection, scroll_filter=query_filter, limit=_SCROLL_BATCH, offset=offset, with_payload=True
+        )
+        records.extend(batch)
+        if offset is None:
+            return records
+
+
+def export_records(kind: str, records: Iterable[models.Record]) -> list[dict[str, Any]]:
+    """JSON-ready dicts, oldest first."""
+    items = [{"kind": kind, "id": str(r.id), **(r.payload or {})} for r in records]
+    return sorted(items, key=lambda item: str(item.get("timestamp", "")))
+
+
+async def delete_matching(client: AsyncQdrantClient, collection: str, query_filter: models.Filter) -> int:
+    """Delete every matching point; return how many there were."""
+    count = await count_matching(client, collection, query_filter)
+    if count:
+        await client.delete(collection, points_selector=models.FilterSelector(filter=query_filter), wait=True)
+    return count

@@ -1,0 +1,122 @@
+"""The `membot` command as a user runs it: subprocesses with real Redis, embedded Qdrant and the stand-in model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.scenario import env_for, settings_for
+from tests.standins.brain import Brain
+from tests.standins.llm_server import ScriptedLLMServer
+
+MEMBOT = [sys.executable, "-m", "bot"]
+
+
+@pytest.fixture
+def llm() -> Iterator[ScriptedLLMServer]:
+    server = ScriptedLLMServer(Brain())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def env(llm: ScriptedLLMServer, key_prefix: str, data_dir: Path) -> dict[str, str]:
+    settings = settings_for(llm, "anthropic", key_prefix, data_dir)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("MEMBOT_", "ANTHROPIC_", "OPENAI_"))}
+    return {**base, **env_for(settings), "HF_HUB_OFFLINE": "1"}
+
+
+def membot(args: list[str], env: dict[str, str], cwd: Path, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [*MEMBOT, *args], input=stdin, capture_output=True, env=env, cwd=cwd, timeout=120, check=False
+    )
+    return subprocess.CompletedProcess(
+        result.args,
+        result.returncode,
+        result.stdout.decode("utf-8", "replace"),
+        result.stderr.decode("utf-8", "replace"),
+    )
+
+
+def test_a_fact_told_in_one_process_is_known_in_the_next(env: dict[str, str], tmp_path: Path) -> None:
+    first = membot(["chat", "--user", "alice"], env, tmp_path, b"my name is Alice\n")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines() == ["membot> Got it, I'll remember that."]
+    second = membot(["chat", "--user", "alice"], env, tmp_path, b"what is my name?\n")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.splitlines() == ["membot> Your name is Alice."]
+    other = membot(["chat", "--user", "bob"], env, tmp_path, b"what is my name?\n")
+    assert other.stdout.splitlines() == ["membot> I don't know your name yet."]
+
+
+def test_piped_lines_are_messages_and_bad_bytes_are_reported(env: dict[str, str], tmp_path: Path) -> None:
+    result = membot(["chat", "--user", "carol"], env, tmp_path, b"hello\n\xff\xfe broken\n\nbye")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "membot> echo: hello",
+        "membot> echo: \ufffd\ufffd broken",
+        "membot> echo: bye",
+    ]
+    assert "line 2 is not valid UTF-8" in result.stderr
+    assert "empty" in result.stderr
+
+
+def test_memory_show_export_reset(env: dict[str, str], tmp_path: Path) -> None:
+    membot(["chat", "--user", "dora"], env, tmp_path, b"my name is Dora\nremember: Dora's cat is called Pixel\n")
+    shown = membot(["memory", "show", "console:dora", "--json"], env, tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    view = json.loads(shown.stdout)
+    assert "Name: Dora" in view["core"]["human"]["value"]
+    assert view["recall_count"] == 4 and view["archival_count"] == 1
+    text = membot(["memory", "show", "console:dora"], env, tmp_path)
+    assert "Name: Dora" in text.stdout and "archival notes" in text.stdout
+
+    exported = membot(["memory", "export", "console:dora"], env, tmp_path)
+    document = json.loads(exported.stdout)
+    assert document["agent"] == "console:dora"
+    assert any("Pixel" in item["text"] for item in document["archival"])
+    assert len(document["recall"]) == 4
+
+    refused = membot(["memory", "reset", "console:dora"], env, tmp_path)
+    assert refused.returncode != 0 and "--yes" in refused.stderr
+    reset = membot(["memory", "reset", "console:dora", "--yes", "--json"], env, tmp_path)
+    assert reset.returncode == 0, reset.stderr
+    gone = membot(["memory", "show", "console:dora"], env, tmp_path)
+    assert gone.returncode != 0 and "no memory is stored for console:dora" in gone.stderr
+
+
+def test_unknown_and_invalid_agent_keys(env: dict[str, str], tmp_path: Path) -> None:
+    unknown = membot(["memory", "show", "console:nobody"], env, tmp_path)
+    assert unknown.returncode == 1
+    assert "no memory is stored for console:nobody" in unknown.stderr and "Traceback" not in unknown.stderr
+    invalid = membot(["memory", "show", "telegram:x"], env, tmp_path)
+    assert invalid.returncode == 2 and "invalid agent key" in invalid.stderr
+
+
+def test_chat_without_a_provider_names_the_variables(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMBOT_", "ANTHROPIC_", "OPENAI_"))}
+    result = membot(["chat"], env, tmp_path, b"hi\n")
+    assert result.returncode == 2
+    assert "MEMBOT_LLM_PROVIDER" in result.stderr and "ANTHROPIC_API_KEY" in result.stderr
+    assert "OPENAI_API_KEY" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_redis_down_at_start_is_one_clear_message(env: dict[str, str], tmp_path: Path) -> None:
+    down = {**env, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    result = membot(["chat", "--user", "x"], down, tmp_path, b"hi\n")
+    assert result.returncode == 1
+    assert "Cannot reach Redis at redis://127.0.0.1:1/0" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_doctor_reports_each_check(env: dict[str, str], tmp_path: Path) -> None:
+    result = membot(["doctor"], env, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("language model", "redis", "qdrant", "embeddings"):
+        assert name in result.stdout
