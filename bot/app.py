@@ -134,9 +134,13 @@ def build_model(settings: Settings) -> ChatModel:
 
 
 @asynccontextmanager
-async def open_app(settings: Settings, *, with_model: bool = True) -> AsyncIterator[App]:
-    """Open every store and, when ``with_model``, the model and runtime. Raises ConfigError/ServiceUnavailable."""
-    model = build_model(settings) if with_model else None
+async def open_app(settings: Settings, *, with_model: bool = True, model: ChatModel | None = None) -> AsyncIterator[App]:
+    """Open every store and, when ``with_model``, the model and runtime. Raises ConfigError/ServiceUnavailable.
+
+    ``model`` replaces the configured provider (benchmarks use a zero-latency stand-in).
+    """
+    if model is None and with_model:
+        model = build_model(settings)
     try:
         async with open_stores(settings) as stores:
             runtime = None
