@@ -93,7 +93,9 @@ async def run(turns: int, embedder: str, levels: list[int]) -> None:
                 for agents in levels:
                     durations: list[float] = []
 
-                    async def user(index: int, count: int, agents: int = agents) -> None:
+                    async def user(
+                        index: int, count: int, agents: int = agents, durations: list[float] = durations
+                    ) -> None:
                         name = f"u{agents}-{index}"
                         for turn in range(count):
                             text = f"message {turn}: today I walked the dog and cooked pasta for my sister"
