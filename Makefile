@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install chat run test lint format bench clean
+.PHONY: install chat test lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,10 +19,6 @@ install: $(STAMP)
 chat: install
 	bash deploy/ensure-redis.sh
 	$(BIN)/membot chat $(if $(USER_NAME),--user $(USER_NAME),)
-
-run: install
-	bash deploy/ensure-redis.sh
-	$(BIN)/membot run
 
 test: install
 	bash deploy/ensure-redis.sh

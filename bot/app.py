@@ -134,7 +134,9 @@ def build_model(settings: Settings) -> ChatModel:
 
 
 @asynccontextmanager
-async def open_app(settings: Settings, *, with_model: bool = True, model: ChatModel | None = None) -> AsyncIterator[App]:
+async def open_app(
+    settings: Settings, *, with_model: bool = True, model: ChatModel | None = None
+) -> AsyncIterator[App]:
     """Open every store and, when ``with_model``, the model and runtime. Raises ConfigError/ServiceUnavailable.
 
     ``model`` replaces the configured provider (benchmarks use a zero-latency stand-in).

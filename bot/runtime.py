@@ -1,13 +1,12 @@
 """The runtime: event → agent → sink, one turn at a time per agent.
 
-For each inbound message it takes the agent's lock (in-process first, so waiters are served in order, then the
-Redis lock that holds across processes), stores the user message in the queue and in recall *before* calling the
+For each inbound message it takes the agent's lock (a Redis lock that holds across processes; waiters in one
+process are served in order), stores the user message in the queue and in recall *before* calling the
 model, runs the step loop, and delivers each ``send_message`` to the sink at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -46,27 +45,6 @@ def pack_user_message(message: InboundMessage, text: str) -> str:
     return "\n".join(lines) + f"\n{text}"
 
 
-class _FairLocks:
-    """In-process FIFO locks per agent, dropped when nobody holds or waits for them."""
-
-    def __init__(self) -> None:
-        self._locks: dict[AgentKey, tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, agent: AgentKey) -> AsyncIterator[None]:
-        lock, users = self._locks.get(agent, (asyncio.Lock(), 0))
-        self._locks[agent] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[agent]
-            if users <= 1:
-                del self._locks[agent]
-            else:
-                self._locks[agent] = (lock, users - 1)
-
-
 class Runtime:
     """Hands every normalized event to the one agent runtime."""
 
@@ -87,13 +65,12 @@ class Runtime:
         self._recall = recall
         self._archival = archival
         self._locks = locks
-        self._local_locks = _FairLocks()
         self._max_chars = max_message_chars
 
     @asynccontextmanager
     async def agent_lock(self, agent: AgentKey) -> AsyncIterator[None]:
         """Exclusive use of one agent: turns, heartbeats and admin resets all take this."""
-        async with self._local_locks.hold(agent), self._locks.hold(agent):
+        async with self._locks.hold(agent):
             yield
 
     async def handle(self, message: InboundMessage, sink: ReplySink) -> TurnReport | None:
