@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.events import AgentKey
-from bot.memory_types import Block
+from bot.events import AgentKey, Scope
+from bot.memory_types import Block, MemoryEditError, SearchHit
 from bot.ports import ArchivalMemory, CoreMemory, RecallMemory, WorkingMemory
 
 EXPORT_FORMAT = "membot-export/1"
@@ -44,6 +44,15 @@ class MemoryView:
             "archival_count": self.archival_count,
             "last_modified": self.last_modified.isoformat() if self.last_modified else None,
         }
+
+
+@dataclass(frozen=True)
+class ForgetCandidate:
+    """Something a forget would remove: a recall message, an archival note, or a core memory line."""
+
+    store: str  # "recall" | "archival" | "core:<label>"
+    id: str  # point id, or the exact line for core
+    text: str
 
 
 class MemoryAdmin:
@@ -103,3 +112,44 @@ class MemoryAdmin:
                 "recall": await self._recall.erase(agent),
                 "archival": await self._archival.erase(agent),
             }
+
+    async def search(self, agent: AgentKey, query: str, context_scope: Scope) -> list[SearchHit]:
+        """The best recall and archival matches for ``query`` (first page of each)."""
+        await self._require(agent)
+        recall = await self._recall.search(agent, query, 0, context_scope)
+        archival = await self._archival.search(agent, query, 0, context_scope)
+        return sorted([*recall.hits, *archival.hits], key=lambda hit: hit.score, reverse=True)
+
+    async def forget_candidates(self, agent: AgentKey, query: str) -> list[ForgetCandidate]:
+        """What ``forget(query)`` would remove: top recall/archival matches and core lines containing the query."""
+        await self._require(agent)
+        needle = query.strip().lower()
+        if not needle:
+            return []
+        found: list[ForgetCandidate] = []
+        for block in await self._core.blocks(agent):
+            found.extend(
+                ForgetCandidate(f"core:{block.label}", line, line)
+                for line in block.value.splitlines()
+                if needle in line.lower()
+            )
+        recall = await self._recall.search(agent, query, 0, Scope.PRIVATE)
+        archival = await self._archival.search(agent, query, 0, Scope.PRIVATE)
+        found.extend(ForgetCandidate("recall", hit.id, hit.text) for hit in recall.hits)
+        found.extend(ForgetCandidate("archival", hit.id, hit.text) for hit in archival.hits)
+        return found
+
+    async def forget(self, agent: AgentKey, candidates: list[ForgetCandidate]) -> int:
+        """Remove the given candidates (as returned by forget_candidates); return how many were removed."""
+        removed = 0
+        async with self._lock(agent):
+            for candidate in candidates:
+                if candidate.store.startswith("core:"):
+                    try:
+                        await self._core.replace(agent, candidate.store.split(":", 1)[1], candidate.id, "")
+                        removed += 1
+                    except MemoryEditError:
+                        continue
+            removed += await self._recall.delete(agent, [c.id for c in candidates if c.store == "recall"])
+            removed += await self._archival.delete(agent, [c.id for c in candidates if c.store == "archival"])
+        return removed

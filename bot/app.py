@@ -15,16 +15,19 @@ from redis.exceptions import RedisError
 
 from bot.admin import MemoryAdmin
 from bot.agent import Agent
+from bot.authz import Authorizer
 from bot.context import Budget, ContextManager
 from bot.llm.factory import build_chat_model
-from bot.ports import ChatModel, Embedder
+from bot.ports import ChatModel, Embedder, PlatformAdapter
 from bot.runtime import Runtime
+from bot.services import Services
 from bot.settings import ConfigError, Settings
 from memory.archival import QdrantArchivalMemory
 from memory.core import RedisCoreMemory, RedisWorkingMemory
 from memory.embeddings import build_embedder
 from memory.keys import RedisKeys
 from memory.locks import RedisAgentLocks
+from memory.platform_state import RedisChannelModes, RedisThrottle
 from memory.qdrant import QdrantInUseError, QdrantSetupError, QdrantStore, QdrantUnavailableError, open_qdrant
 from memory.recall import QdrantRecallMemory
 
@@ -56,6 +59,7 @@ class App:
     model: ChatModel | None
     runtime: Runtime | None
     admin: MemoryAdmin
+    services: Services | None
 
 
 async def connect_redis(settings: Settings) -> aioredis.Redis:
@@ -162,10 +166,36 @@ async def open_app(
                 )
                 lock = runtime.agent_lock
             admin = MemoryAdmin(stores.core, stores.working, stores.recall, stores.archival, lock)
-            yield App(settings, stores, model, runtime, admin)
+            services = None
+            if runtime is not None:
+                keys = RedisKeys(settings.redis_prefix)
+                services = Services(
+                    runtime=runtime,
+                    admin=admin,
+                    authz=Authorizer(settings.admin_id_set),
+                    throttle=RedisThrottle(stores.redis, keys),
+                    channel_modes=RedisChannelModes(stores.redis, keys),
+                    settings=settings,
+                )
+            yield App(settings, stores, model, runtime, admin, services)
     finally:
         if model is not None:
             await model.aclose()
 
 
-__all__ = ["App", "ConfigError", "ServiceUnavailable", "Stores", "open_app", "open_stores"]
+def build_adapters(services: Services) -> list[PlatformAdapter]:
+    """The platform adapters whose credentials are configured (imported only when used)."""
+    settings = services.settings
+    adapters: list[PlatformAdapter] = []
+    if settings.discord_token:
+        from adapters.discord import build_discord_adapter
+
+        adapters.append(build_discord_adapter(services))
+    if settings.slack_bot_token:
+        from adapters.slack import build_slack_adapter
+
+        adapters.append(build_slack_adapter(services))
+    return adapters
+
+
+__all__ = ["App", "build_adapters", "ConfigError", "ServiceUnavailable", "Stores", "open_app", "open_stores"]

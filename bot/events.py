@@ -125,8 +125,26 @@ class InboundMessage:
         return AgentKey(self.platform, workspace, self.author_id)
 
     @property
+    def address(self) -> ReplyAddress:
+        return ReplyAddress(
+            self.platform, self.channel_id, self.author_id, self.workspace_id, self.thread_id, self.is_dm
+        )
+
+    @property
     def scope(self) -> Scope:
         return Scope.PRIVATE if self.is_dm else Scope.PUBLIC
+
+
+@dataclass(frozen=True)
+class ReplyAddress:
+    """Where to reach a user on a platform: the channel (a DM channel for private talk) and thread."""
+
+    platform: str
+    channel_id: str
+    user_id: str
+    workspace_id: str | None = None
+    thread_id: str | None = None
+    is_dm: bool = True
 
 
 class ReplyKind(StrEnum):

@@ -11,7 +11,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
-from bot.events import AgentKey, OutboundReply, Scope
+from bot.events import AgentKey, OutboundReply, ReplyAddress, Scope
 from bot.llm.types import ChatMessage, Completion, SystemPrompt, ToolSpec
 from bot.memory_types import (
     ArchivalEntry,
@@ -136,6 +136,10 @@ class RecallMemory(Protocol):
         """Remove everything of this agent; return how many items were removed."""
         ...
 
+    async def delete(self, agent: AgentKey, ids: Sequence[str]) -> int:
+        """Delete this agent's entries with these ids (others' ids are ignored); return how many."""
+        ...
+
 
 class ArchivalMemory(Protocol):
     """Unbounded notes the agent writes; near-duplicate inserts are reported, not stored twice."""
@@ -154,6 +158,10 @@ class ArchivalMemory(Protocol):
         """Remove everything of this agent; return how many items were removed."""
         ...
 
+    async def delete(self, agent: AgentKey, ids: Sequence[str]) -> int:
+        """Delete this agent's entries with these ids (others' ids are ignored); return how many."""
+        ...
+
 
 class AgentLocks(Protocol):
     """A lock per agent that holds across processes."""
@@ -168,4 +176,38 @@ class ReplySink(Protocol):
 
     def typing(self) -> AbstractAsyncContextManager[None]:
         """Show a typing indicator while the agent thinks (may do nothing)."""
+        ...
+
+
+class Throttle(Protocol):
+    """Per-user rate limits and once-only handling of platform events, shared by every process."""
+
+    async def allow(self, subject: str, per_minute: int) -> bool:
+        """Count one event for ``subject``; False when it is over ``per_minute`` in the current minute."""
+        ...
+
+    async def first_time(self, platform: str, event_id: str, ttl_seconds: int = 86_400) -> bool:
+        """True the first time an event id is seen (across processes), False for a repeat."""
+        ...
+
+
+class ChannelModes(Protocol):
+    """Per-channel reply mode set by admins: "mention" (default) or "always"."""
+
+    async def get(self, platform: str, channel_id: str) -> str: ...
+
+    async def set(self, platform: str, channel_id: str, mode: str) -> None: ...
+
+
+class PlatformAdapter(Protocol):
+    """A chat platform connection started by ``membot run``."""
+
+    platform: str
+
+    async def run(self) -> None:
+        """Connect and serve events until cancelled; clean up on cancellation."""
+        ...
+
+    async def send_direct(self, address: ReplyAddress, text: str) -> None:
+        """Send a message nobody asked for (a proactive message) to where the user last spoke."""
         ...

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = Field(None, alias="SLACK_SIGNING_SECRET")
     slack_api_url: str | None = Field(None, alias="SLACK_API_URL")
     admin_ids: str = Field("", alias="MEMBOT_ADMIN_IDS")
+    rate_limit_per_minute: int = Field(20, alias="MEMBOT_RATE_LIMIT_PER_MINUTE", ge=1)
     log_level: str = Field("WARNING", alias="MEMBOT_LOG_LEVEL")
 
     @field_validator("llm_provider", mode="before")

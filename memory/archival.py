@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from qdrant_client import AsyncQdrantClient, models
@@ -26,6 +27,7 @@ from memory.qdrant import (
     SPARSE,
     agent_filter,
     count_matching,
+    delete_ids,
     delete_matching,
     export_records,
     match_field,
@@ -130,6 +132,10 @@ class QdrantArchivalMemory:
 
     async def erase(self, agent: AgentKey) -> int:
         return await delete_matching(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
+
+    async def delete(self, agent: AgentKey, ids: Sequence[str]) -> int:
+        """Delete this agent's entries with these ids; return how many were deleted."""
+        return await delete_ids(self._client, self._collection, agent, ids)
 
 
 def _duplicate(point: models.ScoredPoint | models.Record) -> InsertResult:

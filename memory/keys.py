@@ -65,6 +65,10 @@ class RedisKeys:
         """Flag (SET NX with TTL): an inbound platform message already handled (redelivery dedupe)."""
         return f"{self.prefix}:seen:{platform}:{message_id}"
 
+    def channel_modes(self, platform: str) -> str:
+        """Hash: channel id → reply mode ("always" or "mention") set by admins on ``platform``."""
+        return f"{self.prefix}:channels:{platform}"
+
     def job_run_guard(self, job_id: str, fire_time: str) -> str:
         """Flag (SET NX with TTL): one scheduled firing of a job, so it runs once across processes."""
         return f"{self.prefix}:jobrun:{job_id}:{fire_time}"

@@ -257,6 +257,15 @@ def agent_filter(agent: AgentKey, context_scope: Scope, extra: Sequence[models.F
     return models.Filter(must=list(must))
 
 
+async def delete_ids(client: AsyncQdrantClient, collection: str, agent: AgentKey, ids: Sequence[str]) -> int:
+    """Delete the agent's points among ``ids`` (ids of other agents are never touched); return how many."""
+    if not ids:
+        return 0
+    base = agent_filter(agent, Scope.PRIVATE)
+    query_filter = models.Filter(must=[*(base.must or []), models.HasIdCondition(has_id=list(ids))])
+    return await delete_matching(client, collection, query_filter)
+
+
 def time_range(start: datetime, end: datetime) -> models.FieldCondition:
     """Inclusive timestamp range."""
     return models.FieldCondition(key="timestamp", range=models.DatetimeRange(gte=as_utc(start), lte=as_utc(end)))

@@ -21,6 +21,7 @@ from memory.qdrant import (
     as_utc,
     check_page,
     count_matching,
+    delete_ids,
     delete_matching,
     export_records,
     page_of,
@@ -129,3 +130,7 @@ class QdrantRecallMemory:
 
     async def erase(self, agent: AgentKey) -> int:
         return await delete_matching(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
+
+    async def delete(self, agent: AgentKey, ids: Sequence[str]) -> int:
+        """Delete this agent's entries with these ids; return how many were deleted."""
+        return await delete_ids(self._client, self._collection, agent, ids)

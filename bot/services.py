@@ -1,0 +1,23 @@
+"""What a platform adapter gets from the composition root: everything it may call, nothing it may not."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.admin import MemoryAdmin
+from bot.authz import Authorizer
+from bot.ports import ChannelModes, Throttle
+from bot.runtime import Runtime
+from bot.settings import Settings
+
+
+@dataclass(frozen=True)
+class Services:
+    """The runtime (turns), memory commands, authorization, rate limits/dedupe, channel modes and settings."""
+
+    runtime: Runtime
+    admin: MemoryAdmin
+    authz: Authorizer
+    throttle: Throttle
+    channel_modes: ChannelModes
+    settings: Settings
