@@ -21,7 +21,8 @@ from typing import Any
 
 import anthropic
 
-from bot.llm.retry import RetryPolicy, Transient, call_with_retry, transient_status
+from bot.llm.base import SdkChatModel, sdk_error_classifier
+from bot.llm.retry import RetryPolicy, call_with_retry
 from bot.llm.tokens import ANTHROPIC_FACTOR, TokenCounter
 from bot.llm.types import (
     ChatMessage,
@@ -191,14 +192,7 @@ def parse_response(message: anthropic.types.Message) -> Completion:
     )
 
 
-def _classify(exc: Exception) -> Transient | None:
-    if isinstance(exc, anthropic.APITimeoutError):
-        return Transient("timeout")
-    if isinstance(exc, anthropic.APIConnectionError):
-        return Transient("connection error")
-    if isinstance(exc, anthropic.APIStatusError):
-        return transient_status(exc.status_code, exc.response.headers)
-    return None
+_classify = sdk_error_classifier(anthropic.APITimeoutError, anthropic.APIConnectionError, anthropic.APIStatusError)
 
 
 def _api_message(exc: anthropic.APIStatusError) -> str:
@@ -206,10 +200,11 @@ def _api_message(exc: anthropic.APIStatusError) -> str:
     return message[:300]
 
 
-class AnthropicChatModel:
+class AnthropicChatModel(SdkChatModel):
     """A ``ChatModel`` on Anthropic Messages. The SDK does not retry (``max_retries=0``); ``retry`` does."""
 
     provider = "anthropic"
+    _client: anthropic.AsyncAnthropic
 
     def __init__(
         self,
@@ -237,7 +232,7 @@ class AnthropicChatModel:
         max_output_tokens: int,
     ) -> Completion:
         request = build_request(system, messages, tools, cache_conversation=self.cache_conversation)
-        log.debug("anthropic request: model=%s messages=%d tools=%d", self.model, len(messages), len(tools))
+        self._log_request(messages, tools)
 
         async def call() -> anthropic.types.Message:
             return await self._client.messages.create(
@@ -258,24 +253,5 @@ class AnthropicChatModel:
         except anthropic.AnthropicError as exc:
             raise ModelError(f"anthropic request failed: {type(exc).__name__}") from exc
         completion = parse_response(response)
-        log.debug(
-            "anthropic response: stop=%s input=%d cached=%d output=%d",
-            completion.stop_reason,
-            completion.usage.input_tokens,
-            completion.usage.cache_read_tokens,
-            completion.usage.output_tokens,
-        )
+        self._log_response(completion)
         return completion
-
-    def count_tokens(self, system: SystemPrompt, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> int:
-        return self.counter.count(system, messages, tools)
-
-    async def aclose(self) -> None:
-        """Close the HTTP connection pool."""
-        await self._client.close()
-
-    async def __aenter__(self) -> AnthropicChatModel:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()

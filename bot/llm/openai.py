@@ -19,7 +19,8 @@ from typing import Any, Literal
 import openai
 from openai.types.chat import ChatCompletion
 
-from bot.llm.retry import RetryPolicy, Transient, call_with_retry, transient_status
+from bot.llm.base import SdkChatModel, sdk_error_classifier
+from bot.llm.retry import RetryPolicy, call_with_retry
 from bot.llm.tokens import OPENAI_FACTOR, TokenCounter
 from bot.llm.types import (
     ChatMessage,
@@ -147,14 +148,7 @@ def parse_response(response: ChatCompletion) -> Completion:
     )
 
 
-def _classify(exc: Exception) -> Transient | None:
-    if isinstance(exc, openai.APITimeoutError):
-        return Transient("timeout")
-    if isinstance(exc, openai.APIConnectionError):
-        return Transient("connection error")
-    if isinstance(exc, openai.APIStatusError):
-        return transient_status(exc.status_code, exc.response.headers)
-    return None
+_classify = sdk_error_classifier(openai.APITimeoutError, openai.APIConnectionError, openai.APIStatusError)
 
 
 def _api_message(exc: openai.APIStatusError) -> str:
@@ -163,7 +157,7 @@ def _api_message(exc: openai.APIStatusError) -> str:
     return (message if isinstance(message, str) else exc.message)[:300]
 
 
-class OpenAIChatModel:
+class OpenAIChatModel(SdkChatModel):
     """A ``ChatModel`` on OpenAI Chat Completions. The SDK does not retry (``max_retries=0``); ``retry`` does.
 
     ``max_tokens_param`` names the output limit field: ``max_completion_tokens`` for OpenAI itself (newer models
@@ -171,6 +165,7 @@ class OpenAIChatModel:
     """
 
     provider = "openai"
+    _client: openai.AsyncOpenAI
 
     def __init__(
         self,
@@ -202,7 +197,7 @@ class OpenAIChatModel:
     ) -> Completion:
         wire_messages = build_messages(system, messages)
         wire_tools = build_tools(tools)
-        log.debug("openai request: model=%s messages=%d tools=%d", self.model, len(messages), len(tools))
+        self._log_request(messages, tools)
 
         async def call() -> ChatCompletion:
             return await self._client.chat.completions.create(
@@ -222,24 +217,5 @@ class OpenAIChatModel:
         except openai.OpenAIError as exc:
             raise ModelError(f"openai request failed: {type(exc).__name__}") from exc
         completion = parse_response(response)
-        log.debug(
-            "openai response: stop=%s input=%d cached=%d output=%d",
-            completion.stop_reason,
-            completion.usage.input_tokens,
-            completion.usage.cache_read_tokens,
-            completion.usage.output_tokens,
-        )
+        self._log_response(completion)
         return completion
-
-    def count_tokens(self, system: SystemPrompt, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> int:
-        return self.counter.count(system, messages, tools)
-
-    async def aclose(self) -> None:
-        """Close the HTTP connection pool."""
-        await self._client.close()
-
-    async def __aenter__(self) -> OpenAIChatModel:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()

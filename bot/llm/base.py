@@ -1,0 +1,69 @@
+"""What both SDK-backed models share: token counting, closing, response logging, error classification."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from bot.llm.retry import Transient, transient_status
+from bot.llm.tokens import TokenCounter
+from bot.llm.types import ChatMessage, Completion, SystemPrompt, ToolSpec
+
+log = logging.getLogger(__name__)
+
+
+class _ClosableClient(Protocol):
+    async def close(self) -> None: ...
+
+
+class SdkChatModel:
+    """Base of the Anthropic and OpenAI models; subclasses set ``provider``, ``_client`` and implement complete."""
+
+    provider: str
+    model: str
+    counter: TokenCounter
+    _client: _ClosableClient
+
+    def count_tokens(self, system: SystemPrompt, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> int:
+        return self.counter.count(system, messages, tools)
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._client.close()
+
+    async def __aenter__(self) -> SdkChatModel:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _log_request(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> None:
+        log.debug("%s request: model=%s messages=%d tools=%d", self.provider, self.model, len(messages), len(tools))
+
+    def _log_response(self, completion: Completion) -> None:
+        log.debug(
+            "%s response: stop=%s input=%d cached=%d output=%d",
+            self.provider,
+            completion.stop_reason,
+            completion.usage.input_tokens,
+            completion.usage.cache_read_tokens,
+            completion.usage.output_tokens,
+        )
+
+
+def sdk_error_classifier(
+    timeout_error: type[Exception], connection_error: type[Exception], status_error: type[Any]
+) -> Callable[[Exception], Transient | None]:
+    """Which SDK exceptions are worth retrying: timeouts, connection errors, and 408/429/5xx statuses."""
+
+    def classify(exc: Exception) -> Transient | None:
+        if isinstance(exc, timeout_error):
+            return Transient("timeout")
+        if isinstance(exc, connection_error):
+            return Transient("connection error")
+        if isinstance(exc, status_error):
+            return transient_status(exc.status_code, exc.response.headers)
+        return None
+
+    return classify
