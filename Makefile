@@ -1,10 +1,10 @@
-# membot — the two commands that matter are `make chat` and `make test` (see README.md).
+# membot — the two commands that matter are `make run` and `make test` (see README.md).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install chat test lint format bench clean
+.PHONY: install run chat test lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+run: install
+	bash deploy/ensure-redis.sh
+	$(BIN)/membot run $(if $(USER_NAME),--user $(USER_NAME),)
 
 chat: install
 	bash deploy/ensure-redis.sh

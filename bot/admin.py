@@ -1,19 +1,21 @@
-"""What users and admins may see and do with an agent's memory: show, export, reset.
+"""What users and admins may see and do with an agent's memory: show, export, reset, forget, import.
 
 Every operation takes the agent's lock, so it never runs beside a turn.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.chunking import chunk_text
 from bot.events import AgentKey, Scope
-from bot.memory_types import Block, MemoryEditError, SearchHit
-from bot.ports import ArchivalMemory, CoreMemory, RecallMemory, WorkingMemory
+from bot.memory_types import ArchivalEntry, Block, MemoryEditError, SearchHit
+from bot.ports import ActivityLog, ArchivalMemory, CoreMemory, RecallMemory, WorkingMemory
 
 EXPORT_FORMAT = "membot-export/1"
 
@@ -55,6 +57,16 @@ class ForgetCandidate:
     text: str
 
 
+@dataclass(frozen=True)
+class ImportReport:
+    """Outcome of importing one document into archival memory."""
+
+    source: str
+    chunks: int  # passages the document was cut into
+    stored: int  # passages stored
+    duplicates: int  # passages already in archival memory (not stored again)
+
+
 class MemoryAdmin:
     """Show, export and reset an agent's memory across Redis and Qdrant."""
 
@@ -65,15 +77,21 @@ class MemoryAdmin:
         recall: RecallMemory,
         archival: ArchivalMemory,
         lock: Callable[[AgentKey], AbstractAsyncContextManager[None]],
+        activity: ActivityLog | None = None,
     ) -> None:
         self._core = core
         self._working = working
         self._recall = recall
         self._archival = archival
         self._lock = lock
+        self._activity = activity
 
     async def _require(self, agent: AgentKey) -> None:
-        if not await self._core.exists(agent) and not await self._recall.count(agent):
+        if (
+            not await self._core.exists(agent)
+            and not await self._recall.count(agent)
+            and not await self._archival.count(agent)
+        ):
             raise UnknownAgent(f"no memory is stored for {agent}")
 
     async def show(self, agent: AgentKey) -> MemoryView:
@@ -106,12 +124,28 @@ class MemoryAdmin:
         """Erase every store of the agent; return how many items each held."""
         await self._require(agent)
         async with self._lock(agent):
-            return {
+            removed = {
                 "core": await self._core.erase(agent),
                 "working": await self._working.erase(agent),
                 "recall": await self._recall.erase(agent),
                 "archival": await self._archival.erase(agent),
             }
+            if self._activity is not None:
+                await self._activity.erase(agent)  # schedules, last address, proactive choice
+            return removed
+
+    async def import_text(self, agent: AgentKey, source_name: str, text: str, scope: Scope) -> ImportReport:
+        """Cut a document into passages and insert them into archival memory; duplicates are counted, not stored."""
+        chunks = chunk_text(text)
+        stored = 0
+        async with self._lock(agent):
+            for chunk in chunks:
+                entry = ArchivalEntry(
+                    agent, f"From {source_name}:\n{chunk}", datetime.now(UTC), scope=scope, source="import"
+                )
+                result = await self._archival.insert(entry)
+                stored += result.stored
+        return ImportReport(source_name, len(chunks), stored, len(chunks) - stored)
 
     async def search(self, agent: AgentKey, query: str, context_scope: Scope) -> list[SearchHit]:
         """The best recall and archival matches for ``query`` (first page of each)."""
@@ -135,8 +169,10 @@ class MemoryAdmin:
             )
         recall = await self._recall.search(agent, query, 0, Scope.PRIVATE)
         archival = await self._archival.search(agent, query, 0, Scope.PRIVATE)
-        found.extend(ForgetCandidate("recall", hit.id, hit.text) for hit in recall.hits)
-        found.extend(ForgetCandidate("archival", hit.id, hit.text) for hit in archival.hits)
+        found.extend(ForgetCandidate("recall", hit.id, hit.text) for hit in recall.hits if _mentions(hit.text, needle))
+        found.extend(
+            ForgetCandidate("archival", hit.id, hit.text) for hit in archival.hits if _mentions(hit.text, needle)
+        )
         return found
 
     async def forget(self, agent: AgentKey, candidates: list[ForgetCandidate]) -> int:
@@ -153,3 +189,13 @@ class MemoryAdmin:
             removed += await self._recall.delete(agent, [c.id for c in candidates if c.store == "recall"])
             removed += await self._archival.delete(agent, [c.id for c in candidates if c.store == "archival"])
         return removed
+
+
+def _mentions(text: str, query: str) -> bool:
+    """Whether ``text`` shares a word of three or more letters with ``query`` (or contains it whole).
+
+    Search always returns its nearest matches; forgetting must only offer entries that are about the query.
+    """
+    lowered = text.lower()
+    words = {word for word in re.findall(r"\w+", query) if len(word) >= 3}
+    return query in lowered or any(re.search(rf"\b{re.escape(word)}", lowered) for word in words)

@@ -5,7 +5,8 @@ Nothing else in ``bot/`` imports ``memory/`` or ``adapters/``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -17,19 +18,31 @@ from bot.admin import MemoryAdmin
 from bot.agent import Agent
 from bot.authz import Authorizer
 from bot.context import Budget, ContextManager
+from bot.heartbeat import HeartbeatConfig, Heartbeats, ProactiveControl
 from bot.llm.factory import build_chat_model
 from bot.ports import ChatModel, Embedder, PlatformAdapter
 from bot.runtime import Runtime
+from bot.scheduler import HeartbeatScheduler, JobInfo, read_jobs
 from bot.services import Services
 from bot.settings import ConfigError, Settings
+from memory.activity import RedisActivityLog, RedisFiringGuard
 from memory.archival import QdrantArchivalMemory
 from memory.core import RedisCoreMemory, RedisWorkingMemory
 from memory.embeddings import build_embedder
 from memory.keys import RedisKeys
 from memory.locks import RedisAgentLocks
 from memory.platform_state import RedisChannelModes, RedisThrottle
-from memory.qdrant import QdrantInUseError, QdrantSetupError, QdrantStore, QdrantUnavailableError, open_qdrant
+from memory.qdrant import (
+    CollectionNames,
+    QdrantInUseError,
+    QdrantSetupError,
+    QdrantStore,
+    QdrantUnavailableError,
+    connect_qdrant,
+    open_qdrant,
+)
 from memory.recall import QdrantRecallMemory
+from memory.reindex import reindex
 
 
 class ServiceUnavailable(Exception):
@@ -48,6 +61,8 @@ class Stores:
     recall: QdrantRecallMemory
     archival: QdrantArchivalMemory
     locks: RedisAgentLocks
+    activity: RedisActivityLog
+    guard: RedisFiringGuard
 
 
 @dataclass
@@ -60,6 +75,7 @@ class App:
     runtime: Runtime | None
     admin: MemoryAdmin
     services: Services | None
+    scheduler: HeartbeatScheduler | None = None  # built with the runtime; started by `membot run`
 
 
 async def connect_redis(settings: Settings) -> aioredis.Redis:
@@ -88,12 +104,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
     redis = await connect_redis(settings)
     try:
         keys = RedisKeys(settings.redis_prefix)
-        embedder = build_embedder(
-            settings.embedder,
-            openai_api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
-            openai_base_url=settings.openai_base_url,
-            openai_model=settings.openai_embedding_model,
-        )
+        embedder = _embedder(settings)
         try:
             qdrant = await open_qdrant(
                 url=settings.qdrant_url,
@@ -116,12 +127,42 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                 recall=QdrantRecallMemory(qdrant.client, qdrant.recall_collection, embedder),
                 archival=QdrantArchivalMemory(qdrant.client, qdrant.archival_collection, embedder),
                 locks=RedisAgentLocks(redis, keys),
+                activity=RedisActivityLog(redis, keys),
+                guard=RedisFiringGuard(redis, keys),
             )
         finally:
             await qdrant.close()
             await embedder.aclose()
     finally:
         await redis.aclose()
+
+
+def _embedder(settings: Settings) -> Embedder:
+    return build_embedder(
+        settings.embedder,
+        openai_api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+        openai_base_url=settings.openai_base_url,
+        openai_model=settings.openai_embedding_model,
+    )
+
+
+async def reindex_memory(settings: Settings, progress: Callable[[str, int, int], None]) -> dict[str, int]:
+    """Rebuild the search vectors of both collections from their stored text (after an upgrade changed them)."""
+    embedder = _embedder(settings)
+    try:
+        client = connect_qdrant(
+            url=settings.qdrant_url,
+            api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
+            path=settings.data_dir / "qdrant",
+        )
+    except (QdrantInUseError, QdrantUnavailableError) as exc:
+        await embedder.aclose()
+        raise ServiceUnavailable(str(exc)) from None
+    try:
+        return await reindex(client, CollectionNames.with_prefix(settings.redis_prefix), embedder, progress)
+    finally:
+        await client.close()
+        await embedder.aclose()
 
 
 def build_model(settings: Settings) -> ChatModel:
@@ -150,8 +191,19 @@ async def open_app(
     try:
         async with open_stores(settings) as stores:
             runtime = None
+            scheduler = None
             lock = stores.locks.hold
+            keys = RedisKeys(settings.redis_prefix)
+            heartbeat_config = HeartbeatConfig.from_settings(settings)
             if model is not None:
+                scheduler = HeartbeatScheduler(
+                    redis_url=settings.redis_url,
+                    jobs_key=keys.scheduler_jobs(),
+                    run_times_key=keys.scheduler_run_times(),
+                    activity=stores.activity,
+                    guard=stores.guard,
+                    config=heartbeat_config,
+                )
                 budget = Budget(settings.context_window, settings.max_output_tokens)
                 context = ContextManager(model, stores.core, stores.working, stores.recall, stores.archival, budget)
                 agent = Agent(model, stores.working, context, max_steps=settings.max_steps)
@@ -163,12 +215,13 @@ async def open_app(
                     archival=stores.archival,
                     locks=stores.locks,
                     max_message_chars=settings.max_message_chars,
+                    activity=stores.activity,
+                    planner=scheduler,
                 )
                 lock = runtime.agent_lock
-            admin = MemoryAdmin(stores.core, stores.working, stores.recall, stores.archival, lock)
+            admin = MemoryAdmin(stores.core, stores.working, stores.recall, stores.archival, lock, stores.activity)
             services = None
             if runtime is not None:
-                keys = RedisKeys(settings.redis_prefix)
                 services = Services(
                     runtime=runtime,
                     admin=admin,
@@ -176,11 +229,54 @@ async def open_app(
                     throttle=RedisThrottle(stores.redis, keys),
                     channel_modes=RedisChannelModes(stores.redis, keys),
                     settings=settings,
+                    proactive=ProactiveControl(stores.activity, heartbeat_config.proactive),
                 )
-            yield App(settings, stores, model, runtime, admin, services)
+            app = App(settings, stores, model, runtime, admin, services, scheduler)
+            try:
+                yield app
+            finally:
+                if scheduler is not None:
+                    await scheduler.shutdown()
     finally:
         if model is not None:
             await model.aclose()
+
+
+async def start_heartbeats(app: App, adapters: Sequence[PlatformAdapter]) -> HeartbeatScheduler:
+    """Start the app's heartbeat scheduler; proactive messages go out through ``adapters`` (by platform)."""
+    if app.scheduler is None or app.runtime is None:
+        raise ConfigError("heartbeats need a language model: configure one (see MEMBOT_LLM_PROVIDER)")
+    stores = app.stores
+    heartbeats = Heartbeats(
+        runtime=app.runtime,
+        activity=stores.activity,
+        core=stores.core,
+        recall=stores.recall,
+        archival=stores.archival,
+        adapters={adapter.platform: adapter for adapter in adapters},
+        config=app.scheduler.config,
+    )
+    await app.scheduler.start(heartbeats)
+    return app.scheduler
+
+
+async def list_jobs(settings: Settings) -> list[JobInfo]:
+    """Every scheduled heartbeat job, read from Redis alone (works while `membot run` holds embedded Qdrant)."""
+    client = await connect_redis(settings)
+    await client.aclose()
+    keys = RedisKeys(settings.redis_prefix)
+    return await asyncio.to_thread(read_jobs, settings.redis_url, keys.scheduler_jobs(), keys.scheduler_run_times())
+
+
+@asynccontextmanager
+async def open_proactive_control(settings: Settings) -> AsyncIterator[ProactiveControl]:
+    """Proactive-message choices on Redis alone (no Qdrant, no model)."""
+    client = await connect_redis(settings)
+    try:
+        activity = RedisActivityLog(client, RedisKeys(settings.redis_prefix))
+        yield ProactiveControl(activity, HeartbeatConfig.from_settings(settings).proactive)
+    finally:
+        await client.aclose()
 
 
 def build_adapters(services: Services) -> list[PlatformAdapter]:
@@ -198,4 +294,15 @@ def build_adapters(services: Services) -> list[PlatformAdapter]:
     return adapters
 
 
-__all__ = ["App", "build_adapters", "ConfigError", "ServiceUnavailable", "Stores", "open_app", "open_stores"]
+__all__ = [
+    "App",
+    "ConfigError",
+    "ServiceUnavailable",
+    "Stores",
+    "build_adapters",
+    "list_jobs",
+    "open_app",
+    "open_proactive_control",
+    "open_stores",
+    "start_heartbeats",
+]

@@ -24,9 +24,10 @@ class Action(StrEnum):
     RESET = "reset"
     EXPORT = "export"
     CHANNEL_MODE = "channel_mode"
+    PROACTIVE = "proactive"
 
 
-OWN_ACTIONS = frozenset({Action.SHOW, Action.SEARCH, Action.FORGET, Action.RESET, Action.EXPORT})
+OWN_ACTIONS = frozenset({Action.SHOW, Action.SEARCH, Action.FORGET, Action.RESET, Action.EXPORT, Action.PROACTIVE})
 PLATFORM_ADMIN_ACTIONS = frozenset({Action.SHOW, Action.RESET, Action.CHANNEL_MODE})
 
 

@@ -1,4 +1,4 @@
-"""The ``membot`` command line: chat, memory show|export|reset, doctor."""
+"""The ``membot`` command line: chat, run, memory show|export|reset|proactive, jobs list, doctor."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -14,8 +15,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bot.activity import InvalidProactiveSetting, ProactivePolicy
 from bot.admin import MemoryView, UnknownAgent
-from bot.app import ServiceUnavailable, open_app
+from bot.app import ServiceUnavailable, list_jobs, open_app, open_proactive_control
 from bot.events import AgentKey, InvalidAgentKey
 from bot.logs import configure_logging
 from bot.settings import ConfigError, Settings, load_settings
@@ -23,6 +25,8 @@ from bot.settings import ConfigError, Settings, load_settings
 app = typer.Typer(help="membot: a chat companion with long-term memory.", no_args_is_help=True, add_completion=False)
 memory_app = typer.Typer(help="See, export or reset what membot remembers about someone.", no_args_is_help=True)
 app.add_typer(memory_app, name="memory")
+jobs_app = typer.Typer(help="See the scheduled heartbeat jobs.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
 
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -80,9 +84,12 @@ def chat(
     async def work() -> None:
         async with open_app(settings) as running:
             assert running.runtime is not None
+            # Load the embedding model while the user types, not when their first message arrives.
+            warm_up = asyncio.create_task(running.stores.embedder.embed(["warm-up"]))
             if sys.stdin.isatty():
                 err.print(f"membot is listening as [bold]{key}[/]. Ctrl-D to leave.", highlight=False)
             await run_console(running.runtime.handle, key.user)
+            await warm_up
 
     _run(work)
 
@@ -170,6 +177,114 @@ def memory_reset(
         typer.echo(json.dumps({"agent": str(key), "removed": removed}))
     else:
         typer.echo(f"erased {key}: " + ", ".join(f"{count} {store}" for store, count in removed.items()))
+
+
+class Switch(StrEnum):
+    on = "on"
+    off = "off"
+
+
+@memory_app.command("proactive")
+def memory_proactive(
+    agent_key: Annotated[str, typer.Argument(help="The user's agent, e.g. discord:dm:1234.")],
+    state: Annotated[Switch, typer.Argument(help="on: membot may message this user between conversations.")],
+    quiet_hours: Annotated[
+        str | None, typer.Option("--quiet-hours", help="No messages in this local time range, e.g. 22-08, or none.")
+    ] = None,
+    timezone: Annotated[str | None, typer.Option("--timezone", help="The user's time zone, e.g. Europe/Paris.")] = None,
+    max_per_day: Annotated[int | None, typer.Option("--max-per-day", help="At most this many messages a day.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the resulting setting as JSON.")] = False,
+) -> None:
+    """Turn proactive messages (sent by reflections, opt-in) on or off for one user."""
+    key = _agent_key(agent_key)
+    settings = _settings()
+
+    async def work() -> ProactivePolicy:
+        async with open_proactive_control(settings) as control:
+            return await control.set(
+                key, state is Switch.on, quiet_hours=quiet_hours, timezone=timezone, max_per_day=max_per_day
+            )
+
+    try:
+        policy = _run(work)
+    except InvalidProactiveSetting as exc:
+        raise _fail(str(exc), 2) from None
+    if as_json:
+        quiet = str(policy.quiet_hours) if policy.quiet_hours else None
+        document = {"agent": str(key), "enabled": policy.enabled, "max_per_day": policy.max_per_day}
+        document.update(quiet_hours=quiet, timezone=policy.timezone)
+        typer.echo(json.dumps(document))
+    else:
+        typer.echo(f"proactive messages for {key}: {policy.describe()}")
+
+
+@app.command()
+def run(
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="Name for the console chat (when no platform is set).")
+    ] = None,
+) -> None:
+    """Start every chat platform whose credentials are set, plus the heartbeat scheduler (Ctrl-C stops).
+
+    With no platform configured and a terminal attached, a console chat runs beside the scheduler instead.
+    """
+    from adapters.console import run_console
+    from bot.serve import serve
+
+    settings = _settings()
+    interactive = sys.stdin.isatty() and not (settings.discord_token or settings.slack_bot_token)
+    key = _agent_key(f"console:{user or getpass.getuser() or 'you'}")
+
+    async def work() -> int:
+        async with open_app(settings) as running:
+            assert running.runtime is not None
+            handle = running.runtime.handle
+
+            async def console() -> None:
+                err.print(f"membot is listening as [bold]{key}[/], with heartbeats. Ctrl-D to leave.", highlight=False)
+                await run_console(handle, key.user)
+
+            def notify(text: str) -> None:
+                err.print(f"membot: {text}", highlight=False, soft_wrap=True)
+
+            return await serve(running, notify, console=console if interactive else None)
+
+    raise typer.Exit(_run(work))
+
+
+@jobs_app.command("list")
+def jobs_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
+    """Show every scheduled heartbeat job (reflection, consolidation) and when it runs next."""
+    settings = _settings()
+    jobs = _run(lambda: list_jobs(settings))
+    if as_json:
+        typer.echo(json.dumps([job.as_dict() for job in jobs], indent=2))
+        return
+    if not jobs:
+        typer.echo("no heartbeat jobs are scheduled")
+        return
+    table = Table("job id", "kind", "agent", "next run (UTC)", "trigger")
+    for job in jobs:
+        when = f"{job.next_run_time:%Y-%m-%d %H:%M:%S}" if job.next_run_time else "paused"
+        table.add_row(job.id, job.kind, job.agent, when, job.trigger)
+    Console(width=200).print(table, highlight=False)
+
+
+@memory_app.command("reindex")
+def memory_reindex() -> None:
+    """Rebuild the search vectors of recall and archival memory after an upgrade (stop membot first)."""
+    from bot.app import reindex_memory
+
+    settings = _settings()
+
+    def progress(name: str, done: int, total: int) -> None:
+        err.print(f"{name}: {done}/{total}", end="\r", highlight=False)
+
+    done = _run(lambda: reindex_memory(settings, progress))
+    if not done:
+        typer.echo("Nothing to do: every collection is already indexed by this membot.")
+    for name, count in done.items():
+        typer.echo(f"{name}: {count} points reindexed")
 
 
 @app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.events import AgentKey, Scope
+from bot.events import AgentKey, ReplyAddress, Scope
 
 PAGE_SIZE = 5
 CORE_LABELS = ("persona", "human")
@@ -41,6 +41,8 @@ class RecallEntry:
     channel: str
     scope: Scope = Scope.PRIVATE
     message_id: str | None = None
+    # what an attachment shows (e.g. an image caption): indexed for search, never part of ``text``
+    attachment_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,15 @@ class SearchHit:
     score: float
     role: str | None = None
     author: str | None = None
+
+
+@dataclass(frozen=True)
+class DuplicatePair:
+    """Two archival entries of one agent and scope that say nearly the same thing."""
+
+    first: SearchHit
+    second: SearchHit
+    similarity: float
 
 
 @dataclass(frozen=True)
@@ -93,3 +104,38 @@ class MemoryStats:
     recall_count: int
     archival_count: int
     last_modified: datetime | None
+
+
+@dataclass(frozen=True)
+class ActivityRecord:
+    """One agent's conversation as heartbeats see it."""
+
+    last_message_at: datetime | None = None  # when the user last spoke (membot's clock, UTC)
+    last_reflection_at: datetime | None = None  # when the last reflection started
+    messages_since: int = 0  # user messages since the last reflection
+    private_since: bool = False  # some of them were in a DM (or the console)
+    address: ReplyAddress | None = None  # where the user last spoke
+
+    @property
+    def has_news(self) -> bool:
+        """A user message arrived after the last reflection."""
+        if self.last_message_at is None:
+            return False
+        return self.last_reflection_at is None or self.last_message_at > self.last_reflection_at
+
+    @property
+    def scope(self) -> Scope:
+        """Scope of what a reflection writes: private if anything since the last one was private."""
+        if self.private_since or self.address is None or self.address.is_dm:
+            return Scope.PRIVATE
+        return Scope.PUBLIC
+
+
+@dataclass(frozen=True)
+class ProactivePrefs:
+    """A user's proactive-message choice as stored; unset fields fall back to the configured defaults."""
+
+    enabled: bool = False
+    quiet_hours: str | None = None
+    timezone: str | None = None
+    max_per_day: int | None = None

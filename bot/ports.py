@@ -14,9 +14,12 @@ from typing import Any, Protocol
 from bot.events import AgentKey, OutboundReply, ReplyAddress, Scope
 from bot.llm.types import ChatMessage, Completion, SystemPrompt, ToolSpec
 from bot.memory_types import (
+    ActivityRecord,
     ArchivalEntry,
     Block,
+    DuplicatePair,
     InsertResult,
+    ProactivePrefs,
     RecallEntry,
     SearchPage,
 )
@@ -162,6 +165,14 @@ class ArchivalMemory(Protocol):
         """Delete this agent's entries with these ids (others' ids are ignored); return how many."""
         ...
 
+    async def near_duplicates(self, agent: AgentKey, threshold: float) -> list[DuplicatePair]:
+        """Pairs of the agent's entries (same scope) at least ``threshold`` similar, most similar first."""
+        ...
+
+    async def merge(self, agent: AgentKey, keep_id: str, drop_ids: Sequence[str], text: str) -> None:
+        """Rewrite entry ``keep_id`` to ``text`` with copies of the dropped entries in it, then delete those."""
+        ...
+
 
 class AgentLocks(Protocol):
     """A lock per agent that holds across processes."""
@@ -210,4 +221,62 @@ class PlatformAdapter(Protocol):
 
     async def send_direct(self, address: ReplyAddress, text: str) -> None:
         """Send a message nobody asked for (a proactive message) to where the user last spoke."""
+        ...
+
+
+class ActivityLog(Protocol):
+    """Per-agent conversation activity and proactive-message choices, shared by every process."""
+
+    async def record_message(self, agent: AgentKey, address: ReplyAddress, at: datetime) -> None:
+        """A user message arrived at ``at`` from ``address`` (counted toward the next reflection)."""
+        ...
+
+    async def get(self, agent: AgentKey) -> ActivityRecord: ...
+
+    async def mark_reflected(self, agent: AgentKey, at: datetime, seen: int) -> None:
+        """A reflection that started at ``at`` covered ``seen`` messages."""
+        ...
+
+    async def forget(self, agent: AgentKey) -> None:
+        """Drop the activity record (the agent's memory was erased); proactive choices stay."""
+        ...
+
+    async def erase(self, agent: AgentKey) -> None:
+        """Remove everything heartbeats keep about the agent, its proactive choice included."""
+        ...
+
+    async def recent_agents(self, since: datetime) -> list[AgentKey]:
+        """Agents whose user spoke at or after ``since``."""
+        ...
+
+    async def proactive_prefs(self, agent: AgentKey) -> ProactivePrefs: ...
+
+    async def set_proactive_prefs(self, agent: AgentKey, prefs: ProactivePrefs) -> None: ...
+
+    async def proactive_sent(self, agent: AgentKey, day: str) -> int:
+        """Proactive messages sent to the agent's user on local date ``day`` (YYYY-MM-DD)."""
+        ...
+
+    async def take_proactive_slot(self, agent: AgentKey, day: str, cap: int) -> bool:
+        """Atomically count one proactive message on ``day`` if fewer than ``cap`` were sent; False otherwise."""
+        ...
+
+    async def return_proactive_slot(self, agent: AgentKey, day: str) -> None:
+        """Give back a slot whose message could not be delivered."""
+        ...
+
+
+class FiringGuard(Protocol):
+    """Makes each scheduled firing of a job run once, however many schedulers see it."""
+
+    async def claim(self, job_id: str, fire_time: datetime, ttl_seconds: float) -> bool:
+        """True for the first claim of (job, fire time) across processes; False for every later one."""
+        ...
+
+
+class HeartbeatPlanner(Protocol):
+    """What the runtime tells the heartbeat scheduler."""
+
+    async def conversation_active(self, agent: AgentKey, at: datetime) -> None:
+        """The user spoke at ``at``: (re)schedule the agent's reflection for when the conversation has gone quiet."""
         ...

@@ -2,21 +2,31 @@
 
 For each inbound message it takes the agent's lock (a Redis lock that holds across processes; waiters in one
 process are served in order), stores the user message in the queue and in recall *before* calling the
-model, runs the step loop, and delivers each ``send_message`` to the sink at once.
+model, records the activity heartbeats work from, runs the step loop, and delivers each ``send_message`` to the
+sink at once. System events (heartbeats) run through ``run_event`` under the same lock.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC
 
 from bot.agent import Agent, TurnReport
-from bot.events import AgentKey, InboundMessage, OutboundReply, ReplyKind, utc_now
+from bot.events import AgentKey, InboundMessage, OutboundReply, ReplyKind, Scope, utc_now
 from bot.llm.types import ChatMessage, ModelError
 from bot.memory_types import RecallEntry
-from bot.ports import AgentLocks, ArchivalMemory, CoreMemory, RecallMemory, ReplySink, WorkingMemory
+from bot.ports import (
+    ActivityLog,
+    AgentLocks,
+    ArchivalMemory,
+    CoreMemory,
+    HeartbeatPlanner,
+    RecallMemory,
+    ReplySink,
+    WorkingMemory,
+)
 from bot.prompts import load_prompt
 from bot.tools import ToolContext
 
@@ -58,6 +68,8 @@ class Runtime:
         archival: ArchivalMemory,
         locks: AgentLocks,
         max_message_chars: int,
+        activity: ActivityLog | None = None,
+        planner: HeartbeatPlanner | None = None,
     ) -> None:
         self._agent = agent
         self._core = core
@@ -66,6 +78,8 @@ class Runtime:
         self._archival = archival
         self._locks = locks
         self._max_chars = max_message_chars
+        self._activity = activity
+        self._planner = planner
 
     @asynccontextmanager
     async def agent_lock(self, agent: AgentKey) -> AsyncIterator[None]:
@@ -98,6 +112,7 @@ class Runtime:
             await self._core.ensure(agent, {"persona": load_prompt("persona"), "human": load_prompt("human")})
             await self._working.append(agent, [ChatMessage("user", pack_user_message(message, model_text))])
             await self._recall.add([self._recall_entry(message, "user", text, message.author_name)])
+            await self._note_activity(message)
 
             async def send(reply: str) -> None:
                 await sink.send(OutboundReply(reply, ReplyKind.MESSAGE, message.message_id))
@@ -116,6 +131,35 @@ class Runtime:
             extra={"agent": str(agent), "steps": report.steps, "sent": report.messages_sent},
         )
         return report
+
+    async def run_event(
+        self,
+        agent: AgentKey,
+        text: str,
+        *,
+        scope: Scope,
+        send: Callable[[str], Awaitable[None]],
+        archival_source: str = "agent",
+    ) -> TurnReport:
+        """Wake ``agent`` with a system event (a heartbeat). The caller must hold ``agent_lock(agent)``.
+
+        The event joins the queue as a ``[system]`` message but not recall (it is not part of the conversation);
+        no reply is expected, and ``send`` decides what becomes of a ``send_message``. Raises ModelError.
+        """
+        await self._core.ensure(agent, {"persona": load_prompt("persona"), "human": load_prompt("human")})
+        await self._working.append(agent, [ChatMessage("user", f"[system] {text}")])
+        ctx = ToolContext(agent, scope, self._core, self._recall, self._archival, send, archival_source=archival_source)
+        report = await self._agent.run_turn(ctx, expects_reply=False)
+        log.info("event done", extra={"agent": str(agent), "steps": report.steps, "sent": report.messages_sent})
+        return report
+
+    async def _note_activity(self, message: InboundMessage) -> None:
+        """Record when and where the user spoke, and let the scheduler plan the next reflection."""
+        at = utc_now()
+        if self._activity is not None:
+            await self._activity.record_message(message.agent_key, message.address, at)
+        if self._planner is not None:
+            await self._planner.conversation_active(message.agent_key, at)
 
     @staticmethod
     def _recall_entry(message: InboundMessage, role: str, text: str, author: str) -> RecallEntry:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bot.admin import MemoryAdmin
 from bot.authz import Authorizer
+from bot.heartbeat import ProactiveControl
 from bot.ports import ChannelModes, Throttle
 from bot.runtime import Runtime
 from bot.settings import Settings
@@ -13,7 +14,8 @@ from bot.settings import Settings
 
 @dataclass(frozen=True)
 class Services:
-    """The runtime (turns), memory commands, authorization, rate limits/dedupe, channel modes and settings."""
+    """The runtime (turns), memory commands, authorization, rate limits/dedupe, channel modes and settings;
+    ``proactive`` turns a user's proactive messages on or off (for the platform commands)."""
 
     runtime: Runtime
     admin: MemoryAdmin
@@ -21,3 +23,4 @@ class Services:
     throttle: Throttle
     channel_modes: ChannelModes
     settings: Settings
+    proactive: ProactiveControl | None = None

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.activity import parse_quiet_hours, parse_timezone
+
 DEFAULT_MODELS = {"anthropic": "claude-sonnet-5-5", "openai": "gpt-5.5"}
 
 
@@ -48,9 +50,17 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = Field(None, alias="SLACK_APP_TOKEN")
     slack_signing_secret: SecretStr | None = Field(None, alias="SLACK_SIGNING_SECRET")
     slack_api_url: str | None = Field(None, alias="SLACK_API_URL")
+    slack_http_host: str = Field("0.0.0.0", alias="SLACK_HTTP_HOST")
+    slack_http_port: int = Field(3000, alias="SLACK_HTTP_PORT", ge=0, le=65535)
     admin_ids: str = Field("", alias="MEMBOT_ADMIN_IDS")
     rate_limit_per_minute: int = Field(20, alias="MEMBOT_RATE_LIMIT_PER_MINUTE", ge=1)
     log_level: str = Field("WARNING", alias="MEMBOT_LOG_LEVEL")
+
+    reflect_after_minutes: float = Field(15.0, alias="MEMBOT_REFLECT_AFTER_MINUTES", gt=0)
+    consolidate_every_minutes: float = Field(360.0, alias="MEMBOT_CONSOLIDATE_EVERY_MINUTES", gt=0)
+    proactive_max_per_day: int = Field(2, alias="MEMBOT_PROACTIVE_MAX_PER_DAY", ge=0)
+    quiet_hours: str = Field("22-08", alias="MEMBOT_QUIET_HOURS")
+    timezone: str = Field("UTC", alias="MEMBOT_TIMEZONE")
 
     @field_validator("llm_provider", mode="before")
     @classmethod
@@ -58,6 +68,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             value = value.strip().lower()
             return value or None
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _valid_quiet_hours(cls, value: str) -> str:
+        parse_quiet_hours(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        parse_timezone(value)
         return value
 
     @property

@@ -43,6 +43,7 @@ class ToolContext:
     archival: ArchivalMemory
     send: Callable[[str], Awaitable[None]]
     surfaced: set[str] = field(default_factory=set)  # normalized texts shown by searches during this turn
+    archival_source: str = "agent"  # ArchivalEntry.source of notes inserted in this turn ("reflection" in heartbeats)
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,13 @@ class MemoryFunctions:
             raise ToolFailure(
                 "this text came from a search result and is already stored; do not save recalled text again"
             )
-        entry = ArchivalEntry(agent=self._ctx.agent, text=content, timestamp=datetime.now(UTC), scope=self._ctx.scope)
+        entry = ArchivalEntry(
+            agent=self._ctx.agent,
+            text=content,
+            timestamp=datetime.now(UTC),
+            scope=self._ctx.scope,
+            source=self._ctx.archival_source,
+        )
         result = await self._ctx.archival.insert(entry)
         if not result.stored:
             return f"Not stored: archival memory already holds a near-identical note: {result.duplicate_text!r}"

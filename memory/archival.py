@@ -10,16 +10,19 @@ so a fact first learned in a DM is stored again (as public) when it is said in a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
+import numpy as np
 from qdrant_client import AsyncQdrantClient, models
 
 from bot.events import AgentKey, Scope
-from bot.memory_types import ArchivalEntry, InsertResult, MemoryEditError, SearchPage
+from bot.memory_types import ArchivalEntry, DuplicatePair, InsertResult, MemoryEditError, SearchPage
 from bot.ports import Embedder
 from memory.qdrant import (
     DENSE,
@@ -33,12 +36,14 @@ from memory.qdrant import (
     match_field,
     scroll_all,
     search_page,
+    to_hit,
     to_rfc3339,
     to_sparse,
 )
 from memory.sparse import document_vector
 
 DEFAULT_DUPLICATE_THRESHOLD = 0.92
+MAX_DUPLICATE_SCAN = 2000  # near_duplicates compares at most this many of an agent's newest entries
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://membot.invalid/archival")
 _WORDS = re.compile(r"\w+")
 _APOSTROPHES = re.compile(r"['\u2019]")
@@ -136,6 +141,81 @@ class QdrantArchivalMemory:
     async def delete(self, agent: AgentKey, ids: Sequence[str]) -> int:
         """Delete this agent's entries with these ids; return how many were deleted."""
         return await delete_ids(self._client, self._collection, agent, ids)
+
+    async def near_duplicates(self, agent: AgentKey, threshold: float) -> list[DuplicatePair]:
+        """Pairs of the agent's entries in the same scope with dense cosine >= ``threshold``, most similar first.
+
+        Compares the newest ``MAX_DUPLICATE_SCAN`` entries all against all (in a worker thread).
+        """
+        records: list[models.Record] = []
+        offset: Any = None
+        while True:
+            batch, offset = await self._client.scroll(
+                self._collection,
+                scroll_filter=agent_filter(agent, Scope.PRIVATE),
+                limit=256,
+                offset=offset,
+                with_payload=True,
+                with_vectors=[DENSE],
+            )
+            records.extend(r for r in batch if isinstance(r.vector, dict) and isinstance(r.vector.get(DENSE), list))
+            if offset is None:
+                break
+        records.sort(key=lambda r: str((r.payload or {}).get("timestamp", "")), reverse=True)
+        records = records[:MAX_DUPLICATE_SCAN]
+        if len(records) < 2:
+            return []
+        vectors = [cast(list[float], r.vector[DENSE]) for r in records if isinstance(r.vector, dict)]
+        found = await asyncio.to_thread(_similar_pairs, vectors, threshold)
+        pairs = [
+            DuplicatePair(to_hit(records[i]), to_hit(records[j]), score)
+            for i, j, score in found
+            if (records[i].payload or {}).get("scope") == (records[j].payload or {}).get("scope")
+        ]
+        return sorted(pairs, key=lambda pair: pair.similarity, reverse=True)
+
+    async def merge(self, agent: AgentKey, keep_id: str, drop_ids: Sequence[str], text: str) -> None:
+        """Rewrite entry ``keep_id`` to ``text``, record the dropped entries (text and time) in its
+        ``merged_from`` payload, and only then delete them: nothing is lost if this stops half way."""
+        text = text.strip()
+        if not text:
+            raise MemoryEditError("merge failed: the merged text is empty.")
+        found = await self._client.retrieve(self._collection, ids=[keep_id, *drop_ids], with_payload=True)
+        mine = {str(r.id): r for r in found if (r.payload or {}).get("agent") == str(agent)}
+        if keep_id not in mine:
+            raise MemoryEditError(f"merge failed: agent {agent} has no archival entry {keep_id}.")
+        keep = mine[keep_id].payload or {}
+        dropped = [mine[i] for i in drop_ids if i in mine and i != keep_id]
+        merged_from = list(keep.get("merged_from") or [])
+        now = datetime.now(UTC)
+        for record in dropped:
+            payload = record.payload or {}
+            merged_from.extend(payload.get("merged_from") or [])
+            merged_from.append(
+                {
+                    "id": str(record.id),
+                    "text": payload.get("text", ""),
+                    "timestamp": payload.get("timestamp"),
+                    "merged_at": to_rfc3339(now),
+                }
+            )
+        payload = {**keep, "text": text, "text_hash": text_hash(text), "merged_from": merged_from}
+        dense = (await self._embedder.embed([text]))[0]
+        point = models.PointStruct(
+            id=keep_id, vector={DENSE: dense, SPARSE: to_sparse(document_vector(text))}, payload=payload
+        )
+        await self._client.upsert(self._collection, [point], wait=True)
+        await delete_ids(self._client, self._collection, agent, [str(r.id) for r in dropped])
+
+
+def _similar_pairs(vectors: list[list[float]], threshold: float) -> list[tuple[int, int, float]]:
+    """Index pairs (i < j) whose cosine similarity is at least ``threshold``."""
+    matrix = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    unit = matrix / np.where(norms == 0, 1.0, norms)
+    scores = np.triu(unit @ unit.T, k=1)
+    rows, cols = np.nonzero(scores >= threshold)
+    return [(int(i), int(j), float(scores[i, j])) for i, j in zip(rows, cols, strict=True)]
 
 
 def _duplicate(point: models.ScoredPoint | models.Record) -> InsertResult:

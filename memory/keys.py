@@ -69,6 +69,23 @@ class RedisKeys:
         """Hash: channel id → reply mode ("always" or "mention") set by admins on ``platform``."""
         return f"{self.prefix}:channels:{platform}"
 
+    # --- heartbeats ----------------------------------------------------------------------------------------
+    def activity(self, agent: AgentKey) -> str:
+        """Hash: last message and reflection times, messages since, private flag, last reply address (JSON)."""
+        return self._agent("activity", agent)
+
+    def activity_index(self) -> str:
+        """Sorted set: agent key -> epoch seconds of the user's last message."""
+        return f"{self.prefix}:activity-index"
+
+    def proactive(self, agent: AgentKey) -> str:
+        """Hash: the user's proactive-message choice (enabled, quiet_hours, timezone, max_per_day)."""
+        return self._agent("proactive", agent)
+
+    def proactive_sent(self, agent: AgentKey, day: str) -> str:
+        """Counter (with TTL): proactive messages sent to the agent's user on local date ``day``."""
+        return f"{self._agent('proactive-sent', agent)}:{day}"
+
     def job_run_guard(self, job_id: str, fire_time: str) -> str:
         """Flag (SET NX with TTL): one scheduled firing of a job, so it runs once across processes."""
         return f"{self.prefix}:jobrun:{job_id}:{fire_time}"

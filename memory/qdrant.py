@@ -5,6 +5,11 @@ Both collections hold every agent's points (multitenancy by an ``agent`` keyword
 (BM25 term weights, ``Modifier.IDF``). Searches prefetch from both and fuse with RRF; every query is filtered by
 agent, and by ``scope=public`` when made from a public context.
 
+Both collections carry ``index_version`` in their metadata: the version of how texts become vectors (the
+retrieval text, the context mixing, the sparse tokenizer). A collection indexed by an older version that holds
+points is refused with instructions to run ``membot memory reindex``, which rebuilds every vector in place
+from the stored payloads; an empty one is simply stamped with the current version.
+
 ``open_qdrant`` is the entry point: it connects and makes sure both collections exist. Embedded mode
 (``path=<data_dir>/qdrant``) supports all of that (verified with qdrant-client 1.20), but payload
 indexes have no effect there, so they are only created on a server; it is also one process at a time, and its
@@ -18,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import portalocker
 from qdrant_client import AsyncQdrantClient, models
@@ -27,11 +32,16 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from bot.events import AgentKey, Scope
 from bot.memory_types import PAGE_SIZE, MemoryEditError, SearchHit, SearchPage
 from bot.ports import Embedder
+from memory.dates import TimeWindow, query_window
 from memory.sparse import SparseTerms, query_vector
 
 DENSE = "dense"
 SPARSE = "sparse"
 MAX_RESULTS = 50  # hybrid searches rank at most this many matches (10 pages)
+INDEX_VERSION = 2  # 1: raw text; 2: speaker-aware text, previous-message context, Snowball stems, b=0.3
+REINDEX_COMMAND = "membot memory reindex"
+SearchMode = Literal["hybrid", "dense", "sparse"]
+SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "dense", "sparse")
 _SCROLL_BATCH = 256
 
 
@@ -185,7 +195,7 @@ async def ensure_collection(
     if await client.collection_exists(name):
         await _check_collection(client, name, dimensions, embedder_name)
     else:
-        metadata: dict[str, Any] = {"dimensions": dimensions}
+        metadata: dict[str, Any] = {"dimensions": dimensions, "index_version": INDEX_VERSION}
         if embedder_name:
             metadata["embedder"] = embedder_name
         try:
@@ -225,6 +235,21 @@ async def _check_collection(client: AsyncQdrantClient, name: str, dimensions: in
             f"Qdrant collection {name!r} holds {dense.size}-dim vectors from {built_with or 'another embedder'}, "
             f"but membot is configured with {configured}. Set MEMBOT_EMBEDDER back, or export the memory, delete "
             "the collection and import it again."
+        )
+    version = int((config.metadata or {}).get("index_version", 1))
+    if version > INDEX_VERSION:
+        raise QdrantSetupError(
+            f"Qdrant collection {name!r} was indexed by a newer membot (index version {version}, this one reads "
+            f"{INDEX_VERSION}). Upgrade membot."
+        )
+    if version < INDEX_VERSION:
+        if await count_matching(client, name, models.Filter()) == 0:
+            await client.update_collection(name, metadata={**(config.metadata or {}), "index_version": INDEX_VERSION})
+            return
+        raise QdrantSetupError(
+            f"Qdrant collection {name!r} was indexed by an older membot (index version {version}; this one needs "
+            f"{INDEX_VERSION} for better search). Stop membot and run `{REINDEX_COMMAND}` once with the same "
+            "settings: it rebuilds the search vectors in place from the stored messages and notes (nothing is lost)."
         )
 
 
@@ -280,6 +305,12 @@ def check_page(function: str, page: int) -> None:
         raise MemoryEditError(f"{function} failed: page {page} does not exist. Pages are numbered from 0.")
 
 
+def _within(query_filter: models.Filter, window: TimeWindow) -> models.Filter:
+    must = query_filter.must
+    conditions = [] if must is None else list(must) if isinstance(must, list) else [must]
+    return models.Filter(must=[*conditions, time_range(window.start, window.end)])
+
+
 async def hybrid_query(
     client: AsyncQdrantClient,
     collection: str,
@@ -288,16 +319,37 @@ async def hybrid_query(
     sparse: SparseTerms,
     query_filter: models.Filter,
     limit: int = MAX_RESULTS,
+    window: TimeWindow | None = None,
+    mode: SearchMode = "hybrid",
 ) -> list[models.ScoredPoint]:
-    """Dense and sparse prefetch (each filtered) fused with Reciprocal Rank Fusion, best first."""
-    prefetch = [models.Prefetch(query=dense, using=DENSE, filter=query_filter, limit=limit)]
-    if sparse:  # a query of stopwords only has no sparse terms: dense alone
-        prefetch.append(models.Prefetch(query=to_sparse(sparse), using=SPARSE, filter=query_filter, limit=limit))
+    """Dense and sparse prefetch (each filtered) fused with Reciprocal Rank Fusion, best first.
+
+    With a ``window`` (a date named in the query), the same two searches restricted to that window join the
+    fusion, so points from then rank higher and the rest still count. ``mode`` "dense" or "sparse" runs that one
+    search alone, without a window (the baselines of ``bench/retrieval.py``).
+    """
+    if mode != "hybrid":
+        if mode == "sparse" and not sparse:
+            return []
+        vector: Any = dense if mode == "dense" else to_sparse(sparse)
+        single = await client.query_points(
+            collection,
+            query=vector,
+            using=DENSE if mode == "dense" else SPARSE,
+            query_filter=query_filter,
+            limit=limit,
+            with_payload=True,
+        )
+        return single.points
+    prefetch: list[models.Prefetch] = []
+    for each in [query_filter] if window is None else [query_filter, _within(query_filter, window)]:
+        prefetch.append(models.Prefetch(query=dense, using=DENSE, filter=each, limit=limit))
+        if sparse:  # a query of stopwords only has no sparse terms: dense alone
+            prefetch.append(models.Prefetch(query=to_sparse(sparse), using=SPARSE, filter=each, limit=limit))
     response = await client.query_points(
         collection,
         prefetch=prefetch,
-        query=models.FusionQuery(fusion=models.Fusion.RRF),
-        query_filter=query_filter,
+        query=models.FusionQuery(fusion=models.Fusion.RRF),  # prefetches are filtered: no filter needed here
         limit=limit,
         with_payload=True,
     )
@@ -315,12 +367,17 @@ async def search_page(
     page: int,
     context_scope: Scope,
     max_results: int = MAX_RESULTS,
+    mode: SearchMode = "hybrid",
 ) -> SearchPage:
-    """One page of a hybrid search of ``agent``'s points; ``function`` names the memory function in errors."""
+    """One page of a hybrid search of ``agent``'s points; ``function`` names the memory function in errors.
+
+    The query is embedded as it is; a date in it ("in July 2023") favours points from that time (see
+    ``hybrid_query``), widened by ``MENTION_SLACK`` since events are often told about days later.
+    """
     check_page(function, page)
     if not query.strip():
         raise MemoryEditError(f"{function} failed: the query is empty. Say what to look for.")
-    dense = (await embedder.embed([query]))[0]
+    dense = [] if mode == "sparse" else (await embedder.embed([query]))[0]
     points = await hybrid_query(
         client,
         collection,
@@ -328,6 +385,8 @@ async def search_page(
         sparse=query_vector(query),
         query_filter=agent_filter(agent, context_scope),
         limit=max_results,
+        window=window.widened() if (window := query_window(query)) else None,
+        mode=mode,
     )
     return page_of(points, page)
 

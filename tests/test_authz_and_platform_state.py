@@ -77,6 +77,7 @@ async def test_forget_removes_matching_core_lines_recall_and_archival(key_prefix
             await app.runtime.handle(console_message("fay", "my name is Fay"), sink)
             await app.runtime.handle(console_message("fay", "remember: Fay's passport number is X123"), sink)
             agent = AgentKey.console("fay")
+            assert await app.admin.forget_candidates(agent, "zebras") == [], "only entries about the query"
             candidates = await app.admin.forget_candidates(agent, "Fay")
             stores = {c.store for c in candidates}
             assert {"core:human", "recall", "archival"} <= stores

@@ -120,3 +120,10 @@ def test_doctor_reports_each_check(env: dict[str, str], tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     for name in ("language model", "redis", "qdrant", "embeddings"):
         assert name in result.stdout
+
+
+def test_memory_reindex_on_current_collections_has_nothing_to_do(env: dict[str, str], tmp_path: Path) -> None:
+    membot(["chat", "--user", "gus"], env, tmp_path, b"hello\n")
+    result = membot(["memory", "reindex"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Nothing to do" in result.stdout

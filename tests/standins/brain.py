@@ -10,8 +10,16 @@ User intents (the text after the message header):
 - ``search: Q``           → conversation_search(Q), then send_message with what was found
 - ``recall: Q``           → archival_memory_search(Q), then send_message with what was found
 - ``think only``          → plain text without send_message (membot should remind once)
+- ``long answer``         → send_message(LONG_ANSWER): ~5,000 characters with a Python code block (splitting tests)
 - anything else           → send_message("echo: <text>")
 Summary requests (membot's summarizer) get a short summary that names the turns it saw.
+
+Heartbeat events (``[system] Heartbeat (reflection)`` / ``(consolidation)``), never answered with small talk:
+- reflection    → core_memory_append(human, "Reflection: N new message(s) reviewed.") → archival_memory_insert(an
+  insight naming the user's last words) → send_message("Thinking of you: ...") only when the event says
+  "Proactive message allowed: yes"; the first call waits ``heartbeat_delay`` seconds (for concurrency tests)
+- consolidation → archival_memory_insert(the human block's "Detail:" lines) → core_memory_replace(those lines →
+  "Details are in archival memory.")
 """
 
 from __future__ import annotations
@@ -23,13 +31,30 @@ from dataclasses import dataclass, field
 from tests.standins.llm_server import ObservedRequest, ScriptedReply
 
 SUMMARY_MARKER = "conversation summaries"
+HEARTBEAT_PREFIX = "[system] Heartbeat"
+PROACTIVE_ALLOWED = "Proactive message allowed: yes"
+
+
+def _long_answer() -> str:
+    """About 5,000 characters: prose, a fenced Python block of ~2,500 characters, more prose."""
+    prose = " ".join(f"Sentence number {i} explains one more detail of the plan." for i in range(30))
+    code = "\n".join(f"def step_{i}(value: int) -> int:\n    return value * {i} + {i * 7}\n" for i in range(45))
+    tail = " ".join(f"Closing remark {i} sums things up." for i in range(16))
+    return f"{prose}\n\n```python\n{code}```\n\n{tail}"
+
+
+LONG_ANSWER = _long_answer()
 
 
 def user_text(content: str) -> str:
-    """The user's words without membot's header line(s)."""
+    """The user's words without membot's header line(s) and the recent channel messages packed before them."""
     lines = content.splitlines()
     if lines and lines[0].startswith("[") and "UTC]" in lines[0]:
         lines = lines[1:]
+    if lines and lines[0].startswith("Recent messages from others"):
+        said = next((i for i, line in enumerate(lines) if line.endswith(" says:")), None)
+        if said is not None:
+            lines = lines[said + 1 :]
     return "\n".join(lines).strip()
 
 
@@ -42,6 +67,7 @@ class Brain:
     """Callable handler for ScriptedLLMServer; records what it decided, per request."""
 
     decisions: list[str] = field(default_factory=list)
+    heartbeat_delay: float = 0.0  # seconds the first model call of each heartbeat event waits
 
     def __call__(self, request: ObservedRequest) -> ScriptedReply:
         reply = self._decide(request)
@@ -55,6 +81,9 @@ class Brain:
             return ScriptedReply(text=f"The user and membot exchanged {seen}; details are in recall memory.")
         messages = request.messages
         last = messages[-1]
+        event = heartbeat_event(messages)
+        if event is not None:
+            return self._heartbeat(event, messages, request.system)
         if last["role"] == "tool":
             return self._after_tool(messages)
         fresh = [m for m in _after_last_assistant(messages) if m["role"] == "user"]
@@ -82,9 +111,47 @@ class Brain:
         if lowered.startswith("recall:"):
             args = {"query": text.split(":", 1)[1].strip(), "request_heartbeat": True}
             return ScriptedReply(tool_calls=[("archival_memory_search", args)])
+        if lowered.startswith("long answer"):
+            return ScriptedReply(tool_calls=[("send_message", {"message": LONG_ANSWER})])
         if lowered == "think only":
             return ScriptedReply(text="I will answer in my head only.")
         return ScriptedReply(tool_calls=[("send_message", {"message": f"echo: {text}"})])
+
+    def _heartbeat(self, event: str, messages: list[dict], system: str) -> ScriptedReply:
+        """One step of a heartbeat event (see the module docstring)."""
+        last = messages[-1]
+        consolidation = event.startswith(f"{HEARTBEAT_PREFIX} (consolidation)")
+        if last["role"] != "tool":
+            if consolidation:
+                details = _detail_lines(system)
+                if not details:
+                    return ScriptedReply(text="Nothing to condense.")
+                args = {"content": "Details about the user: " + " ".join(details), "request_heartbeat": True}
+                return ScriptedReply(tool_calls=[("archival_memory_insert", args)])
+            count = re.search(r"the user sent (\d+) message", event)
+            line = f"Reflection: {count.group(1) if count else '?'} new message(s) reviewed."
+            args = {"label": "human", "content": line, "request_heartbeat": True}
+            return ScriptedReply(tool_calls=[("core_memory_append", args)], delay=self.heartbeat_delay)
+        assistant = next(m for m in reversed(messages) if m["role"] == "assistant")
+        called = assistant["tool_calls"][0]["name"] if assistant["tool_calls"] else ""
+        status = _status(last["content"])
+        if status.get("status") == "Failed" or called == "send_message":
+            return ScriptedReply(text=f"Heartbeat finished ({called}: {status.get('status')}).")
+        if consolidation:
+            if called == "archival_memory_insert":
+                args = {"label": "human", "old_content": "\n".join(_detail_lines(system))}
+                args.update(new_content="Details are in archival memory.", request_heartbeat=False)
+                return ScriptedReply(tool_calls=[("core_memory_replace", args)])
+            return ScriptedReply(text="Consolidated.")
+        allowed = PROACTIVE_ALLOWED in event
+        if called == "core_memory_append":
+            note = f"Insight from reflection: the user last said {_last_spoken(messages)!r}."
+            args = {"content": note, "request_heartbeat": allowed}
+            return ScriptedReply(tool_calls=[("archival_memory_insert", args)])
+        if called == "archival_memory_insert" and allowed:
+            message = f"Thinking of you: {_last_spoken(messages)}"
+            return ScriptedReply(tool_calls=[("send_message", {"message": message})])
+        return ScriptedReply(text="Reflection done.")
 
     def _after_tool(self, messages: list[dict]) -> ScriptedReply:
         results = [m for m in _after_last_assistant(messages) if m["role"] == "tool"]
@@ -98,6 +165,27 @@ class Brain:
         if message.startswith("Sent"):
             return ScriptedReply(text="Done.")
         return ScriptedReply(tool_calls=[("send_message", {"message": "Got it, I'll remember that."})])
+
+
+def heartbeat_event(messages: list[dict]) -> str | None:
+    """The heartbeat event being handled, if the newest non-tool message from the user side is one."""
+    for message in reversed(messages):
+        if message["role"] == "user":
+            content = message["content"].lstrip()
+            return content if content.startswith(HEARTBEAT_PREFIX) else None
+    return None
+
+
+def _last_spoken(messages: list[dict]) -> str:
+    for message in reversed(messages):
+        if message["role"] == "user" and not message["content"].lstrip().startswith("[system]"):
+            return user_text(message["content"])
+    return "nothing yet"
+
+
+def _detail_lines(system: str) -> list[str]:
+    block = re.search(r'<human chars="[^"]*">\n(.*?)\n</human>', system, re.S)
+    return [line for line in (block.group(1) if block else "").splitlines() if line.startswith("Detail:")]
 
 
 def _after_last_assistant(messages: list[dict]) -> list[dict]:

@@ -1,0 +1,65 @@
+"""The discord.py client: gateway events in, handled by ``InboundHandler`` and the slash-command tree.
+
+An ``AutoShardedClient``: it asks Discord's REST API (``GET /gateway/bot``) for the gateway URL and the shard
+count, so it follows ``DISCORD_API_BASE_URL`` and scales past the 2,500-server limit of one connection.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+
+from adapters.discord.commands import MembotTree
+from adapters.discord.inbound import InboundHandler
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+MESSAGE_CACHE_SIZE = 1000
+
+
+def membot_intents() -> discord.Intents:
+    """Servers, server and DM messages, and their content (a privileged intent, enabled in the developer portal)."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.guild_messages = True
+    intents.dm_messages = True
+    intents.message_content = True
+    return intents
+
+
+class MembotClient(discord.AutoShardedClient):
+    """membot on Discord. Pings nobody unless a send says otherwise (see ``sink.allowed_mentions_for``)."""
+
+    def __init__(self, services: Services) -> None:
+        # membot has no voice features: skip discord.py's start-up warnings about optional voice libraries
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
+        super().__init__(
+            intents=membot_intents(),
+            allowed_mentions=discord.AllowedMentions.none(),
+            max_messages=MESSAGE_CACHE_SIZE,
+            chunk_guilds_at_startup=False,
+        )
+        self.tree = MembotTree(self, services)
+        self._inbound = InboundHandler(services, self)
+
+    async def setup_hook(self) -> None:
+        """Register the slash commands with Discord (global commands; runs once per login)."""
+        try:
+            synced = await self.tree.sync()
+        except discord.HTTPException as exc:
+            log.warning("could not sync slash commands", extra={"status": exc.status, "code": exc.code})
+            return
+        log.info("slash commands synced", extra={"count": len(synced)})
+
+    async def on_ready(self) -> None:
+        log.info("connected to Discord", extra={"user_id": self.user.id if self.user else None})
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self._inbound.handle(message)
+
+    async def close(self) -> None:
+        self.tree.stop_views()
+        await super().close()

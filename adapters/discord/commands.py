@@ -1,0 +1,276 @@
+"""Slash commands: ``/memory show|search|forget|reset|export|proactive`` for everyone, ``/membot channel|user``
+for admins.
+
+Every command decides permission through ``bot.authz`` first; a refusal or "nothing stored" is answered
+politely and only to the caller (ephemeral). Erasing commands show what they would erase and wait for a button.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import discord
+from discord import app_commands
+
+from adapters.discord.confirm import ConfirmView
+from adapters.discord.normalize import PLATFORM, agent_for
+from adapters.discord.render import render_candidates, render_hits, render_memory
+from adapters.discord.split import split_message
+from bot.activity import InvalidProactiveSetting
+from bot.admin import UnknownAgent
+from bot.authz import Action, Actor, Forbidden
+from bot.events import AgentKey, Scope
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+Interaction = discord.Interaction[Any]
+NOTHING_STORED = "I don't remember anything about you here yet."
+NOTHING_STORED_MEMBER = "I don't remember anything about them in this server."
+COMMAND_FAILED = "Sorry, something went wrong on my side. Please try again in a moment."
+SERVER_ONLY = "This command works in a server channel."
+PROACTIVE_UNAVAILABLE = "Proactive messages are not available here."
+DM_CLOSED = (
+    "I couldn't send you a DM. Allow direct messages from this server's members (Privacy Settings) and try again."
+)
+
+
+def actor_of(interaction: Interaction) -> Actor:
+    """Who runs a command; a Manage Server permission in the guild makes them a platform admin."""
+    guild_id = interaction.guild_id
+    return Actor(
+        PLATFORM,
+        str(interaction.user.id),
+        str(guild_id) if guild_id else None,
+        is_platform_admin=bool(guild_id) and interaction.permissions.manage_guild,
+    )
+
+
+async def answer(interaction: Interaction, text: str, *, view: ConfirmView | None = None) -> None:
+    """Answer a deferred command privately, split into messages; ``view`` goes on the last one."""
+    chunks = split_message(text) or ["(nothing to show)"]
+    for index, chunk in enumerate(chunks):
+        if view is not None and index == len(chunks) - 1:
+            view.message = await interaction.followup.send(chunk, ephemeral=True, view=view, wait=True)
+        else:
+            await interaction.followup.send(chunk, ephemeral=True)
+
+
+class MembotTree(app_commands.CommandTree[discord.Client]):
+    """The command tree: each interaction handled once, every error answered privately."""
+
+    def __init__(self, client: discord.Client, services: Services) -> None:
+        super().__init__(client)
+        self._services = services
+        self.live_views: weakref.WeakSet[ConfirmView] = weakref.WeakSet()
+        self.add_command(MemoryCommands(services, self.live_views))
+        self.add_command(AdminCommands(services, self.live_views))
+
+    async def interaction_check(self, interaction: Interaction, /) -> bool:
+        """Skip an interaction delivered twice (gateway resumes); the first delivery was answered."""
+        return await self._services.throttle.first_time(PLATFORM, f"interaction:{interaction.id}")
+
+    async def on_error(self, interaction: Interaction, error: app_commands.AppCommandError, /) -> None:
+        cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        if isinstance(cause, Forbidden):
+            text = str(cause)
+        elif isinstance(cause, UnknownAgent):
+            text = NOTHING_STORED
+        elif isinstance(cause, app_commands.NoPrivateMessage):
+            text = SERVER_ONLY
+        else:
+            log.error(
+                "slash command failed", exc_info=cause, extra={"command": getattr(interaction.command, "name", None)}
+            )
+            text = COMMAND_FAILED
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException:
+            log.warning("could not report a slash command error to the user")
+
+    def stop_views(self) -> None:
+        """Stop waiting for confirmation buttons (shutdown)."""
+        for view in list(self.live_views):
+            view.stop()
+
+
+class _Commands(app_commands.Group):
+    def __init__(self, services: Services, live_views: weakref.WeakSet[ConfirmView]) -> None:
+        super().__init__()
+        self._services = services
+        self._live_views = live_views
+
+    async def _confirm(
+        self, interaction: Interaction, text: str, label: str, action: Callable[[], Awaitable[str]]
+    ) -> None:
+        view = ConfirmView(interaction.user.id, action, confirm_label=label)
+        self._live_views.add(view)
+        await answer(interaction, text, view=view)
+
+    async def _reset_prompt(self, interaction: Interaction, agent: AgentKey, subject: str) -> None:
+        """Ask before erasing every store of ``agent``; ``subject`` is "you" or the member's name."""
+        admin = self._services.admin
+        view = await admin.show(agent)
+
+        async def reset() -> str:
+            erased = await admin.reset(agent)
+            return f"Done: erased {sum(erased.values())} stored items. I remember nothing about {subject} here now."
+
+        text = (
+            f"**Erase everything I remember about {subject} here?** That is {view.recall_count} messages, "
+            f"{view.archival_count} archival notes and the core memory. This cannot be undone."
+        )
+        await self._confirm(interaction, text, "Erase everything", reset)
+
+
+class MemoryCommands(_Commands, name="memory", description="See and manage what membot remembers about you"):
+    """Everyone's own memory, in the place the command is used (this server, or DMs)."""
+
+    def _own(self, interaction: Interaction, action: Action) -> AgentKey:
+        agent = agent_for(interaction.guild_id, interaction.user.id)
+        self._services.authz.check(actor_of(interaction), action, agent)
+        return agent
+
+    @app_commands.command(name="show", description="Your core memory and how much I remember (only you see it)")
+    async def show(self, interaction: Interaction) -> None:
+        agent = self._own(interaction, Action.SHOW)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await answer(interaction, render_memory(await self._services.admin.show(agent), "Your"))
+
+    @app_commands.command(name="search", description="Search what I remember about you (only you see it)")
+    @app_commands.describe(query="Words or a question to look for")
+    async def search(self, interaction: Interaction, query: app_commands.Range[str, 1, 200]) -> None:
+        agent = self._own(interaction, Action.SEARCH)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        hits = await self._services.admin.search(agent, query, Scope.PRIVATE)
+        await answer(interaction, render_hits(query, hits))
+
+    @app_commands.command(name="forget", description="Erase the memories that match (asks you to confirm)")
+    @app_commands.describe(query="Words to look for in what I remember")
+    async def forget(self, interaction: Interaction, query: app_commands.Range[str, 1, 200]) -> None:
+        agent = self._own(interaction, Action.FORGET)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        admin = self._services.admin
+        candidates = await admin.forget_candidates(agent, query)
+        if not candidates:
+            await answer(interaction, render_hits(query, []))
+            return
+
+        async def forget() -> str:
+            removed = await admin.forget(agent, candidates)
+            return f"Done: forgot {removed} items."
+
+        await self._confirm(interaction, render_candidates(query, candidates), "Forget them", forget)
+
+    @app_commands.command(name="reset", description="Erase everything I remember about you here (asks to confirm)")
+    async def reset(self, interaction: Interaction) -> None:
+        agent = self._own(interaction, Action.RESET)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self._reset_prompt(interaction, agent, "you")
+
+    @app_commands.command(name="export", description="Everything I remember about you, as a JSON file in your DMs")
+    async def export(self, interaction: Interaction) -> None:
+        agent = self._own(interaction, Action.EXPORT)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        document = await self._services.admin.export(agent)
+        data = json.dumps(document, indent=2, ensure_ascii=False).encode()
+        filename = f"membot-memory-{str(agent).replace(':', '-')}.json"
+        try:
+            await interaction.user.send(
+                f"Here is everything I remember about you (`{agent}`).",
+                file=discord.File(io.BytesIO(data), filename=filename),
+            )
+        except discord.Forbidden:
+            await answer(interaction, DM_CLOSED)
+            return
+        await answer(interaction, f"I sent your memory export ({len(data):,} bytes) to you in a DM.")
+
+    @app_commands.command(name="proactive", description="Let me message you between conversations, or stop it")
+    @app_commands.describe(
+        setting="on: I may message you now and then; off: only when you write first",
+        quiet_hours="No messages in this local time range, e.g. 22-08, or none",
+        timezone="Your time zone, e.g. Europe/Berlin",
+    )
+    async def proactive(
+        self,
+        interaction: Interaction,
+        setting: Literal["on", "off"],
+        quiet_hours: app_commands.Range[str, 1, 20] | None = None,
+        timezone: app_commands.Range[str, 1, 64] | None = None,
+    ) -> None:
+        agent = self._own(interaction, Action.PROACTIVE)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        control = self._services.proactive
+        if control is None:
+            await answer(interaction, PROACTIVE_UNAVAILABLE)
+            return
+        try:
+            policy = await control.set(agent, setting == "on", quiet_hours=quiet_hours, timezone=timezone)
+        except InvalidProactiveSetting as exc:
+            await answer(interaction, f"Sorry, {exc}.")
+            return
+        await answer(interaction, f"Proactive messages for you here: {policy.describe()}.")
+
+
+class AdminCommands(_Commands, name="membot", description="membot settings for server admins", guild_only=True):
+    """Server admins (Manage Server) and membot's configured admins only."""
+
+    channel = app_commands.Group(name="channel", description="How membot answers in this channel")
+    user = app_commands.Group(name="user", description="A member's memory in this server")
+
+    async def _set_mode(self, interaction: Interaction, mode: str) -> None:
+        self._services.authz.check(actor_of(interaction), Action.CHANNEL_MODE)
+        if interaction.channel_id is None:
+            raise app_commands.NoPrivateMessage()
+        await self._services.channel_modes.set(PLATFORM, str(interaction.channel_id), mode)
+        text = (
+            "From now on I answer every message in this channel."
+            if mode == "always"
+            else "From now on I answer in this channel only when mentioned or replied to."
+        )
+        await interaction.response.send_message(text, ephemeral=True)
+
+    def _member_agent(self, interaction: Interaction, member: discord.Member, action: Action) -> AgentKey:
+        if interaction.guild_id is None:
+            raise app_commands.NoPrivateMessage()
+        agent = agent_for(interaction.guild_id, member.id)
+        self._services.authz.check(actor_of(interaction), action, agent)
+        return agent
+
+    @channel.command(name="always", description="Answer every message in this channel")
+    async def channel_always(self, interaction: Interaction) -> None:
+        await self._set_mode(interaction, "always")
+
+    @channel.command(name="mention", description="Answer only when mentioned or replied to (the default)")
+    async def channel_mention(self, interaction: Interaction) -> None:
+        await self._set_mode(interaction, "mention")
+
+    @user.command(name="show", description="A member's core memory and counts in this server (only you see it)")
+    @app_commands.describe(member="Whose memory to show")
+    async def user_show(self, interaction: Interaction, member: discord.Member) -> None:
+        agent = self._member_agent(interaction, member, Action.SHOW)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            view = await self._services.admin.show(agent)
+        except UnknownAgent:
+            await answer(interaction, NOTHING_STORED_MEMBER)
+            return
+        await answer(interaction, render_memory(view, f"{member.display_name}'s"))
+
+    @user.command(name="reset", description="Erase a member's memory in this server (asks to confirm)")
+    @app_commands.describe(member="Whose memory to erase")
+    async def user_reset(self, interaction: Interaction, member: discord.Member) -> None:
+        agent = self._member_agent(interaction, member, Action.RESET)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            await self._reset_prompt(interaction, agent, member.display_name)
+        except UnknownAgent:
+            await answer(interaction, NOTHING_STORED_MEMBER)

@@ -1,0 +1,127 @@
+"""One Discord message through membot: decide, dedupe, rate-limit, import attachments, run the turn.
+
+Each message is handled in its own task (discord.py dispatches every event that way), so a slow turn never
+holds up others; turns of one agent still run one at a time under the runtime's agent lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import discord
+
+from adapters.discord.attachments import import_attachments
+from adapters.discord.normalize import (
+    PLATFORM,
+    Reason,
+    addressing_of,
+    agent_for,
+    answer_reason,
+    message_text,
+    recent_context,
+    to_inbound,
+)
+from adapters.discord.sink import DiscordReplySink
+from bot.events import ChannelMessage, OutboundReply, ReplyKind
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+TURN_FAILED = "Sorry, something went wrong on my side while answering. Please try again in a moment."
+HISTORY_TIMEOUT_SECONDS = 2.0
+HISTORY_LIMIT = 10
+
+
+def rate_limit_notice(per_minute: int) -> str:
+    return (
+        f"You're sending messages faster than I can answer (at most {per_minute} a minute). "
+        "Please wait a moment, then send that again."
+    )
+
+
+class InboundHandler:
+    """Turns discord.py messages into runtime turns."""
+
+    def __init__(self, services: Services, client: discord.Client) -> None:
+        self._services = services
+        self._client = client
+        self._history_fetched: set[int] = set()
+
+    async def channel_mode(self, message: discord.Message) -> str:
+        """The reply mode of the message's channel; in a thread, the thread's own mode or else its parent's."""
+        modes = self._services.channel_modes
+        channel = message.channel
+        if isinstance(channel, discord.Thread):
+            if await modes.get(PLATFORM, str(channel.id)) == "always":
+                return "always"
+            return await modes.get(PLATFORM, str(channel.parent_id))
+        return await modes.get(PLATFORM, str(channel.id))
+
+    async def handle(self, message: discord.Message) -> None:
+        """Answer ``message`` if it is addressed to membot; a failure is logged and told to the user briefly."""
+        me = self._client.user
+        if me is None or message.author.id == me.id or message.author.bot:
+            return  # never answer bots or itself (checked before any Redis round trip)
+        try:
+            mode = await self.channel_mode(message) if message.guild is not None else "mention"
+        except Exception:
+            log.exception("could not read the channel's reply mode", extra={"channel": message.channel.id})
+            mode = "mention"
+        reason = answer_reason(addressing_of(message, me.id, mode))
+        if reason is None:
+            return
+        sink = DiscordReplySink(message)
+        try:
+            await self._answer(message, me, reason, mode, sink)
+        except Exception:
+            log.exception("Discord message could not be handled", extra={"message_id": message.id})
+            await sink.send(OutboundReply(TURN_FAILED, ReplyKind.NOTICE, str(message.id)))
+
+    async def _answer(
+        self, message: discord.Message, me: discord.ClientUser, reason: Reason, mode: str, sink: DiscordReplySink
+    ) -> None:
+        throttle = self._services.throttle
+        if not await throttle.first_time(PLATFORM, str(message.id)):
+            log.debug("duplicate message delivery ignored", extra={"message_id": message.id})
+            return
+        addressed = reason in (Reason.MENTION, Reason.REPLY)
+        if addressed and isinstance(message.channel, discord.Thread) and mode != "always":
+            # addressed inside a thread: keep answering there without being mentioned
+            await self._services.channel_modes.set(PLATFORM, str(message.channel.id), "always")
+        per_minute = self._services.settings.rate_limit_per_minute
+        if not await throttle.allow(f"{PLATFORM}:{message.author.id}", per_minute):
+            await self._rate_limited(message, sink, per_minute)
+            return
+        await self._turn(message, me, sink)
+
+    async def _turn(self, message: discord.Message, me: discord.ClientUser, sink: DiscordReplySink) -> None:
+        text = message_text(message, me)
+        if message.guild is None and message.attachments:
+            await import_attachments(message, agent_for(None, message.author.id), self._services.admin, sink)
+            if not text:
+                return
+        context = await self._recent(message, me) if message.guild is not None else ()
+        inbound = to_inbound(message, me, text=text, context=context)
+        await self._services.runtime.handle(inbound, sink)
+
+    async def _rate_limited(self, message: discord.Message, sink: DiscordReplySink, per_minute: int) -> None:
+        """Tell the sender once per minute that they are over the limit (not once per extra message)."""
+        minute = int(time.time() // 60)
+        if await self._services.throttle.first_time(PLATFORM, f"rate-notice:{message.author.id}:{minute}", 120):
+            await sink.send(OutboundReply(rate_limit_notice(per_minute), ReplyKind.NOTICE, str(message.id)))
+
+    async def _recent(self, message: discord.Message, me: discord.ClientUser) -> tuple[ChannelMessage, ...]:
+        """Recent messages from others: the client's message cache, or once per channel a short history read."""
+        context = recent_context(self._client.cached_messages, message, me)
+        if context or message.channel.id in self._history_fetched:
+            return context
+        self._history_fetched.add(message.channel.id)
+        try:
+            async with asyncio.timeout(HISTORY_TIMEOUT_SECONDS):
+                history = [item async for item in message.channel.history(limit=HISTORY_LIMIT, before=message)]
+        except (TimeoutError, discord.HTTPException):
+            log.debug("no channel history for context", extra={"channel": message.channel.id})
+            return ()
+        return recent_context(history, message, me)

@@ -1,0 +1,86 @@
+"""One message event → (maybe) one agent turn: decide, dedupe, rate-limit, import files, enrich, run.
+
+Runs in a background task after the event was acknowledged. Every step that can drop the message says why in
+the log (event id and reason, never the message body).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from bot.events import AgentKey, OutboundReply, ReplyKind
+
+from .deps import SlackDeps
+from .files import import_files
+from .normalize import SlackMessage, Trigger, parse_event, to_inbound, trigger
+from .sink import SlackSink
+
+log = logging.getLogger(__name__)
+
+RATE_LIMIT_NOTICE = (
+    "You're sending messages faster than I can keep up with (at most {limit} a minute), so I'm skipping them "
+    "until the minute is over. Please send this one again in a moment."
+)
+
+
+async def handle_message_event(
+    deps: SlackDeps, body: Mapping[str, Any], bot_user_id: str | None, retry_num: str | None
+) -> None:
+    """Answer an ``app_mention``/``message`` event if membot should, exactly once."""
+    message = parse_event(body, bot_user_id)
+    if message is None:
+        return
+    reason = trigger(message)
+    if reason is None:
+        return
+    event_id = str(body.get("event_id") or "")
+    services = deps.services
+    if reason is Trigger.THREAD and not await deps.directory.bot_in_thread(
+        message.channel_id, str(message.thread_ts), bot_user_id
+    ):
+        return
+    if event_id and not await services.throttle.first_time("slack", event_id):
+        log.info("duplicate event ignored", extra={"event_id": event_id, "retry_num": retry_num})
+        return
+    if not await services.throttle.first_time("slack", message.dedupe_key):
+        log.info("message already handled", extra={"event_id": event_id})  # app_mention + message twins
+        return
+    sink = SlackSink(
+        deps.client,
+        channel_id=message.channel_id,
+        user_id=message.user_id,
+        thread_ts=message.reply_thread,
+        is_dm=message.is_dm,
+        on_posted=deps.directory.mark_thread,
+    )
+    subject = f"slack:{message.team_id}:{message.user_id}"
+    limit = services.settings.rate_limit_per_minute
+    if not await services.throttle.allow(subject, limit):
+        log.info("rate limited", extra={"event_id": event_id, "subject": subject})
+        if await services.throttle.first_time("slack", f"rate-notice:{subject}:{int(time.time() // 60)}", 120):
+            await sink.send(OutboundReply(RATE_LIMIT_NOTICE.format(limit=limit), ReplyKind.NOTICE, message.ts))
+        return
+    if message.is_dm and message.files:
+        await _import(deps, message, sink)
+        if not message.text.strip():
+            return
+    inbound = to_inbound(
+        message,
+        bot_user_id,
+        author_name=await deps.directory.display_name(message.user_id),
+        channel_name=None if message.is_dm else await deps.directory.channel_name(message.channel_id),
+        recent=()
+        if message.is_dm
+        else await deps.directory.recent(message.channel_id, message.thread_ts, message.ts, bot_user_id),
+    )
+    await services.runtime.handle(inbound, sink)
+
+
+async def _import(deps: SlackDeps, message: SlackMessage, sink: SlackSink) -> None:
+    agent = AgentKey("slack", message.team_id, message.user_id)
+    lines = await import_files(deps.client, deps.bot_token, deps.services.admin, agent, message.files)
+    if lines:
+        await sink.send(OutboundReply("\n".join(lines), ReplyKind.NOTICE, message.ts))

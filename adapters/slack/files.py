@@ -1,0 +1,95 @@
+"""Text and Markdown files shared with membot in a DM go into the sender's archival memory.
+
+The event only names the file; files.info gives ``url_private_download``, which is fetched with the bot token.
+Only UTF-8 text files (.txt, .md, .markdown or a ``text/*`` type) up to MAX_IMPORT_BYTES are imported; anything
+else is answered with a sentence saying why it was skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.admin import MemoryAdmin
+from bot.events import AgentKey, Scope
+
+from .normalize import SlackFile
+
+log = logging.getLogger(__name__)
+
+MAX_IMPORT_BYTES = 1_000_000
+TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".text")
+DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=30)
+
+
+class ImportRefused(Exception):
+    """The file cannot be imported; the message is meant for the user."""
+
+
+def importable(file: SlackFile) -> bool:
+    name = file.name.lower()
+    return name.endswith(TEXT_SUFFIXES) or (file.mimetype or "").startswith("text/")
+
+
+def size_text(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB" if size >= 1_000_000 else f"{max(1, size // 1000)} KB"
+
+
+async def download_text(client: AsyncWebClient, token: str, file: SlackFile) -> str:
+    """The file's text, via files.info and its private download URL. Raises ImportRefused."""
+    if not importable(file):
+        raise ImportRefused(f"I can import only text and Markdown files (.txt, .md); I skipped `{file.name}`.")
+    if file.size is not None and file.size > MAX_IMPORT_BYTES:
+        raise ImportRefused(
+            f"`{file.name}` is {size_text(file.size)}; I import files up to {size_text(MAX_IMPORT_BYTES)}."
+        )
+    try:
+        info = (await client.files_info(file=file.id)).get("file") or {}
+    except SlackApiError as exc:
+        log.warning("files.info failed", extra={"file": file.id, "error": exc.response.get("error")})
+        raise ImportRefused(f"I couldn't open `{file.name}` (Slack said: {exc.response.get('error')}).") from None
+    url = info.get("url_private_download") or info.get("url_private")
+    if not url:
+        raise ImportRefused(f"Slack gave me no download link for `{file.name}`.")
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=DOWNLOAD_TIMEOUT) as session,
+            session.get(url, headers=headers) as response,
+        ):
+            if response.status != 200:
+                raise ImportRefused(f"I couldn't download `{file.name}` (HTTP {response.status}).")
+            data = await response.content.read(MAX_IMPORT_BYTES + 1)
+    except aiohttp.ClientError as exc:
+        raise ImportRefused(f"I couldn't download `{file.name}` ({type(exc).__name__}).") from None
+    if len(data) > MAX_IMPORT_BYTES:
+        raise ImportRefused(f"`{file.name}` is larger than {size_text(MAX_IMPORT_BYTES)}; I didn't import it.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ImportRefused(f"`{file.name}` is not UTF-8 text, so I didn't import it.") from None
+
+
+async def import_files(
+    client: AsyncWebClient, token: str, admin: MemoryAdmin, agent: AgentKey, files: tuple[SlackFile, ...]
+) -> list[str]:
+    """Import each file into the agent's private archival memory; one line per file for the user."""
+    lines: list[str] = []
+    for file in files:
+        try:
+            text = await download_text(client, token, file)
+        except ImportRefused as exc:
+            lines.append(str(exc))
+            continue
+        if not text.strip():
+            lines.append(f"`{file.name}` is empty; there was nothing to import.")
+            continue
+        report = await admin.import_text(agent, file.name, text, Scope.PRIVATE)
+        line = f"Imported `{file.name}` into my archival memory: {report.stored} of {report.chunks} passages stored"
+        if report.duplicates:
+            line += f" ({report.duplicates} I already had)"
+        lines.append(line + ".")
+    return lines

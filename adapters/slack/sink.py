@@ -1,0 +1,72 @@
+"""The ReplySink for Slack: posts the agent's words in the thread (chat.postMessage with ``thread_ts``).
+
+Markdown is converted to mrkdwn and long answers are split into several messages. membot's own notices (rate
+limit, message too long, model down) concern only the author, so in channels they are ephemeral
+(chat.postEphemeral); in a DM they are ordinary messages.
+
+Typing indicator: Slack has no typing API for bots in channels or DMs (``assistant.threads.setStatus`` works only
+in the split-view threads of apps configured as AI assistants), so :meth:`SlackSink.typing` does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.events import OutboundReply, ReplyKind
+
+from .mrkdwn import format_reply
+
+log = logging.getLogger(__name__)
+
+
+class SlackSink:
+    """Delivers replies to one Slack conversation (and thread)."""
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        *,
+        channel_id: str,
+        user_id: str,
+        thread_ts: str | None,
+        is_dm: bool,
+        on_posted: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._channel = channel_id
+        self._user = user_id
+        self._thread = thread_ts
+        self._is_dm = is_dm
+        self._on_posted = on_posted
+
+    async def send(self, reply: OutboundReply) -> None:
+        for text in format_reply(reply.text):
+            try:
+                if reply.kind is ReplyKind.NOTICE and not self._is_dm:
+                    await self._client.chat_postEphemeral(
+                        channel=self._channel, user=self._user, text=text, thread_ts=self._thread
+                    )
+                else:
+                    await post_message(self._client, self._channel, text, self._thread)
+                    if self._thread and self._on_posted:
+                        self._on_posted(self._channel, self._thread)
+            except SlackApiError as exc:
+                # The user cannot be reached; the turn goes on so memory stays consistent.
+                log.warning("slack post failed", extra={"channel": self._channel, "error": exc.response.get("error")})
+                return
+
+    @asynccontextmanager
+    async def typing(self) -> AsyncIterator[None]:
+        yield
+
+
+async def post_message(client: AsyncWebClient, channel: str, text: str, thread_ts: str | None = None) -> None:
+    """One chat.postMessage with mrkdwn text; links are not unfurled (answers stay compact)."""
+    await client.chat_postMessage(
+        channel=channel, text=text, thread_ts=thread_ts, mrkdwn=True, unfurl_links=False, unfurl_media=False
+    )

@@ -1,0 +1,34 @@
+"""Helpers for Discord scenarios: what membot sent in reply to a message, and a sentinel for "no answer"."""
+
+from __future__ import annotations
+
+from tests.discord.conftest import DiscordHarness
+from tests.standins.discord_server import BOB, BOT, DiscordStandIn, Payload, RestCall
+
+MENTION = f"<@{BOT['id']}>"
+
+
+def replies_to(discord_api: DiscordStandIn, message: Payload) -> list[RestCall]:
+    """Messages membot sent in reply to ``message``."""
+    return [
+        call
+        for call in discord_api.matching(discord_api.created_in(message["channel_id"]))
+        if str((call.json.get("message_reference") or {}).get("message_id")) == message["id"]
+    ]
+
+
+async def answer_to(discord_api: DiscordStandIn, message: Payload, count: int = 1) -> list[RestCall]:
+    """Wait for ``count`` messages membot sent in reply to ``message``."""
+    await discord_api.wait_for(lambda call: call in replies_to(discord_api, message), count=count)
+    return replies_to(discord_api, message)
+
+
+def model_saw(harness: DiscordHarness, text: str) -> bool:
+    """Whether any request to the model contained ``text``."""
+    return any(text in str(request.messages) for request in harness.llm.requests)
+
+
+async def sentinel(harness: DiscordHarness) -> None:
+    """A DM that is answered; once it is, every earlier event has been handled."""
+    sent = await harness.discord.send_message(BOB, "sentinel ping")
+    await answer_to(harness.discord, sent)

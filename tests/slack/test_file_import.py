@@ -1,0 +1,63 @@
+"""Text and Markdown files shared in a DM land in the sender's archival memory."""
+
+from __future__ import annotations
+
+from bot.events import Scope
+from tests.slack.conftest import ANN, BOB
+from tests.slack.harness import BOT, SlackHarness, texts
+
+NOTES = (
+    b"# Trip notes\n\nAnn's favourite city is Lisbon; she goes every spring.\n\n"
+    b"She is allergic to peanuts, so restaurants must be checked first.\n"
+)
+
+
+async def test_a_markdown_file_shared_in_a_dm_is_imported_into_archival_memory(slack: SlackHarness) -> None:
+    file = slack.slack.add_file("F0NOTES", "notes.md", NOTES, mimetype="text/markdown")
+    await slack.send_event(slack.dm(ANN, "", subtype="file_share", files=[file]))
+    await slack.settle()
+    download = slack.slack.calls_to("download")
+    assert len(download) == 1 and download[0].headers["Authorization"] == f"Bearer {slack.slack.bot_token}"
+    assert slack.slack.calls_to("files.info")[0].params["file"] == "F0NOTES"
+    [notice] = texts(slack.slack.calls_to("chat.postMessage"))
+    assert "Imported `notes.md` into my archival memory" in notice
+    assert slack.model_calls() == 0  # a file alone is not a message to answer
+    hits = await slack.app.services.admin.search(slack.agent(ANN), "Lisbon every spring", Scope.PRIVATE)
+    assert any("Lisbon" in hit.text for hit in hits)
+    assert (await slack.app.services.admin.show(slack.agent(ANN))).archival_count >= 1
+    # ... into Ann's memory only
+    bob = await slack.app.stores.archival.count(slack.agent(BOB))
+    assert bob == 0
+
+
+async def test_sharing_the_same_file_again_reports_duplicates_and_a_comment_is_answered(slack: SlackHarness) -> None:
+    file = slack.slack.add_file("F0NOTES", "notes.txt", NOTES)
+    await slack.send_event(slack.dm(ANN, "", subtype="file_share", files=[file]))
+    await slack.settle()
+    await slack.send_event(slack.dm(ANN, "here it is again", subtype="file_share", files=[file]))
+    await slack.settle()
+    posted = texts(slack.slack.calls_to("chat.postMessage"))
+    assert "I already had" in posted[1]
+    assert posted[2] == "echo: here it is again"
+
+
+async def test_files_that_cannot_be_imported_are_explained(slack: SlackHarness) -> None:
+    image = slack.slack.add_file("F0PIC", "cat.png", b"\x89PNG....", mimetype="image/png")
+    big = {**slack.slack.add_file("F0BIG", "big.txt", b"x"), "size": 5_000_000}
+    binary = slack.slack.add_file("F0BIN", "latin1.txt", "café".encode("latin-1"))
+    await slack.send_event(slack.dm(ANN, "", subtype="file_share", files=[image, big, binary]))
+    await slack.settle()
+    [notice] = texts(slack.slack.calls_to("chat.postMessage"))
+    assert "only text and Markdown" in notice and "`cat.png`" in notice
+    assert "`big.txt` is 5.0 MB" in notice
+    assert "`latin1.txt` is not UTF-8" in notice
+    assert [c.params["file_id"] for c in slack.slack.calls_to("download")] == ["F0BIN"]
+
+
+async def test_files_shared_in_a_channel_are_not_imported(slack: SlackHarness) -> None:
+    file = slack.slack.add_file("F0NOTES", "notes.md", NOTES)
+    shared = slack.channel_message(ANN, "C0GENERAL", f"<@{BOT}> look at this", subtype="file_share", files=[file])
+    await slack.send_event(shared)
+    await slack.settle()
+    assert slack.slack.calls_to("files.info") == []
+    assert texts(slack.slack.calls_to("chat.postMessage")) == ["echo: look at this"]
