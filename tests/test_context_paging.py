@@ -3,10 +3,7 @@ cycle, is summarized, and the evicted detail is found again by search."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from bot.app import open_app
 from bot.context import Budget, cut_points, repair_queue
@@ -15,18 +12,10 @@ from bot.llm.tokens import TokenCounter
 from bot.llm.types import ChatMessage, SystemPrompt, ToolCall
 from bot.tools import tool_specs
 from tests.scenario import RecordingSink, console_message, settings_for
-from tests.standins.brain import Brain, is_summary_request
+from tests.standins.brain import is_summary_request
 from tests.standins.llm_server import ObservedRequest, ScriptedLLMServer
 
 ALERT = "Memory pressure"
-
-
-@pytest.fixture
-def llm() -> Iterator[ScriptedLLMServer]:
-    server = ScriptedLLMServer(Brain())
-    server.start()
-    yield server
-    server.stop()
 
 
 def _observed_tokens(request: ObservedRequest, counter: TokenCounter) -> int:

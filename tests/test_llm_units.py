@@ -14,7 +14,7 @@ from bot.llm.anthropic import AnthropicChatModel
 from bot.llm.factory import build_chat_model
 from bot.llm.openai import OpenAIChatModel
 from bot.llm.retry import RetryPolicy, Transient, call_with_retry, parse_retry_after, transient_status
-from bot.llm.tokens import ANTHROPIC_FACTOR, TokenCounter, raw_message_tokens
+from bot.llm.tokens import CLAUDE_TOKEN_FACTOR, TokenCounter, raw_message_tokens
 from bot.llm.types import ChatMessage, ModelError, SystemPrompt, ToolCall, ToolSpec
 from bot.ports import ChatModel
 
@@ -43,7 +43,7 @@ def test_counts_grow_with_content() -> None:
 def test_factor_is_applied() -> None:
     system, messages = SystemPrompt("static " * 200, "dynamic " * 50), [ChatMessage("user", "word " * 300)]
     exact = TokenCounter(1.0).count(system, messages, [TOOL])
-    assert TokenCounter(ANTHROPIC_FACTOR).count(system, messages, [TOOL]) == math.ceil(exact * ANTHROPIC_FACTOR)
+    assert TokenCounter(CLAUDE_TOKEN_FACTOR).count(system, messages, [TOOL]) == math.ceil(exact * CLAUDE_TOKEN_FACTOR)
     anthropic_model = AnthropicChatModel("claude-test", "k", "http://127.0.0.1:9")
     openai_model = OpenAIChatModel("gpt-test", "k", "http://127.0.0.1:9/v1")
     assert openai_model.count_tokens(system, messages, [TOOL]) == exact

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-DISCORD_MESSAGE_LIMIT = 2000
+MESSAGE_CHAR_LIMIT = 2000
 _MIN_LIMIT = 40
 # CommonMark fences: up to 3 spaces, then 3+ backticks (no backtick in the info string) or 3+ tildes.
 _BACKTICK_FENCE = re.compile(r"^ {0,3}(`{3,})([^`]*)$")
@@ -123,7 +123,7 @@ def _break_at(line: str, room: int) -> int:
     return space
 
 
-def split_message(text: str, limit: int = DISCORD_MESSAGE_LIMIT) -> list[str]:
+def split_message(text: str, limit: int = MESSAGE_CHAR_LIMIT) -> list[str]:
     """Split ``text`` into messages of at most ``limit`` characters; an empty text gives no messages."""
     if limit < _MIN_LIMIT:
         raise ValueError(f"limit must be at least {_MIN_LIMIT} characters")

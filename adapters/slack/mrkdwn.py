@@ -13,7 +13,7 @@ import re
 # chat.postMessage truncates text beyond 40,000 characters; Slack recommends messages under 4,000 and Block Kit
 # sections hold 3,000. We keep each message within MESSAGE_LIMIT so every piece is comfortable to read.
 MESSAGE_LIMIT = 3000
-SLACK_TEXT_LIMIT = 40_000
+TEXT_CHAR_LIMIT = 40_000
 
 _FENCE = re.compile(r"^\s*(```|~~~)[^`]*$")
 _INLINE_CODE = re.compile(r"(`+)(.+?)\1")

@@ -23,7 +23,7 @@ import anthropic
 
 from bot.llm.base import SdkChatModel, sdk_error_classifier
 from bot.llm.retry import RetryPolicy, call_with_retry
-from bot.llm.tokens import ANTHROPIC_FACTOR, TokenCounter
+from bot.llm.tokens import CLAUDE_TOKEN_FACTOR, TokenCounter
 from bot.llm.types import (
     ChatMessage,
     Completion,
@@ -214,7 +214,7 @@ class AnthropicChatModel(SdkChatModel):
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
         *,
-        token_factor: float = ANTHROPIC_FACTOR,
+        token_factor: float = CLAUDE_TOKEN_FACTOR,
         cache_conversation: bool = True,
     ) -> None:
         self.model = model

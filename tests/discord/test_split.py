@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from adapters.discord.split import DISCORD_MESSAGE_LIMIT, split_message
+from adapters.discord.split import MESSAGE_CHAR_LIMIT, split_message
 from tests.standins.brain import LONG_ANSWER
 
 FENCE_LINE = re.compile(r"^ {0,3}(`{3,}[^`]*|~{3,}.*)$")
@@ -21,7 +21,7 @@ def words(text: str) -> list[str]:
     return [w for w in text.split() if not FENCE_LINE.match(w)]
 
 
-def assert_well_formed(text: str, chunks: list[str], limit: int = DISCORD_MESSAGE_LIMIT) -> None:
+def assert_well_formed(text: str, chunks: list[str], limit: int = MESSAGE_CHAR_LIMIT) -> None:
     assert all(0 < len(chunk) <= limit for chunk in chunks)
     assert all(len(fence_lines(chunk)) % 2 == 0 for chunk in chunks), "every message closes the fences it opens"
     assert words("\n".join(chunks)) == words(text), "no word lost, added or broken"
@@ -29,7 +29,7 @@ def assert_well_formed(text: str, chunks: list[str], limit: int = DISCORD_MESSAG
 
 def test_short_text_is_one_message_and_blank_text_none() -> None:
     assert split_message("hello **world**") == ["hello **world**"]
-    assert split_message("x" * DISCORD_MESSAGE_LIMIT) == ["x" * DISCORD_MESSAGE_LIMIT]
+    assert split_message("x" * MESSAGE_CHAR_LIMIT) == ["x" * MESSAGE_CHAR_LIMIT]
     assert split_message("  \n\n ") == []
 
 
@@ -46,7 +46,7 @@ def test_five_thousand_characters_with_code_become_three_messages_with_fences_in
 def test_long_prose_breaks_between_lines_or_words_never_inside_a_word() -> None:
     text = "\n".join(f"Line {i}: " + "lorem ipsum dolor sit amet " * 5 for i in range(60))
     chunks = split_message(text)
-    assert len(chunks) == -(-len(text) // DISCORD_MESSAGE_LIMIT)
+    assert len(chunks) == -(-len(text) // MESSAGE_CHAR_LIMIT)
     assert_well_formed(text, chunks)
     one_line = "word " * 1500
     chunks = split_message(one_line)
@@ -63,9 +63,9 @@ def test_paragraphs_stay_together_when_possible() -> None:
 def test_a_word_longer_than_a_message_is_cut_hard() -> None:
     url = "https://example.com/" + "x" * 4500
     chunks = split_message(f"see {url} now")
-    assert all(len(chunk) <= DISCORD_MESSAGE_LIMIT for chunk in chunks)
+    assert all(len(chunk) <= MESSAGE_CHAR_LIMIT for chunk in chunks)
     assert "".join(chunks) == f"see {url} now"
-    assert len(chunks[0]) == DISCORD_MESSAGE_LIMIT, "no stub message before the long word"
+    assert len(chunks[0]) == MESSAGE_CHAR_LIMIT, "no stub message before the long word"
     short_then_long = "word " * 150 + "y" * 1500
     assert split_message(short_then_long) == ["word " * 149 + "word", "y" * 1500], "a word that fits moves whole"
 

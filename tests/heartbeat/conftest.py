@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +18,10 @@ from bot.heartbeat import HeartbeatConfig, Heartbeats
 from bot.ports import PlatformAdapter
 from bot.settings import Settings
 from tests.scenario import settings_for
-from tests.standins.brain import Brain, heartbeat_event
+from tests.standins.brain import heartbeat_event
 from tests.standins.llm_server import ScriptedLLMServer
 
 QUIET = 0.005  # MEMBOT_REFLECT_AFTER_MINUTES in these tests: 0.3 seconds
-
-
-@pytest.fixture
-def brain() -> Brain:
-    return Brain()
-
-
-@pytest.fixture
-def llm(brain: Brain) -> Iterator[ScriptedLLMServer]:
-    server = ScriptedLLMServer(brain)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
