@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +30,6 @@ SCOPES_FOR = {
 
 @pytest.fixture(scope="module")
 def manifest() -> dict[str, Any]:
-    yaml = pytest.importorskip("yaml")
     return dict(yaml.safe_load((ROOT / "deploy" / "slack-manifest.yaml").read_text(encoding="utf-8")))
 
 
