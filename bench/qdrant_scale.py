@@ -32,16 +32,8 @@ import numpy as np
 from qdrant_client import AsyncQdrantClient, models
 
 from bot.events import AgentKey, Scope
-from memory.qdrant import (
-    DENSE,
-    RECALL_KEYWORDS,
-    SPARSE,
-    agent_filter,
-    ensure_collection,
-    hybrid_query,
-    to_rfc3339,
-    to_sparse,
-)
+from memory.qdrant import DENSE, RECALL_KEYWORDS, SPARSE, ensure_collection
+from memory.search import agent_filter, hybrid_query, to_rfc3339, to_sparse
 from memory.sparse import SparseTerms
 
 DIMS = 384

@@ -35,8 +35,9 @@ from bot.events import AgentKey, Scope
 from bot.memory_types import PAGE_SIZE, RecallEntry
 from bot.ports import Embedder
 from memory.embeddings import LocalEmbedder
-from memory.qdrant import SEARCH_MODES, SearchMode, open_qdrant
+from memory.qdrant import open_qdrant
 from memory.recall import QdrantRecallMemory, recall_point_id
+from memory.search import SEARCH_MODES, SearchMode
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "locomo" / "locomo_dev.json"
 KS = (5, 10, 20)

@@ -24,10 +24,8 @@ from qdrant_client import AsyncQdrantClient, models
 from bot.events import AgentKey, Scope
 from bot.memory_types import ArchivalEntry, DuplicatePair, InsertResult, MemoryEditError, SearchPage
 from bot.ports import Embedder
-from memory.qdrant import (
-    DENSE,
-    MAX_RESULTS,
-    SPARSE,
+from memory.qdrant import DENSE, MAX_RESULTS, SPARSE
+from memory.search import (
     agent_filter,
     count_matching,
     delete_ids,

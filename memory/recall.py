@@ -19,10 +19,8 @@ from bot.events import AgentKey, Scope
 from bot.memory_types import PAGE_SIZE, RecallEntry, SearchPage
 from bot.ports import Embedder
 from memory.indexing import CONTEXT_GAP, contextualize, dense_text, sparse_text
-from memory.qdrant import (
-    DENSE,
-    MAX_RESULTS,
-    SPARSE,
+from memory.qdrant import DENSE, MAX_RESULTS, SPARSE
+from memory.search import (
     SearchMode,
     agent_filter,
     as_utc,

@@ -15,7 +15,8 @@ from qdrant_client import AsyncQdrantClient, models
 
 from bot.ports import Embedder
 from memory.indexing import contextualize, dense_text, sparse_text
-from memory.qdrant import DENSE, INDEX_VERSION, SPARSE, CollectionNames, from_rfc3339, scroll_all, to_sparse
+from memory.qdrant import DENSE, INDEX_VERSION, SPARSE, CollectionNames
+from memory.search import from_rfc3339, scroll_all, to_sparse
 from memory.sparse import document_vector
 
 BATCH = 128

@@ -19,12 +19,11 @@ from memory.qdrant import (
     QdrantUnavailableError,
     connect_qdrant,
     ensure_collections,
-    from_rfc3339,
     is_embedded,
     open_qdrant,
-    to_rfc3339,
 )
 from memory.recall import QdrantRecallMemory
+from memory.search import from_rfc3339, to_rfc3339
 from tests.memory.helpers import ALICE, T0, recall_entry
 
 REPO = Path(__file__).resolve().parents[2]
