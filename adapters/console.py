@@ -53,6 +53,20 @@ def decode_line(raw: bytes, line_number: int, err: TextIO) -> str:
         return raw.decode("utf-8", errors="replace")
 
 
+def console_message(user: str, text: str) -> InboundMessage:
+    """One console line as the runtime's normalized message (a private conversation with ``user``)."""
+    return InboundMessage(
+        platform="console",
+        workspace_id=None,
+        channel_id="console",
+        author_id=user,
+        author_name=user,
+        text=text,
+        is_dm=True,
+        message_id=uuid.uuid4().hex,
+    )
+
+
 async def run_console(
     handle: Handler,
     user: str,
@@ -79,16 +93,6 @@ async def run_console(
         text = decode_line(raw.rstrip(b"\r\n"), line_number, err)
         if interactive and not text.strip():
             continue
-        message = InboundMessage(
-            platform="console",
-            workspace_id=None,
-            channel_id="console",
-            author_id=user,
-            author_name=user,
-            text=text,
-            is_dm=True,
-            message_id=uuid.uuid4().hex,
-        )
-        await handle(message, sink)
+        await handle(console_message(user, text), sink)
     if interactive:
         err.write("\n")

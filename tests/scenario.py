@@ -1,14 +1,15 @@
-"""Helpers for scenario tests: settings pointing at the stand-ins, a recording sink, message builders."""
+"""Helpers for scenario tests: settings pointing at the stand-ins and a recording sink.
+
+Messages are built with the console adapter's own ``adapters.console.console_message``."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from bot.events import InboundMessage, OutboundReply, ReplyKind
+from bot.events import OutboundReply, ReplyKind
 from bot.settings import Settings
 from tests.conftest import REDIS_URL
 from tests.standins.llm_server import ScriptedLLMServer
@@ -66,15 +67,3 @@ class RecordingSink:
     @property
     def notices(self) -> list[str]:
         return [r.text for r in self.replies if r.kind is ReplyKind.NOTICE]
-
-
-def console_message(user: str, text: str) -> InboundMessage:
-    return InboundMessage(
-        platform="console",
-        workspace_id=None,
-        channel_id="console",
-        author_id=user,
-        author_name=user,
-        text=text,
-        message_id=uuid.uuid4().hex,
-    )

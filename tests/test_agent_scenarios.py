@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from adapters.console import console_message
 from bot.app import open_app
 from bot.events import AgentKey
 from bot.runtime import EMPTY_NOTICE, MODEL_DOWN_NOTICE
-from tests.scenario import RecordingSink, console_message, settings_for
+from tests.scenario import RecordingSink, settings_for
 from tests.standins.llm_server import ScriptedLLMServer, ScriptedReply
 
 

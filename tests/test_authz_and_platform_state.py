@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from adapters.console import console_message
 from bot.app import open_app
 from bot.authz import Action, Actor, Authorizer, Forbidden
 from bot.events import AgentKey
 from memory.keys import RedisKeys
 from memory.platform_state import RedisChannelModes, RedisThrottle
-from tests.scenario import RecordingSink, console_message, settings_for
+from tests.scenario import RecordingSink, settings_for
 from tests.standins.brain import Brain
 from tests.standins.llm_server import ScriptedLLMServer
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from adapters.console import console_message
 from bot.app import open_app
 from bot.context import Budget, cut_points, repair_queue
 from bot.events import AgentKey
 from bot.llm.tokens import TokenCounter
 from bot.llm.types import ChatMessage, SystemPrompt, ToolCall
 from bot.tools import tool_specs
-from tests.scenario import RecordingSink, console_message, settings_for
+from tests.scenario import RecordingSink, settings_for
 from tests.standins.brain import is_summary_request
 from tests.standins.llm_server import ObservedRequest, ScriptedLLMServer
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from adapters.console import console_message
 from bot.app import App, open_app, start_heartbeats
 from bot.events import AgentKey, Scope
 from bot.heartbeat import Status, keep_and_drop, merged_text
 from bot.memory_types import ArchivalEntry, DuplicatePair, SearchHit
 from bot.settings import Settings
 from tests.heartbeat.conftest import eventually, heartbeats_for, human_block
-from tests.scenario import RecordingSink, console_message
+from tests.scenario import RecordingSink
 from tests.standins.llm_server import ScriptedLLMServer
 
 FLO = AgentKey.console("flo")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from adapters.console import console_message
 from bot.app import App, list_jobs, open_app, start_heartbeats
 from bot.events import AgentKey, utc_now
 from bot.heartbeat import HeartbeatConfig
@@ -22,7 +23,7 @@ from bot.serve import serve
 from bot.settings import Settings
 from memory.keys import RedisKeys
 from tests.heartbeat.conftest import RecordingAdapter, eventually, heartbeats_for, human_block, reflection_events
-from tests.scenario import RecordingSink, console_message, env_for
+from tests.scenario import RecordingSink, env_for
 from tests.standins.llm_server import ScriptedLLMServer
 
 REFLECTED = "Reflection: "
