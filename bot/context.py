@@ -78,9 +78,14 @@ def cut_points(messages: Sequence[ChatMessage]) -> list[int]:
     """Indexes where the queue may be cut (messages[:i] evicted): never between a tool call and its result.
 
     Cuts before a user message come first (the kept queue then starts with the user), then the others, each
-    group in order; the last message always stays.
+    group in order; the last message, and the unanswered user messages at the end, always stay.
     """
-    allowed = [i for i in range(1, len(messages)) if messages[i].role != "tool"]
+    # The trailing run of user messages (the message being answered, plus any alert after it) stays whole: a cut
+    # inside it would evict what the model has not answered yet.
+    tail = len(messages)
+    while tail > 0 and messages[tail - 1].role == "user":
+        tail -= 1
+    allowed = [i for i in range(1, min(tail, len(messages) - 1) + 1) if messages[i].role != "tool"]
     return [i for i in allowed if messages[i].role == "user"] + [i for i in allowed if messages[i].role != "user"]
 
 

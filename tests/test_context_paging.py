@@ -88,3 +88,13 @@ def test_cut_points_never_split_a_call_from_its_result() -> None:
     cuts = cut_points(queue)
     assert 2 not in cuts
     assert cuts[0] == 3, "a cut before a user message is preferred"
+
+
+def test_cut_points_keep_the_unanswered_message_with_the_alert_after_it() -> None:
+    queue = [
+        ChatMessage("user", "old"),
+        ChatMessage("assistant", "old answer"),
+        ChatMessage("user", "the question being answered"),
+        ChatMessage("user", "[system] Memory pressure: ..."),
+    ]
+    assert cut_points(queue) == [2, 1], "never cut between the unanswered message and the alert"
