@@ -27,10 +27,12 @@ from bot.services import Services
 from bot.settings import ConfigError, Settings
 from memory.activity import RedisActivityLog, RedisFiringGuard
 from memory.archival import QdrantArchivalMemory
-from memory.core import RedisCoreMemory, RedisWorkingMemory
+from memory.core import RedisCoreMemory
 from memory.embeddings import build_embedder
+from memory.indexer import RecallIndexer
 from memory.keys import RedisKeys
 from memory.locks import RedisAgentLocks
+from memory.outbox import RecallOutbox
 from memory.platform_state import RedisChannelModes, RedisThrottle
 from memory.qdrant import (
     CollectionNames,
@@ -43,6 +45,7 @@ from memory.qdrant import (
 )
 from memory.recall import QdrantRecallMemory
 from memory.reindex import reindex
+from memory.working import RedisWorkingMemory
 
 
 class ServiceUnavailable(Exception):
@@ -63,6 +66,8 @@ class Stores:
     locks: RedisAgentLocks
     activity: RedisActivityLog
     guard: RedisFiringGuard
+    outbox: RecallOutbox
+    indexer: RecallIndexer
 
 
 @dataclass
@@ -117,20 +122,27 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
         except (QdrantInUseError, QdrantUnavailableError, QdrantSetupError) as exc:
             await embedder.aclose()
             raise ServiceUnavailable(str(exc)) from None
+        outbox = RecallOutbox(redis, keys)
+        recall = QdrantRecallMemory(qdrant.client, qdrant.recall_collection, embedder, outbox=outbox)
+        indexer = RecallIndexer(outbox, recall.index, exclusive=qdrant.embedded)
         try:
+            await indexer.start()
             yield Stores(
                 redis=redis,
                 qdrant=qdrant,
                 embedder=embedder,
                 core=RedisCoreMemory(redis, keys, block_limit=settings.core_block_limit),
                 working=RedisWorkingMemory(redis, keys),
-                recall=QdrantRecallMemory(qdrant.client, qdrant.recall_collection, embedder),
+                recall=recall,
                 archival=QdrantArchivalMemory(qdrant.client, qdrant.archival_collection, embedder),
                 locks=RedisAgentLocks(redis, keys),
                 activity=RedisActivityLog(redis, keys),
                 guard=RedisFiringGuard(redis, keys),
+                outbox=outbox,
+                indexer=indexer,
             )
         finally:
+            await indexer.close()
             await qdrant.close()
             await embedder.aclose()
     finally:

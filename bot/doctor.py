@@ -33,6 +33,11 @@ async def run_checks(settings: Settings) -> list[Check]:
             results.append(("qdrant", True, where))
             vector = await stores.embedder.embed(["doctor check"])
             results.append(("embeddings", True, f"{stores.embedder.name}, {len(vector[0])} dimensions"))
+            waiting, dead = await stores.outbox.waiting(), await stores.outbox.dead_letters()
+            detail = f"{waiting} messages waiting to be indexed, {dead} that could not be indexed"
+            if dead:
+                detail += f" (kept; inspect with: redis-cli XRANGE {stores.outbox.dead_letter_key} - +)"
+            results.append(("recall outbox", dead == 0, detail))
     except Exception as exc:
         results.append(("qdrant/embeddings", False, f"{type(exc).__name__}: {exc}"))
     return results

@@ -24,6 +24,7 @@ from qdrant_client import AsyncQdrantClient, models
 from bot.events import AgentKey, Scope
 from bot.memory_types import ArchivalEntry, DuplicatePair, InsertResult, MemoryEditError, SearchPage
 from bot.ports import Embedder
+from memory.counts import CountCache
 from memory.qdrant import DENSE, MAX_RESULTS, SPARSE
 from memory.search import (
     agent_filter,
@@ -70,6 +71,7 @@ class QdrantArchivalMemory:
         self._embedder = embedder
         self._threshold = duplicate_threshold
         self._max_results = max_results
+        self._counts = CountCache()
 
     async def insert(self, entry: ArchivalEntry) -> InsertResult:
         text = entry.text.strip()
@@ -110,6 +112,7 @@ class QdrantArchivalMemory:
             id=point_id, vector={DENSE: dense, SPARSE: to_sparse(document_vector(text))}, payload=payload
         )
         await self._client.upsert(self._collection, [point], wait=True)
+        self._counts.add(str(entry.agent), 1)
         return InsertResult(id=point_id, stored=True)
 
     async def search(self, agent: AgentKey, query: str, page: int, context_scope: Scope) -> SearchPage:
@@ -127,17 +130,22 @@ class QdrantArchivalMemory:
         )
 
     async def count(self, agent: AgentKey) -> int:
-        return await count_matching(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
+        """Entries of ``agent`` (cached; see ``memory.counts``)."""
+        return await self._counts.get(
+            str(agent), lambda: count_matching(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
+        )
 
     async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
         records = await scroll_all(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
         return export_records("archival", records)
 
     async def erase(self, agent: AgentKey) -> int:
+        self._counts.forget(str(agent))
         return await delete_matching(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
 
     async def delete(self, agent: AgentKey, ids: Sequence[str]) -> int:
         """Delete this agent's entries with these ids; return how many were deleted."""
+        self._counts.forget(str(agent))
         return await delete_ids(self._client, self._collection, agent, ids)
 
     async def near_duplicates(self, agent: AgentKey, threshold: float) -> list[DuplicatePair]:
@@ -203,6 +211,7 @@ class QdrantArchivalMemory:
             id=keep_id, vector={DENSE: dense, SPARSE: to_sparse(document_vector(text))}, payload=payload
         )
         await self._client.upsert(self._collection, [point], wait=True)
+        self._counts.forget(str(agent))
         await delete_ids(self._client, self._collection, agent, [str(r.id) for r in dropped])
 
 

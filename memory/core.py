@@ -7,16 +7,14 @@ read, check, write, so concurrent edits never lose each other's changes and a bl
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from bot.events import AgentKey
-from bot.llm.types import ChatMessage
 from bot.memory_types import CORE_LABELS, Block, MemoryEditError
 from memory.keys import RedisKeys
 
@@ -208,56 +206,3 @@ class RedisCoreMemory:
             pipe.srem(self._keys.agents(), str(agent))
             removed, *_ = await pipe.execute()
         return int(removed)
-
-
-class RedisWorkingMemory:
-    """``WorkingMemory`` on Redis: the queue is a list of ``ChatMessage.to_json()``, the summary a string."""
-
-    def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
-        self._redis = redis
-        self._keys = keys
-
-    async def messages(self, agent: AgentKey) -> list[ChatMessage]:
-        raw = await self._redis.lrange(self._keys.queue(agent), 0, -1)
-        return [ChatMessage.from_json(item) for item in raw]
-
-    async def append(self, agent: AgentKey, messages: Sequence[ChatMessage]) -> None:
-        if messages:
-            await self._redis.rpush(self._keys.queue(agent), *(m.to_json() for m in messages))
-
-    async def summary(self, agent: AgentKey) -> str:
-        raw = await self._redis.get(self._keys.summary(agent))
-        return "" if raw is None else _text(raw)
-
-    async def evict(self, agent: AgentKey, count: int, new_summary: str) -> None:
-        """Atomically (MULTI/EXEC) drop the oldest ``count`` messages, store the summary, clear the pressure flag."""
-        if count < 0:
-            raise ValueError("count must not be negative")
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.ltrim(self._keys.queue(agent), count, -1)
-            pipe.set(self._keys.summary(agent), new_summary)
-            pipe.delete(self._keys.pressure_alerted(agent))
-            await pipe.execute()
-
-    async def pressure_alerted(self, agent: AgentKey) -> bool:
-        """Whether the memory-pressure alert was already raised in this eviction cycle."""
-        return bool(await self._redis.exists(self._keys.pressure_alerted(agent)))
-
-    async def set_pressure_alerted(self, agent: AgentKey) -> None:
-        await self._redis.set(self._keys.pressure_alerted(agent), "1")
-
-    async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
-        summary = await self.summary(agent)
-        items: list[dict[str, Any]] = [{"kind": "summary", "text": summary}] if summary else []
-        raw = await self._redis.lrange(self._keys.queue(agent), 0, -1)
-        items.extend({"kind": "queued_message", **json.loads(item)} for item in raw)
-        return items
-
-    async def erase(self, agent: AgentKey) -> int:
-        """Remove the queue, the summary and the pressure flag; return messages removed (+1 for a summary)."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.llen(self._keys.queue(agent))
-            pipe.exists(self._keys.summary(agent))
-            pipe.delete(self._keys.queue(agent), self._keys.summary(agent), self._keys.pressure_alerted(agent))
-            queued, has_summary, _ = await pipe.execute()
-        return int(queued) + int(has_summary)

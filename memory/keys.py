@@ -44,6 +44,10 @@ class RedisKeys:
         """List: the message queue, oldest first, each item ``ChatMessage.to_json()``."""
         return self._agent("queue", agent)
 
+    def queue_generation(self, agent: AgentKey) -> str:
+        """String: a random token replaced whenever the queue changes other than by appending (eviction)."""
+        return self._agent("queue-gen", agent)
+
     def summary(self, agent: AgentKey) -> str:
         """String: recursive summary of the messages evicted from the queue."""
         return self._agent("summary", agent)
@@ -51,6 +55,19 @@ class RedisKeys:
     def pressure_alerted(self, agent: AgentKey) -> str:
         """Flag: the memory-pressure alert was raised in the current eviction cycle (cleared by eviction)."""
         return self._agent("pressure", agent)
+
+    # --- recall outbox (one hash tag: the scripts touching these keys stay legal on a cluster) ------------------
+    def recall_outbox(self) -> str:
+        """Stream: recall entries waiting to be embedded and indexed (consumer group ``indexers``)."""
+        return f"{self.prefix}:outbox:{{recall}}"
+
+    def recall_outbox_pending(self) -> str:
+        """Hash: agent key -> entries of that agent in the outbox not yet indexed."""
+        return f"{self.prefix}:outbox-pending:{{recall}}"
+
+    def recall_outbox_dead(self) -> str:
+        """Stream: outbox entries that could not be indexed after retries, kept for an admin to inspect."""
+        return f"{self.prefix}:outbox-dead:{{recall}}"
 
     # --- coordination ------------------------------------------------------------------------------------
     def lock(self, agent: AgentKey) -> str:
@@ -105,6 +122,7 @@ class RedisKeys:
             self.core_limits(agent),
             self.meta(agent),
             self.queue(agent),
+            self.queue_generation(agent),
             self.summary(agent),
             self.pressure_alerted(agent),
         ]

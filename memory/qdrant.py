@@ -19,6 +19,7 @@ calls run synchronously on the event loop (fine for one user's memory, not for b
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +110,32 @@ async def open_qdrant(
     except BaseException:
         await client.close()
         raise
+    tune_embedded_storage(client, (names.recall, names.archival))
     return QdrantStore(client, names.recall, names.archival, url or str(path))
+
+
+def tune_embedded_storage(client: AsyncQdrantClient, collections: Iterable[str]) -> bool:
+    """Switch embedded Qdrant's SQLite files to write-ahead logging with ``synchronous=NORMAL``.
+
+    qdrant-client commits every point on its own, and with SQLite's defaults each commit waits for the disk
+    (about 20 ms here, so at most ~50 points a second). In WAL mode a commit survives the process stopping or
+    crashing and only the last ones can be lost if the machine itself loses power, which is the durability the
+    rest of membot has (Redis without fsync on every write). Reaches into qdrant-client's local mode; returns
+    False, changing nothing, when its internals are not as expected (a server, or a newer client).
+    """
+    local = getattr(client, "_client", None)
+    stores = getattr(local, "collections", None)
+    if not is_embedded(client) or not isinstance(stores, dict):
+        return False
+    tuned = False
+    for name in collections:
+        persistence = getattr(stores.get(name), "storage", None)
+        connection = getattr(persistence, "storage", None)
+        if isinstance(connection, sqlite3.Connection):
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            tuned = True
+    return tuned
 
 
 def connect_qdrant(

@@ -2,13 +2,18 @@
 
 Each message is indexed for search as ``memory.indexing`` describes (speaker-aware text, previous-message
 context, attachment text for keywords); the payload keeps the message exactly as it was said.
+
+With an outbox (how the app runs), ``add`` only stores the messages in Redis and the background indexer
+(``memory.indexer``) embeds and upserts them; every read of an agent's recall first waits until that agent's
+messages are indexed, so a search always sees what was said, and ``count`` adds the ones still waiting.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -18,7 +23,9 @@ from qdrant_client import AsyncQdrantClient, models
 from bot.events import AgentKey, Scope
 from bot.memory_types import PAGE_SIZE, RecallEntry, SearchPage
 from bot.ports import Embedder
+from memory.counts import CountCache
 from memory.indexing import CONTEXT_GAP, contextualize, dense_text, sparse_text
+from memory.outbox import RecallOutbox
 from memory.qdrant import DENSE, MAX_RESULTS, SPARSE
 from memory.search import (
     SearchMode,
@@ -39,6 +46,8 @@ from memory.search import (
     to_sparse,
 )
 from memory.sparse import document_vector
+
+log = logging.getLogger(__name__)
 
 _REMEMBERED_CHANNELS = 4096  # channels whose latest message id is kept in memory (saves a filtered scroll)
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://membot.invalid/recall")
@@ -85,7 +94,12 @@ class QdrantRecallMemory:
         *,
         max_results: int = MAX_RESULTS,
         mode: SearchMode = "hybrid",
+        outbox: RecallOutbox | None = None,
+        catch_up_seconds: float = 10.0,
     ) -> None:
+        self._outbox = outbox
+        self._catch_up_seconds = catch_up_seconds
+        self._counts = CountCache()
         self._client = client
         self._collection = collection
         self._embedder = embedder
@@ -94,7 +108,15 @@ class QdrantRecallMemory:
         self._latest: OrderedDict[tuple[str, str], tuple[datetime, str]] = OrderedDict()
 
     async def add(self, entries: Sequence[RecallEntry]) -> None:
-        """Store messages (one embedding batch, one upsert); blank texts are skipped; retries are idempotent.
+        """Store messages (blank texts are skipped): into the outbox when there is one, else indexed now."""
+        entries = [e for e in entries if e.text.strip()]
+        if self._outbox is not None:
+            await self._outbox.put(entries)
+        else:
+            await self.index(entries)
+
+    async def index(self, entries: Sequence[RecallEntry]) -> None:
+        """Embed and upsert messages (one embedding batch, one upsert); retries are idempotent.
 
         Each message's dense vector takes in the one before it in its channel (from this batch or the store).
         """
@@ -126,6 +148,8 @@ class QdrantRecallMemory:
             for point_id, entry, vector in zip(ids, entries, vectors, strict=True)
         ]
         await self._client.upsert(self._collection, points, wait=True)
+        for agent, added in Counter(str(e.agent) for e in entries).items():
+            self._counts.add(agent, added)
 
     def _remember(self, channel: tuple[str, str], moment: datetime, point_id: str) -> None:
         known = self._latest.get(channel)
@@ -167,6 +191,7 @@ class QdrantRecallMemory:
 
     async def search(self, agent: AgentKey, query: str, page: int, context_scope: Scope) -> SearchPage:
         """Messages matching ``query`` by meaning or words, best first; ``total`` counts at most ``max_results``."""
+        await self._catch_up(agent)
         return await search_page(
             self._client,
             self._collection,
@@ -185,6 +210,7 @@ class QdrantRecallMemory:
     ) -> SearchPage:
         """Messages with ``start <= timestamp <= end`` (naive = UTC; swapped if reversed), oldest first."""
         check_page("conversation_search_date", page)
+        await self._catch_up(agent)
         start, end = sorted((as_utc(start), as_utc(end)))
         query_filter = agent_filter(agent, context_scope, [time_range(start, end)])
         total = await count_matching(self._client, self._collection, query_filter)
@@ -200,17 +226,37 @@ class QdrantRecallMemory:
         return page_of(records, page, total)
 
     async def count(self, agent: AgentKey) -> int:
-        return await count_matching(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
+        """Messages stored for ``agent``, those waiting in the outbox included.
+
+        The indexed part comes from a ``CountCache`` (see ``memory.counts``).
+        """
+        indexed = await self._counts.get(
+            str(agent), lambda: count_matching(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
+        )
+        waiting = await self._outbox.pending(agent) if self._outbox is not None else 0
+        return indexed + waiting
+
+    async def _catch_up(self, agent: AgentKey) -> None:
+        """Wait until the background indexer has indexed ``agent``'s messages (bounded; logged if it gives up)."""
+        if self._outbox is not None and not await self._outbox.wait_indexed(agent, within=self._catch_up_seconds):
+            log.warning("recall read before the agent's newest messages were indexed", extra={"agent": str(agent)})
 
     async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
+        await self._catch_up(agent)
         records = await scroll_all(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
         return export_records("recall", records)
 
     async def erase(self, agent: AgentKey) -> int:
+        """Remove every message of ``agent``: the outbox is drained into Qdrant first, then all is deleted."""
+        await self._catch_up(agent)
+        self._counts.forget(str(agent))
+        if self._outbox is not None:
+            await self._outbox.erase(agent)
         for channel in [c for c in self._latest if c[0] == str(agent)]:
             del self._latest[channel]
         return await delete_matching(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
 
     async def delete(self, agent: AgentKey, ids: Sequence[str]) -> int:
         """Delete this agent's entries with these ids; return how many were deleted."""
+        self._counts.forget(str(agent))
         return await delete_ids(self._client, self._collection, agent, ids)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis as syncredis
 
 from tests.scenario import env_for, settings_for
 from tests.standins.llm_server import ScriptedLLMServer
@@ -108,7 +109,7 @@ def test_redis_down_at_start_is_one_clear_message(env: dict[str, str], tmp_path:
 def test_doctor_reports_each_check(env: dict[str, str], tmp_path: Path) -> None:
     result = membot(["doctor"], env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    for name in ("language model", "redis", "qdrant", "embeddings"):
+    for name in ("language model", "redis", "qdrant", "embeddings", "recall outbox"):
         assert name in result.stdout
 
 
@@ -117,3 +118,35 @@ def test_memory_reindex_on_current_collections_has_nothing_to_do(env: dict[str, 
     result = membot(["memory", "reindex"], env, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Nothing to do" in result.stdout
+
+
+def test_a_message_survives_the_process_being_killed_before_it_was_indexed(
+    llm: ScriptedLLMServer, env: dict[str, str], tmp_path: Path, key_prefix: str
+) -> None:
+    """The reply does not wait for embedding; a kill before indexing loses nothing: the next process indexes it."""
+    env = {**env, "MEMBOT_EMBEDDER": "openai", "OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": llm.openai_base_url}
+    llm.embeddings_down = True  # nothing can be indexed while the first process runs
+    chat = subprocess.Popen(
+        [*MEMBOT, "chat", "--user", "erin"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=tmp_path
+    )
+    try:
+        assert chat.stdin is not None and chat.stdout is not None
+        chat.stdin.write(b"my name is Erin\n")
+        chat.stdin.flush()
+        assert chat.stdout.readline().decode() == "membot> Got it, I'll remember that.\n"
+        pending = syncredis.Redis.from_url(env["REDIS_URL"]).hget(
+            f"{key_prefix}:outbox-pending:{{recall}}", "console:erin"
+        )
+        assert pending == b"2"  # the user's message and the reply, waiting in Redis
+    finally:
+        chat.kill()
+        chat.wait(timeout=30)
+        for stream in (chat.stdin, chat.stdout):
+            if stream is not None:
+                stream.close()
+
+    llm.embeddings_down = False
+    exported = membot(["memory", "export", "console:erin"], env, tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    recalled = [item["text"] for item in json.loads(exported.stdout)["recall"]]
+    assert sorted(recalled) == ["Got it, I'll remember that.", "my name is Erin"]

@@ -9,11 +9,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from memory.archival import QdrantArchivalMemory
-from memory.core import RedisCoreMemory, RedisWorkingMemory
+from memory.core import RedisCoreMemory
 from memory.embeddings import HashingEmbedder
 from memory.keys import RedisKeys
 from memory.qdrant import QdrantStore, open_qdrant
 from memory.recall import QdrantRecallMemory
+from memory.working import RedisWorkingMemory
 
 
 @pytest.fixture

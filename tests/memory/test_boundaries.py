@@ -10,11 +10,12 @@ from qdrant_client import AsyncQdrantClient
 
 from bot.ports import AgentLocks, ArchivalMemory, CoreMemory, Embedder, RecallMemory, WorkingMemory
 from memory.archival import QdrantArchivalMemory
-from memory.core import RedisCoreMemory, RedisWorkingMemory
+from memory.core import RedisCoreMemory
 from memory.embeddings import HashingEmbedder, LocalEmbedder, OpenAIEmbedder
 from memory.keys import RedisKeys
 from memory.locks import RedisAgentLocks
 from memory.recall import QdrantRecallMemory
+from memory.working import RedisWorkingMemory
 
 MEMORY = Path(__file__).resolve().parents[2] / "memory"
 ALLOWED_FROM_BOT = {"bot.events", "bot.memory_types", "bot.ports", "bot.llm.types"}

@@ -8,8 +8,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.llm.types import ChatMessage, ToolCall
-from memory.core import RedisWorkingMemory
 from memory.keys import RedisKeys
+from memory.working import RedisWorkingMemory
 from tests.memory.helpers import ALICE, BOB
 
 CONVERSATION = [
@@ -97,3 +97,33 @@ async def test_pressure_flag_lasts_until_the_next_eviction(working: RedisWorking
     await working.set_pressure_alerted(ALICE)
     await working.erase(ALICE)
     assert not await working.pressure_alerted(ALICE)
+
+
+async def test_a_cached_queue_follows_changes_made_by_another_process(
+    redis_client: aioredis.Redis, keys: RedisKeys
+) -> None:
+    """Each process keeps the parsed queue; appends, evictions and erases made elsewhere are all seen."""
+    here, there = RedisWorkingMemory(redis_client, keys), RedisWorkingMemory(redis_client, keys)
+    await there.append(ALICE, [ChatMessage("user", "one"), ChatMessage("user", "two")])
+    assert [m.content for m in await here.messages(ALICE)] == ["one", "two"]
+    await there.append(ALICE, [ChatMessage("user", "three")])
+    assert [m.content for m in await here.messages(ALICE)] == ["one", "two", "three"]
+    await there.evict(ALICE, 2, "summary")
+    await there.append(ALICE, [ChatMessage("user", "four"), ChatMessage("user", "five")])
+    assert [m.content for m in await here.messages(ALICE)] == ["three", "four", "five"]
+    await there.erase(ALICE)
+    await there.append(ALICE, [ChatMessage("user", "a"), ChatMessage("user", "b"), ChatMessage("user", "c")])
+    await there.append(ALICE, [ChatMessage("user", "d")])
+    assert [m.content for m in await here.messages(ALICE)] == ["a", "b", "c", "d"]
+    returned = await here.messages(ALICE)
+    returned.clear()  # a caller changing the list it got does not change the cache
+    assert len(await here.messages(ALICE)) == 4
+
+
+async def test_a_queue_written_before_generations_existed_is_read_whole(
+    redis_client: aioredis.Redis, keys: RedisKeys, working: RedisWorkingMemory
+) -> None:
+    await redis_client.rpush(keys.queue(ALICE), ChatMessage("user", "old").to_json())
+    assert [m.content for m in await working.messages(ALICE)] == ["old"]
+    await working.append(ALICE, [ChatMessage("assistant", "new")])
+    assert [m.content for m in await working.messages(ALICE)] == ["old", "new"]

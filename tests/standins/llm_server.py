@@ -286,6 +286,9 @@ def hashing_embedding(text: str, dimensions: int = 384) -> list[float]:
     return [v / norm for v in vector]
 
 
+_EMBEDDING_SIZES = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
+
+
 class ScriptedLLMServer:
     """An HTTP stand-in for Anthropic and OpenAI on 127.0.0.1 (random port), run in a background thread."""
 
@@ -298,6 +301,7 @@ class ScriptedLLMServer:
         self.handler_errors: list[str] = []  # tracebacks of exceptions raised by the handler
         self.in_flight = 0  # chat requests being answered right now
         self.max_in_flight = 0  # the most chat requests ever answered at once
+        self.embeddings_down = False  # answer embedding requests with 503 (an outage of the embeddings API)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -477,11 +481,14 @@ class ScriptedLLMServer:
 
     async def _openai_embeddings(self, request: web.Request) -> web.Response:
         body = await request.json()
+        if self.embeddings_down:
+            error = {"error": {"message": "The server is overloaded.", "type": "server_error", "code": None}}
+            return web.json_response(error, status=503)
         with self._lock:
             self.embedding_requests.append(body)
         inputs = body.get("input")
         texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
-        dimensions = int(body.get("dimensions") or 384)
+        dimensions = int(body.get("dimensions") or _EMBEDDING_SIZES.get(body.get("model", ""), 384))
         data = []
         for index, text in enumerate(texts):
             vector = hashing_embedding(text if isinstance(text, str) else json.dumps(text), dimensions)

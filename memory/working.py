@@ -1,0 +1,119 @@
+"""Working memory on Redis: the agent's message queue and the recursive summary of what was evicted from it.
+
+The queue is a list of ``ChatMessage.to_json()``. Reading it is the hottest memory operation (every step of
+every turn), so each process keeps the parsed queues it read last and, on the next read, fetches only the
+messages appended since. That is safe because the queue only ever grows at the end, except on eviction and
+erase, which replace or delete the queue's *generation* (a random token stored next to it): a cached copy is
+used only while the generation it was read under is still current.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from bot.events import AgentKey
+from bot.llm.types import ChatMessage
+from memory.keys import RedisKeys
+
+CACHED_QUEUES = 256  # parsed queues kept per process (the agents that spoke last)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisWorkingMemory:
+    """``WorkingMemory`` on Redis: the queue (a list), the summary (a string) and the pressure-alert flag."""
+
+    def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._cache: OrderedDict[str, tuple[str, list[ChatMessage]]] = OrderedDict()
+
+    async def messages(self, agent: AgentKey) -> list[ChatMessage]:
+        key = str(agent)
+        cached = self._cache.get(key)
+        if cached is not None:
+            generation, tail = await self._read(agent, len(cached[1]))
+            if generation == cached[0]:
+                messages = cached[1] + [ChatMessage.from_json(item) for item in tail]
+                self._remember(key, generation, messages)
+                return list(messages)
+        generation, raw = await self._read(agent, 0)
+        messages = [ChatMessage.from_json(item) for item in raw]
+        if generation is not None:
+            self._remember(key, generation, messages)
+        return list(messages)
+
+    async def _read(self, agent: AgentKey, start: int) -> tuple[str | None, list[Any]]:
+        """The queue's generation and its items from ``start`` on, read atomically."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.get(self._keys.queue_generation(agent))
+            pipe.lrange(self._keys.queue(agent), start, -1)
+            generation, raw = await pipe.execute()
+        return (None if generation is None else _text(generation)), raw
+
+    def _remember(self, key: str, generation: str, messages: list[ChatMessage]) -> None:
+        self._cache[key] = (generation, messages)
+        self._cache.move_to_end(key)
+        while len(self._cache) > CACHED_QUEUES:
+            self._cache.popitem(last=False)
+
+    async def append(self, agent: AgentKey, messages: Sequence[ChatMessage]) -> None:
+        if not messages:
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(self._keys.queue(agent), *(m.to_json() for m in messages))
+            pipe.set(self._keys.queue_generation(agent), uuid.uuid4().hex, nx=True)
+            await pipe.execute()
+
+    async def summary(self, agent: AgentKey) -> str:
+        raw = await self._redis.get(self._keys.summary(agent))
+        return "" if raw is None else _text(raw)
+
+    async def evict(self, agent: AgentKey, count: int, new_summary: str) -> None:
+        """Atomically (MULTI/EXEC) drop the oldest ``count`` messages, store the summary, clear the pressure flag."""
+        if count < 0:
+            raise ValueError("count must not be negative")
+        self._cache.pop(str(agent), None)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.ltrim(self._keys.queue(agent), count, -1)
+            pipe.set(self._keys.queue_generation(agent), uuid.uuid4().hex)
+            pipe.set(self._keys.summary(agent), new_summary)
+            pipe.delete(self._keys.pressure_alerted(agent))
+            await pipe.execute()
+
+    async def pressure_alerted(self, agent: AgentKey) -> bool:
+        """Whether the memory-pressure alert was already raised in this eviction cycle."""
+        return bool(await self._redis.exists(self._keys.pressure_alerted(agent)))
+
+    async def set_pressure_alerted(self, agent: AgentKey) -> None:
+        await self._redis.set(self._keys.pressure_alerted(agent), "1")
+
+    async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
+        summary = await self.summary(agent)
+        items: list[dict[str, Any]] = [{"kind": "summary", "text": summary}] if summary else []
+        raw = await self._redis.lrange(self._keys.queue(agent), 0, -1)
+        items.extend({"kind": "queued_message", **json.loads(item)} for item in raw)
+        return items
+
+    async def erase(self, agent: AgentKey) -> int:
+        """Remove the queue, the summary and the pressure flag; return messages removed (+1 for a summary)."""
+        self._cache.pop(str(agent), None)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.llen(self._keys.queue(agent))
+            pipe.exists(self._keys.summary(agent))
+            pipe.delete(
+                self._keys.queue(agent),
+                self._keys.queue_generation(agent),
+                self._keys.summary(agent),
+                self._keys.pressure_alerted(agent),
+            )
+            queued, has_summary, _ = await pipe.execute()
+        return int(queued) + int(has_summary)
