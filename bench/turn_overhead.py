@@ -1,11 +1,22 @@
 """Turn overhead: the time a turn spends in membot itself, with a zero-latency model.
 
-Runs real turns through the composition root (real Redis, embedded Qdrant, the configured embedder) with an
-in-process model stand-in that answers instantly, so all measured time is membot's own: locking, queue and recall
-writes (with embedding), context building and token counting, function execution. Prints p50/p99 per turn and
-turns per second with 1 and 32 concurrent agents.
+Runs real turns through the composition root (real Redis, embedded Qdrant, the configured embedder, the
+background recall indexer) with an in-process model stand-in that answers instantly, so all measured time is
+membot's own: locking, queue and outbox writes, context building and token counting, function execution.
 
-    .venv/bin/python -m bench.turn_overhead [--turns 200] [--embedder local|hashing] [--concurrency 1 32]
+For each number of concurrent agents it runs two loads:
+
+- *paced*: every agent's user sends a message, reads the reply, and writes the next one after a pause drawn
+  from an exponential distribution (mean ``--think`` seconds; 1 s, so 32 agents offer ~32 turns a second, far
+  more than real chat). The p50/p99 printed are the time from a message to its last reply: membot's own time
+  per turn, including waiting for other agents' turns and the indexer on the same event loop.
+- *saturated*: users write again the moment they are answered. This measures throughput (turns per second);
+  its latency is only the queueing that closed loop creates (agents / throughput), printed for completeness.
+
+After each load it prints how long the indexer took to finish the recall entries still waiting (its lag).
+
+    .venv/bin/python -m bench.turn_overhead [--embedder local|hashing] [--concurrency 1 32] [--think 1.0]
+        [--paced-turns 20] [--turns 640]
 
 Needs a Redis (REDIS_URL, default 127.0.0.1:6379); uses a throw-away key prefix and data directory.
 """
@@ -14,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import tempfile
 import time
@@ -28,7 +40,9 @@ from bot.app import open_app
 from bot.events import InboundMessage, OutboundReply
 from bot.llm.tokens import TokenCounter
 from bot.llm.types import ChatMessage, Completion, SystemPrompt, ToolCall, ToolSpec, Usage
+from bot.runtime import Runtime
 from bot.settings import Settings
+from memory.outbox import RecallOutbox
 
 
 class InstantModel:
@@ -69,12 +83,42 @@ class NullSink:
         yield
 
 
+async def measure(runtime: Runtime, tag: str, agents: int, turns: int, think: float) -> tuple[list[float], float]:
+    """Run ``turns`` turns spread over ``agents`` users; the per-turn times (ms) and turns per second."""
+    durations: list[float] = []
+    pauses = random.Random(7)
+
+    async def user(name: str, count: int) -> None:
+        if think:
+            await asyncio.sleep(pauses.uniform(0, think))  # users do not all start at once
+        for turn in range(count):
+            text = f"message {turn}: today I walked the dog and cooked pasta for my sister"
+            started = time.perf_counter()
+            await runtime.handle(InboundMessage("console", None, "bench", name, name, text), NullSink())
+            durations.append((time.perf_counter() - started) * 1000)
+            if think:
+                await asyncio.sleep(pauses.expovariate(1 / think))
+
+    per_agent = max(1, turns // agents)
+    started = time.perf_counter()
+    await asyncio.gather(*(user(f"{tag}-{i}", per_agent) for i in range(agents)))
+    return durations, len(durations) / (time.perf_counter() - started)
+
+
+async def drain(outbox: RecallOutbox) -> float:
+    """Seconds until the indexer has taken every waiting recall entry."""
+    started = time.perf_counter()
+    while await outbox.waiting():  # noqa: ASYNC110 (polls Redis: there is no event to wait on)
+        await asyncio.sleep(0.01)
+    return time.perf_counter() - started
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def run(turns: int, embedder: str, levels: list[int]) -> None:
+async def run(turns: int, embedder: str, levels: list[int], think: float, paced_turns: int) -> None:
     prefix = f"membot-bench-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as data_dir:
         settings = Settings(  # type: ignore[call-arg]
@@ -89,29 +133,18 @@ async def run(turns: int, embedder: str, levels: list[int]) -> None:
                 assert runtime is not None
                 warm = InboundMessage("console", None, "bench", "warmup", "warmup", "hello")
                 await runtime.handle(warm, NullSink())
-                print(f"embedder={embedder} turns per level={turns} (Redis prefix {prefix})")
+                print(
+                    f"embedder={embedder}; paced: {paced_turns} turns per agent, think {think} s; "
+                    f"saturated: {turns} turns (Redis prefix {prefix})"
+                )
                 for agents in levels:
-                    durations: list[float] = []
-
-                    async def user(
-                        index: int, count: int, agents: int = agents, durations: list[float] = durations
-                    ) -> None:
-                        name = f"u{agents}-{index}"
-                        for turn in range(count):
-                            text = f"message {turn}: today I walked the dog and cooked pasta for my sister"
-                            started = time.perf_counter()
-                            await runtime.handle(InboundMessage("console", None, "bench", name, name, text), NullSink())
-                            durations.append(time.perf_counter() - started)
-
-                    per_agent = max(1, turns // agents)
-                    started = time.perf_counter()
-                    await asyncio.gather(*(user(i, per_agent) for i in range(agents)))
-                    wall = time.perf_counter() - started
-                    ms = [d * 1000 for d in durations]
-                    print(
-                        f"  {agents:>2} concurrent agents: {len(ms)} turns, p50 {statistics.median(ms):.1f} ms, "
-                        f"p99 {percentile(ms, 0.99):.1f} ms per turn, {len(ms) / wall:.1f} turns/s"
-                    )
+                    for load, pause, count in (("paced", think, agents * paced_turns), ("saturated", 0.0, turns)):
+                        ms, rate = await measure(runtime, f"{load}{agents}", agents, count, pause)
+                        lag = await drain(app.stores.outbox)
+                        print(
+                            f"  {agents:>2} agents {load:<9}: {len(ms)} turns, p50 {statistics.median(ms):6.1f} ms, "
+                            f"p99 {percentile(ms, 0.99):6.1f} ms, {rate:6.1f} turns/s; indexer lag {lag:.2f} s"
+                        )
         finally:
             client = syncredis.Redis.from_url(settings.redis_url)
             keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
@@ -122,11 +155,13 @@ async def run(turns: int, embedder: str, levels: list[int]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--turns", type=int, default=200, help="turns per concurrency level")
+    parser.add_argument("--turns", type=int, default=640, help="turns of the saturated load, per level")
+    parser.add_argument("--paced-turns", type=int, default=20, help="turns per agent of the paced load")
     parser.add_argument("--embedder", default="local", choices=["local", "hashing"])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--think", type=float, default=1.0, help="mean pause between a reply and the next message")
     args = parser.parse_args()
-    asyncio.run(run(args.turns, args.embedder, args.concurrency))
+    asyncio.run(run(args.turns, args.embedder, args.concurrency, args.think, args.paced_turns))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from bot.settings import ConfigError, Settings
 from memory.activity import RedisActivityLog, RedisFiringGuard
 from memory.archival import QdrantArchivalMemory
 from memory.core import RedisCoreMemory
+from memory.counts import MemoryCounts
 from memory.embeddings import build_embedder
 from memory.indexer import RecallIndexer
 from memory.keys import RedisKeys
@@ -123,9 +124,13 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             await embedder.aclose()
             raise ServiceUnavailable(str(exc)) from None
         outbox = RecallOutbox(redis, keys)
-        recall = QdrantRecallMemory(qdrant.client, qdrant.recall_collection, embedder, outbox=outbox)
+        counts = MemoryCounts(redis, keys)
+        recall = QdrantRecallMemory(qdrant.client, qdrant.recall_collection, embedder, outbox=outbox, counts=counts)
         indexer = RecallIndexer(outbox, recall.index, exclusive=qdrant.embedded)
         try:
+            await counts.ensure_counted(
+                qdrant.client, {"recall": qdrant.recall_collection, "archival": qdrant.archival_collection}
+            )
             await indexer.start()
             yield Stores(
                 redis=redis,
@@ -134,7 +139,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                 core=RedisCoreMemory(redis, keys, block_limit=settings.core_block_limit),
                 working=RedisWorkingMemory(redis, keys),
                 recall=recall,
-                archival=QdrantArchivalMemory(qdrant.client, qdrant.archival_collection, embedder),
+                archival=QdrantArchivalMemory(qdrant.client, qdrant.archival_collection, embedder, counts=counts),
                 locks=RedisAgentLocks(redis, keys),
                 activity=RedisActivityLog(redis, keys),
                 guard=RedisFiringGuard(redis, keys),

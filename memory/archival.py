@@ -24,7 +24,7 @@ from qdrant_client import AsyncQdrantClient, models
 from bot.events import AgentKey, Scope
 from bot.memory_types import ArchivalEntry, DuplicatePair, InsertResult, MemoryEditError, SearchPage
 from bot.ports import Embedder
-from memory.counts import CountCache
+from memory.counts import MemoryCounts
 from memory.qdrant import DENSE, MAX_RESULTS, SPARSE
 from memory.search import (
     agent_filter,
@@ -65,13 +65,14 @@ class QdrantArchivalMemory:
         *,
         duplicate_threshold: float = DEFAULT_DUPLICATE_THRESHOLD,
         max_results: int = MAX_RESULTS,
+        counts: MemoryCounts | None = None,
     ) -> None:
         self._client = client
         self._collection = collection
         self._embedder = embedder
         self._threshold = duplicate_threshold
         self._max_results = max_results
-        self._counts = CountCache()
+        self._counts = counts
 
     async def insert(self, entry: ArchivalEntry) -> InsertResult:
         text = entry.text.strip()
@@ -112,7 +113,8 @@ class QdrantArchivalMemory:
             id=point_id, vector={DENSE: dense, SPARSE: to_sparse(document_vector(text))}, payload=payload
         )
         await self._client.upsert(self._collection, [point], wait=True)
-        self._counts.add(str(entry.agent), 1)
+        if self._counts is not None:
+            await self._counts.add(entry.agent, "archival", 1)
         return InsertResult(id=point_id, stored=True)
 
     async def search(self, agent: AgentKey, query: str, page: int, context_scope: Scope) -> SearchPage:
@@ -130,23 +132,27 @@ class QdrantArchivalMemory:
         )
 
     async def count(self, agent: AgentKey) -> int:
-        """Entries of ``agent`` (cached; see ``memory.counts``)."""
-        return await self._counts.get(
-            str(agent), lambda: count_matching(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
-        )
+        """Entries of ``agent`` (kept in Redis when there is a ``MemoryCounts``; see ``memory.counts``)."""
+        if self._counts is None:
+            return await count_matching(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
+        return await self._counts.get(agent, "archival")
 
     async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
         records = await scroll_all(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
         return export_records("archival", records)
 
     async def erase(self, agent: AgentKey) -> int:
-        self._counts.forget(str(agent))
-        return await delete_matching(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
+        removed = await delete_matching(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
+        if self._counts is not None:
+            await self._counts.forget(agent, "archival")
+        return removed
 
     async def delete(self, agent: AgentKey, ids: Sequence[str]) -> int:
         """Delete this agent's entries with these ids; return how many were deleted."""
-        self._counts.forget(str(agent))
-        return await delete_ids(self._client, self._collection, agent, ids)
+        removed = await delete_ids(self._client, self._collection, agent, ids)
+        if self._counts is not None:
+            await self._counts.add(agent, "archival", -removed)
+        return removed
 
     async def near_duplicates(self, agent: AgentKey, threshold: float) -> list[DuplicatePair]:
         """Pairs of the agent's entries in the same scope with dense cosine >= ``threshold``, most similar first.
@@ -211,8 +217,9 @@ class QdrantArchivalMemory:
             id=keep_id, vector={DENSE: dense, SPARSE: to_sparse(document_vector(text))}, payload=payload
         )
         await self._client.upsert(self._collection, [point], wait=True)
-        self._counts.forget(str(agent))
-        await delete_ids(self._client, self._collection, agent, [str(r.id) for r in dropped])
+        removed = await delete_ids(self._client, self._collection, agent, [str(r.id) for r in dropped])
+        if self._counts is not None:
+            await self._counts.add(agent, "archival", -removed)
 
 
 def _similar_pairs(vectors: list[list[float]], threshold: float) -> list[tuple[int, int, float]]:

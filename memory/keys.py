@@ -69,6 +69,18 @@ class RedisKeys:
         """Stream: outbox entries that could not be indexed after retries, kept for an admin to inspect."""
         return f"{self.prefix}:outbox-dead:{{recall}}"
 
+    def recall_latest(self, agent: AgentKey) -> str:
+        """Hash: channel -> "time|point id" of the agent's latest indexed message there (for context mixing)."""
+        return self._agent("recall-latest", agent)
+
+    def memory_counts(self, agent: AgentKey) -> str:
+        """Hash: ``recall`` and ``archival`` -> how many messages and notes the agent has in Qdrant."""
+        return self._agent("counts", agent)
+
+    def memory_counts_ready(self) -> str:
+        """Flag: every agent's counts were built from Qdrant (``memory.counts.ensure_counted``)."""
+        return f"{self.prefix}:counts-ready"
+
     # --- coordination ------------------------------------------------------------------------------------
     def lock(self, agent: AgentKey) -> str:
         """String: the agent's cross-process lock (token with a TTL lease)."""
@@ -125,4 +137,6 @@ class RedisKeys:
             self.queue_generation(agent),
             self.summary(agent),
             self.pressure_alerted(agent),
+            self.recall_latest(agent),
+            self.memory_counts(agent),
         ]

@@ -9,6 +9,9 @@ scripts stay legal on a Redis Cluster:
   again by another (``XAUTOCLAIM``) instead of being lost;
 - a hash agent key → entries not yet indexed, which searches wait on and counts add in;
 - a dead-letter stream for entries that could not be indexed after retries (kept, never dropped).
+
+Per agent, it also keeps the latest indexed message of each channel (time and point id), so indexing the next
+one can mix in its vector without searching the collection.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -45,6 +49,18 @@ for i = 2, #ARGV, 2 do
   end
 end
 return done
+"""
+
+
+# KEYS: one agent's latest-message hash. ARGV: channel, "time|point id" pairs. Keeps the later of old and new.
+_SET_LATEST = """
+for i = 1, #ARGV, 2 do
+  local old = redis.call('HGET', KEYS[1], ARGV[i])
+  if not old or old < ARGV[i + 1] then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 1
 """
 
 
@@ -104,7 +120,9 @@ class RecallOutbox:
         self._stream = keys.recall_outbox()
         self._pending = keys.recall_outbox_pending()
         self._dead = keys.recall_outbox_dead()
+        self._keys = keys
         self._ack = redis.register_script(_ACK)
+        self._set_latest = redis.register_script(_SET_LATEST)
 
     async def ensure_group(self) -> None:
         """Create the consumer group (and the stream) if missing."""
@@ -190,8 +208,25 @@ class RecallOutbox:
     def dead_letter_key(self) -> str:
         return self._dead
 
+    async def latest(self, agent: AgentKey, channel: str) -> tuple[datetime, str] | None:
+        """Time and point id of the latest indexed message of ``agent`` in ``channel``, if known."""
+        raw = await self._redis.hget(self._keys.recall_latest(agent), channel)
+        if raw is None:
+            return None
+        moment, _, point_id = _text(raw).partition("|")
+        return from_rfc3339(moment), point_id
+
+    async def set_latest(self, latest: Mapping[tuple[AgentKey, str], tuple[datetime, str]]) -> None:
+        """Record the latest indexed message per (agent, channel), keeping a later one already recorded."""
+        by_agent: dict[AgentKey, list[str]] = {}
+        for (agent, channel), (moment, point_id) in latest.items():
+            by_agent.setdefault(agent, []).extend((channel, f"{to_rfc3339(moment)}|{point_id}"))
+        for agent, args in by_agent.items():
+            await self._set_latest(keys=[self._keys.recall_latest(agent)], args=args)
+
     async def erase(self, agent: AgentKey) -> int:
-        """Remove ``agent``'s dead letters (its live entries are indexed first and erased from Qdrant)."""
+        """Remove ``agent``'s dead letters and channel pointers (its live entries are indexed and erased first)."""
+        await self._redis.delete(self._keys.recall_latest(agent))
         removed = 0
         last = "-"
         while True:

@@ -23,7 +23,7 @@ from qdrant_client import AsyncQdrantClient, models
 from bot.events import AgentKey, Scope
 from bot.memory_types import PAGE_SIZE, RecallEntry, SearchPage
 from bot.ports import Embedder
-from memory.counts import CountCache
+from memory.counts import MemoryCounts
 from memory.indexing import CONTEXT_GAP, contextualize, dense_text, sparse_text
 from memory.outbox import RecallOutbox
 from memory.qdrant import DENSE, MAX_RESULTS, SPARSE
@@ -95,11 +95,12 @@ class QdrantRecallMemory:
         max_results: int = MAX_RESULTS,
         mode: SearchMode = "hybrid",
         outbox: RecallOutbox | None = None,
+        counts: MemoryCounts | None = None,
         catch_up_seconds: float = 10.0,
     ) -> None:
         self._outbox = outbox
+        self._counts = counts
         self._catch_up_seconds = catch_up_seconds
-        self._counts = CountCache()
         self._client = client
         self._collection = collection
         self._embedder = embedder
@@ -129,13 +130,14 @@ class QdrantRecallMemory:
         for i in sorted(range(len(entries)), key=lambda i: as_utc(entries[i].timestamp)):
             channels[(str(entries[i].agent), entries[i].channel)].append(i)
         vectors = list(own)
+        latest: dict[tuple[AgentKey, str], tuple[datetime, str]] = {}
         for order in channels.values():
             first = entries[order[0]]
             previous = await self._previous(first, exclude={ids[i] for i in order})
             mixed = contextualize([own[i] for i in order], [as_utc(entries[i].timestamp) for i in order], previous)
             for i, vector in zip(order, mixed, strict=True):
                 vectors[i] = vector
-            self._remember((str(first.agent), first.channel), as_utc(entries[order[-1]].timestamp), ids[order[-1]])
+            latest[(first.agent, first.channel)] = (as_utc(entries[order[-1]].timestamp), ids[order[-1]])
         points = [
             models.PointStruct(
                 id=point_id,
@@ -147,9 +149,16 @@ class QdrantRecallMemory:
             )
             for point_id, entry, vector in zip(ids, entries, vectors, strict=True)
         ]
+        existing = {str(r.id) for r in await self._client.retrieve(self._collection, ids, with_payload=False)}
         await self._client.upsert(self._collection, points, wait=True)
-        for agent, added in Counter(str(e.agent) for e in entries).items():
-            self._counts.add(agent, added)
+        for (agent_key, channel), (moment, point_id) in latest.items():
+            self._remember((str(agent_key), channel), moment, point_id)
+        if self._outbox is not None:
+            await self._outbox.set_latest(latest)
+        if self._counts is not None:
+            new = Counter(e.agent for e, point_id in zip(entries, ids, strict=True) if point_id not in existing)
+            for agent, added in new.items():
+                await self._counts.add(agent, "recall", added)
 
     def _remember(self, channel: tuple[str, str], moment: datetime, point_id: str) -> None:
         known = self._latest.get(channel)
@@ -162,11 +171,15 @@ class QdrantRecallMemory:
     async def _previous(self, entry: RecallEntry, exclude: set[str]) -> tuple[datetime, list[float]] | None:
         """Time and stored dense vector of the latest message in ``entry``'s channel within CONTEXT_GAP before it.
 
-        The last message this process stored in the channel is fetched by id (cheap, and gone if it was erased);
-        otherwise the store is searched (a filtered scroll: O(points) in embedded Qdrant).
+        The latest message indexed in the channel is known by id (kept in this process, and with an outbox in
+        Redis too), so its vector is one fetch by id. Without an outbox, a channel this process has not seen is
+        searched for (a filtered scroll: O(points) in embedded Qdrant, which is why the app always has one).
         """
         moment = as_utc(entry.timestamp)
-        known = self._latest.get((str(entry.agent), entry.channel))
+        channel = (str(entry.agent), entry.channel)
+        known = self._latest.get(channel)
+        if known is None and self._outbox is not None:
+            known = await self._outbox.latest(entry.agent, entry.channel)
         if known is not None and known[0] <= moment and known[1] not in exclude:
             if moment - known[0] > CONTEXT_GAP:
                 return None
@@ -174,6 +187,8 @@ class QdrantRecallMemory:
             vector = found[0].vector.get(DENSE) if found and isinstance(found[0].vector, dict) else None
             if isinstance(vector, list):
                 return known[0], cast(list[float], vector)
+        if self._outbox is not None:
+            return None
         conditions = [match_field("channel", entry.channel), time_range(moment - CONTEXT_GAP, moment)]
         records, _ = await self._client.scroll(
             self._collection,
@@ -228,10 +243,12 @@ class QdrantRecallMemory:
     async def count(self, agent: AgentKey) -> int:
         """Messages stored for ``agent``, those waiting in the outbox included.
 
-        The indexed part comes from a ``CountCache`` (see ``memory.counts``).
+        The indexed part is kept in Redis when there is a ``MemoryCounts`` (see ``memory.counts``).
         """
-        indexed = await self._counts.get(
-            str(agent), lambda: count_matching(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
+        indexed = (
+            await self._counts.get(agent, "recall")
+            if self._counts is not None
+            else await count_matching(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
         )
         waiting = await self._outbox.pending(agent) if self._outbox is not None else 0
         return indexed + waiting
@@ -249,14 +266,19 @@ class QdrantRecallMemory:
     async def erase(self, agent: AgentKey) -> int:
         """Remove every message of ``agent``: the outbox is drained into Qdrant first, then all is deleted."""
         await self._catch_up(agent)
-        self._counts.forget(str(agent))
         if self._outbox is not None:
             await self._outbox.erase(agent)
         for channel in [c for c in self._latest if c[0] == str(agent)]:
             del self._latest[channel]
-        return await delete_matching(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
+        removed = await delete_matching(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
+        if self._counts is not None:
+            await self._counts.forget(agent, "recall")
+        return removed
 
     async def delete(self, agent: AgentKey, ids: Sequence[str]) -> int:
         """Delete this agent's entries with these ids; return how many were deleted."""
-        self._counts.forget(str(agent))
-        return await delete_ids(self._client, self._collection, agent, ids)
+        await self._catch_up(agent)
+        removed = await delete_ids(self._client, self._collection, agent, ids)
+        if self._counts is not None:
+            await self._counts.add(agent, "recall", -removed)
+        return removed

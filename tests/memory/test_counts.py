@@ -1,0 +1,71 @@
+"""Per-agent memory counts kept in Redis: built once from Qdrant, then kept right by every write."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import redis.asyncio as aioredis
+
+from bot.events import AgentKey
+from bot.memory_types import ArchivalEntry
+from memory.archival import QdrantArchivalMemory
+from memory.counts import Kind, MemoryCounts
+from memory.embeddings import HashingEmbedder
+from memory.keys import RedisKeys
+from memory.qdrant import QdrantStore
+from memory.recall import QdrantRecallMemory
+from tests.memory.helpers import ALICE, BOB, recall_entry
+
+
+def note(agent: AgentKey, text: str) -> ArchivalEntry:
+    return ArchivalEntry(agent=agent, text=text, timestamp=datetime(2024, 3, 1, tzinfo=UTC))
+
+
+async def test_counts_are_built_once_from_what_qdrant_holds(
+    store: QdrantStore,
+    recall: QdrantRecallMemory,
+    archival: QdrantArchivalMemory,
+    redis_client: aioredis.Redis,
+    keys: RedisKeys,
+) -> None:
+    # data written before counts existed (an upgrade), by stores without counts
+    await recall.index([recall_entry(ALICE, f"message {i}", i) for i in range(3)] + [recall_entry(BOB, "hi", 0)])
+    await archival.insert(note(ALICE, "Alice likes tea"))
+    counts = MemoryCounts(redis_client, keys)
+    collections: dict[Kind, str] = {"recall": store.recall_collection, "archival": store.archival_collection}
+    assert await counts.ensure_counted(store.client, collections)
+    assert [await counts.get(ALICE, "recall"), await counts.get(ALICE, "archival")] == [3, 1]
+    assert [await counts.get(BOB, "recall"), await counts.get(BOB, "archival")] == [1, 0]
+    assert not await counts.ensure_counted(store.client, collections)
+
+
+async def test_writes_keep_the_counts_right(
+    store: QdrantStore, embedder: HashingEmbedder, redis_client: aioredis.Redis, keys: RedisKeys
+) -> None:
+    counts = MemoryCounts(redis_client, keys)
+    recall = QdrantRecallMemory(store.client, store.recall_collection, embedder, counts=counts)
+    archival = QdrantArchivalMemory(store.client, store.archival_collection, embedder, counts=counts)
+
+    entries = [recall_entry(ALICE, f"message {i}", i, message_id=f"m{i}") for i in range(4)]
+    await recall.add(entries)
+    await recall.add(entries[:2])  # the same messages again (a redelivery): stored once, counted once
+    assert await recall.count(ALICE) == 4
+    page = await recall.search_date(ALICE, entries[0].timestamp, entries[0].timestamp, 0, entries[0].scope)
+    assert await recall.delete(ALICE, [page.hits[0].id]) == 1
+    assert await recall.count(ALICE) == 3
+    assert await recall.count(BOB) == 0
+
+    first = await archival.insert(note(ALICE, "Alice's cat is called Pixel"))
+    await archival.insert(note(ALICE, "Alice's cat is called Pixel"))  # a duplicate is not stored
+    second = await archival.insert(note(ALICE, "Alice works as a nurse in Porto"))
+    third = await archival.insert(note(ALICE, "Alice plays the cello on Sundays"))
+    assert await archival.count(ALICE) == 3
+    await archival.merge(ALICE, first.id, [second.id], "Alice's cat is Pixel; she is a nurse in Porto")
+    assert await archival.count(ALICE) == 2
+    assert await archival.delete(ALICE, [third.id]) == 1
+    assert await archival.count(ALICE) == 1
+
+    await recall.erase(ALICE)
+    await archival.erase(ALICE)
+    assert [await recall.count(ALICE), await archival.count(ALICE)] == [0, 0]
+    assert not await redis_client.exists(keys.memory_counts(ALICE))
