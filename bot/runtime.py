@@ -1,7 +1,7 @@
 """The runtime: event → agent → sink, one turn at a time per agent.
 
 For each inbound message it takes the agent's lock (a Redis lock that holds across processes; waiters in one
-process are served in order), stores the user message in the queue and in recall *before* calling the
+process are served in order), stores the user message in recall (its outbox) and in the queue *before* calling the
 model, records the activity heartbeats work from, runs the step loop, and delivers each ``send_message`` to the
 sink at once. System events (heartbeats) run through ``run_event`` under the same lock.
 """
@@ -110,8 +110,9 @@ class Runtime:
         agent = message.agent_key
         async with self.agent_lock(agent):
             await self._core.ensure(agent, {"persona": load_prompt("persona"), "human": load_prompt("human")})
-            await self._working.append(agent, [ChatMessage("user", pack_user_message(message, model_text))])
+            # recall first: whatever reached the queue is then always in recall too (a crash between loses nothing)
             await self._recall.add([self._recall_entry(message, "user", text, message.author_name)])
+            await self._working.append(agent, [ChatMessage("user", pack_user_message(message, model_text))])
             await self._note_activity(message)
 
             async def send(reply: str) -> None:

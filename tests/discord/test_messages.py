@@ -18,6 +18,7 @@ from adapters.discord import build_discord_adapter
 from bot.app import open_app
 from bot.events import AgentKey, ReplyAddress
 from bot.settings import ConfigError
+from memory.keys import RedisKeys
 from tests.discord.conftest import DiscordHarness
 from tests.discord.helpers import MENTION, answer_to, model_saw, replies_to, sentinel
 from tests.scenario import settings_for
@@ -277,7 +278,9 @@ async def test_a_rejected_token_or_a_refused_intent_stops_with_advice(
 
 async def test_a_failing_turn_gets_a_short_notice_and_the_client_keeps_serving(harness: DiscordHarness) -> None:
     discord_api = harness.discord
-    await harness.app.stores.qdrant.client.close()  # recall memory becomes unreachable, as in an outage
+    # a damaged store: the key of the agent registry holds a string, so every turn fails on it (Qdrant being down
+    # would not do: messages wait in the Redis outbox and turns go on)
+    await harness.app.stores.redis.set(RedisKeys(harness.app.settings.redis_prefix).agents(), "damaged")
     for text in ("first try", "second try"):
         sent = await discord_api.send_message(ALICE, text)
         [notice] = await answer_to(discord_api, sent)
