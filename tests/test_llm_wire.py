@@ -345,11 +345,15 @@ async def test_standin_embeddings(llm: ScriptedLLMServer) -> None:
     try:
         first = await client.embeddings.create(model="text-embedding-3-small", input=["red apples", "green pears"])
         again = await client.embeddings.create(model="text-embedding-3-small", input="red apples", dimensions=64)
-        floats = await client.embeddings.create(model="m", input="red apples", encoding_format="float")
+        floats = await client.embeddings.create(
+            model="text-embedding-3-small", input="red apples", encoding_format="float"
+        )
+        unknown = await client.embeddings.create(model="m", input="red apples")
     finally:
         await client.close()
-    assert [len(d.embedding) for d in first.data] == [384, 384]
+    assert [len(d.embedding) for d in first.data] == [1536, 1536]  # the model's own size, as the API answers
     assert len(again.data[0].embedding) == 64
+    assert len(unknown.data[0].embedding) == 384  # a model the stand-in does not know
     assert first.data[0].embedding == pytest.approx(floats.data[0].embedding, abs=1e-6)
     assert first.data[0].embedding != first.data[1].embedding
     assert sum(v * v for v in first.data[0].embedding) == pytest.approx(1.0, abs=1e-5)
