@@ -21,12 +21,14 @@ from bot.context import Budget, ContextManager
 from bot.heartbeat import HeartbeatConfig, Heartbeats, ProactiveControl
 from bot.llm.factory import build_chat_model
 from bot.ports import ChatModel, Embedder, PlatformAdapter
+from bot.repair import MemoryRepair
 from bot.runtime import Runtime
 from bot.scheduler import HeartbeatScheduler, JobInfo, read_jobs
 from bot.services import Services
 from bot.settings import ConfigError, Settings
 from memory.activity import RedisActivityLog, RedisFiringGuard
 from memory.archival import QdrantArchivalMemory
+from memory.audit import RedisAuditLog
 from memory.core import RedisCoreMemory, RedisWorkingMemory
 from memory.embeddings import build_embedder
 from memory.keys import RedisKeys
@@ -63,6 +65,8 @@ class Stores:
     locks: RedisAgentLocks
     activity: RedisActivityLog
     guard: RedisFiringGuard
+    audit: RedisAuditLog
+    throttle: RedisThrottle
 
 
 @dataclass
@@ -74,6 +78,7 @@ class App:
     model: ChatModel | None
     runtime: Runtime | None
     admin: MemoryAdmin
+    repair: MemoryRepair
     services: Services | None
     scheduler: HeartbeatScheduler | None = None  # built with the runtime; started by `membot run`
 
@@ -122,13 +127,21 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                 redis=redis,
                 qdrant=qdrant,
                 embedder=embedder,
-                core=RedisCoreMemory(redis, keys, block_limit=settings.core_block_limit),
+                core=RedisCoreMemory(
+                    redis,
+                    keys,
+                    block_limit=settings.core_block_limit,
+                    versions_kept=settings.core_versions_kept,
+                    audit_max_entries=settings.audit_max_entries,
+                ),
                 working=RedisWorkingMemory(redis, keys),
                 recall=QdrantRecallMemory(qdrant.client, qdrant.recall_collection, embedder),
                 archival=QdrantArchivalMemory(qdrant.client, qdrant.archival_collection, embedder),
                 locks=RedisAgentLocks(redis, keys),
                 activity=RedisActivityLog(redis, keys),
                 guard=RedisFiringGuard(redis, keys),
+                audit=RedisAuditLog(redis, keys, settings.audit_max_entries),
+                throttle=RedisThrottle(redis, keys),
             )
         finally:
             await qdrant.close()
@@ -213,25 +226,37 @@ async def open_app(
                     working=stores.working,
                     recall=stores.recall,
                     archival=stores.archival,
+                    audit=stores.audit,
                     locks=stores.locks,
                     max_message_chars=settings.max_message_chars,
                     activity=stores.activity,
                     planner=scheduler,
                 )
                 lock = runtime.agent_lock
-            admin = MemoryAdmin(stores.core, stores.working, stores.recall, stores.archival, lock, stores.activity)
+            admin = MemoryAdmin(
+                stores.core,
+                stores.working,
+                stores.recall,
+                stores.archival,
+                lock,
+                audit=stores.audit,
+                activity=stores.activity,
+                throttle=stores.throttle,
+            )
+            repair = MemoryRepair(admin)
             services = None
             if runtime is not None:
                 services = Services(
                     runtime=runtime,
                     admin=admin,
+                    repair=repair,
                     authz=Authorizer(settings.admin_id_set),
-                    throttle=RedisThrottle(stores.redis, keys),
+                    throttle=stores.throttle,
                     channel_modes=RedisChannelModes(stores.redis, keys),
                     settings=settings,
                     proactive=ProactiveControl(stores.activity, heartbeat_config.proactive),
                 )
-            app = App(settings, stores, model, runtime, admin, services, scheduler)
+            app = App(settings, stores, model, runtime, admin, repair, services, scheduler)
             try:
                 yield app
             finally:
@@ -253,6 +278,7 @@ async def start_heartbeats(app: App, adapters: Sequence[PlatformAdapter]) -> Hea
         core=stores.core,
         recall=stores.recall,
         archival=stores.archival,
+        audit=stores.audit,
         adapters={adapter.platform: adapter for adapter in adapters},
         config=app.scheduler.config,
     )

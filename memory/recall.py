@@ -199,8 +199,9 @@ class QdrantRecallMemory:
         )
         return page_of(records, page, total)
 
-    async def count(self, agent: AgentKey) -> int:
-        return await count_matching(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
+    async def count(self, agent: AgentKey, context_scope: Scope = Scope.PRIVATE) -> int:
+        """How many entries a search from ``context_scope`` could find (only public ones from PUBLIC)."""
+        return await count_matching(self._client, self._collection, agent_filter(agent, context_scope))
 
     async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
         records = await scroll_all(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))

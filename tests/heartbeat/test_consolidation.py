@@ -26,9 +26,9 @@ DETAILS = [
 
 
 async def fill_core(app: App, agent: AgentKey) -> None:
-    await app.stores.core.ensure(agent, {"persona": "I am membot.", "human": "Name: Flo"})
+    await app.stores.core.ensure(agent, {"persona": "I am membot.", "human": "Name: Flo"}, cause="test")
     for line in DETAILS:
-        await app.stores.core.append(agent, "human", line)
+        await app.stores.core.append(agent, "human", line, cause="test")
 
 
 async def test_a_full_core_block_is_condensed_into_archival_memory(
