@@ -117,3 +117,29 @@ def test_memory_reindex_on_current_collections_has_nothing_to_do(env: dict[str, 
     result = membot(["memory", "reindex"], env, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Nothing to do" in result.stdout
+
+
+def test_memory_history_rollback_and_erase(env: dict[str, str], tmp_path: Path) -> None:
+    membot(["chat", "--user", "hana"], env, tmp_path, b"my name is Hana\nmy name is Hanna\n")
+    listed = membot(["memory", "history", "console:hana", "--json"], env, tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    items = json.loads(listed.stdout)
+    assert [(i["kind"], i["version"]) for i in items] == [("core_append", 3), ("core_append", 2), ("core_init", 1)]
+    assert items[0]["changes"] == [{"label": "human", "removed": [], "added": ["Name: Hanna"]}]
+    assert items[0]["cause"].startswith("event:console:")
+
+    rolled = membot(["memory", "rollback", "console:hana", "--to", "2"], env, tmp_path)
+    assert rolled.returncode == 0, rolled.stderr
+    assert "back to version 2 (now version 4)" in rolled.stdout and "Name: Hanna" not in rolled.stdout
+    text = membot(["memory", "history", "console:hana", "--limit", "1"], env, tmp_path)
+    assert "v4 core_rollback · to v2 by cli" in text.stdout and "- human: Name: Hanna" in text.stdout
+    missing = membot(["memory", "rollback", "console:hana", "--to", "40"], env, tmp_path)
+    assert missing.returncode == 1 and "version 40 of console:hana is not kept; versions 1 to 4 are" in missing.stderr
+
+    refused = membot(["memory", "erase", "console:hana"], env, tmp_path)
+    assert refused.returncode != 0 and "--yes" in refused.stderr
+    erased = membot(["memory", "erase", "console:hana", "--yes", "--json"], env, tmp_path)
+    assert erased.returncode == 0, erased.stderr
+    assert json.loads(erased.stdout)["removed"]["audit_entries"] == 4
+    [record] = json.loads(membot(["memory", "history", "console:hana", "--json"], env, tmp_path).stdout)
+    assert (record["kind"], record["cause"]) == ("erase", "cli")
