@@ -67,7 +67,7 @@ def render_history(items: Sequence[HistoryItem], whose: str) -> str:
     for item in items:
         lines.append(f"- {_safe(item.headline)}")
         changes = item.change_lines(SNIPPET_CHARS)
-        lines.extend(f"  `{_safe(line)}`" for line in changes[:MAX_CHANGE_LINES])
+        lines.extend(f"  {_safe(line)}" for line in changes[:MAX_CHANGE_LINES])
         if len(changes) > MAX_CHANGE_LINES:
             lines.append(f"  … and {len(changes) - MAX_CHANGE_LINES} more line(s)")
     return "\n".join(lines)

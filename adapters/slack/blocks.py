@@ -115,7 +115,7 @@ def history_blocks(items: Sequence[HistoryItem], whose: str) -> list[Block]:
     ]
     for item in items:
         changes = item.change_lines(LINE_CHARS)
-        lines = [f"• {escape(item.headline)}", *(f"    `{escape(line)}`" for line in changes[:CHANGE_LINES])]
+        lines = [f"• {escape(item.headline)}", *(f"      {escape(line)}" for line in changes[:CHANGE_LINES])]
         if len(changes) > CHANGE_LINES:
             lines.append(f"    … and {len(changes) - CHANGE_LINES} more line(s)")
         blocks.append(section("\n".join(lines)))
