@@ -243,7 +243,7 @@ async def open_app(
                 activity=stores.activity,
                 throttle=stores.throttle,
             )
-            repair = MemoryRepair(admin)
+            repair = MemoryRepair(stores.core, stores.audit, lock)
             services = None
             if runtime is not None:
                 services = Services(
@@ -295,6 +295,25 @@ async def list_jobs(settings: Settings) -> list[JobInfo]:
 
 
 @asynccontextmanager
+async def open_repair(settings: Settings) -> AsyncIterator[MemoryRepair]:
+    """History and rollback on Redis alone (no Qdrant, no model), with the agents' cross-process locks."""
+    client = await connect_redis(settings)
+    try:
+        keys = RedisKeys(settings.redis_prefix)
+        core = RedisCoreMemory(
+            client,
+            keys,
+            block_limit=settings.core_block_limit,
+            versions_kept=settings.core_versions_kept,
+            audit_max_entries=settings.audit_max_entries,
+        )
+        audit = RedisAuditLog(client, keys, settings.audit_max_entries)
+        yield MemoryRepair(core, audit, RedisAgentLocks(client, keys).hold)
+    finally:
+        await client.aclose()
+
+
+@asynccontextmanager
 async def open_proactive_control(settings: Settings) -> AsyncIterator[ProactiveControl]:
     """Proactive-message choices on Redis alone (no Qdrant, no model)."""
     client = await connect_redis(settings)
@@ -329,6 +348,7 @@ __all__ = [
     "list_jobs",
     "open_app",
     "open_proactive_control",
+    "open_repair",
     "open_stores",
     "start_heartbeats",
 ]

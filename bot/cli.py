@@ -18,7 +18,7 @@ from rich.table import Table
 
 from bot.activity import InvalidProactiveSetting, ProactivePolicy
 from bot.admin import MemoryView, UnknownAgent
-from bot.app import ServiceUnavailable, list_jobs, open_app, open_proactive_control
+from bot.app import ServiceUnavailable, list_jobs, open_app, open_proactive_control, open_repair
 from bot.audit import CLI_CAUSE, HistoryItem
 from bot.events import AgentKey, InvalidAgentKey
 from bot.logs import configure_logging
@@ -219,13 +219,14 @@ def memory_history(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=200, help="How many changes, newest first.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
-    """List the audit trail: every memory write, newest first, with its cause and the core lines it changed."""
+    """List the audit trail: every memory write, newest first, with its cause and the core lines it changed.
+    Needs Redis only: works while `membot run` is running."""
     key = _agent_key(agent_key)
     settings = _settings()
 
     async def work() -> list[HistoryItem]:
-        async with open_app(settings, with_model=False) as running:
-            return await running.repair.history(key, limit=limit)
+        async with open_repair(settings) as repair:
+            return await repair.history(key, limit=limit)
 
     items = _run(work)
     if as_json:
@@ -245,13 +246,14 @@ def memory_rollback(
     to: Annotated[int, typer.Option("--to", min=1, help="The core version to restore (vN in `memory history`).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Restore core memory as it was at a version; the rollback is itself a new version (undo it the same way)."""
+    """Restore core memory as it was at a version; the rollback is itself a new version (undo it the same way).
+    Takes the agent's lock (waits for a turn in progress); needs Redis only: works while `membot run` is running."""
     key = _agent_key(agent_key)
     settings = _settings()
 
     async def work() -> RollbackResult:
-        async with open_app(settings, with_model=False) as running:
-            return await running.repair.rollback(key, to, cause=CLI_CAUSE)
+        async with open_repair(settings) as repair:
+            return await repair.rollback(key, to, cause=CLI_CAUSE)
 
     result = _run(work)
     if as_json:

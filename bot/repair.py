@@ -1,16 +1,19 @@
 """Seeing and repairing memory without wiping it: the audit history, core rollback, and private marks.
 
-Works on the same stores and lock as ``bot.admin.MemoryAdmin``; permission is decided before, by ``bot.authz``.
+Needs only core memory and the audit trail (both in Redis), so ``membot memory history|rollback`` work while
+``membot run`` holds an embedded Qdrant. Permission is decided before, by ``bot.authz``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
-from bot.admin import MemoryAdmin
 from bot.audit import HistoryItem, history_items, versions_needed
 from bot.events import AgentKey, Scope
-from bot.memory_types import Block
+from bot.memory_types import PRIVATE_MARK, Block, MemoryEditError
+from bot.ports import AuditLog, CoreMemory
 from bot.privacy import is_private, visible_blocks, visible_lines
 
 MAX_HISTORY = 200
@@ -37,10 +40,12 @@ class MarkResult:
 class MemoryRepair:
     """History, rollback and private marks of an agent's memory."""
 
-    def __init__(self, admin: MemoryAdmin) -> None:
-        self._admin = admin
-        self._core = admin.core
-        self._audit = admin.audit
+    def __init__(
+        self, core: CoreMemory, audit: AuditLog, lock: Callable[[AgentKey], AbstractAsyncContextManager[None]]
+    ) -> None:
+        self._core = core
+        self._audit = audit
+        self._lock = lock
 
     async def history(
         self, agent: AgentKey, *, limit: int = 20, scope: Scope = Scope.PRIVATE, before: str | None = None
@@ -57,7 +62,7 @@ class MemoryRepair:
         """Restore core memory as it was at ``version``, under the agent's lock; the rollback is itself a new,
         audited version. Raises VersionNotKept (with the versions kept). The blocks returned are as ``scope``
         may show them."""
-        async with self._admin.lock(agent):
+        async with self._lock(agent):
             new = await self._core.rollback(agent, version, cause=cause)
             blocks = await self._core.blocks(agent)
         return RollbackResult(agent, version, new, visible_blocks(blocks, scope))
@@ -67,15 +72,20 @@ class MemoryRepair:
     ) -> MarkResult:
         """Mark the core lines containing ``query`` (case-insensitive) private, or public again. Only lines a context
         of ``scope`` shows are considered, so a private line is never revealed by unmarking it from a channel."""
-        await self._admin.require(agent)
         needle = query.strip().lower()
         changed: list[tuple[str, str]] = []
         if not needle:
             return MarkResult(private, changed)
-        async with self._admin.lock(agent):
+        async with self._lock(agent):
             for block in await self._core.blocks(agent):
                 for line in dict.fromkeys(visible_lines(block.value.splitlines(), scope)):
                     if needle in line.lower() and is_private(line) != private:
-                        await self._core.mark(agent, block.label, line, private, cause=cause)
+                        try:
+                            await self._core.mark(agent, block.label, line, private, cause=cause)
+                        except MemoryEditError:
+                            raise MemoryEditError(
+                                f"block '{block.label}' is too full to mark more lines private (each mark adds "
+                                f"{len(PRIVATE_MARK) + 1} characters); {len(changed)} line(s) were marked before"
+                            ) from None
                         changed.append((block.label, line))
         return MarkResult(private, changed)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import portalocker
 import pytest
 
 from tests.scenario import env_for, settings_for
@@ -119,18 +120,22 @@ def test_memory_reindex_on_current_collections_has_nothing_to_do(env: dict[str, 
     assert "Nothing to do" in result.stdout
 
 
-def test_memory_history_rollback_and_erase(env: dict[str, str], tmp_path: Path) -> None:
+def test_memory_history_rollback_and_erase(env: dict[str, str], tmp_path: Path, data_dir: Path) -> None:
     membot(["chat", "--user", "hana"], env, tmp_path, b"my name is Hana\nmy name is Hanna\n")
-    listed = membot(["memory", "history", "console:hana", "--json"], env, tmp_path)
+    with (data_dir / "qdrant" / ".lock").open("r+") as held:  # as while `membot run` holds embedded Qdrant
+        portalocker.lock(held, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
+        listed = membot(["memory", "history", "console:hana", "--json"], env, tmp_path)
+        rolled = membot(["memory", "rollback", "console:hana", "--to", "2"], env, tmp_path)
+        shown = membot(["memory", "show", "console:hana"], env, tmp_path)
+        portalocker.unlock(held)
     assert listed.returncode == 0, listed.stderr
     items = json.loads(listed.stdout)
     assert [(i["kind"], i["version"]) for i in items] == [("core_append", 3), ("core_append", 2), ("core_init", 1)]
     assert items[0]["changes"] == [{"label": "human", "removed": [], "added": ["Name: Hanna"]}]
     assert items[0]["cause"].startswith("event:console:")
-
-    rolled = membot(["memory", "rollback", "console:hana", "--to", "2"], env, tmp_path)
     assert rolled.returncode == 0, rolled.stderr
     assert "back to version 2 (now version 4)" in rolled.stdout and "Name: Hanna" not in rolled.stdout
+    assert shown.returncode == 1 and "in use by another membot process" in shown.stderr, "show needs Qdrant"
     text = membot(["memory", "history", "console:hana", "--limit", "1"], env, tmp_path)
     assert "v4 core_rollback · to v2 by cli" in text.stdout and "- human: Name: Hanna" in text.stdout
     missing = membot(["memory", "rollback", "console:hana", "--to", "40"], env, tmp_path)

@@ -9,7 +9,7 @@ import pytest
 
 from bot.app import App, open_app
 from bot.events import AgentKey, InboundMessage, Scope
-from bot.memory_types import AuditKind, VersionNotKept
+from bot.memory_types import AuditKind, MemoryEditError, VersionNotKept
 from tests.scenario import RecordingSink, settings_for
 from tests.standins.llm_server import ScriptedLLMServer
 
@@ -144,3 +144,12 @@ async def test_import_is_audited_with_the_stored_passage_ids(app: App) -> None:
     assert report.stored == 1
     [entry] = [i.entry for i in await app.repair.history(ANN)]
     assert entry.kind == "import" and entry.detail["source"] == "notes.md" and len(entry.detail["ids"]) == 1
+
+
+async def test_marking_a_line_private_in_a_full_block_says_why_it_failed(app: App) -> None:
+    await talk(app, "my name is Ann")
+    block = {b.label: b for b in await app.stores.core.blocks(ANN)}["human"]
+    await app.stores.core.set_limit(ANN, "human", block.chars + 3)
+    with pytest.raises(MemoryEditError, match=r"'human' is too full to mark more lines private .* 0 line"):
+        await app.repair.mark(ANN, "Name", True, cause="user:slack:U1")
+    assert "[private]" not in await human(app)

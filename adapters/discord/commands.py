@@ -87,7 +87,8 @@ class MembotTree(app_commands.CommandTree[discord.Client]):
 
     async def interaction_check(self, interaction: Interaction, /) -> bool:
         """Skip an interaction delivered twice (gateway resumes); the first delivery was answered."""
-        return await self._services.throttle.first_time(PLATFORM, f"interaction:{interaction.id}")
+        person = agent_for(interaction.guild_id, interaction.user.id).person
+        return await self._services.throttle.first_time(person, f"interaction:{interaction.id}")
 
     async def on_error(self, interaction: Interaction, error: app_commands.AppCommandError, /) -> None:
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error

@@ -214,8 +214,8 @@ def reset_prompt_blocks(agent: AgentKey, whose: str) -> list[Block]:
     )
     return [
         section(
-            f"This erases *everything* I remember about {whose}: core memory, our conversation history and "
-            "archival notes. It cannot be undone."
+            f"This erases *everything* I remember about {whose}: core memory and its versions, our conversation "
+            "history, archival notes and the log of changes. It cannot be undone."
         ),
         {
             "type": "actions",
