@@ -108,6 +108,13 @@ class MemoryAdmin:
         ):
             raise UnknownAgent(f"no memory is stored for {agent}")
 
+    async def require_any(self, agent: AgentKey) -> None:
+        """Raise UnknownAgent when nothing at all is stored for ``agent``: no memory, and no core versions or audit
+        trail either (a reset keeps those, and they are erased and exported too)."""
+        if await self.core.version(agent) or await self.audit.history(agent, 1):
+            return
+        await self.require(agent)
+
     async def show(self, agent: AgentKey, scope: Scope = Scope.PRIVATE) -> MemoryView:
         """The agent's memory as a context of ``scope`` may show it (counts are always totals)."""
         await self.require(agent)
@@ -126,7 +133,7 @@ class MemoryAdmin:
 
     async def export(self, agent: AgentKey) -> dict[str, Any]:
         """Everything stored about the agent across Redis and Qdrant, as one JSON-ready document."""
-        await self.require(agent)
+        await self.require_any(agent)
         async with self.lock(agent):
             return {
                 "format": EXPORT_FORMAT,
@@ -160,7 +167,7 @@ class MemoryAdmin:
     async def erase(self, agent: AgentKey, *, cause: str) -> dict[str, int]:
         """Remove everything stored about the agent: every store, core versions, audit trail, heartbeat jobs,
         rate-limit and dedupe keys. One audit entry remains: the record of this erase."""
-        await self.require(agent)
+        await self.require_any(agent)
         async with self.lock(agent):
             removed = {"core": await self.core.erase(agent), **await self._clear_stores(agent)}
             if self._throttle is not None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.admin import UnknownAgent
 from bot.app import App, open_app
 from bot.events import AgentKey, InboundMessage, Scope
 from bot.memory_types import AuditKind, MemoryEditError, VersionNotKept
@@ -153,3 +154,16 @@ async def test_marking_a_line_private_in_a_full_block_says_why_it_failed(app: Ap
     with pytest.raises(MemoryEditError, match=r"'human' is too full to mark more lines private .* 0 line"):
         await app.repair.mark(ANN, "Name", True, cause="user:slack:U1")
     assert "[private]" not in await human(app)
+
+
+async def test_what_a_reset_keeps_is_still_exported_and_erased(app: App) -> None:
+    await talk(app, "my name is Ann")
+    await app.admin.reset(ANN, cause="cli")
+    with pytest.raises(UnknownAgent):
+        await app.admin.show(ANN)
+    exported = await app.admin.export(ANN)
+    assert any(item["kind"] == "core_version" and "Name: Ann" in str(item) for item in exported["core"])
+    assert exported["audit"][-1]["kind"] == "reset"
+    await app.admin.erase(ANN, cause="user:slack:U1")
+    assert await app.stores.core.versions(ANN) == []
+    assert [e.kind for e in await app.stores.audit.history(ANN, 10)] == ["erase"]

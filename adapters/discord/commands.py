@@ -135,16 +135,21 @@ class _Commands(app_commands.Group):
     async def _reset_prompt(self, interaction: Interaction, agent: AgentKey, subject: str) -> None:
         """Ask before erasing every store of ``agent`` (the full erase); ``subject`` is "you" or the member's name."""
         admin = self._services.admin
-        view = await admin.show(agent)
+        await admin.require_any(agent)
         cause = actor_of(interaction).cause(agent)
 
         async def reset() -> str:
             erased = await admin.erase(agent, cause=cause)
             return f"Done: erased {sum(erased.values())} stored items. I remember nothing about {subject} here now."
 
+        try:
+            view = await admin.show(agent)
+            held = f"{view.recall_count} messages, {view.archival_count} archival notes, the core memory and"
+        except UnknownAgent:  # reset before: only the core versions and the log of changes are left
+            held = "what is left:"
         text = (
-            f"**Erase everything I remember about {subject} here?** That is {view.recall_count} messages, "
-            f"{view.archival_count} archival notes and the core memory. This cannot be undone."
+            f"**Erase everything I remember about {subject} here?** That is {held} the log of changes. "
+            "This cannot be undone."
         )
         await self._confirm(interaction, text, "Erase everything", reset)
 

@@ -112,7 +112,7 @@ async def handle_command(deps: SlackDeps, command: Mapping[str, Any], respond: R
             await _forget_prompt(deps, respond, me, rest)
         elif sub == "reset":
             deps.services.authz.check(me, Action.RESET, own)
-            await deps.services.admin.require(own)  # UnknownAgent when there is nothing to reset
+            await deps.services.admin.require_any(own)  # UnknownAgent when there is nothing to reset
             await ephemeral(respond, "Reset your memory? Press the button to confirm.", reset_prompt_blocks(own, "you"))
         elif sub == "export":
             await _export(deps, respond, team, user)
@@ -276,7 +276,7 @@ async def _admin(deps: SlackDeps, respond: Respond, team: str, user: str, rest: 
         await _rollback(deps, respond, actor, target, extra.strip())
     else:
         deps.services.authz.check(actor, Action.RESET, target)
-        await deps.services.admin.require(target)
+        await deps.services.admin.require_any(target)
         await ephemeral(respond, f"Reset the memory of {whose}?", reset_prompt_blocks(target, whose))
 
 
