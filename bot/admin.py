@@ -1,6 +1,8 @@
-"""What users and admins may see and do with an agent's memory: show, export, reset, forget, import.
+"""What users and admins may see and do with an agent's memory: show, export, reset, erase, forget, import.
 
-Every operation takes the agent's lock, so it never runs beside a turn.
+Every operation that writes takes the agent's lock, so it never runs beside a turn, and records what it did in the
+audit trail with its ``cause`` (core writes record themselves, atomically, in the core store). History, rollback
+and private marks are in ``bot.repair``. Who may call what is decided before, by ``bot.authz``.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Any
 
 from bot.chunking import chunk_text
 from bot.events import AgentKey, Scope
-from bot.memory_types import ArchivalEntry, Block, MemoryEditError, SearchHit
-from bot.ports import ActivityLog, ArchivalMemory, CoreMemory, RecallMemory, WorkingMemory
+from bot.memory_types import ArchivalEntry, AuditEntry, AuditKind, Block, MemoryEditError, SearchHit
+from bot.ports import ActivityLog, ArchivalMemory, AuditLog, CoreMemory, RecallMemory, Throttle, WorkingMemory
+from bot.privacy import hidden_count, visible_blocks, visible_lines
 
 EXPORT_FORMAT = "membot-export/1"
 
@@ -26,7 +29,8 @@ class UnknownAgent(LookupError):
 
 @dataclass(frozen=True)
 class MemoryView:
-    """A summary of one agent's memory, for ``memory show``."""
+    """A summary of one agent's memory, for ``memory show``. A PUBLIC view leaves out private core lines (counted
+    in ``hidden``) and the summary of older conversation (it may retell direct messages)."""
 
     agent: AgentKey
     blocks: list[Block]
@@ -35,6 +39,8 @@ class MemoryView:
     recall_count: int
     archival_count: int
     last_modified: datetime | None
+    scope: Scope = Scope.PRIVATE
+    hidden: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +51,8 @@ class MemoryView:
             "recall_count": self.recall_count,
             "archival_count": self.archival_count,
             "last_modified": self.last_modified.isoformat() if self.last_modified else None,
+            "view": self.scope.value,
+            "hidden_private_lines": self.hidden,
         }
 
 
@@ -68,7 +76,7 @@ class ImportReport:
 
 
 class MemoryAdmin:
-    """Show, export and reset an agent's memory across Redis and Qdrant."""
+    """Show, export, reset, erase, forget and import an agent's memory across Redis and Qdrant."""
 
     def __init__(
         self,
@@ -77,117 +85,187 @@ class MemoryAdmin:
         recall: RecallMemory,
         archival: ArchivalMemory,
         lock: Callable[[AgentKey], AbstractAsyncContextManager[None]],
+        *,
+        audit: AuditLog,
         activity: ActivityLog | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
-        self._core = core
+        self.core = core
+        self.audit = audit
+        self.lock = lock
         self._working = working
         self._recall = recall
         self._archival = archival
-        self._lock = lock
         self._activity = activity
+        self._throttle = throttle
 
-    async def _require(self, agent: AgentKey) -> None:
+    async def require(self, agent: AgentKey) -> None:
+        """Raise UnknownAgent when nothing is stored for ``agent``."""
         if (
-            not await self._core.exists(agent)
+            not await self.core.exists(agent)
             and not await self._recall.count(agent)
             and not await self._archival.count(agent)
         ):
             raise UnknownAgent(f"no memory is stored for {agent}")
 
-    async def show(self, agent: AgentKey) -> MemoryView:
-        await self._require(agent)
+    async def require_any(self, agent: AgentKey) -> None:
+        """Raise UnknownAgent when nothing at all is stored for ``agent``: no memory, and no core versions or audit
+        trail either (a reset keeps those, and they are erased and exported too)."""
+        if await self.core.version(agent) or await self.audit.history(agent, 1):
+            return
+        await self.require(agent)
+
+    async def show(self, agent: AgentKey, scope: Scope = Scope.PRIVATE) -> MemoryView:
+        """The agent's memory as a context of ``scope`` may show it (counts are always totals)."""
+        await self.require(agent)
+        blocks = await self.core.blocks(agent)
         return MemoryView(
             agent=agent,
-            blocks=await self._core.blocks(agent),
+            blocks=visible_blocks(blocks, scope),
             queue_length=len(await self._working.messages(agent)),
-            summary=await self._working.summary(agent),
+            summary=await self._working.summary(agent) if scope is Scope.PRIVATE else "",
             recall_count=await self._recall.count(agent),
             archival_count=await self._archival.count(agent),
-            last_modified=await self._core.last_modified(agent),
+            last_modified=await self.core.last_modified(agent),
+            scope=scope,
+            hidden=hidden_count(blocks, scope),
         )
 
     async def export(self, agent: AgentKey) -> dict[str, Any]:
-        """Everything stored about the agent, as one JSON-ready document."""
-        await self._require(agent)
-        async with self._lock(agent):
+        """Everything stored about the agent across Redis and Qdrant, as one JSON-ready document."""
+        await self.require_any(agent)
+        async with self.lock(agent):
             return {
                 "format": EXPORT_FORMAT,
                 "agent": str(agent),
                 "exported_at": datetime.now(UTC).isoformat(),
-                "core": await self._core.export(agent),
+                "core": await self.core.export(agent),
                 "working": await self._working.export(agent),
                 "recall": await self._recall.export(agent),
                 "archival": await self._archival.export(agent),
+                "audit": await self.audit.export(agent),
+                "heartbeats": await self._activity.export(agent) if self._activity else {},
+                "platform_state": {
+                    "person": agent.person,
+                    "keys": await self._throttle.export(agent.person) if self._throttle else [],
+                },
             }
 
-    async def reset(self, agent: AgentKey) -> dict[str, int]:
-        """Erase every store of the agent; return how many items each held."""
-        await self._require(agent)
-        async with self._lock(agent):
-            removed = {
-                "core": await self._core.erase(agent),
-                "working": await self._working.erase(agent),
-                "recall": await self._recall.erase(agent),
-                "archival": await self._archival.erase(agent),
-            }
-            if self._activity is not None:
-                await self._activity.erase(agent)  # schedules, last address, proactive choice
+    async def reset(self, agent: AgentKey, *, cause: str) -> dict[str, int]:
+        """Clear the agent's memory (core, queue, summary, recall, archival, heartbeat state) but keep its audit
+        trail and core versions, so an admin can see what happened and roll core memory back."""
+        await self.require(agent)
+        async with self.lock(agent):
+            removed = await self._clear_stores(agent)
+            blocks, version = await self.core.reset(agent, cause=cause)
+            removed = {"core": blocks, **removed}
+            await self.audit.record(
+                agent, AuditEntry(AuditKind.RESET, cause, version=version, detail={"removed": removed})
+            )
             return removed
 
-    async def import_text(self, agent: AgentKey, source_name: str, text: str, scope: Scope) -> ImportReport:
+    async def erase(self, agent: AgentKey, *, cause: str) -> dict[str, int]:
+        """Remove everything stored about the agent: every store, core versions, audit trail, heartbeat jobs,
+        rate-limit and dedupe keys. One audit entry remains: the record of this erase."""
+        await self.require_any(agent)
+        async with self.lock(agent):
+            removed = {"core": await self.core.erase(agent), **await self._clear_stores(agent)}
+            if self._throttle is not None:
+                removed["rate_limit_and_dedupe_keys"] = await self._throttle.erase(agent.person)
+            removed["audit_entries"] = await self.audit.erase(
+                agent, AuditEntry(AuditKind.ERASE, cause, detail={"removed": dict(removed)})
+            )
+            return removed
+
+    async def _clear_stores(self, agent: AgentKey) -> dict[str, int]:
+        removed = {
+            "working": await self._working.erase(agent),
+            "recall": await self._recall.erase(agent),
+            "archival": await self._archival.erase(agent),
+        }
+        if self._activity is not None:
+            await self._activity.erase(agent)  # activity, schedules, proactive choice and counters
+        return removed
+
+    async def import_text(
+        self, agent: AgentKey, source_name: str, text: str, scope: Scope, *, cause: str
+    ) -> ImportReport:
         """Cut a document into passages and insert them into archival memory; duplicates are counted, not stored."""
         chunks = chunk_text(text)
-        stored = 0
-        async with self._lock(agent):
+        stored: list[str] = []
+        async with self.lock(agent):
             for chunk in chunks:
                 entry = ArchivalEntry(
                     agent, f"From {source_name}:\n{chunk}", datetime.now(UTC), scope=scope, source="import"
                 )
                 result = await self._archival.insert(entry)
-                stored += result.stored
-        return ImportReport(source_name, len(chunks), stored, len(chunks) - stored)
+                if result.stored:
+                    stored.append(result.id)
+            detail = {"source": source_name, "chunks": len(chunks), "stored": len(stored), "ids": stored}
+            await self.audit.record(agent, AuditEntry(AuditKind.IMPORT, cause, detail=detail | {"scope": scope.value}))
+        return ImportReport(source_name, len(chunks), len(stored), len(chunks) - len(stored))
 
     async def search(self, agent: AgentKey, query: str, context_scope: Scope) -> list[SearchHit]:
         """The best recall and archival matches for ``query`` (first page of each)."""
-        await self._require(agent)
+        await self.require(agent)
         recall = await self._recall.search(agent, query, 0, context_scope)
         archival = await self._archival.search(agent, query, 0, context_scope)
         return sorted([*recall.hits, *archival.hits], key=lambda hit: hit.score, reverse=True)
 
-    async def forget_candidates(self, agent: AgentKey, query: str) -> list[ForgetCandidate]:
-        """What ``forget(query)`` would remove: top recall/archival matches and core lines containing the query."""
-        await self._require(agent)
+    async def forget_candidates(
+        self, agent: AgentKey, query: str, scope: Scope = Scope.PRIVATE
+    ) -> list[ForgetCandidate]:
+        """What ``forget(query)`` would remove: top recall/archival matches and core lines containing the query,
+        as far as a context of ``scope`` may show them."""
+        await self.require(agent)
         needle = query.strip().lower()
         if not needle:
             return []
         found: list[ForgetCandidate] = []
-        for block in await self._core.blocks(agent):
+        for block in await self.core.blocks(agent):
             found.extend(
                 ForgetCandidate(f"core:{block.label}", line, line)
-                for line in block.value.splitlines()
+                for line in visible_lines(block.value.splitlines(), scope)
                 if needle in line.lower()
             )
-        recall = await self._recall.search(agent, query, 0, Scope.PRIVATE)
-        archival = await self._archival.search(agent, query, 0, Scope.PRIVATE)
+        recall = await self._recall.search(agent, query, 0, scope)
+        archival = await self._archival.search(agent, query, 0, scope)
         found.extend(ForgetCandidate("recall", hit.id, hit.text) for hit in recall.hits if _mentions(hit.text, needle))
         found.extend(
             ForgetCandidate("archival", hit.id, hit.text) for hit in archival.hits if _mentions(hit.text, needle)
         )
         return found
 
-    async def forget(self, agent: AgentKey, candidates: list[ForgetCandidate]) -> int:
-        """Remove the given candidates (as returned by forget_candidates); return how many were removed."""
+    async def forget(self, agent: AgentKey, candidates: list[ForgetCandidate], *, cause: str) -> int:
+        """Remove the given candidates (as returned by forget_candidates); return how many were removed.
+
+        Forgotten core lines are also removed from every kept core version, so no rollback brings them back.
+        """
         removed = 0
-        async with self._lock(agent):
+        forgotten: list[tuple[str, str]] = []
+        async with self.lock(agent):
             for candidate in candidates:
                 if candidate.store.startswith("core:"):
+                    label = candidate.store.split(":", 1)[1]
                     try:
-                        await self._core.replace(agent, candidate.store.split(":", 1)[1], candidate.id, "")
-                        removed += 1
+                        await self.core.replace(agent, label, candidate.id, "", cause=cause)
                     except MemoryEditError:
                         continue
-            removed += await self._recall.delete(agent, [c.id for c in candidates if c.store == "recall"])
-            removed += await self._archival.delete(agent, [c.id for c in candidates if c.store == "archival"])
+                    forgotten.append((label, candidate.id))
+                    removed += 1
+            if forgotten:
+                scrubbed = await self.core.scrub(agent, forgotten)
+                detail = {"lines": len(forgotten), "versions": scrubbed}
+                await self.audit.record(agent, AuditEntry(AuditKind.CORE_SCRUB, cause, detail=detail))
+            for store, kind, delete in (
+                ("recall", AuditKind.RECALL_DELETE, self._recall.delete),
+                ("archival", AuditKind.ARCHIVAL_DELETE, self._archival.delete),
+            ):
+                ids = [c.id for c in candidates if c.store == store]
+                if ids:
+                    count = await delete(agent, ids)
+                    removed += count
+                    await self.audit.record(agent, AuditEntry(kind, cause, detail={"ids": ids, "deleted": count}))
         return removed
 
 

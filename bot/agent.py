@@ -76,7 +76,7 @@ class Agent:
     async def _complete(self, ctx: ToolContext, report: TurnReport) -> Completion:
         """One model call within budget; a provider overflow error flushes the queue and retries once."""
         tools = tool_specs()
-        prompt = await self._context.prepare(ctx.agent, tools)
+        prompt = await self._context.prepare(ctx.agent, tools, ctx.scope)
         try:
             return await self._model.complete(
                 prompt.system, prompt.messages, tools, max_output_tokens=self._context.budget.max_output_tokens
@@ -84,8 +84,8 @@ class Agent:
         except ContextOverflowError:
             report.overflow_retries += 1
             log.warning("provider reported context overflow; flushing and retrying", extra={"agent": str(ctx.agent)})
-            await self._context.flush(ctx.agent, tools)
-            prompt = await self._context.prepare(ctx.agent, tools)
+            await self._context.flush(ctx.agent, tools, ctx.scope)
+            prompt = await self._context.prepare(ctx.agent, tools, ctx.scope)
             return await self._model.complete(
                 prompt.system, prompt.messages, tools, max_output_tokens=self._context.budget.max_output_tokens
             )

@@ -21,12 +21,14 @@ from bot.context import Budget, ContextManager
 from bot.heartbeat import HeartbeatConfig, Heartbeats, ProactiveControl
 from bot.llm.factory import build_chat_model
 from bot.ports import ChatModel, Embedder, PlatformAdapter
+from bot.repair import MemoryRepair
 from bot.runtime import Runtime
 from bot.scheduler import HeartbeatScheduler, JobInfo, read_jobs
 from bot.services import Services
 from bot.settings import ConfigError, Settings
 from memory.activity import RedisActivityLog, RedisFiringGuard
 from memory.archival import QdrantArchivalMemory
+from memory.audit import RedisAuditLog
 from memory.core import RedisCoreMemory
 from memory.counts import MemoryCounts
 from memory.embeddings import build_embedder
@@ -67,6 +69,8 @@ class Stores:
     locks: RedisAgentLocks
     activity: RedisActivityLog
     guard: RedisFiringGuard
+    audit: RedisAuditLog
+    throttle: RedisThrottle
     outbox: RecallOutbox
     indexer: RecallIndexer
 
@@ -80,6 +84,7 @@ class App:
     model: ChatModel | None
     runtime: Runtime | None
     admin: MemoryAdmin
+    repair: MemoryRepair
     services: Services | None
     scheduler: HeartbeatScheduler | None = None  # built with the runtime; started by `membot run`
 
@@ -136,13 +141,21 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                 redis=redis,
                 qdrant=qdrant,
                 embedder=embedder,
-                core=RedisCoreMemory(redis, keys, block_limit=settings.core_block_limit),
+                core=RedisCoreMemory(
+                    redis,
+                    keys,
+                    block_limit=settings.core_block_limit,
+                    versions_kept=settings.core_versions_kept,
+                    audit_max_entries=settings.audit_max_entries,
+                ),
                 working=RedisWorkingMemory(redis, keys),
                 recall=recall,
                 archival=QdrantArchivalMemory(qdrant.client, qdrant.archival_collection, embedder, counts=counts),
                 locks=RedisAgentLocks(redis, keys),
                 activity=RedisActivityLog(redis, keys),
                 guard=RedisFiringGuard(redis, keys),
+                audit=RedisAuditLog(redis, keys, settings.audit_max_entries),
+                throttle=RedisThrottle(redis, keys),
                 outbox=outbox,
                 indexer=indexer,
             )
@@ -230,25 +243,37 @@ async def open_app(
                     working=stores.working,
                     recall=stores.recall,
                     archival=stores.archival,
+                    audit=stores.audit,
                     locks=stores.locks,
                     max_message_chars=settings.max_message_chars,
                     activity=stores.activity,
                     planner=scheduler,
                 )
                 lock = runtime.agent_lock
-            admin = MemoryAdmin(stores.core, stores.working, stores.recall, stores.archival, lock, stores.activity)
+            admin = MemoryAdmin(
+                stores.core,
+                stores.working,
+                stores.recall,
+                stores.archival,
+                lock,
+                audit=stores.audit,
+                activity=stores.activity,
+                throttle=stores.throttle,
+            )
+            repair = MemoryRepair(stores.core, stores.audit, lock)
             services = None
             if runtime is not None:
                 services = Services(
                     runtime=runtime,
                     admin=admin,
+                    repair=repair,
                     authz=Authorizer(settings.admin_id_set),
-                    throttle=RedisThrottle(stores.redis, keys),
+                    throttle=stores.throttle,
                     channel_modes=RedisChannelModes(stores.redis, keys),
                     settings=settings,
                     proactive=ProactiveControl(stores.activity, heartbeat_config.proactive),
                 )
-            app = App(settings, stores, model, runtime, admin, services, scheduler)
+            app = App(settings, stores, model, runtime, admin, repair, services, scheduler)
             try:
                 yield app
             finally:
@@ -270,6 +295,7 @@ async def start_heartbeats(app: App, adapters: Sequence[PlatformAdapter]) -> Hea
         core=stores.core,
         recall=stores.recall,
         archival=stores.archival,
+        audit=stores.audit,
         adapters={adapter.platform: adapter for adapter in adapters},
         config=app.scheduler.config,
     )
@@ -283,6 +309,25 @@ async def list_jobs(settings: Settings) -> list[JobInfo]:
     await client.aclose()
     keys = RedisKeys(settings.redis_prefix)
     return await asyncio.to_thread(read_jobs, settings.redis_url, keys.scheduler_jobs(), keys.scheduler_run_times())
+
+
+@asynccontextmanager
+async def open_repair(settings: Settings) -> AsyncIterator[MemoryRepair]:
+    """History and rollback on Redis alone (no Qdrant, no model), with the agents' cross-process locks."""
+    client = await connect_redis(settings)
+    try:
+        keys = RedisKeys(settings.redis_prefix)
+        core = RedisCoreMemory(
+            client,
+            keys,
+            block_limit=settings.core_block_limit,
+            versions_kept=settings.core_versions_kept,
+            audit_max_entries=settings.audit_max_entries,
+        )
+        audit = RedisAuditLog(client, keys, settings.audit_max_entries)
+        yield MemoryRepair(core, audit, RedisAgentLocks(client, keys).hold)
+    finally:
+        await client.aclose()
 
 
 @asynccontextmanager
@@ -320,6 +365,7 @@ __all__ = [
     "list_jobs",
     "open_app",
     "open_proactive_control",
+    "open_repair",
     "open_stores",
     "start_heartbeats",
 ]

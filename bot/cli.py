@@ -1,4 +1,5 @@
-"""The ``membot`` command line: chat, run, memory show|export|reset|proactive, jobs list, doctor."""
+"""The ``membot`` command line: chat, run, memory show|export|reset|erase|history|rollback|proactive|reindex,
+jobs list, doctor. Memory commands are the operator's: not checked by ``bot.authz``, audited as ``cli``."""
 
 from __future__ import annotations
 
@@ -17,13 +18,16 @@ from rich.table import Table
 
 from bot.activity import InvalidProactiveSetting, ProactivePolicy
 from bot.admin import MemoryView, UnknownAgent
-from bot.app import ServiceUnavailable, list_jobs, open_app, open_proactive_control
+from bot.app import ServiceUnavailable, list_jobs, open_app, open_proactive_control, open_repair
+from bot.audit import CLI_CAUSE, HistoryItem
 from bot.events import AgentKey, InvalidAgentKey
 from bot.logs import configure_logging
+from bot.memory_types import VersionNotKept
+from bot.repair import RollbackResult
 from bot.settings import ConfigError, Settings, load_settings
 
 app = typer.Typer(help="membot: a chat companion with long-term memory.", no_args_is_help=True, add_completion=False)
-memory_app = typer.Typer(help="See, export or reset what membot remembers about someone.", no_args_is_help=True)
+memory_app = typer.Typer(help="See, export, repair or erase what membot remembers about someone.", no_args_is_help=True)
 app.add_typer(memory_app, name="memory")
 jobs_app = typer.Typer(help="See the scheduled heartbeat jobs.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
@@ -57,6 +61,8 @@ def _run(work: Callable[[], Awaitable[T]]) -> T:
     except UnknownAgent as exc:
         hint = "Agent keys look like console:<name>, discord:<guild|dm>:<user>, slack:<team>:<user>."
         raise _fail(f"{exc}. {hint}") from None
+    except VersionNotKept as exc:
+        raise _fail(f"{exc}. See `membot memory history`.") from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 
@@ -154,29 +160,109 @@ def memory_export(
         err.print(f"exported {key} to {output}", highlight=False)
 
 
+def _confirm(yes: bool, question: str) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise _fail("refusing to erase memory without confirmation; pass --yes", 2)
+    typer.confirm(question, abort=True)
+
+
 @memory_app.command("reset")
 def memory_reset(
+    agent_key: Annotated[str, typer.Argument(help="The agent whose memory to clear.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was removed as JSON.")] = False,
+) -> None:
+    """Clear what membot remembers about an agent (core, queue, summary, recall, archival, heartbeats); the audit
+    trail and core versions stay, so `memory rollback` can bring core memory back. `memory erase` removes all."""
+    key = _agent_key(agent_key)
+    settings = _settings()
+    _confirm(yes, f"Clear all memory of {key}? Recall and archival memory cannot be brought back")
+
+    async def work() -> dict[str, int]:
+        async with open_app(settings, with_model=False) as running:
+            return await running.admin.reset(key, cause=CLI_CAUSE)
+
+    _print_removed(key, _run(work), as_json, "cleared")
+
+
+@memory_app.command("erase")
+def memory_erase(
     agent_key: Annotated[str, typer.Argument(help="The agent whose memory to erase.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print what was removed as JSON.")] = False,
 ) -> None:
-    """Erase everything membot remembers about an agent (core, queue, summary, recall, archival)."""
+    """Erase everything stored about an agent: memory, core versions, audit trail (but the record of this erase),
+    heartbeat jobs, rate-limit and dedupe keys."""
     key = _agent_key(agent_key)
     settings = _settings()
-    if not yes:
-        if not sys.stdin.isatty():
-            raise _fail("refusing to erase memory without confirmation; pass --yes", 2)
-        typer.confirm(f"Erase all memory of {key}? This cannot be undone", abort=True)
+    _confirm(yes, f"Erase everything stored about {key}? This cannot be undone")
 
     async def work() -> dict[str, int]:
         async with open_app(settings, with_model=False) as running:
-            return await running.admin.reset(key)
+            return await running.admin.erase(key, cause=CLI_CAUSE)
 
-    removed = _run(work)
+    _print_removed(key, _run(work), as_json, "erased")
+
+
+def _print_removed(key: AgentKey, removed: dict[str, int], as_json: bool, verb: str) -> None:
     if as_json:
         typer.echo(json.dumps({"agent": str(key), "removed": removed}))
     else:
-        typer.echo(f"erased {key}: " + ", ".join(f"{count} {store}" for store, count in removed.items()))
+        typer.echo(f"{verb} {key}: " + ", ".join(f"{count} {store}" for store, count in removed.items()))
+
+
+@memory_app.command("history")
+def memory_history(
+    agent_key: Annotated[str, typer.Argument(help="The agent whose memory changes to list.")],
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=200, help="How many changes, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """List the audit trail: every memory write, newest first, with its cause and the core lines it changed.
+    Needs Redis only: works while `membot run` is running."""
+    key = _agent_key(agent_key)
+    settings = _settings()
+
+    async def work() -> list[HistoryItem]:
+        async with open_repair(settings) as repair:
+            return await repair.history(key, limit=limit)
+
+    items = _run(work)
+    if as_json:
+        typer.echo(json.dumps([item.as_dict() for item in items], indent=2, ensure_ascii=False))
+        return
+    if not items:
+        typer.echo(f"no memory changes are recorded for {key}")
+    for item in items:
+        typer.echo(item.headline)
+        for line in item.change_lines(limit=10_000):
+            typer.echo(f"    {line}")
+
+
+@memory_app.command("rollback")
+def memory_rollback(
+    agent_key: Annotated[str, typer.Argument(help="The agent whose core memory to restore.")],
+    to: Annotated[int, typer.Option("--to", min=1, help="The core version to restore (vN in `memory history`).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Restore core memory as it was at a version; the rollback is itself a new version (undo it the same way).
+    Takes the agent's lock (waits for a turn in progress); needs Redis only: works while `membot run` is running."""
+    key = _agent_key(agent_key)
+    settings = _settings()
+
+    async def work() -> RollbackResult:
+        async with open_repair(settings) as repair:
+            return await repair.rollback(key, to, cause=CLI_CAUSE)
+
+    result = _run(work)
+    if as_json:
+        blocks = {b.label: b.value for b in result.blocks}
+        typer.echo(json.dumps({"agent": str(key), "to": result.to, "version": result.version, "core": blocks}))
+        return
+    typer.echo(f"{key}: core memory is back to version {result.to} (now version {result.version})")
+    for block in result.blocks:
+        typer.echo(f"\n[{block.label}]\n{block.value}")
 
 
 class Switch(StrEnum):

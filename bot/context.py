@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bot.events import AgentKey
+from bot.events import AgentKey, Scope
 from bot.llm.types import ChatMessage, ModelError, SystemPrompt, ToolSpec
 from bot.ports import ArchivalMemory, ChatModel, CoreMemory, RecallMemory, WorkingMemory
+from bot.privacy import visible_text
 from bot.prompts import load_prompt
 
 log = logging.getLogger(__name__)
@@ -124,14 +125,19 @@ class ContextManager:
         self._archival = archival
         self.budget = budget
 
-    async def system_prompt(self, agent: AgentKey) -> SystemPrompt:
-        """Static instructions, then core memory with sizes and statistics, then the summary."""
+    async def system_prompt(self, agent: AgentKey, scope: Scope = Scope.PRIVATE) -> SystemPrompt:
+        """Static instructions, then core memory with sizes and statistics, then the summary.
+
+        For a turn in a public context (``scope`` PUBLIC) private core lines are left out; sizes stay those of the
+        whole block, which is what the limit applies to, and counts are of what searches from there can find.
+        """
         blocks = await self._core.blocks(agent)
         parts = ["# Core memory"]
         for block in blocks:
-            parts.append(f'<{block.label} chars="{block.chars}/{block.limit}">\n{block.value}\n</{block.label}>')
-        recall_count = await self._recall.count(agent)
-        archival_count = await self._archival.count(agent)
+            value = visible_text(block.value, scope)
+            parts.append(f'<{block.label} chars="{block.chars}/{block.limit}">\n{value}\n</{block.label}>')
+        recall_count = await self._recall.count(agent, scope)
+        archival_count = await self._archival.count(agent, scope)
         modified = await self._core.last_modified(agent)
         changed = f"{modified.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if modified else "never"
         parts.append(
@@ -143,32 +149,32 @@ class ContextManager:
             parts.append(f"# Summary of earlier conversation (evicted from context, still searchable)\n{summary}")
         return SystemPrompt(static=load_prompt("system"), dynamic="\n\n".join(parts))
 
-    async def prepare(self, agent: AgentKey, tools: Sequence[ToolSpec]) -> Prompt:
+    async def prepare(self, agent: AgentKey, tools: Sequence[ToolSpec], scope: Scope = Scope.PRIVATE) -> Prompt:
         """The prompt for the next model call, after any pressure alert or eviction it needs."""
-        prompt = await self._current(agent, tools)
+        prompt = await self._current(agent, tools, scope)
         if prompt.tokens >= self.budget.tokens:
-            await self.flush(agent, tools)
-            return await self._current(agent, tools)
+            await self.flush(agent, tools, scope)
+            return await self._current(agent, tools, scope)
         if prompt.tokens >= ALERT_RATIO * self.budget.tokens and not await self._working.pressure_alerted(agent):
             percent = round(100 * prompt.tokens / self.budget.tokens)
             alert = ChatMessage("user", load_prompt("pressure_alert").replace("{percent}", str(percent)))
             await self._working.append(agent, [alert])
             await self._working.set_pressure_alerted(agent)
             log.info("pressure alert", extra={"agent": str(agent), "percent": percent})
-            prompt = await self._current(agent, tools)
+            prompt = await self._current(agent, tools, scope)
             if prompt.tokens >= self.budget.tokens:
-                await self.flush(agent, tools)
-                return await self._current(agent, tools)
+                await self.flush(agent, tools, scope)
+                return await self._current(agent, tools, scope)
         return prompt
 
-    async def _current(self, agent: AgentKey, tools: Sequence[ToolSpec]) -> Prompt:
-        system = await self.system_prompt(agent)
+    async def _current(self, agent: AgentKey, tools: Sequence[ToolSpec], scope: Scope) -> Prompt:
+        system = await self.system_prompt(agent, scope)
         messages = repair_queue(await self._working.messages(agent))
         return Prompt(system, messages, self._model.count_tokens(system, messages, tools))
 
-    async def flush(self, agent: AgentKey, tools: Sequence[ToolSpec]) -> int:
+    async def flush(self, agent: AgentKey, tools: Sequence[ToolSpec], scope: Scope = Scope.PRIVATE) -> int:
         """Evict the oldest messages into the recursive summary; return how many were evicted."""
-        system = await self.system_prompt(agent)
+        system = await self.system_prompt(agent, scope)
         queue = await self._working.messages(agent)
         cuts = cut_points(queue)
         if not cuts:

@@ -67,6 +67,14 @@ class AgentKey:
     def console(cls, name: str) -> AgentKey:
         return cls("console", None, name)
 
+    @property
+    def person(self) -> str:
+        """Who this agent belongs to, as rate limits and dedupe flags name them: ``slack:<team>:<user>`` (one
+        agent per person), ``<platform>:<user>`` elsewhere (a Discord person has one agent per server and DMs)."""
+        if self.platform == "slack":
+            return str(self)
+        return f"{self.platform}:{self.user}"
+
     def __str__(self) -> str:
         if self.workspace is None:
             return f"{self.platform}:{self.user}"

@@ -22,10 +22,11 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from bot.activity import InvalidProactiveSetting, ProactivePolicy, parse_quiet_hours, parse_timezone
+from bot.audit import heartbeat_cause
 from bot.events import AgentKey, ReplyAddress, Scope, utc_now
 from bot.llm.types import ModelError
-from bot.memory_types import ActivityRecord, DuplicatePair, ProactivePrefs, RecallEntry
-from bot.ports import ActivityLog, ArchivalMemory, CoreMemory, PlatformAdapter, RecallMemory
+from bot.memory_types import ActivityRecord, AuditEntry, AuditKind, DuplicatePair, ProactivePrefs, RecallEntry
+from bot.ports import ActivityLog, ArchivalMemory, AuditLog, CoreMemory, PlatformAdapter, RecallMemory
 from bot.prompts import load_prompt
 from bot.runtime import Runtime
 from bot.settings import Settings
@@ -165,6 +166,7 @@ class Heartbeats:
         core: CoreMemory,
         recall: RecallMemory,
         archival: ArchivalMemory,
+        audit: AuditLog,
         adapters: Mapping[str, PlatformAdapter],
         config: HeartbeatConfig,
     ) -> None:
@@ -173,6 +175,7 @@ class Heartbeats:
         self.core = core
         self.recall = recall
         self.archival = archival
+        self.audit = audit
         self.adapters = dict(adapters)
         self.config = config
 
@@ -218,7 +221,12 @@ class Heartbeats:
         )
         try:
             await self.runtime.run_event(
-                agent, text, scope=record.scope, send=sender or _silent_send, archival_source="reflection"
+                agent,
+                text,
+                scope=record.scope,
+                send=sender or _silent_send,
+                cause=heartbeat_cause("reflection"),
+                archival_source="reflection",
             )
         except ModelError as exc:
             log.warning("reflection failed: model unavailable", extra={"agent": str(agent), "error": str(exc)[:200]})
@@ -271,7 +279,12 @@ class Heartbeats:
         )
         try:
             await self.runtime.run_event(
-                agent, text, scope=Scope.PRIVATE, send=_silent_send, archival_source="reflection"
+                agent,
+                text,
+                scope=Scope.PRIVATE,
+                send=_silent_send,
+                cause=heartbeat_cause("consolidation"),
+                archival_source="reflection",
             )
         except ModelError as exc:
             log.warning("consolidation failed: model unavailable", extra={"agent": str(agent), "error": str(exc)[:200]})
@@ -287,6 +300,9 @@ class Heartbeats:
                 continue
             keep_id, drop_id, text = keep_and_drop(pair)
             await self.archival.merge(agent, keep_id, [drop_id], text)
+            detail = {"kept": keep_id, "dropped": [drop_id], "similarity": round(pair.similarity, 3)}
+            entry = AuditEntry(AuditKind.ARCHIVAL_MERGE, heartbeat_cause("consolidation"), detail=detail)
+            await self.audit.record(agent, entry)
             touched.update((keep_id, drop_id))
             merged += 1
         return merged

@@ -2,17 +2,51 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
+from typing import Any
 
-from bot.events import AgentKey, ReplyAddress, Scope
+from bot.events import AgentKey, ReplyAddress, Scope, utc_now
 
 PAGE_SIZE = 5
 CORE_LABELS = ("persona", "human")
+PRIVATE_MARK = "[private]"  # a core memory line starting with this is private (see bot/privacy.py)
+HEARTBEAT_JOB_KINDS = ("reflect", "consolidate")
+
+
+def heartbeat_job_id(kind: str, agent: AgentKey) -> str:
+    """The scheduler's job id of one heartbeat kind ("reflect" or "consolidate") of an agent."""
+    return f"{kind}:{agent}"
+
+
+def is_private(line: str) -> bool:
+    """Whether a core memory line is marked private."""
+    return line.startswith(PRIVATE_MARK)
+
+
+def unmarked(line: str) -> str:
+    """The line without its private mark (and the one space after it)."""
+    if not is_private(line):
+        return line
+    rest = line[len(PRIVATE_MARK) :]
+    return rest[1:] if rest.startswith(" ") else rest
+
+
+def marked(text: str) -> str:
+    """Every non-blank line of ``text`` marked private (lines already marked stay as they are)."""
+    return "\n".join(
+        line if not line.strip() or is_private(line) else f"{PRIVATE_MARK} {line}" for line in text.splitlines()
+    )
 
 
 class MemoryEditError(Exception):
     """A memory function failed; the message is written for the model and tells it what to do instead."""
+
+
+class VersionNotKept(LookupError):
+    """A core memory version that is not (or no longer) stored; the message names the versions kept."""
 
 
 @dataclass(frozen=True)
@@ -139,3 +173,52 @@ class ProactivePrefs:
     quiet_hours: str | None = None
     timezone: str | None = None
     max_per_day: int | None = None
+
+
+class AuditKind(StrEnum):
+    """What a memory write did. Core kinds carry the core version they produced."""
+
+    CORE_INIT = "core_init"  # blocks created with their defaults
+    CORE_APPEND = "core_append"
+    CORE_REPLACE = "core_replace"
+    CORE_MARK = "core_mark"  # lines marked private or public
+    CORE_ROLLBACK = "core_rollback"
+    CORE_SCRUB = "core_scrub"  # forgotten lines removed from every kept version
+    ARCHIVAL_INSERT = "archival_insert"
+    ARCHIVAL_MERGE = "archival_merge"
+    ARCHIVAL_DELETE = "archival_delete"
+    RECALL_DELETE = "recall_delete"
+    RESET = "reset"
+    IMPORT = "import"
+    ERASE = "erase"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One memory write as the audit trail keeps it: when, what, and what caused it.
+
+    ``cause`` is ``event:<platform>:<message id>`` (a turn), ``heartbeat:<kind>`` (reflection, consolidation),
+    ``user:<platform>:<id>`` (a person's command on their own memory), ``admin:<platform>:<id>`` (an admin's
+    command) or ``cli``. ``detail`` holds ids, counts, scope and source, never memory text: core text lives in
+    the core versions (``version`` names the one this write produced), so forgetting can remove it everywhere.
+    """
+
+    kind: str
+    cause: str
+    at: datetime = field(default_factory=utc_now)
+    version: int | None = None
+    label: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    id: str = ""  # the stream entry id, filled in when read back
+
+
+@dataclass(frozen=True)
+class CoreVersion:
+    """The whole core memory of an agent after one write: version numbers count every core write of the agent."""
+
+    version: int
+    at: datetime
+    kind: str
+    cause: str
+    blocks: Mapping[str, str]
+    label: str | None = None

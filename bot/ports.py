@@ -16,7 +16,9 @@ from bot.llm.types import ChatMessage, Completion, SystemPrompt, ToolSpec
 from bot.memory_types import (
     ActivityRecord,
     ArchivalEntry,
+    AuditEntry,
     Block,
+    CoreVersion,
     DuplicatePair,
     InsertResult,
     ProactivePrefs,
@@ -61,20 +63,53 @@ class Embedder(Protocol):
 
 
 class CoreMemory(Protocol):
-    """Core memory blocks (persona, human) of each agent. Edits are atomic and never exceed a block's limit."""
+    """Core memory blocks (persona, human) of each agent. Edits are atomic and never exceed a block's limit.
 
-    async def ensure(self, agent: AgentKey, defaults: dict[str, str]) -> None:
+    Every write takes its ``cause`` (see ``AuditEntry``), stores the whole core memory as a new numbered version and
+    adds its own audit entry, all in one atomic step.
+    """
+
+    async def ensure(self, agent: AgentKey, defaults: dict[str, str], *, cause: str) -> None:
         """Create missing blocks with the given initial values; existing blocks are left alone."""
         ...
 
     async def blocks(self, agent: AgentKey) -> list[Block]: ...
 
-    async def append(self, agent: AgentKey, label: str, content: str) -> Block:
-        """Append a line; raise MemoryEditError (missing label, limit exceeded) with advice for the model."""
+    async def append(self, agent: AgentKey, label: str, content: str, *, cause: str, private: bool = False) -> Block:
+        """Append a line (marked private when ``private``); raise MemoryEditError (missing label, limit exceeded)
+        with advice for the model."""
         ...
 
-    async def replace(self, agent: AgentKey, label: str, old: str, new: str) -> Block:
-        """Replace ``old`` with ``new``; raise MemoryEditError (missing label/text, limit exceeded)."""
+    async def replace(
+        self, agent: AgentKey, label: str, old: str, new: str, *, cause: str, public_only: bool = False
+    ) -> Block:
+        """Replace ``old`` with ``new``; raise MemoryEditError (missing label/text, limit exceeded).
+        ``public_only`` leaves private lines untouched (an edit made where they are not shown)."""
+        ...
+
+    async def mark(self, agent: AgentKey, label: str, line: str, private: bool, *, cause: str) -> Block:
+        """Mark the lines equal to ``line`` private (or public again); MemoryEditError if there is none."""
+        ...
+
+    async def version(self, agent: AgentKey) -> int:
+        """The newest core version (0 before any core write)."""
+        ...
+
+    async def versions(self, agent: AgentKey, numbers: Sequence[int] | None = None) -> list[CoreVersion]:
+        """The kept versions (or the kept ones among ``numbers``), oldest first."""
+        ...
+
+    async def rollback(self, agent: AgentKey, version: int, *, cause: str) -> int:
+        """Restore the blocks of ``version`` as a new version; return it. Raises VersionNotKept."""
+        ...
+
+    async def reset(self, agent: AgentKey, *, cause: str) -> tuple[int, int]:
+        """Remove the blocks but keep the versions (the empty core becomes one, audited by the caller);
+        return (blocks removed, new version)."""
+        ...
+
+    async def scrub(self, agent: AgentKey, lines: Sequence[tuple[str, str]]) -> int:
+        """Remove these (label, line) lines from every kept version; return how many versions changed."""
         ...
 
     async def last_modified(self, agent: AgentKey) -> datetime | None: ...
@@ -82,11 +117,31 @@ class CoreMemory(Protocol):
     async def exists(self, agent: AgentKey) -> bool: ...
 
     async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
-        """Every stored item of this agent as JSON-ready dicts (for export)."""
+        """Every stored item of this agent, versions included, as JSON-ready dicts (for export)."""
         ...
 
     async def erase(self, agent: AgentKey) -> int:
-        """Remove everything of this agent; return how many items were removed."""
+        """Remove everything of this agent, versions included; return how many blocks were removed."""
+        ...
+
+
+class AuditLog(Protocol):
+    """The per-agent audit trail of memory writes (newest entries kept up to a cap)."""
+
+    async def record(self, agent: AgentKey, entry: AuditEntry) -> str:
+        """Add ``entry``; return its id."""
+        ...
+
+    async def history(self, agent: AgentKey, limit: int, before: str | None = None) -> list[AuditEntry]:
+        """Up to ``limit`` entries, newest first; ``before`` (an entry id) pages back past that entry."""
+        ...
+
+    async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
+        """Every entry, oldest first, as JSON-ready dicts."""
+        ...
+
+    async def erase(self, agent: AgentKey, final: AuditEntry) -> int:
+        """Remove every entry and record ``final`` (the erase itself) in one step; return how many were removed."""
         ...
 
 
@@ -129,7 +184,9 @@ class RecallMemory(Protocol):
         self, agent: AgentKey, start: datetime, end: datetime, page: int, context_scope: Scope
     ) -> SearchPage: ...
 
-    async def count(self, agent: AgentKey) -> int: ...
+    async def count(self, agent: AgentKey, context_scope: Scope = Scope.PRIVATE) -> int:
+        """How many entries a search from ``context_scope`` could find."""
+        ...
 
     async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
         """Every stored item of this agent as JSON-ready dicts (for export)."""
@@ -151,7 +208,9 @@ class ArchivalMemory(Protocol):
 
     async def search(self, agent: AgentKey, query: str, page: int, context_scope: Scope) -> SearchPage: ...
 
-    async def count(self, agent: AgentKey) -> int: ...
+    async def count(self, agent: AgentKey, context_scope: Scope = Scope.PRIVATE) -> int:
+        """How many entries a search from ``context_scope`` could find."""
+        ...
 
     async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
         """Every stored item of this agent as JSON-ready dicts (for export)."""
@@ -191,14 +250,25 @@ class ReplySink(Protocol):
 
 
 class Throttle(Protocol):
-    """Per-user rate limits and once-only handling of platform events, shared by every process."""
+    """Per-person rate limits and once-only handling of platform events, shared by every process.
 
-    async def allow(self, subject: str, per_minute: int) -> bool:
-        """Count one event for ``subject``; False when it is over ``per_minute`` in the current minute."""
+    ``person`` is ``AgentKey.person`` of the sender, so that everything kept about a person can be erased.
+    """
+
+    async def allow(self, person: str, per_minute: int) -> bool:
+        """Count one event for ``person``; False when it is over ``per_minute`` in the current minute."""
         ...
 
-    async def first_time(self, platform: str, event_id: str, ttl_seconds: int = 86_400) -> bool:
-        """True the first time an event id is seen (across processes), False for a repeat."""
+    async def first_time(self, person: str, event_id: str, ttl_seconds: int = 86_400) -> bool:
+        """True the first time ``person``'s event id is seen (across processes), False for a repeat."""
+        ...
+
+    async def export(self, person: str) -> list[str]:
+        """The names of the rate-limit counters and dedupe flags kept for ``person``."""
+        ...
+
+    async def erase(self, person: str) -> int:
+        """Remove every rate-limit counter and dedupe flag of ``person``; return how many."""
         ...
 
 
@@ -242,7 +312,12 @@ class ActivityLog(Protocol):
         ...
 
     async def erase(self, agent: AgentKey) -> None:
-        """Remove everything heartbeats keep about the agent, its proactive choice included."""
+        """Remove everything heartbeats keep about the agent: activity, proactive choice and counters, scheduled
+        jobs and their firing guards."""
+        ...
+
+    async def export(self, agent: AgentKey) -> dict[str, Any]:
+        """Everything heartbeats keep about the agent, as a JSON-ready dict."""
         ...
 
     async def recent_agents(self, since: datetime) -> list[AgentKey]:

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC
 
 from bot.agent import Agent, TurnReport
+from bot.audit import event_cause
 from bot.events import AgentKey, InboundMessage, OutboundReply, ReplyKind, Scope, utc_now
 from bot.llm.types import ChatMessage, ModelError
 from bot.memory_types import RecallEntry
@@ -21,6 +22,7 @@ from bot.ports import (
     ActivityLog,
     AgentLocks,
     ArchivalMemory,
+    AuditLog,
     CoreMemory,
     HeartbeatPlanner,
     RecallMemory,
@@ -66,6 +68,7 @@ class Runtime:
         working: WorkingMemory,
         recall: RecallMemory,
         archival: ArchivalMemory,
+        audit: AuditLog,
         locks: AgentLocks,
         max_message_chars: int,
         activity: ActivityLog | None = None,
@@ -76,6 +79,7 @@ class Runtime:
         self._working = working
         self._recall = recall
         self._archival = archival
+        self._audit = audit
         self._locks = locks
         self._max_chars = max_message_chars
         self._activity = activity
@@ -108,8 +112,9 @@ class Runtime:
                 )
             )
         agent = message.agent_key
+        cause = event_cause(message.platform, message.message_id)
         async with self.agent_lock(agent):
-            await self._core.ensure(agent, {"persona": load_prompt("persona"), "human": load_prompt("human")})
+            await self._ensure_core(agent, cause)
             # recall first: whatever reached the queue is then always in recall too (a crash between loses nothing)
             await self._recall.add([self._recall_entry(message, "user", text, message.author_name)])
             await self._working.append(agent, [ChatMessage("user", pack_user_message(message, model_text))])
@@ -119,7 +124,7 @@ class Runtime:
                 await sink.send(OutboundReply(reply, ReplyKind.MESSAGE, message.message_id))
                 await self._recall.add([self._recall_entry(message, "assistant", reply, "membot")])
 
-            ctx = ToolContext(agent, message.scope, self._core, self._recall, self._archival, send)
+            ctx = ToolContext(agent, message.scope, self._core, self._recall, self._archival, self._audit, send, cause)
             try:
                 async with sink.typing():
                     report = await self._agent.run_turn(ctx, expects_reply=True)
@@ -140,19 +145,34 @@ class Runtime:
         *,
         scope: Scope,
         send: Callable[[str], Awaitable[None]],
+        cause: str,
         archival_source: str = "agent",
     ) -> TurnReport:
         """Wake ``agent`` with a system event (a heartbeat). The caller must hold ``agent_lock(agent)``.
 
         The event joins the queue as a ``[system]`` message but not recall (it is not part of the conversation);
-        no reply is expected, and ``send`` decides what becomes of a ``send_message``. Raises ModelError.
+        no reply is expected, and ``send`` decides what becomes of a ``send_message``. Memory writes are recorded
+        with ``cause``. Raises ModelError.
         """
-        await self._core.ensure(agent, {"persona": load_prompt("persona"), "human": load_prompt("human")})
+        await self._ensure_core(agent, cause)
         await self._working.append(agent, [ChatMessage("user", f"[system] {text}")])
-        ctx = ToolContext(agent, scope, self._core, self._recall, self._archival, send, archival_source=archival_source)
+        ctx = ToolContext(
+            agent,
+            scope,
+            self._core,
+            self._recall,
+            self._archival,
+            self._audit,
+            send,
+            cause,
+            archival_source=archival_source,
+        )
         report = await self._agent.run_turn(ctx, expects_reply=False)
         log.info("event done", extra={"agent": str(agent), "steps": report.steps, "sent": report.messages_sent})
         return report
+
+    async def _ensure_core(self, agent: AgentKey, cause: str) -> None:
+        await self._core.ensure(agent, {"persona": load_prompt("persona"), "human": load_prompt("human")}, cause=cause)
 
     async def _note_activity(self, message: InboundMessage) -> None:
         """Record when and where the user spoke, and let the scheduler plan the next reflection."""

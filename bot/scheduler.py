@@ -38,6 +38,7 @@ from apscheduler.util import datetime_to_utc_timestamp
 
 from bot.events import AgentKey, utc_now
 from bot.heartbeat import HeartbeatConfig, Heartbeats
+from bot.memory_types import heartbeat_job_id
 from bot.ports import ActivityLog, FiringGuard
 
 log = logging.getLogger(__name__)
@@ -261,13 +262,15 @@ class HeartbeatScheduler:
 
     async def schedule_reflection(self, agent: AgentKey, at: datetime) -> None:
         """Replace the agent's reflection job with one firing at ``at``."""
-        await self._add(reflect_job, DateTrigger(at, timezone=UTC), agent, f"reflect:{agent}", replace=True)
+        await self._add(
+            reflect_job, DateTrigger(at, timezone=UTC), agent, heartbeat_job_id("reflect", agent), replace=True
+        )
 
     async def ensure_consolidation(self, agent: AgentKey) -> None:
         """Add the agent's periodic consolidation job unless it exists."""
         trigger = IntervalTrigger(seconds=self.config.consolidate_every.total_seconds(), timezone=UTC)
         with contextlib.suppress(ConflictingIdError):  # it exists: keep its schedule
-            await self._add(consolidate_job, trigger, agent, f"consolidate:{agent}", replace=False)
+            await self._add(consolidate_job, trigger, agent, heartbeat_job_id("consolidate", agent), replace=False)
         self._consolidating.add(agent)
 
     async def remove(self, job_id: str) -> None:
@@ -331,5 +334,5 @@ class HeartbeatScheduler:
         outcome = await self._live().consolidate(agent)
         log.info("consolidation", extra={"agent": str(agent), "status": outcome.status, "merged": outcome.merged})
         if outcome.retire and self.running:
-            await self.remove(f"consolidate:{agent}")
+            await self.remove(heartbeat_job_id("consolidate", agent))
             self._consolidating.discard(agent)

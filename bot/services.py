@@ -8,17 +8,19 @@ from bot.admin import MemoryAdmin
 from bot.authz import Authorizer
 from bot.heartbeat import ProactiveControl
 from bot.ports import ChannelModes, Throttle
+from bot.repair import MemoryRepair
 from bot.runtime import Runtime
 from bot.settings import Settings
 
 
 @dataclass(frozen=True)
 class Services:
-    """The runtime (turns), memory commands, authorization, rate limits/dedupe, channel modes and settings;
-    ``proactive`` turns a user's proactive messages on or off (for the platform commands)."""
+    """The runtime (turns), memory commands and repairs, authorization, rate limits/dedupe, channel modes and
+    settings; ``proactive`` turns a user's proactive messages on or off (for the platform commands)."""
 
     runtime: Runtime
     admin: MemoryAdmin
+    repair: MemoryRepair
     authz: Authorizer
     throttle: Throttle
     channel_modes: ChannelModes

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     max_steps: int = Field(10, alias="MEMBOT_MAX_STEPS", ge=1, le=50)
     max_message_chars: int = Field(8000, alias="MEMBOT_MAX_MESSAGE_CHARS", ge=100)
     core_block_limit: int = Field(2000, alias="MEMBOT_CORE_BLOCK_LIMIT", ge=100)
+    core_versions_kept: int = Field(200, alias="MEMBOT_CORE_VERSIONS_KEPT", ge=1)
+    audit_max_entries: int = Field(5000, alias="MEMBOT_AUDIT_MAX_ENTRIES", ge=100)
     llm_timeout: float = Field(60.0, alias="MEMBOT_LLM_TIMEOUT", gt=0)
 
     anthropic_api_key: SecretStr | None = Field(None, alias="ANTHROPIC_API_KEY")

@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from bot.events import AgentKey, Scope
 from bot.llm.types import ToolCall, ToolSpec
-from bot.memory_types import PAGE_SIZE, ArchivalEntry, MemoryEditError, SearchPage
-from bot.ports import ArchivalMemory, CoreMemory, RecallMemory
+from bot.memory_types import PAGE_SIZE, ArchivalEntry, AuditEntry, AuditKind, MemoryEditError, SearchPage
+from bot.ports import ArchivalMemory, AuditLog, CoreMemory, RecallMemory
 from bot.prompts import load_prompt
 
 HEARTBEAT_PARAM = "request_heartbeat"
@@ -34,14 +34,16 @@ class ToolFailure(Exception):
 
 @dataclass
 class ToolContext:
-    """What the functions of one turn act on."""
+    """What the functions of one turn act on, and what caused the turn (recorded with every memory write)."""
 
     agent: AgentKey
     scope: Scope
     core: CoreMemory
     recall: RecallMemory
     archival: ArchivalMemory
+    audit: AuditLog
     send: Callable[[str], Awaitable[None]]
+    cause: str  # bot.audit.event_cause(...) for a message, heartbeat_cause(...) for a heartbeat
     surfaced: set[str] = field(default_factory=set)  # normalized texts shown by searches during this turn
     archival_source: str = "agent"  # ArchivalEntry.source of notes inserted in this turn ("reflection" in heartbeats)
 
@@ -106,12 +108,16 @@ class MemoryFunctions:
         await self._ctx.send(message)
         return "Sent."
 
-    async def core_memory_append(self, label: str, content: str) -> str:
-        block = await self._ctx.core.append(self._ctx.agent, label, content)
+    async def core_memory_append(self, label: str, content: str, private: bool = False) -> str:
+        ctx = self._ctx
+        block = await ctx.core.append(ctx.agent, label, content, cause=ctx.cause, private=private)
         return f"Appended to '{label}' ({block.chars}/{block.limit} characters used)."
 
     async def core_memory_replace(self, label: str, old_content: str, new_content: str) -> str:
-        block = await self._ctx.core.replace(self._ctx.agent, label, old_content, new_content)
+        ctx = self._ctx
+        block = await ctx.core.replace(
+            ctx.agent, label, old_content, new_content, cause=ctx.cause, public_only=ctx.scope is Scope.PUBLIC
+        )
         return f"Replaced in '{label}' ({block.chars}/{block.limit} characters used)."
 
     async def conversation_search(self, query: str, page: int = 0) -> str:
@@ -149,6 +155,8 @@ class MemoryFunctions:
         result = await self._ctx.archival.insert(entry)
         if not result.stored:
             return f"Not stored: archival memory already holds a near-identical note: {result.duplicate_text!r}"
+        detail = {"id": result.id, "scope": entry.scope.value, "source": entry.source}
+        await self._ctx.audit.record(entry.agent, AuditEntry(AuditKind.ARCHIVAL_INSERT, self._ctx.cause, detail=detail))
         return "Stored in archival memory."
 
     async def archival_memory_search(self, query: str, page: int = 0) -> str:

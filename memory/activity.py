@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from bot.events import AgentKey, ReplyAddress
-from bot.memory_types import ActivityRecord, ProactivePrefs
+from bot.memory_types import HEARTBEAT_JOB_KINDS, ActivityRecord, ProactivePrefs, heartbeat_job_id
 from memory.keys import RedisKeys
+from memory.platform_state import scan_keys
 
 PROACTIVE_COUNTER_TTL = 3 * 86_400  # a local day can start up to 14 h before or end 12 h after the UTC day
 
@@ -128,10 +130,45 @@ class RedisActivityLog:
         if int(await self._redis.decr(key)) < 0:
             await self._redis.set(key, 0, ex=PROACTIVE_COUNTER_TTL)
 
+    def _jobs(self, agent: AgentKey) -> list[str]:
+        return [heartbeat_job_id(kind, agent) for kind in HEARTBEAT_JOB_KINDS]
+
+    def _patterns(self, agent: AgentKey) -> list[str]:
+        return [self._keys.proactive_sent_pattern(agent), *map(self._keys.job_run_guard_pattern, self._jobs(agent))]
+
     async def erase(self, agent: AgentKey) -> None:
-        """Remove everything heartbeats keep about the agent, proactive choice included (counters expire)."""
+        """Remove everything heartbeats keep about the agent: activity, proactive choice and daily counters, its
+        scheduled jobs (straight from the APScheduler job store, which every scheduler re-reads) and their firing
+        guards."""
         await self.forget(agent)
-        await self._redis.delete(self._keys.proactive(agent))
+        jobs = self._jobs(agent)
+        found = await scan_keys(self._redis, self._patterns(agent))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._keys.proactive(agent), *found)
+            pipe.hdel(self._keys.scheduler_jobs(), *jobs)
+            pipe.zrem(self._keys.scheduler_run_times(), *jobs)
+            await pipe.execute()
+
+    async def export(self, agent: AgentKey) -> dict[str, Any]:
+        """Activity, proactive choice and counters, scheduled jobs (id, next run) and firing guards."""
+        activity = {_text(k): _text(v) for k, v in (await self._redis.hgetall(self._keys.activity(agent))).items()}
+        proactive = {_text(k): _text(v) for k, v in (await self._redis.hgetall(self._keys.proactive(agent))).items()}
+        found = await scan_keys(self._redis, self._patterns(agent))
+        counters = [key for key in found if ":proactive-sent:" in key]
+        values = await self._redis.mget(counters) if counters else []
+        jobs = []
+        for job_id in self._jobs(agent):
+            score = await self._redis.zscore(self._keys.scheduler_run_times(), job_id)
+            if score is not None or await self._redis.hexists(self._keys.scheduler_jobs(), job_id):
+                next_run = datetime.fromtimestamp(score, UTC).isoformat() if score is not None else None
+                jobs.append({"id": job_id, "next_run_time": next_run})
+        return {
+            "activity": activity,
+            "proactive": proactive,
+            "proactive_sent": {key.rsplit(":", 1)[1]: _text(v) for key, v in zip(counters, values, strict=True) if v},
+            "jobs": jobs,
+            "job_firings": [key for key in found if ":jobrun:" in key],
+        }
 
 
 class RedisFiringGuard:

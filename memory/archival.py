@@ -114,7 +114,7 @@ class QdrantArchivalMemory:
         )
         await self._client.upsert(self._collection, [point], wait=True)
         if self._counts is not None:
-            await self._counts.add(entry.agent, "archival", 1)
+            await self._counts.add(entry.agent, "archival", [entry.scope])
         return InsertResult(id=point_id, stored=True)
 
     async def search(self, agent: AgentKey, query: str, page: int, context_scope: Scope) -> SearchPage:
@@ -131,11 +131,14 @@ class QdrantArchivalMemory:
             max_results=self._max_results,
         )
 
-    async def count(self, agent: AgentKey) -> int:
-        """Entries of ``agent`` (kept in Redis when there is a ``MemoryCounts``; see ``memory.counts``)."""
+    async def count(self, agent: AgentKey, context_scope: Scope = Scope.PRIVATE) -> int:
+        """How many entries a search from ``context_scope`` could find (only public ones from PUBLIC).
+
+        Kept in Redis when there is a ``MemoryCounts`` (see ``memory.counts``).
+        """
         if self._counts is None:
-            return await count_matching(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
-        return await self._counts.get(agent, "archival")
+            return await count_matching(self._client, self._collection, agent_filter(agent, context_scope))
+        return await self._counts.get(agent, "archival", context_scope)
 
     async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
         records = await scroll_all(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
@@ -149,10 +152,10 @@ class QdrantArchivalMemory:
 
     async def delete(self, agent: AgentKey, ids: Sequence[str]) -> int:
         """Delete this agent's entries with these ids; return how many were deleted."""
-        removed = await delete_ids(self._client, self._collection, agent, ids)
+        scopes = await delete_ids(self._client, self._collection, agent, ids)
         if self._counts is not None:
-            await self._counts.add(agent, "archival", -removed)
-        return removed
+            await self._counts.add(agent, "archival", scopes, sign=-1)
+        return len(scopes)
 
     async def near_duplicates(self, agent: AgentKey, threshold: float) -> list[DuplicatePair]:
         """Pairs of the agent's entries in the same scope with dense cosine >= ``threshold``, most similar first.
@@ -217,9 +220,9 @@ class QdrantArchivalMemory:
             id=keep_id, vector={DENSE: dense, SPARSE: to_sparse(document_vector(text))}, payload=payload
         )
         await self._client.upsert(self._collection, [point], wait=True)
-        removed = await delete_ids(self._client, self._collection, agent, [str(r.id) for r in dropped])
+        scopes = await delete_ids(self._client, self._collection, agent, [str(r.id) for r in dropped])
         if self._counts is not None:
-            await self._counts.add(agent, "archival", -removed)
+            await self._counts.add(agent, "archival", scopes, sign=-1)
 
 
 def _similar_pairs(vectors: list[list[float]], threshold: float) -> list[tuple[int, int, float]]:

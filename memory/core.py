@@ -1,77 +1,69 @@
 """Core memory blocks and the working queue on Redis.
 
 Core blocks live in one hash per agent (label -> text). Limits come from configuration (``block_limit``, or a
-per-label override) unless an agent has its own limit stored with ``set_limit``. Every edit is one Lua script:
-read, check, write, so concurrent edits never lose each other's changes and a block never exceeds its limit.
+per-label override) unless an agent has its own limit stored with ``set_limit``. Every write is one Lua script
+(``memory.core_scripts``): read, check, write, store the whole core memory as a new numbered version, and add the
+audit entry, so concurrent edits never lose each other's changes, a block never exceeds its limit, and no core
+change goes unversioned or unaudited.
+
+Versions: a per-agent counter counts every core write (it survives a reset, not an erase); version N is the whole
+core memory after the Nth write, with its time, kind and cause. The newest ``versions_kept`` are kept.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from bot.events import AgentKey
-from bot.memory_types import CORE_LABELS, Block, MemoryEditError
+from bot.memory_types import (
+    CORE_LABELS,
+    PRIVATE_MARK,
+    AuditKind,
+    Block,
+    CoreVersion,
+    MemoryEditError,
+    VersionNotKept,
+    marked,
+    unmarked,
+)
+from memory import core_scripts
+from memory.audit import DEFAULT_AUDIT_MAX_ENTRIES, stamp
 from memory.keys import RedisKeys
 
 DEFAULT_BLOCK_LIMIT = 2000
+DEFAULT_VERSIONS_KEPT = 200
 log = logging.getLogger(__name__)
-
-# KEYS: blocks hash, limits hash, meta hash.
-# ARGV: op ("append" | "replace"), label, content-or-old, new, default limit, now (RFC 3339).
-# Returns {"ok", new value, limit} | {"missing", labels...} | {"notfound"} | {"toolong", chars, limit}.
-_EDIT_SCRIPT = r"""
-local current = redis.call('HGET', KEYS[1], ARGV[2])
-if not current then
-  local labels = redis.call('HKEYS', KEYS[1])
-  table.insert(labels, 1, 'missing')
-  return labels
-end
-local limit = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or ARGV[5])
-local new
-if ARGV[1] == 'append' then
-  if current == '' then new = ARGV[3] else new = current .. '\n' .. ARGV[3] end
-else
-  local parts, pos, found = {}, 1, 0
-  while true do
-    local i, j = string.find(current, ARGV[3], pos, true)
-    if not i then break end
-    parts[#parts + 1] = string.sub(current, pos, i - 1)
-    parts[#parts + 1] = ARGV[4]
-    pos = j + 1
-    found = found + 1
-  end
-  if found == 0 then return {'notfound'} end
-  parts[#parts + 1] = string.sub(current, pos)
-  new = table.concat(parts)
-end
--- characters, not bytes: count every byte that does not continue a UTF-8 sequence
-local chars = select(2, string.gsub(new, '[^\128-\191]', ''))
-if chars > limit then return {'toolong', tostring(chars), tostring(limit)} end
-redis.call('HSET', KEYS[1], ARGV[2], new)
-redis.call('HSET', KEYS[3], 'modified', ARGV[6])
-return {'ok', new, tostring(limit)}
-"""
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _label_order(label: str) -> tuple[int, str]:
     return (CORE_LABELS.index(label) if label in CORE_LABELS else len(CORE_LABELS), label)
 
 
+def _version_of(number: int, raw: bytes | str) -> CoreVersion:
+    state = json.loads(_text(raw))
+    blocks = state.get("blocks") or {}
+    return CoreVersion(
+        version=number,
+        at=datetime.fromisoformat(state["at"]),
+        kind=str(state.get("kind", "")),
+        cause=str(state.get("cause", "")),
+        blocks={str(k): str(v) for k, v in blocks.items()} if isinstance(blocks, dict) else {},
+        label=state.get("label"),
+    )
+
+
 class RedisCoreMemory:
-    """``CoreMemory`` on Redis: atomic, limit-checked edits of each agent's blocks."""
+    """``CoreMemory`` on Redis: atomic, limit-checked, versioned and audited edits of each agent's blocks."""
 
     def __init__(
         self,
@@ -79,20 +71,47 @@ class RedisCoreMemory:
         keys: RedisKeys,
         block_limit: int = DEFAULT_BLOCK_LIMIT,
         limits: Mapping[str, int] | None = None,
+        *,
+        versions_kept: int = DEFAULT_VERSIONS_KEPT,
+        audit_max_entries: int = DEFAULT_AUDIT_MAX_ENTRIES,
     ) -> None:
         if block_limit < 1:
             raise ValueError("block_limit must be at least 1 character")
+        if versions_kept < 1:
+            raise ValueError("versions_kept must be at least 1")
         self._redis = redis
         self._keys = keys
         self._block_limit = block_limit
         self._limits = dict(limits or {})
-        self._edit = redis.register_script(_EDIT_SCRIPT)
+        self.versions_kept = versions_kept
+        self._audit_max = audit_max_entries
+        self._edit = redis.register_script(core_scripts.EDIT)
+        self._ensure = redis.register_script(core_scripts.ENSURE)
+        self._rollback = redis.register_script(core_scripts.ROLLBACK)
+        self._reset = redis.register_script(core_scripts.RESET)
+        self._scrub = redis.register_script(core_scripts.SCRUB)
 
     def default_limit(self, label: str) -> int:
         return self._limits.get(label, self._block_limit)
 
-    async def ensure(self, agent: AgentKey, defaults: dict[str, str]) -> None:
-        """Create missing blocks with the given initial values (HSETNX); existing blocks are left alone.
+    def _script_keys(self, agent: AgentKey) -> list[str]:
+        k = self._keys
+        return [
+            k.core_blocks(agent),
+            k.core_limits(agent),
+            k.meta(agent),
+            k.core_versions(agent),
+            k.core_version(agent),
+            k.audit(agent),
+        ]
+
+    def _tail(self, kind: AuditKind, cause: str, detail: Mapping[str, Any] | None = None) -> list[str | int]:
+        encoded = json.dumps(dict(detail), ensure_ascii=False, sort_keys=True) if detail else ""
+        return [stamp(datetime.now(UTC)), kind.value, cause, self.versions_kept, self._audit_max, encoded]
+
+    async def ensure(self, agent: AgentKey, defaults: dict[str, str], *, cause: str) -> None:
+        """Create missing blocks with the given initial values; existing blocks are left alone. Creating any block
+        makes a new version (``core_init``).
 
         A default longer than its block's limit is stored whole (never truncated) with a warning; edits to that
         block then fail until the model shortens it below the limit.
@@ -105,14 +124,10 @@ class RedisCoreMemory:
                     len(value),
                     self.default_limit(label),
                 )
-        now = _now()
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for label, value in defaults.items():
-                pipe.hsetnx(self._keys.core_blocks(agent), label, value)
-            pipe.hsetnx(self._keys.meta(agent), "created", now)
-            pipe.hsetnx(self._keys.meta(agent), "modified", now)
-            pipe.sadd(self._keys.agents(), str(agent))
-            await pipe.execute()
+        pairs = [part for label, value in defaults.items() for part in (label, value)]
+        args: list[str | int] = [len(defaults), *pairs, *self._tail(AuditKind.CORE_INIT, cause)]
+        await self._ensure(keys=self._script_keys(agent), args=args)
+        await self._redis.sadd(self._keys.agents(), str(agent))
 
     async def blocks(self, agent: AgentKey) -> list[Block]:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -126,27 +141,50 @@ class RedisCoreMemory:
             for label in sorted(values, key=_label_order)
         ]
 
-    async def append(self, agent: AgentKey, label: str, content: str) -> Block:
-        """Append ``content`` on a new line; raise MemoryEditError with advice for the model."""
+    async def append(self, agent: AgentKey, label: str, content: str, *, cause: str, private: bool = False) -> Block:
+        """Append ``content`` on a new line (every line marked private when ``private``); raise MemoryEditError
+        with advice for the model."""
         if not content.strip():
             raise MemoryEditError(
                 "core_memory_append failed: content is empty. Pass the text to add to the block and try again."
             )
-        return await self._run("core_memory_append", agent, label, "append", content, "")
+        text = marked(content) if private else content
+        return await self._run("core_memory_append", agent, label, "append", text, "", AuditKind.CORE_APPEND, cause)
 
-    async def replace(self, agent: AgentKey, label: str, old: str, new: str) -> Block:
-        """Replace every occurrence of ``old`` with ``new`` (an empty ``new`` deletes the text)."""
+    async def replace(
+        self, agent: AgentKey, label: str, old: str, new: str, *, cause: str, public_only: bool = False
+    ) -> Block:
+        """Replace every occurrence of ``old`` with ``new`` (an empty ``new`` deletes the text). ``public_only``
+        (edits made in a public context) leaves private lines untouched."""
         if not old:
             raise MemoryEditError(
                 f"core_memory_replace failed: old text is empty. Copy the exact text to change from block "
                 f"'{label}' and try again."
             )
-        return await self._run("core_memory_replace", agent, label, "replace", old, new)
+        op = "replace_public" if public_only else "replace"
+        return await self._run("core_memory_replace", agent, label, op, old, new, AuditKind.CORE_REPLACE, cause)
 
-    async def _run(self, function: str, agent: AgentKey, label: str, op: str, first: str, second: str) -> Block:
-        keys = [self._keys.core_blocks(agent), self._keys.core_limits(agent), self._keys.meta(agent)]
-        args: list[str | int] = [op, label, first, second, self.default_limit(label), _now()]
-        reply = [_text(part) for part in await self._edit(keys=keys, args=args)]
+    async def mark(self, agent: AgentKey, label: str, line: str, private: bool, *, cause: str) -> Block:
+        """Mark every line equal to ``line`` (mark ignored) private, or remove the mark; MemoryEditError if none."""
+        flag = "1" if private else "0"
+        detail = {"private": private}
+        return await self._run("mark", agent, label, "mark", unmarked(line), flag, AuditKind.CORE_MARK, cause, detail)
+
+    async def _run(
+        self,
+        function: str,
+        agent: AgentKey,
+        label: str,
+        op: str,
+        first: str,
+        second: str,
+        kind: AuditKind,
+        cause: str,
+        detail: Mapping[str, Any] | None = None,
+    ) -> Block:
+        args: list[str | int] = [op, label, first, second, self.default_limit(label), PRIVATE_MARK]
+        args.extend(self._tail(kind, cause, detail))
+        reply = [_text(part) for part in await self._edit(keys=self._script_keys(agent), args=args)]
         status = reply[0]
         if status == "ok":
             return Block(label, reply[1], int(reply[2]))
@@ -176,6 +214,53 @@ class RedisCoreMemory:
             raise ValueError(f"block {label!r} already holds {block.chars} characters; shorten it first")
         await self._redis.hset(self._keys.core_limits(agent), label, str(limit))
 
+    # --- versions ------------------------------------------------------------------------------------------
+    async def version(self, agent: AgentKey) -> int:
+        """The agent's newest core version (0 before any core write)."""
+        return int(await self._redis.get(self._keys.core_version(agent)) or 0)
+
+    async def versions(self, agent: AgentKey, numbers: Sequence[int] | None = None) -> list[CoreVersion]:
+        """The kept versions (or those of ``numbers`` that are kept), oldest first."""
+        key = self._keys.core_versions(agent)
+        if numbers is None:
+            raw = {int(_text(k)): v for k, v in (await self._redis.hgetall(key)).items()}
+        else:
+            wanted = sorted(set(numbers))
+            values = await self._redis.hmget(key, [str(n) for n in wanted]) if wanted else []
+            raw = {n: v for n, v in zip(wanted, values, strict=True) if v is not None}
+        return [_version_of(number, raw[number]) for number in sorted(raw)]
+
+    async def rollback(self, agent: AgentKey, version: int, *, cause: str) -> int:
+        """Restore the blocks of ``version`` as a new version (audited); return the new version number.
+
+        Raises VersionNotKept naming the versions that are kept.
+        """
+        args: list[str | int] = [str(version), *self._tail(AuditKind.CORE_ROLLBACK, cause, {"to": version})]
+        reply = [_text(part) for part in await self._rollback(keys=self._script_keys(agent), args=args)]
+        if reply[0] == "ok":
+            await self._redis.sadd(self._keys.agents(), str(agent))
+            return int(reply[1])
+        oldest, newest = int(reply[1]), int(reply[2])
+        if not newest:
+            raise VersionNotKept(f"{agent} has no core memory versions")
+        raise VersionNotKept(f"version {version} of {agent} is not kept; versions {oldest} to {newest} are")
+
+    async def reset(self, agent: AgentKey, *, cause: str) -> tuple[int, int]:
+        """Remove the blocks, limits and metadata but keep the versions (a rollback can undo a reset): the empty
+        core becomes a new version, audited by the caller. Returns (blocks removed, new version)."""
+        removed, version = await self._reset(keys=self._script_keys(agent), args=self._tail(AuditKind.RESET, cause))
+        await self._redis.srem(self._keys.agents(), str(agent))
+        return int(removed), int(version)
+
+    async def scrub(self, agent: AgentKey, lines: Sequence[tuple[str, str]]) -> int:
+        """Remove these (label, line) lines, private mark ignored, from every kept version; return how many
+        versions changed. Forgetting a line calls this, so no rollback brings it back."""
+        if not lines:
+            return 0
+        pairs = [part for label, line in lines for part in (label, unmarked(line))]
+        return int(await self._scrub(keys=self._script_keys(agent), args=[PRIVATE_MARK, *pairs]))
+
+    # --- the rest ------------------------------------------------------------------------------------------
     async def last_modified(self, agent: AgentKey) -> datetime | None:
         raw = await self._redis.hget(self._keys.meta(agent), "modified")
         return None if raw is None else datetime.fromisoformat(_text(raw))
@@ -189,6 +274,7 @@ class RedisCoreMemory:
         return sorted(AgentKey.parse(_text(m)) for m in members)
 
     async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
+        """Blocks, metadata and every kept version."""
         meta = await self._redis.hgetall(self._keys.meta(agent))
         items: list[dict[str, Any]] = [
             {"kind": "core_block", "label": b.label, "value": b.value, "limit": b.limit}
@@ -196,13 +282,28 @@ class RedisCoreMemory:
         ]
         if meta:
             items.append({"kind": "core_meta", **{_text(k): _text(v) for k, v in meta.items()}})
+        items.extend(
+            {
+                "kind": "core_version",
+                "version": v.version,
+                "at": stamp(v.at),
+                "write": v.kind,
+                "cause": v.cause,
+                "label": v.label,
+                "blocks": dict(v.blocks),
+            }
+            for v in await self.versions(agent)
+        )
         return items
 
     async def erase(self, agent: AgentKey) -> int:
-        """Remove the agent's blocks, limits and metadata; return how many blocks were removed."""
+        """Remove the agent's blocks, limits, metadata, versions and version counter; return blocks removed."""
+        k = self._keys
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hlen(self._keys.core_blocks(agent))
-            pipe.delete(self._keys.core_blocks(agent), self._keys.core_limits(agent), self._keys.meta(agent))
-            pipe.srem(self._keys.agents(), str(agent))
+            pipe.hlen(k.core_blocks(agent))
+            pipe.delete(
+                k.core_blocks(agent), k.core_limits(agent), k.meta(agent), k.core_versions(agent), k.core_version(agent)
+            )
+            pipe.srem(k.agents(), str(agent))
             removed, *_ = await pipe.execute()
         return int(removed)

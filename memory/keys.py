@@ -35,6 +35,18 @@ class RedisKeys:
         """Hash: ``created`` and ``modified`` (RFC 3339 UTC) of the agent's memory."""
         return self._agent("meta", agent)
 
+    def core_versions(self, agent: AgentKey) -> str:
+        """Hash: core version number -> JSON of the whole core memory after that write (the newest N are kept)."""
+        return self._agent("core-versions", agent)
+
+    def core_version(self, agent: AgentKey) -> str:
+        """Counter: the agent's newest core version (every core write adds one; survives a reset)."""
+        return self._agent("core-version", agent)
+
+    def audit(self, agent: AgentKey) -> str:
+        """Stream: the agent's audit trail, one entry per memory write (see ``memory.audit``)."""
+        return self._agent("audit", agent)
+
     def agents(self) -> str:
         """Set: string forms of every agent that has core memory."""
         return f"{self.prefix}:agents"
@@ -86,13 +98,17 @@ class RedisKeys:
         """String: the agent's cross-process lock (token with a TTL lease)."""
         return self._agent("lock", agent)
 
-    def rate_limit(self, subject: str, window: int) -> str:
-        """Counter: requests of ``subject`` (a user or agent key) in the time window numbered ``window``."""
-        return f"{self.prefix}:rate:{subject}:{window}"
+    def rate_limit(self, person: str, window: int) -> str:
+        """Counter: messages of ``person`` (``AgentKey.person``) in the one-minute window numbered ``window``."""
+        return f"{self.prefix}:rate:{person}:{window}"
 
-    def inbound_seen(self, platform: str, message_id: str) -> str:
-        """Flag (SET NX with TTL): an inbound platform message already handled (redelivery dedupe)."""
-        return f"{self.prefix}:seen:{platform}:{message_id}"
+    def inbound_seen(self, person: str, event_id: str) -> str:
+        """Flag (SET NX with TTL): an event of ``person`` already handled (redelivery dedupe)."""
+        return f"{self.prefix}:seen:{person}:{event_id}"
+
+    def person_patterns(self, person: str) -> list[str]:
+        """SCAN patterns of the rate-limit counters and dedupe flags of ``person``."""
+        return [f"{self.prefix}:rate:{person}:*", f"{self.prefix}:seen:{person}:*"]
 
     def channel_modes(self, platform: str) -> str:
         """Hash: channel id → reply mode ("always" or "mention") set by admins on ``platform``."""
@@ -115,9 +131,17 @@ class RedisKeys:
         """Counter (with TTL): proactive messages sent to the agent's user on local date ``day``."""
         return f"{self._agent('proactive-sent', agent)}:{day}"
 
+    def proactive_sent_pattern(self, agent: AgentKey) -> str:
+        """SCAN pattern of every daily proactive counter of the agent."""
+        return f"{self._agent('proactive-sent', agent)}:*"
+
     def job_run_guard(self, job_id: str, fire_time: str) -> str:
         """Flag (SET NX with TTL): one scheduled firing of a job, so it runs once across processes."""
         return f"{self.prefix}:jobrun:{job_id}:{fire_time}"
+
+    def job_run_guard_pattern(self, job_id: str) -> str:
+        """SCAN pattern of every firing guard of one job."""
+        return f"{self.prefix}:jobrun:{job_id}:*"
 
     def scheduler_jobs(self) -> str:
         """Hash used by the APScheduler Redis job store for jobs."""
@@ -128,11 +152,13 @@ class RedisKeys:
         return f"{self.prefix}:scheduler:run_times"
 
     def agent_keys(self, agent: AgentKey) -> list[str]:
-        """Every per-agent key holding memory (not the lock): what a full erase removes."""
+        """Every per-agent key holding memory (not the lock, not the audit trail): what a full erase removes."""
         return [
             self.core_blocks(agent),
             self.core_limits(agent),
             self.meta(agent),
+            self.core_versions(agent),
+            self.core_version(agent),
             self.queue(agent),
             self.queue_generation(agent),
             self.summary(agent),

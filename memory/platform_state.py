@@ -12,22 +12,42 @@ CHANNEL_MODES = ("mention", "always")
 
 
 class RedisThrottle:
-    """``Throttle`` on Redis: fixed one-minute windows (INCR + EXPIRE in one transaction) and SET NX dedupe."""
+    """``Throttle`` on Redis: fixed one-minute windows (INCR + EXPIRE in one transaction) and SET NX dedupe.
+
+    Keys name the person (``rate:<person>:<minute>``, ``seen:<person>:<event id>``), so an erase finds them with
+    SCAN; they expire on their own after two minutes and a day.
+    """
 
     def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
         self._redis = redis
         self._keys = keys
 
-    async def allow(self, subject: str, per_minute: int) -> bool:
-        key = self._keys.rate_limit(subject, int(time.time() // 60))
+    async def allow(self, person: str, per_minute: int) -> bool:
+        key = self._keys.rate_limit(person, int(time.time() // 60))
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.incr(key)
             pipe.expire(key, 120)
             count, _ = await pipe.execute()
         return int(count) <= per_minute
 
-    async def first_time(self, platform: str, event_id: str, ttl_seconds: int = 86_400) -> bool:
-        return bool(await self._redis.set(self._keys.inbound_seen(platform, event_id), 1, nx=True, ex=ttl_seconds))
+    async def first_time(self, person: str, event_id: str, ttl_seconds: int = 86_400) -> bool:
+        return bool(await self._redis.set(self._keys.inbound_seen(person, event_id), 1, nx=True, ex=ttl_seconds))
+
+    async def export(self, person: str) -> list[str]:
+        return sorted(await scan_keys(self._redis, self._keys.person_patterns(person)))
+
+    async def erase(self, person: str) -> int:
+        found = await scan_keys(self._redis, self._keys.person_patterns(person))
+        return int(await self._redis.delete(*found)) if found else 0
+
+
+async def scan_keys(redis: aioredis.Redis, patterns: list[str]) -> list[str]:
+    """Every key matching one of ``patterns`` (SCAN: incremental, never blocks Redis)."""
+    found: set[str] = set()
+    for pattern in patterns:
+        async for key in redis.scan_iter(match=pattern, count=1000):
+            found.add(key.decode() if isinstance(key, bytes) else str(key))
+    return sorted(found)
 
 
 class RedisChannelModes:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections import Counter, OrderedDict, defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -156,9 +156,12 @@ class QdrantRecallMemory:
         if self._outbox is not None:
             await self._outbox.set_latest(latest)
         if self._counts is not None:
-            new = Counter(e.agent for e, point_id in zip(entries, ids, strict=True) if point_id not in existing)
-            for agent, added in new.items():
-                await self._counts.add(agent, "recall", added)
+            new: dict[AgentKey, list[Scope]] = defaultdict(list)
+            for entry, point_id in zip(entries, ids, strict=True):
+                if point_id not in existing:
+                    new[entry.agent].append(entry.scope)
+            for agent, scopes in new.items():
+                await self._counts.add(agent, "recall", scopes)
 
     def _remember(self, channel: tuple[str, str], moment: datetime, point_id: str) -> None:
         known = self._latest.get(channel)
@@ -240,18 +243,20 @@ class QdrantRecallMemory:
         )
         return page_of(records, page, total)
 
-    async def count(self, agent: AgentKey) -> int:
-        """Messages stored for ``agent``, those waiting in the outbox included.
+    async def count(self, agent: AgentKey, context_scope: Scope = Scope.PRIVATE) -> int:
+        """How many messages a search from ``context_scope`` could find (only public ones from PUBLIC).
 
-        The indexed part is kept in Redis when there is a ``MemoryCounts`` (see ``memory.counts``).
+        Kept in Redis when there is a ``MemoryCounts`` (see ``memory.counts``); for a private context the
+        messages still waiting in the outbox are included.
         """
         indexed = (
-            await self._counts.get(agent, "recall")
+            await self._counts.get(agent, "recall", context_scope)
             if self._counts is not None
-            else await count_matching(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
+            else await count_matching(self._client, self._collection, agent_filter(agent, context_scope))
         )
-        waiting = await self._outbox.pending(agent) if self._outbox is not None else 0
-        return indexed + waiting
+        if self._outbox is None or context_scope == Scope.PUBLIC:
+            return indexed
+        return indexed + await self._outbox.pending(agent)
 
     async def _catch_up(self, agent: AgentKey) -> None:
         """Wait until the background indexer has indexed ``agent``'s messages (bounded; logged if it gives up)."""
@@ -278,7 +283,7 @@ class QdrantRecallMemory:
     async def delete(self, agent: AgentKey, ids: Sequence[str]) -> int:
         """Delete this agent's entries with these ids; return how many were deleted."""
         await self._catch_up(agent)
-        removed = await delete_ids(self._client, self._collection, agent, ids)
+        scopes = await delete_ids(self._client, self._collection, agent, ids)
         if self._counts is not None:
-            await self._counts.add(agent, "recall", -removed)
-        return removed
+            await self._counts.add(agent, "recall", scopes, sign=-1)
+        return len(scopes)

@@ -52,13 +52,18 @@ def agent_filter(agent: AgentKey, context_scope: Scope, extra: Sequence[models.F
     return models.Filter(must=list(must))
 
 
-async def delete_ids(client: AsyncQdrantClient, collection: str, agent: AgentKey, ids: Sequence[str]) -> int:
-    """Delete the agent's points among ``ids`` (ids of other agents are never touched); return how many."""
+async def delete_ids(client: AsyncQdrantClient, collection: str, agent: AgentKey, ids: Sequence[str]) -> list[Scope]:
+    """Delete the agent's points among ``ids`` (ids of other agents are never touched); return their scopes."""
     if not ids:
-        return 0
+        return []
+    found = await client.retrieve(collection, list(ids), with_payload=["agent", "scope"])
+    mine = [r for r in found if (r.payload or {}).get("agent") == str(agent)]
+    if not mine:
+        return []
     base = agent_filter(agent, Scope.PRIVATE)
-    query_filter = models.Filter(must=[*(base.must or []), models.HasIdCondition(has_id=list(ids))])
-    return await delete_matching(client, collection, query_filter)
+    has_id = models.HasIdCondition(has_id=[r.id for r in mine])
+    await delete_matching(client, collection, models.Filter(must=[*(base.must or []), has_id]))
+    return [Scope((r.payload or {}).get("scope", Scope.PRIVATE.value)) for r in mine]
 
 
 def time_range(start: datetime, end: datetime) -> models.FieldCondition:

@@ -59,7 +59,7 @@ async def test_rate_limit_dedupe_and_channel_modes(redis_client: aioredis.Redis,
     throttle = RedisThrottle(redis_client, keys)
     assert [await throttle.allow("discord:u1", 3) for _ in range(4)] == [True, True, True, False]
     assert await throttle.allow("discord:u2", 3), "limits are per subject"
-    assert await throttle.first_time("discord", "m1") and not await throttle.first_time("discord", "m1")
+    assert await throttle.first_time("discord:u1", "m1") and not await throttle.first_time("discord:u1", "m1")
     modes = RedisChannelModes(redis_client, keys)
     assert await modes.get("discord", "c1") == "mention"
     await modes.set("discord", "c1", "always")
@@ -82,7 +82,7 @@ async def test_forget_removes_matching_core_lines_recall_and_archival(key_prefix
             candidates = await app.admin.forget_candidates(agent, "Fay")
             stores = {c.store for c in candidates}
             assert {"core:human", "recall", "archival"} <= stores
-            removed = await app.admin.forget(agent, candidates)
+            removed = await app.admin.forget(agent, candidates, cause="test")
             assert removed == len(candidates)
             human = {b.label: b.value for b in await app.stores.core.blocks(agent)}["human"]
             assert "Name: Fay" not in human

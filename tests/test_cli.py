@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import portalocker
 import pytest
 import redis as syncredis
 
@@ -134,9 +135,11 @@ def test_a_message_survives_the_process_being_killed_before_it_was_indexed(
         chat.stdin.write(b"my name is Erin\n")
         chat.stdin.flush()
         assert chat.stdout.readline().decode() == "membot> Got it, I'll remember that.\n"
-        pending = syncredis.Redis.from_url(env["REDIS_URL"]).hget(
-            f"{key_prefix}:outbox-pending:{{recall}}", "console:erin"
-        )
+        client = syncredis.Redis.from_url(env["REDIS_URL"])
+        try:
+            pending = client.hget(f"{key_prefix}:outbox-pending:{{recall}}", "console:erin")
+        finally:
+            client.close()
         assert pending == b"2"  # the user's message and the reply, waiting in Redis
     finally:
         chat.kill()
@@ -150,3 +153,33 @@ def test_a_message_survives_the_process_being_killed_before_it_was_indexed(
     assert exported.returncode == 0, exported.stderr
     recalled = [item["text"] for item in json.loads(exported.stdout)["recall"]]
     assert sorted(recalled) == ["Got it, I'll remember that.", "my name is Erin"]
+
+
+def test_memory_history_rollback_and_erase(env: dict[str, str], tmp_path: Path, data_dir: Path) -> None:
+    membot(["chat", "--user", "hana"], env, tmp_path, b"my name is Hana\nmy name is Hanna\n")
+    with (data_dir / "qdrant" / ".lock").open("r+") as held:  # as while `membot run` holds embedded Qdrant
+        portalocker.lock(held, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
+        listed = membot(["memory", "history", "console:hana", "--json"], env, tmp_path)
+        rolled = membot(["memory", "rollback", "console:hana", "--to", "2"], env, tmp_path)
+        shown = membot(["memory", "show", "console:hana"], env, tmp_path)
+        portalocker.unlock(held)
+    assert listed.returncode == 0, listed.stderr
+    items = json.loads(listed.stdout)
+    assert [(i["kind"], i["version"]) for i in items] == [("core_append", 3), ("core_append", 2), ("core_init", 1)]
+    assert items[0]["changes"] == [{"label": "human", "removed": [], "added": ["Name: Hanna"]}]
+    assert items[0]["cause"].startswith("event:console:")
+    assert rolled.returncode == 0, rolled.stderr
+    assert "back to version 2 (now version 4)" in rolled.stdout and "Name: Hanna" not in rolled.stdout
+    assert shown.returncode == 1 and "in use by another membot process" in shown.stderr, "show needs Qdrant"
+    text = membot(["memory", "history", "console:hana", "--limit", "1"], env, tmp_path)
+    assert "v4 core_rollback · to v2 by cli" in text.stdout and "- human: Name: Hanna" in text.stdout
+    missing = membot(["memory", "rollback", "console:hana", "--to", "40"], env, tmp_path)
+    assert missing.returncode == 1 and "version 40 of console:hana is not kept; versions 1 to 4 are" in missing.stderr
+
+    refused = membot(["memory", "erase", "console:hana"], env, tmp_path)
+    assert refused.returncode != 0 and "--yes" in refused.stderr
+    erased = membot(["memory", "erase", "console:hana", "--yes", "--json"], env, tmp_path)
+    assert erased.returncode == 0, erased.stderr
+    assert json.loads(erased.stdout)["removed"]["audit_entries"] == 4
+    [record] = json.loads(membot(["memory", "history", "console:hana", "--json"], env, tmp_path).stdout)
+    assert (record["kind"], record["cause"]) == ("erase", "cli")

@@ -8,6 +8,7 @@ from pathlib import PurePath
 import discord
 
 from bot.admin import MemoryAdmin
+from bot.audit import event_cause
 from bot.events import AgentKey, OutboundReply, ReplyKind, Scope
 from bot.ports import ReplySink
 
@@ -23,8 +24,8 @@ def is_text_document(filename: str, content_type: str | None) -> bool:
     return suffix in TEXT_SUFFIXES or (content_type or "").split(";")[0].strip().lower().startswith("text/")
 
 
-async def import_attachment(attachment: discord.Attachment, agent: AgentKey, admin: MemoryAdmin) -> str:
-    """Import one attachment; return what to tell the user."""
+async def import_attachment(attachment: discord.Attachment, agent: AgentKey, admin: MemoryAdmin, cause: str) -> str:
+    """Import one attachment (``cause``: the message that carried it); return what to tell the user."""
     name = discord.utils.escape_markdown(attachment.filename)
     if not is_text_document(attachment.filename, attachment.content_type):
         return f"I can import only text and Markdown files (.txt, .md), so I skipped {name}."
@@ -42,7 +43,7 @@ async def import_attachment(attachment: discord.Attachment, agent: AgentKey, adm
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         return f"{name} is not UTF-8 text, so I couldn't import it."
-    report = await admin.import_text(agent, attachment.filename, text, Scope.PRIVATE)
+    report = await admin.import_text(agent, attachment.filename, text, Scope.PRIVATE, cause=cause)
     if report.chunks == 0:
         return f"{name} is empty; there was nothing to import."
     message = f"Imported {name} into my archival memory: {report.stored} of {report.chunks} passages stored"
@@ -55,5 +56,5 @@ async def import_attachments(message: discord.Message, agent: AgentKey, admin: M
     """Import every attachment of a DM, confirming each one to the sender."""
     async with sink.typing():
         for attachment in message.attachments:
-            text = await import_attachment(attachment, agent, admin)
+            text = await import_attachment(attachment, agent, admin, event_cause(agent.platform, str(message.id)))
             await sink.send(OutboundReply(text, ReplyKind.NOTICE, str(message.id)))

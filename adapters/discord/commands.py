@@ -1,8 +1,10 @@
-"""Slash commands: ``/memory show|search|forget|reset|export|proactive`` for everyone, ``/membot channel|user``
-for admins.
+"""Slash commands: ``/memory show|search|forget|reset|export|proactive|history|rollback|private|public`` for
+everyone, ``/membot channel|user`` for admins.
 
 Every command decides permission through ``bot.authz`` first; a refusal or "nothing stored" is answered
 politely and only to the caller (ephemeral). Erasing commands show what they would erase and wait for a button.
+What a command shows follows ``Authorizer.view_scope``: in a server channel, and to admins, private core lines
+and the summary are left out. Every write is audited with the caller as its cause.
 """
 
 from __future__ import annotations
@@ -19,12 +21,20 @@ from discord import app_commands
 
 from adapters.discord.confirm import ConfirmView
 from adapters.discord.normalize import PLATFORM, agent_for
-from adapters.discord.render import render_candidates, render_hits, render_memory
+from adapters.discord.render import (
+    render_candidates,
+    render_history,
+    render_hits,
+    render_marked,
+    render_memory,
+    render_rollback,
+)
 from adapters.discord.split import split_message
 from bot.activity import InvalidProactiveSetting
 from bot.admin import UnknownAgent
 from bot.authz import Action, Actor, Forbidden
 from bot.events import AgentKey, Scope
+from bot.memory_types import MemoryEditError, VersionNotKept
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -32,6 +42,9 @@ log = logging.getLogger(__name__)
 Interaction = discord.Interaction[Any]
 NOTHING_STORED = "I don't remember anything about you here yet."
 NOTHING_STORED_MEMBER = "I don't remember anything about them in this server."
+EDIT_FAILED = "Sorry, I couldn't change that: {reason}"
+HISTORY_DEFAULT = 10
+HISTORY_MAX = 25
 COMMAND_FAILED = "Sorry, something went wrong on my side. Please try again in a moment."
 SERVER_ONLY = "This command works in a server channel."
 PROACTIVE_UNAVAILABLE = "Proactive messages are not available here."
@@ -48,6 +61,7 @@ def actor_of(interaction: Interaction) -> Actor:
         str(interaction.user.id),
         str(guild_id) if guild_id else None,
         is_platform_admin=bool(guild_id) and interaction.permissions.manage_guild,
+        in_private=not guild_id,
     )
 
 
@@ -73,12 +87,15 @@ class MembotTree(app_commands.CommandTree[discord.Client]):
 
     async def interaction_check(self, interaction: Interaction, /) -> bool:
         """Skip an interaction delivered twice (gateway resumes); the first delivery was answered."""
-        return await self._services.throttle.first_time(PLATFORM, f"interaction:{interaction.id}")
+        person = agent_for(interaction.guild_id, interaction.user.id).person
+        return await self._services.throttle.first_time(person, f"interaction:{interaction.id}")
 
     async def on_error(self, interaction: Interaction, error: app_commands.AppCommandError, /) -> None:
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
-        if isinstance(cause, Forbidden):
+        if isinstance(cause, Forbidden | VersionNotKept):
             text = str(cause)
+        elif isinstance(cause, MemoryEditError):
+            text = EDIT_FAILED.format(reason=cause)
         elif isinstance(cause, UnknownAgent):
             text = NOTHING_STORED
         elif isinstance(cause, app_commands.NoPrivateMessage):
@@ -116,19 +133,37 @@ class _Commands(app_commands.Group):
         await answer(interaction, text, view=view)
 
     async def _reset_prompt(self, interaction: Interaction, agent: AgentKey, subject: str) -> None:
-        """Ask before erasing every store of ``agent``; ``subject`` is "you" or the member's name."""
+        """Ask before erasing every store of ``agent`` (the full erase); ``subject`` is "you" or the member's name."""
         admin = self._services.admin
-        view = await admin.show(agent)
+        await admin.require_any(agent)
+        cause = actor_of(interaction).cause(agent)
 
         async def reset() -> str:
-            erased = await admin.reset(agent)
+            erased = await admin.erase(agent, cause=cause)
             return f"Done: erased {sum(erased.values())} stored items. I remember nothing about {subject} here now."
 
+        try:
+            view = await admin.show(agent)
+            held = f"{view.recall_count} messages, {view.archival_count} archival notes, the core memory and"
+        except UnknownAgent:  # reset before: only the core versions and the log of changes are left
+            held = "what is left:"
         text = (
-            f"**Erase everything I remember about {subject} here?** That is {view.recall_count} messages, "
-            f"{view.archival_count} archival notes and the core memory. This cannot be undone."
+            f"**Erase everything I remember about {subject} here?** That is {held} the log of changes. "
+            "This cannot be undone."
         )
         await self._confirm(interaction, text, "Erase everything", reset)
+
+    async def _history(self, interaction: Interaction, agent: AgentKey, limit: int | None, whose: str) -> None:
+        actor = actor_of(interaction)
+        scope = self._services.authz.view_scope(actor, agent)
+        items = await self._services.repair.history(agent, limit=limit or HISTORY_DEFAULT, scope=scope)
+        await answer(interaction, render_history(items, whose))
+
+    async def _rollback(self, interaction: Interaction, agent: AgentKey, version: int) -> None:
+        actor = actor_of(interaction)
+        scope = self._services.authz.view_scope(actor, agent)
+        result = await self._services.repair.rollback(agent, version, cause=actor.cause(agent), scope=scope)
+        await answer(interaction, render_rollback(result))
 
 
 class MemoryCommands(_Commands, name="memory", description="See and manage what membot remembers about you"):
@@ -139,18 +174,22 @@ class MemoryCommands(_Commands, name="memory", description="See and manage what 
         self._services.authz.check(actor_of(interaction), action, agent)
         return agent
 
+    def _scope(self, interaction: Interaction, agent: AgentKey) -> Scope:
+        return self._services.authz.view_scope(actor_of(interaction), agent)
+
     @app_commands.command(name="show", description="Your core memory and how much I remember (only you see it)")
     async def show(self, interaction: Interaction) -> None:
         agent = self._own(interaction, Action.SHOW)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await answer(interaction, render_memory(await self._services.admin.show(agent), "Your"))
+        view = await self._services.admin.show(agent, self._scope(interaction, agent))
+        await answer(interaction, render_memory(view, "Your"))
 
     @app_commands.command(name="search", description="Search what I remember about you (only you see it)")
     @app_commands.describe(query="Words or a question to look for")
     async def search(self, interaction: Interaction, query: app_commands.Range[str, 1, 200]) -> None:
         agent = self._own(interaction, Action.SEARCH)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        hits = await self._services.admin.search(agent, query, Scope.PRIVATE)
+        hits = await self._services.admin.search(agent, query, self._scope(interaction, agent))
         await answer(interaction, render_hits(query, hits))
 
     @app_commands.command(name="forget", description="Erase the memories that match (asks you to confirm)")
@@ -159,13 +198,14 @@ class MemoryCommands(_Commands, name="memory", description="See and manage what 
         agent = self._own(interaction, Action.FORGET)
         await interaction.response.defer(ephemeral=True, thinking=True)
         admin = self._services.admin
-        candidates = await admin.forget_candidates(agent, query)
+        candidates = await admin.forget_candidates(agent, query, self._scope(interaction, agent))
         if not candidates:
             await answer(interaction, render_hits(query, []))
             return
+        cause = actor_of(interaction).cause(agent)
 
         async def forget() -> str:
-            removed = await admin.forget(agent, candidates)
+            removed = await admin.forget(agent, candidates, cause=cause)
             return f"Done: forgot {removed} items."
 
         await self._confirm(interaction, render_candidates(query, candidates), "Forget them", forget)
@@ -219,6 +259,41 @@ class MemoryCommands(_Commands, name="memory", description="See and manage what 
             return
         await answer(interaction, f"Proactive messages for you here: {policy.describe()}.")
 
+    @app_commands.command(name="history", description="What changed in your memory here, and why (only you see it)")
+    @app_commands.describe(limit=f"How many changes to list (default {HISTORY_DEFAULT})")
+    async def history(
+        self, interaction: Interaction, limit: app_commands.Range[int, 1, HISTORY_MAX] | None = None
+    ) -> None:
+        agent = self._own(interaction, Action.HISTORY)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self._history(interaction, agent, limit, "your")
+
+    @app_commands.command(name="rollback", description="Put your core memory back as it was at a version")
+    @app_commands.describe(version="The version number (vN) from /memory history")
+    async def rollback(self, interaction: Interaction, version: app_commands.Range[int, 1]) -> None:
+        agent = self._own(interaction, Action.ROLLBACK)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self._rollback(interaction, agent, version)
+
+    @app_commands.command(name="private", description="Keep core memory lines out of public channels")
+    @app_commands.describe(query="Words in the lines to keep private")
+    async def private(self, interaction: Interaction, query: app_commands.Range[str, 1, 200]) -> None:
+        await self._mark(interaction, query, private=True)
+
+    @app_commands.command(name="public", description="Let private core memory lines be used in channels again")
+    @app_commands.describe(query="Words in the private lines")
+    async def public(self, interaction: Interaction, query: app_commands.Range[str, 1, 200]) -> None:
+        await self._mark(interaction, query, private=False)
+
+    async def _mark(self, interaction: Interaction, query: str, *, private: bool) -> None:
+        agent = self._own(interaction, Action.MARK_PRIVATE)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        actor = actor_of(interaction)
+        result = await self._services.repair.mark(
+            agent, query, private, cause=actor.cause(agent), scope=self._scope(interaction, agent)
+        )
+        await answer(interaction, render_marked(result, query))
+
 
 class AdminCommands(_Commands, name="membot", description="membot settings for server admins", guild_only=True):
     """Server admins (Manage Server) and membot's configured admins only."""
@@ -259,7 +334,7 @@ class AdminCommands(_Commands, name="membot", description="membot settings for s
         agent = self._member_agent(interaction, member, Action.SHOW)
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            view = await self._services.admin.show(agent)
+            view = await self._services.admin.show(agent, self._services.authz.view_scope(actor_of(interaction), agent))
         except UnknownAgent:
             await answer(interaction, NOTHING_STORED_MEMBER)
             return
@@ -274,3 +349,24 @@ class AdminCommands(_Commands, name="membot", description="membot settings for s
             await self._reset_prompt(interaction, agent, member.display_name)
         except UnknownAgent:
             await answer(interaction, NOTHING_STORED_MEMBER)
+
+    @user.command(name="history", description="What changed in a member's memory here, and why (only you see it)")
+    @app_commands.describe(member="Whose memory", limit=f"How many changes to list (default {HISTORY_DEFAULT})")
+    async def user_history(
+        self,
+        interaction: Interaction,
+        member: discord.Member,
+        limit: app_commands.Range[int, 1, HISTORY_MAX] | None = None,
+    ) -> None:
+        agent = self._member_agent(interaction, member, Action.HISTORY)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self._history(interaction, agent, limit, f"{member.display_name}'s")
+
+    @user.command(name="rollback", description="Put a member's core memory back as it was at a version")
+    @app_commands.describe(member="Whose memory", version="The version number (vN) from /membot user history")
+    async def user_rollback(
+        self, interaction: Interaction, member: discord.Member, version: app_commands.Range[int, 1]
+    ) -> None:
+        agent = self._member_agent(interaction, member, Action.ROLLBACK)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self._rollback(interaction, agent, version)

@@ -83,7 +83,8 @@ class InboundHandler:
         self, message: discord.Message, me: discord.ClientUser, reason: Reason, mode: str, sink: DiscordReplySink
     ) -> None:
         throttle = self._services.throttle
-        if not await throttle.first_time(PLATFORM, str(message.id)):
+        person = agent_for(message.guild.id if message.guild else None, message.author.id).person
+        if not await throttle.first_time(person, str(message.id)):
             log.debug("duplicate message delivery ignored", extra={"message_id": message.id})
             return
         addressed = reason in (Reason.MENTION, Reason.REPLY)
@@ -91,8 +92,8 @@ class InboundHandler:
             # addressed inside a thread: keep answering there without being mentioned
             await self._services.channel_modes.set(PLATFORM, str(message.channel.id), "always")
         per_minute = self._services.settings.rate_limit_per_minute
-        if not await throttle.allow(f"{PLATFORM}:{message.author.id}", per_minute):
-            await self._rate_limited(message, sink, per_minute)
+        if not await throttle.allow(person, per_minute):
+            await self._rate_limited(person, message, sink, per_minute)
             return
         await self._turn(message, me, sink)
 
@@ -106,10 +107,12 @@ class InboundHandler:
         inbound = to_inbound(message, me, text=text, context=context)
         await self._services.runtime.handle(inbound, sink)
 
-    async def _rate_limited(self, message: discord.Message, sink: DiscordReplySink, per_minute: int) -> None:
+    async def _rate_limited(
+        self, person: str, message: discord.Message, sink: DiscordReplySink, per_minute: int
+    ) -> None:
         """Tell the sender once per minute that they are over the limit (not once per extra message)."""
         minute = int(time.time() // 60)
-        if await self._services.throttle.first_time(PLATFORM, f"rate-notice:{message.author.id}:{minute}", 120):
+        if await self._services.throttle.first_time(person, f"rate-notice:{minute}", 120):
             await sink.send(OutboundReply(rate_limit_notice(per_minute), ReplyKind.NOTICE, str(message.id)))
 
     async def _recent(self, message: discord.Message, me: discord.ClientUser) -> tuple[ChannelMessage, ...]:

@@ -7,10 +7,14 @@ from collections.abc import Sequence
 from discord.utils import escape_markdown, escape_mentions
 
 from bot.admin import ForgetCandidate, MemoryView
-from bot.memory_types import SearchHit
+from bot.audit import HistoryItem
+from bot.events import Scope
+from bot.memory_types import Block, SearchHit
+from bot.repair import MarkResult, RollbackResult
 
 SNIPPET_CHARS = 200
 MAX_LISTED = 10
+MAX_CHANGE_LINES = 6  # per history entry
 
 
 def _safe(text: str) -> str:
@@ -35,12 +39,57 @@ def render_memory(view: MemoryView, whose: str) -> str:
         f"Conversation history: {view.recall_count} messages · Archival notes: {view.archival_count} · "
         f"In the current window: {view.queue_length} · Core memory changed: {changed}",
     ]
-    for block in view.blocks:
-        lines.append(f"\n**{block.label}** ({block.chars}/{block.limit} characters)")
-        lines.append(_quote(block.value) if block.value.strip() else "*(empty)*")
+    lines.extend(_blocks(view.blocks))
+    if view.scope is Scope.PUBLIC:
+        lines.append(
+            f"\n*Shown as in public: {view.hidden} private line(s) and the summary of older conversation are left "
+            "out (`/memory export` has everything).*"
+        )
     if view.summary.strip():
         lines.append("\n**Summary of older conversation**")
         lines.append(_quote(view.summary))
+    return "\n".join(lines)
+
+
+def _blocks(blocks: Sequence[Block]) -> list[str]:
+    lines = []
+    for block in blocks:
+        lines.append(f"\n**{block.label}** ({block.chars}/{block.limit} characters)")
+        lines.append(_quote(block.value) if block.value.strip() else "*(empty)*")
+    return lines
+
+
+def render_history(items: Sequence[HistoryItem], whose: str) -> str:
+    """Audit entries, newest first, each with the core lines it changed (clipped)."""
+    if not items:
+        return f"No memory changes are recorded for {whose} memory here."
+    lines = [f"**Changes to {whose} memory** (newest first; roll core memory back with a `vN` number)"]
+    for item in items:
+        lines.append(f"- {_safe(item.headline)}")
+        changes = item.change_lines(SNIPPET_CHARS)
+        lines.extend(f"  {_safe(line)}" for line in changes[:MAX_CHANGE_LINES])
+        if len(changes) > MAX_CHANGE_LINES:
+            lines.append(f"  … and {len(changes) - MAX_CHANGE_LINES} more line(s)")
+    return "\n".join(lines)
+
+
+def render_rollback(result: RollbackResult) -> str:
+    """Core memory after a rollback, and how to undo it."""
+    lines = [
+        f"Done: core memory of `{result.agent}` is back to version {result.to} (recorded as version "
+        f"{result.version}; roll back to version {result.version - 1} to undo)."
+    ]
+    lines.extend(_blocks(result.blocks))
+    return "\n".join(lines)
+
+
+def render_marked(result: MarkResult, query: str) -> str:
+    """The core lines a private/public mark changed."""
+    state = "private" if result.private else "public"
+    if not result.lines:
+        return f"No {'public' if result.private else 'private'} core memory line here matches “{_safe(query)}”."
+    lines = [f"Marked {len(result.lines)} line(s) {state}:"]
+    lines.extend(f"- {label}: {_safe(_snippet(line))}" for label, line in result.lines[:MAX_LISTED])
     return "\n".join(lines)
 
 

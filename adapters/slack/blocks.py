@@ -1,8 +1,8 @@
 """Block Kit builders for memory answers, search results and the confirm prompts. Pure functions.
 
 Action ids (handled in ``commands.py``): ``memory_reset_confirm`` (value: ``{"agent"}``), ``memory_forget_confirm``
-(value: ``{"agent", "q", "fp"}``), ``memory_cancel``, ``memory_home_forget``. Buttons that erase memory carry a
-Block Kit confirm dialog as well, so a slip of the mouse never erases anything.
+(value: ``{"agent", "q", "fp", "s"}``, "s" the view scope), ``memory_cancel``, ``memory_home_forget``. Buttons that
+erase memory carry a Block Kit confirm dialog as well, so a slip of the mouse never erases anything.
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ from datetime import datetime
 from typing import Any
 
 from bot.admin import ForgetCandidate, MemoryView
-from bot.events import AgentKey
+from bot.audit import HistoryItem
+from bot.events import AgentKey, Scope
+from bot.memory_types import Block as CoreBlock
 from bot.memory_types import SearchHit
+from bot.repair import MarkResult, RollbackResult
 
 from .mrkdwn import escape
 
@@ -27,6 +30,8 @@ CANCEL_ACTION = "memory_cancel"
 HOME_FORGET_ACTION = "memory_home_forget"
 SECTION_LIMIT = 3000
 SHOWN_CANDIDATES = 15
+CHANGE_LINES = 6  # per history entry
+LINE_CHARS = 200
 
 
 def section(text: str) -> Block:
@@ -79,14 +84,60 @@ def slack_date(when: datetime | None) -> str:
 
 def memory_blocks(view: MemoryView, title: str) -> list[Block]:
     """Core memory blocks, counts of recall/archival entries, and the summary of older talk."""
-    blocks: list[Block] = [header(title)]
-    for block in view.blocks:
-        value = escape(block.value.strip()) or "(empty)"
-        blocks.append(section(f"*{block.label}* ({block.chars:,}/{block.limit:,} characters)\n```\n{value}\n```"))
+    blocks: list[Block] = [header(title), *core_sections(view.blocks)]
     if view.summary.strip():
         blocks.append(section(f"*Summary of older conversations*\n{escape(view.summary.strip())}"))
     blocks.append(context(counts_text(view)))
+    if view.scope is Scope.PUBLIC:
+        blocks.append(
+            context(
+                f"Shown as in a channel: {view.hidden} private line(s) and the summary of older conversations are "
+                "left out. `/memory show` in a direct message with me shows everything."
+            )
+        )
     return blocks
+
+
+def core_sections(core: Sequence[CoreBlock]) -> list[Block]:
+    sections = []
+    for block in core:
+        value = escape(block.value.strip()) or "(empty)"
+        sections.append(section(f"*{block.label}* ({block.chars:,}/{block.limit:,} characters)\n```\n{value}\n```"))
+    return sections
+
+
+def history_blocks(items: Sequence[HistoryItem], whose: str) -> list[Block]:
+    """Audit entries, newest first, each with the core lines it changed (clipped); one section per entry."""
+    if not items:
+        return [section(f"No memory changes are recorded for {whose} memory.")]
+    blocks: list[Block] = [
+        section(f"*Changes to {whose} memory* (newest first; roll core memory back with a `vN` number)")
+    ]
+    for item in items:
+        changes = item.change_lines(LINE_CHARS)
+        lines = [f"• {escape(item.headline)}", *(f"      {escape(line)}" for line in changes[:CHANGE_LINES])]
+        if len(changes) > CHANGE_LINES:
+            lines.append(f"    … and {len(changes) - CHANGE_LINES} more line(s)")
+        blocks.append(section("\n".join(lines)))
+    return blocks
+
+
+def rollback_blocks(result: RollbackResult) -> list[Block]:
+    note = (
+        f"Done: core memory is back to version {result.to} (recorded as version {result.version}; roll back to "
+        f"version {result.version - 1} to undo)."
+    )
+    return [section(note), *core_sections(result.blocks)]
+
+
+def marked_text(result: MarkResult, query: str) -> str:
+    if not result.lines:
+        other = "public" if result.private else "private"
+        return f"No {other} core memory line I can show here matches *{escape(query)}*."
+    state = "private" if result.private else "public"
+    lines = [f"Marked {len(result.lines)} line(s) {state}:"]
+    lines.extend(f"• _{label}_ — {escape(line)[:LINE_CHARS]}" for label, line in result.lines[:SHOWN_CANDIDATES])
+    return "\n".join(lines)
 
 
 def counts_text(view: MemoryView) -> str:
@@ -130,11 +181,16 @@ def candidate_lines(candidates: Sequence[ForgetCandidate]) -> str:
 
 
 def forget_prompt_blocks(
-    agent: AgentKey, query: str, candidates: Sequence[ForgetCandidate], note: str = ""
+    agent: AgentKey,
+    query: str,
+    candidates: Sequence[ForgetCandidate],
+    note: str = "",
+    scope: Scope = Scope.PRIVATE,
 ) -> list[Block]:
-    """The list of what would be forgotten, with a confirm button."""
+    """The list of what would be forgotten (as a context of ``scope`` may show it), with a confirm button."""
     count = len(candidates)
-    value = json.dumps({"agent": str(agent), "q": query, "fp": fingerprint(candidates)}, ensure_ascii=False)
+    fields = {"agent": str(agent), "q": query, "fp": fingerprint(candidates), "s": scope.value}
+    value = json.dumps(fields, ensure_ascii=False)
     dialog = confirm_dialog("Forget these?", f"I will permanently forget {count} item(s) matching “{query}”.", "Forget")
     return [
         section(
@@ -158,8 +214,8 @@ def reset_prompt_blocks(agent: AgentKey, whose: str) -> list[Block]:
     )
     return [
         section(
-            f"This erases *everything* I remember about {whose}: core memory, our conversation history and "
-            "archival notes. It cannot be undone."
+            f"This erases *everything* I remember about {whose}: core memory and its versions, our conversation "
+            "history, archival notes and the log of changes. It cannot be undone."
         ),
         {
             "type": "actions",

@@ -1,10 +1,12 @@
 """The ``/memory`` slash command and the buttons it shows. Every answer is ephemeral (only the caller sees it).
 
 ``show``, ``search <query>``, ``forget <query>``, ``reset``, ``export``, ``proactive on|off [quiet-hours]
-[timezone]``; ``admin show|reset @user`` for workspace
-admins and the ids in ``MEMBOT_ADMIN_IDS``. ``forget`` and ``reset`` only answer with what would happen and a
-confirm button; the erasing happens when the button is pressed (:func:`handle_action`). Permission is decided by
-``bot.authz.Authorizer`` alone; this module only gathers the facts it needs (is the caller a workspace admin?).
+[timezone]``, ``history [N]``, ``rollback <version>``, ``private <words>``, ``public <words>``; ``admin
+show|reset|history|rollback @user`` for workspace admins and the ids in ``MEMBOT_ADMIN_IDS``. ``forget`` and
+``reset`` (the full erase) only answer with what would happen and a confirm button; the erasing happens when the
+button is pressed (:func:`handle_action`). Permission and what may be shown (``view_scope``: everything only in a DM
+with membot, to the user or a bot admin) are decided by ``bot.authz.Authorizer`` alone; this module only gathers
+the facts it needs (is the caller a workspace admin? is this a DM?).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from bot.activity import InvalidProactiveSetting
 from bot.admin import UnknownAgent
 from bot.authz import Action, Actor, Forbidden
 from bot.events import AgentKey, InvalidAgentKey, Scope
+from bot.memory_types import MemoryEditError, VersionNotKept
 
 from .blocks import (
     CANCEL_ACTION,
@@ -29,10 +32,13 @@ from .blocks import (
     RESET_ACTION,
     fingerprint,
     forget_prompt_blocks,
+    history_blocks,
     hits_blocks,
+    marked_text,
     memory_blocks,
     memory_text,
     reset_prompt_blocks,
+    rollback_blocks,
 )
 from .deps import SlackDeps
 from .home import open_forget_modal, publish_home
@@ -51,13 +57,23 @@ USAGE = (
     "• `/memory export`: everything I remember, as a JSON file in our DM\n"
     "• `/memory proactive on|off [quiet-hours] [timezone]`: let me message you between conversations, "
     "e.g. `/memory proactive on 22-08 Europe/Berlin`\n"
-    "Workspace admins: `/memory admin show @user`, `/memory admin reset @user`"
+    "• `/memory history [N]`: what changed in your memory, and why\n"
+    "• `/memory rollback <version>`: put your core memory back as it was at a version from the history\n"
+    "• `/memory private <words>` / `/memory public <words>`: keep core memory lines out of channels, or not\n"
+    "Workspace admins: `/memory admin show|reset|history @user`, `/memory admin rollback @user <version>`"
 )
+ADMIN_USAGE = (
+    "Usage: `/memory admin show @user`, `/memory admin reset @user`, `/memory admin history @user [N]` or "
+    "`/memory admin rollback @user <version>`."
+)
+HISTORY_DEFAULT = 10
+HISTORY_MAX = 25
 NO_MEMORY = "I don't remember anything about you yet."
 PROACTIVE_USAGE = (
     "Usage: `/memory proactive on|off [quiet-hours] [timezone]`, e.g. `/memory proactive on 22-08 Europe/Berlin`."
 )
 PROACTIVE_UNAVAILABLE = "Proactive messages are not available here."
+PUBLIC_NOTE = " (from a channel I show only what was said in public; ask me in a DM for the rest)"
 MAX_QUERY = 300
 _USER_REF = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$|^([UW][A-Z0-9]{2,})$")
 
@@ -66,13 +82,15 @@ async def ephemeral(respond: Respond, text: str, blocks: list[dict[str, Any]] | 
     await respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
 
 
-async def actor_for(deps: SlackDeps, team: str, user: str, target: AgentKey | None) -> Actor:
+async def actor_for(
+    deps: SlackDeps, team: str, user: str, target: AgentKey | None, *, in_private: bool = False
+) -> Actor:
     """The caller as the Authorizer sees them; workspace admin rights are asked only when they matter."""
-    actor = Actor("slack", user, team)
-    own = target is not None and target.platform == "slack" and target.user == user
-    if own or deps.services.authz.is_bot_admin(actor):
+    actor = Actor("slack", user, team, in_private=in_private)
+    if (target is not None and actor.owns(target)) or deps.services.authz.is_bot_admin(actor):
         return actor
-    return Actor("slack", user, team, is_platform_admin=await deps.directory.is_workspace_admin(user))
+    is_admin = await deps.directory.is_workspace_admin(user)
+    return Actor("slack", user, team, is_platform_admin=is_admin, in_private=in_private)
 
 
 async def handle_command(deps: SlackDeps, command: Mapping[str, Any], respond: Respond) -> None:
@@ -80,30 +98,40 @@ async def handle_command(deps: SlackDeps, command: Mapping[str, Any], respond: R
     team, user = str(command.get("team_id") or ""), str(command.get("user_id") or "")
     sub, _, rest = str(command.get("text") or "").strip().partition(" ")
     sub, rest = sub.lower(), rest.strip()
+    in_dm = _is_dm(command)
     try:
         own = AgentKey("slack", team, user)
+        me = Actor("slack", user, team, in_private=in_dm)
         if sub in ("", "help"):
             await ephemeral(respond, USAGE)
         elif sub == "show":
-            await _show(deps, respond, await actor_for(deps, team, user, own), own, "What I remember about you")
+            await _show(deps, respond, me, own, "What I remember about you")
         elif sub == "search":
-            await _search(deps, respond, team, user, rest, _is_dm(command))
+            await _search(deps, respond, me, rest)
         elif sub == "forget":
-            await _forget_prompt(deps, respond, team, user, rest)
+            await _forget_prompt(deps, respond, me, rest)
         elif sub == "reset":
-            deps.services.authz.check(Actor("slack", user, team), Action.RESET, own)
-            await deps.services.admin.show(own)  # UnknownAgent when there is nothing to reset
+            deps.services.authz.check(me, Action.RESET, own)
+            await deps.services.admin.require_any(own)  # UnknownAgent when there is nothing to reset
             await ephemeral(respond, "Reset your memory? Press the button to confirm.", reset_prompt_blocks(own, "you"))
         elif sub == "export":
             await _export(deps, respond, team, user)
         elif sub == "proactive":
             await _proactive(deps, respond, team, user, rest)
+        elif sub == "history":
+            await _history(deps, respond, me, own, rest, "your")
+        elif sub == "rollback":
+            await _rollback(deps, respond, me, own, rest)
+        elif sub in ("private", "public"):
+            await _mark(deps, respond, me, rest, private=sub == "private")
         elif sub == "admin":
-            await _admin(deps, respond, team, user, rest)
+            await _admin(deps, respond, team, user, rest, in_dm)
         else:
             await ephemeral(respond, f"I don't know `{escape(sub)}`.\n{USAGE}")
-    except Forbidden as exc:
-        await ephemeral(respond, str(exc))
+    except (Forbidden, VersionNotKept) as exc:
+        await ephemeral(respond, escape(str(exc)))
+    except MemoryEditError as exc:
+        await ephemeral(respond, f"Sorry, I couldn't change that: {escape(str(exc))}")
     except UnknownAgent:
         await ephemeral(respond, NO_MEMORY)
     except InvalidAgentKey:
@@ -116,37 +144,76 @@ def _is_dm(command: Mapping[str, Any]) -> bool:
 
 async def _show(deps: SlackDeps, respond: Respond, actor: Actor, target: AgentKey, title: str) -> None:
     deps.services.authz.check(actor, Action.SHOW, target)
-    view = await deps.services.admin.show(target)
+    view = await deps.services.admin.show(target, deps.services.authz.view_scope(actor, target))
     await ephemeral(respond, memory_text(view), memory_blocks(view, title))
 
 
-async def _search(deps: SlackDeps, respond: Respond, team: str, user: str, query: str, in_dm: bool) -> None:
+def _own(actor: Actor) -> AgentKey:
+    return AgentKey("slack", actor.workspace or "dm", actor.user_id)
+
+
+async def _search(deps: SlackDeps, respond: Respond, actor: Actor, query: str) -> None:
     if not query:
         await ephemeral(respond, "What should I look for? Try `/memory search <words>`.")
         return
-    agent = AgentKey("slack", team, user)
-    deps.services.authz.check(Actor("slack", user, team), Action.SEARCH, agent)
+    agent = _own(actor)
+    deps.services.authz.check(actor, Action.SEARCH, agent)
     # Memories from DMs are private: searched from a channel, only what was said in public is shown.
-    scope = Scope.PRIVATE if in_dm else Scope.PUBLIC
-    note = "" if in_dm else " (from this channel I search only what was said in public; ask me in a DM for the rest)"
+    scope = deps.services.authz.view_scope(actor, agent)
+    note = "" if scope is Scope.PRIVATE else PUBLIC_NOTE
     hits = await deps.services.admin.search(agent, query[:MAX_QUERY], scope)
     await ephemeral(respond, f"{len(hits)} match(es) for {query}", hits_blocks(query, hits, note))
 
 
-async def _forget_prompt(deps: SlackDeps, respond: Respond, team: str, user: str, query: str) -> None:
+async def _forget_prompt(deps: SlackDeps, respond: Respond, actor: Actor, query: str) -> None:
     if not query:
         await ephemeral(respond, "What should I forget? Try `/memory forget <words>`.")
         return
     if len(query) > MAX_QUERY:
         await ephemeral(respond, f"Please keep it under {MAX_QUERY} characters.")
         return
-    agent = AgentKey("slack", team, user)
-    deps.services.authz.check(Actor("slack", user, team), Action.FORGET, agent)
-    candidates = await deps.services.admin.forget_candidates(agent, query)
+    agent = _own(actor)
+    deps.services.authz.check(actor, Action.FORGET, agent)
+    scope = deps.services.authz.view_scope(actor, agent)
+    candidates = await deps.services.admin.forget_candidates(agent, query, scope)
     if not candidates:
-        await ephemeral(respond, f"Nothing in my memory matches *{escape(query)}*.")
+        note = "" if scope is Scope.PRIVATE else PUBLIC_NOTE
+        await ephemeral(respond, f"Nothing in my memory matches *{escape(query)}*.{note}")
         return
-    await ephemeral(respond, f"Forget {len(candidates)} item(s)?", forget_prompt_blocks(agent, query, candidates))
+    blocks = forget_prompt_blocks(agent, query, candidates, scope=scope)
+    await ephemeral(respond, f"Forget {len(candidates)} item(s)?", blocks)
+
+
+async def _history(deps: SlackDeps, respond: Respond, actor: Actor, target: AgentKey, rest: str, whose: str) -> None:
+    limit = int(rest) if rest.isdigit() else HISTORY_DEFAULT
+    deps.services.authz.check(actor, Action.HISTORY, target)
+    scope = deps.services.authz.view_scope(actor, target)
+    items = await deps.services.repair.history(target, limit=max(1, min(limit, HISTORY_MAX)), scope=scope)
+    await ephemeral(respond, f"{len(items)} change(s) to {whose} memory", history_blocks(items, whose))
+
+
+async def _rollback(deps: SlackDeps, respond: Respond, actor: Actor, target: AgentKey, rest: str) -> None:
+    version = rest.removeprefix("v")
+    if not version.isdigit() or int(version) < 1:
+        await ephemeral(
+            respond, "Which version? Try `/memory rollback <version>` with a number from `/memory history`."
+        )
+        return
+    deps.services.authz.check(actor, Action.ROLLBACK, target)
+    scope = deps.services.authz.view_scope(actor, target)
+    result = await deps.services.repair.rollback(target, int(version), cause=actor.cause(target), scope=scope)
+    await ephemeral(respond, f"Core memory is back to version {result.to}.", rollback_blocks(result))
+
+
+async def _mark(deps: SlackDeps, respond: Respond, actor: Actor, query: str, *, private: bool) -> None:
+    if not query:
+        await ephemeral(respond, "Which lines? Try `/memory private <words>` or `/memory public <words>`.")
+        return
+    agent = _own(actor)
+    deps.services.authz.check(actor, Action.MARK_PRIVATE, agent)
+    scope = deps.services.authz.view_scope(actor, agent)
+    result = await deps.services.repair.mark(agent, query[:MAX_QUERY], private, cause=actor.cause(agent), scope=scope)
+    await ephemeral(respond, marked_text(result, query))
 
 
 async def _export(deps: SlackDeps, respond: Respond, team: str, user: str) -> None:
@@ -190,22 +257,27 @@ async def _proactive(deps: SlackDeps, respond: Respond, team: str, user: str, re
     await ephemeral(respond, f"Proactive messages for you: {escape(policy.describe())}.")
 
 
-async def _admin(deps: SlackDeps, respond: Respond, team: str, user: str, rest: str) -> None:
-    verb, _, who = rest.partition(" ")
-    match = _USER_REF.match(who.strip())
-    if verb.lower() not in ("show", "reset") or not match:
-        await ephemeral(respond, "Usage: `/memory admin show @user` or `/memory admin reset @user`.")
+async def _admin(deps: SlackDeps, respond: Respond, team: str, user: str, rest: str, in_dm: bool) -> None:
+    verb, _, args = rest.partition(" ")
+    who, _, extra = args.strip().partition(" ")
+    verb, match = verb.lower(), _USER_REF.match(who.strip())
+    if verb not in ("show", "reset", "history", "rollback") or not match:
+        await ephemeral(respond, ADMIN_USAGE)
         return
     target_user = match.group(1) or match.group(2)
     target = AgentKey("slack", team, target_user)
-    actor = await actor_for(deps, team, user, target)
-    if verb.lower() == "show":
-        await _show(deps, respond, actor, target, "What I remember about this user")
-        return
-    deps.services.authz.check(actor, Action.RESET, target)
-    await deps.services.admin.show(target)
+    actor = await actor_for(deps, team, user, target, in_private=in_dm)
     whose = f"<@{target_user}>"
-    await ephemeral(respond, f"Reset the memory of {whose}?", reset_prompt_blocks(target, whose))
+    if verb == "show":
+        await _show(deps, respond, actor, target, "What I remember about this user")
+    elif verb == "history":
+        await _history(deps, respond, actor, target, extra.strip(), f"{whose}'s")
+    elif verb == "rollback":
+        await _rollback(deps, respond, actor, target, extra.strip())
+    else:
+        deps.services.authz.check(actor, Action.RESET, target)
+        await deps.services.admin.require_any(target)
+        await ephemeral(respond, f"Reset the memory of {whose}?", reset_prompt_blocks(target, whose))
 
 
 async def handle_action(deps: SlackDeps, body: Mapping[str, Any], respond: Respond) -> None:
@@ -227,10 +299,12 @@ async def handle_action(deps: SlackDeps, body: Mapping[str, Any], respond: Respo
         actor = await actor_for(deps, team, user, target)
         if action_id == RESET_ACTION:
             deps.services.authz.check(actor, Action.RESET, target)
-            counts = await deps.services.admin.reset(target)
+            counts = await deps.services.admin.erase(target, cause=actor.cause(target))
             text = f"Done: I erased {sum(counts.values()):,} stored item(s). I remember nothing of that now."
         elif action_id == FORGET_ACTION:
-            text = await _forget(deps, respond, actor, target, str(value.get("q") or ""), str(value.get("fp") or ""))
+            query, fp = str(value.get("q") or ""), str(value.get("fp") or "")
+            scope = Scope(str(value.get("s") or Scope.PRIVATE.value))
+            text = await _forget(deps, respond, actor, target, query, fp, scope)
             if not text:
                 return
         else:
@@ -248,20 +322,22 @@ async def handle_action(deps: SlackDeps, body: Mapping[str, Any], respond: Respo
         await respond(text=text, replace_original=True, response_type="ephemeral")
 
 
-async def _forget(deps: SlackDeps, respond: Respond, actor: Actor, target: AgentKey, query: str, fp: str) -> str:
+async def _forget(
+    deps: SlackDeps, respond: Respond, actor: Actor, target: AgentKey, query: str, fp: str, scope: Scope
+) -> str:
     """Forget what the prompt listed; if memory changed since, show the new list instead (returns "")."""
     deps.services.authz.check(actor, Action.FORGET, target)
-    candidates = await deps.services.admin.forget_candidates(target, query)
+    candidates = await deps.services.admin.forget_candidates(target, query, scope)
     if not candidates:
         return f"Nothing matches “{query}” any more, so there was nothing to forget."
     if fingerprint(candidates) != fp:
         note = "My memory changed since you asked. "
         await respond(
             text="Forget these?",
-            blocks=forget_prompt_blocks(target, query, candidates, note),
+            blocks=forget_prompt_blocks(target, query, candidates, note, scope),
             replace_original=True,
             response_type="ephemeral",
         )
         return ""
-    removed = await deps.services.admin.forget(target, candidates)
+    removed = await deps.services.admin.forget(target, candidates, cause=actor.cause(target))
     return f"Done: I forgot {removed} item(s) matching “{query}”."

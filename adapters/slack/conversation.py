@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from bot.audit import event_cause
 from bot.events import AgentKey, OutboundReply, ReplyKind
 
 from .deps import SlackDeps
@@ -42,10 +43,11 @@ async def handle_message_event(
         message.channel_id, str(message.thread_ts), bot_user_id
     ):
         return
-    if event_id and not await services.throttle.first_time("slack", event_id):
+    person = AgentKey("slack", message.team_id, message.user_id).person
+    if event_id and not await services.throttle.first_time(person, event_id):
         log.info("duplicate event ignored", extra={"event_id": event_id, "retry_num": retry_num})
         return
-    if not await services.throttle.first_time("slack", message.dedupe_key):
+    if not await services.throttle.first_time(person, message.dedupe_key):
         log.info("message already handled", extra={"event_id": event_id})  # app_mention + message twins
         return
     sink = SlackSink(
@@ -56,11 +58,10 @@ async def handle_message_event(
         is_dm=message.is_dm,
         on_posted=deps.directory.mark_thread,
     )
-    subject = f"slack:{message.team_id}:{message.user_id}"
     limit = services.settings.rate_limit_per_minute
-    if not await services.throttle.allow(subject, limit):
-        log.info("rate limited", extra={"event_id": event_id, "subject": subject})
-        if await services.throttle.first_time("slack", f"rate-notice:{subject}:{int(time.time() // 60)}", 120):
+    if not await services.throttle.allow(person, limit):
+        log.info("rate limited", extra={"event_id": event_id, "subject": person})
+        if await services.throttle.first_time(person, f"rate-notice:{int(time.time() // 60)}", 120):
             await sink.send(OutboundReply(RATE_LIMIT_NOTICE.format(limit=limit), ReplyKind.NOTICE, message.ts))
         return
     if message.is_dm and message.files:
@@ -81,6 +82,7 @@ async def handle_message_event(
 
 async def _import(deps: SlackDeps, message: SlackMessage, sink: SlackSink) -> None:
     agent = AgentKey("slack", message.team_id, message.user_id)
-    lines = await import_files(deps.client, deps.bot_token, deps.services.admin, agent, message.files)
+    cause = event_cause("slack", message.ts)
+    lines = await import_files(deps.client, deps.bot_token, deps.services.admin, agent, message.files, cause)
     if lines:
         await sink.send(OutboundReply("\n".join(lines), ReplyKind.NOTICE, message.ts))

@@ -74,9 +74,15 @@ async def download_text(client: AsyncWebClient, token: str, file: SlackFile) -> 
 
 
 async def import_files(
-    client: AsyncWebClient, token: str, admin: MemoryAdmin, agent: AgentKey, files: tuple[SlackFile, ...]
+    client: AsyncWebClient,
+    token: str,
+    admin: MemoryAdmin,
+    agent: AgentKey,
+    files: tuple[SlackFile, ...],
+    cause: str,
 ) -> list[str]:
-    """Import each file into the agent's private archival memory; one line per file for the user."""
+    """Import each file into the agent's private archival memory (``cause``: the message that carried them); one
+    line per file for the user."""
     lines: list[str] = []
     for file in files:
         try:
@@ -87,7 +93,7 @@ async def import_files(
         if not text.strip():
             lines.append(f"`{file.name}` is empty; there was nothing to import.")
             continue
-        report = await admin.import_text(agent, file.name, text, Scope.PRIVATE)
+        report = await admin.import_text(agent, file.name, text, Scope.PRIVATE, cause=cause)
         line = f"Imported `{file.name}` into my archival memory: {report.stored} of {report.chunks} passages stored"
         if report.duplicates:
             line += f" ({report.duplicates} I already had)"

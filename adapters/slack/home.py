@@ -164,9 +164,11 @@ async def on_forget_confirm(deps: SlackDeps, ack: Ack, body: Mapping[str, Any], 
         return
     await ack()
 
+    cause = Actor("slack", user, team).cause(agent)
+
     async def forget_and_refresh() -> None:
         if candidates:
-            await deps.services.admin.forget(agent, candidates)
+            await deps.services.admin.forget(agent, candidates, cause=cause)
         await publish_home(deps, team, user)
 
     deps.tasks.spawn(forget_and_refresh(), "home-forget")

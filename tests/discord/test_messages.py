@@ -58,8 +58,14 @@ async def test_connects_through_the_configured_base_url_and_syncs_slash_commands
         "reset",
         "export",
         "proactive",
+        "history",
+        "rollback",
+        "private",
+        "public",
     }
     assert {o["name"] for o in commands["membot"]["options"]} == {"channel", "user"}
+    user = next(o for o in commands["membot"]["options"] if o["name"] == "user")
+    assert {o["name"] for o in user["options"]} == {"show", "reset", "history", "rollback"}
     assert discord_api.heartbeats >= 1, "heartbeats are sent and acknowledged"
 
 

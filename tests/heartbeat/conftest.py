@@ -58,6 +58,7 @@ def heartbeats_for(app: App, adapters: list[PlatformAdapter] | None = None) -> H
         core=app.stores.core,
         recall=app.stores.recall,
         archival=app.stores.archival,
+        audit=app.stores.audit,
         adapters={adapter.platform: adapter for adapter in adapters or []},
         config=HeartbeatConfig.from_settings(app.settings),
     )

@@ -26,9 +26,9 @@ DETAILS = [
 
 
 async def fill_core(app: App, agent: AgentKey) -> None:
-    await app.stores.core.ensure(agent, {"persona": "I am membot.", "human": "Name: Flo"})
+    await app.stores.core.ensure(agent, {"persona": "I am membot.", "human": "Name: Flo"}, cause="test")
     for line in DETAILS:
-        await app.stores.core.append(agent, "human", line)
+        await app.stores.core.append(agent, "human", line, cause="test")
 
 
 async def test_a_full_core_block_is_condensed_into_archival_memory(
@@ -71,6 +71,9 @@ async def test_near_duplicate_notes_are_merged_with_a_copy_of_each(
         ]
         found = await app.stores.archival.search(FLO, "tuna", 0, Scope.PRIVATE)
         assert found.hits[0].text == merged["text"]
+        [audited] = await app.stores.audit.history(FLO, 1)
+        assert (audited.kind, audited.cause) == ("archival_merge", "heartbeat:consolidation")
+        assert audited.detail["kept"] == merged["id"] and audited.detail["dropped"] == [merged["merged_from"][0]["id"]]
         assert (await heartbeats_for(app).consolidate(FLO)).merged == 0
 
 

@@ -44,6 +44,8 @@ async def test_a_quiet_conversation_gets_exactly_one_reflection_that_writes_to_m
         notes = await app.stores.archival.export(ann)
         assert [n["source"] for n in notes] == ["reflection"]
         assert "hiking in the Alps" in notes[0]["text"]
+        written = [(e.kind, e.cause) for e in await app.stores.audit.history(ann, 2)]
+        assert written == [("archival_insert", "heartbeat:reflection"), ("core_append", "heartbeat:reflection")]
         record = await app.stores.activity.get(ann)
         assert not record.has_news and record.messages_since == 0
         assert sink.messages == ["Got it, I'll remember that.", "echo: I went hiking in the Alps last weekend"]

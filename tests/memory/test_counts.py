@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
-from bot.events import AgentKey
+from bot.events import AgentKey, Scope
 from bot.memory_types import ArchivalEntry
 from memory.archival import QdrantArchivalMemory
 from memory.counts import Kind, MemoryCounts
@@ -15,6 +16,8 @@ from memory.keys import RedisKeys
 from memory.qdrant import QdrantStore
 from memory.recall import QdrantRecallMemory
 from tests.memory.helpers import ALICE, BOB, recall_entry
+
+PUBLIC = Scope.PUBLIC
 
 
 def note(agent: AgentKey, text: str) -> ArchivalEntry:
@@ -69,3 +72,24 @@ async def test_writes_keep_the_counts_right(
     await archival.erase(ALICE)
     assert [await recall.count(ALICE), await archival.count(ALICE)] == [0, 0]
     assert not await redis_client.exists(keys.memory_counts(ALICE))
+
+
+async def test_a_channel_turn_counts_only_public_memory(
+    store: QdrantStore, embedder: HashingEmbedder, redis_client: aioredis.Redis, keys: RedisKeys
+) -> None:
+    counts = MemoryCounts(redis_client, keys)
+    recall = QdrantRecallMemory(store.client, store.recall_collection, embedder, counts=counts)
+    archival = QdrantArchivalMemory(store.client, store.archival_collection, embedder, counts=counts)
+    await recall.add([recall_entry(ALICE, "said in a DM", 0), recall_entry(ALICE, "said in #general", 1, scope=PUBLIC)])
+    public_note = await archival.insert(replace(note(ALICE, "Alice leads the book club"), scope=PUBLIC))
+    await archival.insert(note(ALICE, "Alice's diagnosis is private"))
+    assert [await recall.count(ALICE, PUBLIC), await recall.count(ALICE)] == [1, 2]
+    assert [await archival.count(ALICE, PUBLIC), await archival.count(ALICE)] == [1, 2]
+    await archival.delete(ALICE, [public_note.id])
+    assert [await archival.count(ALICE, PUBLIC), await archival.count(ALICE)] == [0, 1]
+    # the same numbers when they are built from Qdrant instead
+    await redis_client.delete(keys.memory_counts(ALICE), keys.memory_counts_ready())
+    collections: dict[Kind, str] = {"recall": store.recall_collection, "archival": store.archival_collection}
+    assert await counts.ensure_counted(store.client, collections)
+    assert [await recall.count(ALICE, PUBLIC), await recall.count(ALICE)] == [1, 2]
+    assert [await archival.count(ALICE, PUBLIC), await archival.count(ALICE)] == [0, 1]

@@ -96,7 +96,7 @@ async def test_forget_lists_what_it_would_forget_and_forgets_after_the_button(sl
 
 async def test_forget_shows_the_new_list_when_memory_changed_before_the_button(slack: SlackHarness) -> None:
     await _meet(slack)
-    _, response_url = await slack.command(ANN, "forget Ann")
+    _, response_url = await slack.command(ANN, "forget Ann", channel=f"D{ANN}", channel_name="directmessage")
     prompt = await _answer(slack, response_url)
     await slack.say_dm(ANN, "Ann likes tea")  # new matching memories arrive meanwhile
     await slack.press(ANN, buttons(prompt["blocks"])["memory_forget_confirm"], response_url=response_url)

@@ -232,7 +232,7 @@ def interaction(
 
 def command_data(command_id: int, command: str, options: dict[str, Any]) -> Payload:
     """The ``data`` of a slash command such as ``"membot user show"`` with ``{"member": ALICE}``: nested
-    subcommand groups, string options, and user options with their ``resolved`` members."""
+    subcommand groups, string and integer options, and user options with their ``resolved`` members."""
     names = command.split()
     resolved: Payload = {}
     leaf: list[Payload] = []
@@ -241,6 +241,8 @@ def command_data(command_id: int, command: str, options: dict[str, Any]) -> Payl
             leaf.append({"name": key, "type": 6, "value": value["id"]})
             resolved.setdefault("users", {})[value["id"]] = value
             resolved.setdefault("members", {})[value["id"]] = member(permissions=0)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            leaf.append({"name": key, "type": 4, "value": value})
         else:
             leaf.append({"name": key, "type": 3, "value": value})
     nested = leaf
