@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -18,13 +18,17 @@ from bot.admin import MemoryAdmin
 from bot.agent import Agent
 from bot.authz import Authorizer
 from bot.context import Budget, ContextManager
+from bot.health import Health
 from bot.heartbeat import HeartbeatConfig, Heartbeats, ProactiveControl
 from bot.llm.factory import build_chat_model
+from bot.llm.metered import MeteredChatModel
+from bot.metrics import Metrics
 from bot.ports import ChatModel, Embedder, PlatformAdapter
 from bot.runtime import Runtime
 from bot.scheduler import HeartbeatScheduler, JobInfo, read_jobs
 from bot.services import Services
 from bot.settings import ConfigError, Settings
+from bot.turns import ObservedRuntime, TurnTracker
 from memory.activity import RedisActivityLog, RedisFiringGuard
 from memory.archival import QdrantArchivalMemory
 from memory.core import RedisCoreMemory, RedisWorkingMemory
@@ -76,6 +80,9 @@ class App:
     admin: MemoryAdmin
     services: Services | None
     scheduler: HeartbeatScheduler | None = None  # built with the runtime; started by `membot run`
+    metrics: Metrics = field(default_factory=Metrics)
+    health: Health = field(default_factory=lambda: Health({}))
+    turns: TurnTracker = field(default_factory=TurnTracker)  # turns in flight (graceful shutdown waits for them)
 
 
 async def connect_redis(settings: Settings) -> aioredis.Redis:
@@ -188,6 +195,9 @@ async def open_app(
     """
     if model is None and with_model:
         model = build_model(settings)
+    metrics, turns = Metrics(), TurnTracker()
+    if model is not None:
+        model = MeteredChatModel(model, metrics)
     try:
         async with open_stores(settings) as stores:
             runtime = None
@@ -205,9 +215,13 @@ async def open_app(
                     config=heartbeat_config,
                 )
                 budget = Budget(settings.context_window, settings.max_output_tokens)
-                context = ContextManager(model, stores.core, stores.working, stores.recall, stores.archival, budget)
-                agent = Agent(model, stores.working, context, max_steps=settings.max_steps)
-                runtime = Runtime(
+                context = ContextManager(
+                    model, stores.core, stores.working, stores.recall, stores.archival, budget, metrics=metrics
+                )
+                agent = Agent(model, stores.working, context, max_steps=settings.max_steps, metrics=metrics)
+                runtime = ObservedRuntime(
+                    tracker=turns,
+                    metrics=metrics,
                     agent=agent,
                     core=stores.core,
                     working=stores.working,
@@ -231,7 +245,7 @@ async def open_app(
                     settings=settings,
                     proactive=ProactiveControl(stores.activity, heartbeat_config.proactive),
                 )
-            app = App(settings, stores, model, runtime, admin, services, scheduler)
+            app = App(settings, stores, model, runtime, admin, services, scheduler, metrics, _health(stores), turns)
             try:
                 yield app
             finally:
@@ -240,6 +254,21 @@ async def open_app(
     finally:
         if model is not None:
             await model.aclose()
+
+
+def _health(stores: Stores) -> Health:
+    """Checks of the stores every process needs (``membot run`` adds the scheduler's)."""
+
+    async def redis() -> str:
+        await stores.redis.ping()
+        return "ping answered"
+
+    async def qdrant() -> str:
+        collections = await stores.qdrant.client.get_collections()
+        where = "embedded" if stores.qdrant.embedded else "server"
+        return f"{where}, {len(collections.collections)} collections"
+
+    return Health({"redis": redis, "qdrant": qdrant})
 
 
 async def start_heartbeats(app: App, adapters: Sequence[PlatformAdapter]) -> HeartbeatScheduler:

@@ -208,6 +208,14 @@ class HeartbeatScheduler:
         await self._reconcile()
         log.info("heartbeat scheduler started", extra={"poll_seconds": self._poll})
 
+    async def drain(self) -> None:
+        """Start no more firings, and wait for the ones in progress (graceful shutdown bounds the wait)."""
+        if self._scheduler is None:
+            return
+        self._scheduler.pause()
+        tasks = self._executor.tasks() if self._executor else []
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def shutdown(self) -> None:
         """Stop scheduling; cancel firings in progress (they run again later: nothing is marked done)."""
         scheduler, self._scheduler = self._scheduler, None

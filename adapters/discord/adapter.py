@@ -84,6 +84,16 @@ class DiscordAdapter:
                 await self.client.close()
                 log.info("Discord connection closed")
 
+    async def stop_accepting(self) -> None:
+        """Close the gateway shards (no new events) but keep the REST session, so turns in flight still answer."""
+        for shard in self.client.shards.values():
+            if not shard.is_closed():
+                await shard.disconnect()
+        log.info("Discord gateway closed; no longer taking events")
+
+    async def drain(self) -> None:
+        """Nothing of its own: each message's turn is tracked by the runtime, which shutdown waits for."""
+
     async def send_direct(self, address: ReplyAddress, text: str) -> None:
         """Send ``text`` where the user last spoke (their DM channel, or a thread/channel), pinging nobody else."""
         if self.client.user is None or self.client.is_closed():

@@ -72,6 +72,7 @@ class ScriptedReply:
     cache_read_tokens: int = 0  # anthropic cache_read_input_tokens / openai cached_tokens
     raw_body: dict[str, Any] | None = None  # sent verbatim (with ``status``) instead of a generated body
     headers: dict[str, str] = field(default_factory=dict)  # extra response headers
+    hold: threading.Event | None = None  # answer only once this is set (or the server stops): a turn held open
 
 
 Handler = Callable[[ObservedRequest], ScriptedReply]
@@ -452,6 +453,8 @@ class ScriptedLLMServer:
             with self._lock:
                 self.handler_errors.append(tb)
             return self._error(wire, ScriptedReply(status=500, error_message=f"stand-in handler raised:\n{tb}"))
+        if reply.hold is not None:
+            await self._wait_for_release(reply.hold)
         if reply.delay > 0 and self._stopping is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), reply.delay)
@@ -461,6 +464,13 @@ class ScriptedLLMServer:
             return self._error(wire, reply)
         make = _anthropic_body if wire == "anthropic" else _openai_body
         return web.json_response(make(reply, observed), headers=reply.headers)
+
+    async def _wait_for_release(self, hold: threading.Event) -> None:
+        """Poll the thread-safe ``hold`` (set from the test's thread) until it is set or the server stops."""
+        stopping = self._stopping or asyncio.Event()
+        while not hold.is_set() and not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), 0.01)
 
     def _error(self, wire: str, reply: ScriptedReply) -> web.Response:
         headers = {"retry-after": "0"} if reply.status == 429 else {}
