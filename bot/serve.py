@@ -10,6 +10,7 @@ import signal
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from bot.app import App, build_adapters, start_heartbeats
+from bot.deployment import Topology
 from bot.health import Check
 from bot.ops_http import OpsServer, ops_routes
 from bot.ports import PlatformAdapter
@@ -61,6 +62,8 @@ async def serve(
     """
     if app.services is None:
         raise RuntimeError("membot run needs the runtime (open the app with a model)")
+    topology = Topology.from_settings(app.settings)
+    topology.check()
     stop = stop or asyncio.Event()
     force = asyncio.Event()
     adapters = build_adapters(app.services) if adapters is None else list(adapters)
@@ -71,6 +74,8 @@ async def serve(
         app.health.add("scheduler", scheduler_check(scheduler))
         try:
             with _stop_on_signals(stop, force):
+                if topology.several_processes:
+                    notify(f"this process is {topology.describe()}; they share Redis and the Qdrant server")
                 if adapters:
                     names = ", ".join(adapter.platform for adapter in adapters)
                     notify(f"membot is running on {names}, with heartbeats. Ctrl-C stops it.")

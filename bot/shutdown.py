@@ -74,7 +74,9 @@ async def drain(
             work.append(adapter.drain())
     if turns.in_flight:
         notify(f"stopping: finishing {turns.in_flight} turn(s) in flight (at most {grace:g}s; again to force)")
-    waiting: asyncio.Future[object] = asyncio.ensure_future(asyncio.gather(*work, return_exceptions=True))
+    # shielded: giving up on the wait must not cancel the work behind it here; cancel_all below does that, counted
+    shielded = [asyncio.shield(item) for item in work]
+    waiting: asyncio.Future[object] = asyncio.ensure_future(asyncio.gather(*shielded, return_exceptions=True))
     forced: asyncio.Future[object] = asyncio.ensure_future(force.wait())
     try:
         await asyncio.wait([waiting, forced], timeout=grace, return_when=asyncio.FIRST_COMPLETED)

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import discord
+from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from adapters.discord.client import MembotClient
@@ -38,16 +39,17 @@ def rest_base(url: str) -> str:
 
 @contextmanager
 def discord_rest_base(url: str | None) -> Iterator[None]:
-    """Point discord.py's REST routes at ``url`` (when set) for the duration of the block."""
+    """Point discord.py's REST routes at ``url`` (when set) for the duration of the block; the default gateway URL
+    (which ``MembotClient`` may point at the REST base's answer) is restored with it."""
     if not url:
         yield
         return
-    previous = Route.BASE
+    previous, gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
     Route.BASE = rest_base(url)
     try:
         yield
     finally:
-        Route.BASE = previous
+        Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = previous, gateway
 
 
 class DiscordAdapter:

@@ -12,6 +12,8 @@ import logging
 from typing import Any
 
 import discord
+import yarl
+from discord.gateway import DiscordWebSocket
 
 from adapters.discord.commands import MembotTree
 from adapters.discord.inbound import InboundHandler
@@ -55,6 +57,15 @@ class MembotClient(discord.AutoShardedClient):
         )
         self.tree = MembotTree(self, services)
         self._inbound = InboundHandler(services, self)
+        self._gateway_from_rest = bool(services.settings.discord_api_base_url)
+
+    async def launch_shards(self) -> None:
+        """With a fixed shard count discord.py connects to Discord's default gateway; behind DISCORD_API_BASE_URL
+        ask that REST base for the gateway URL instead (the adapter restores the default when it stops)."""
+        if self.shard_count is not None and self._gateway_from_rest:
+            _, url, _ = await self.http.get_bot_gateway()
+            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+        await super().launch_shards()
 
     async def setup_hook(self) -> None:
         """Register the slash commands with Discord (global commands; runs once per login)."""
