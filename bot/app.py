@@ -24,6 +24,7 @@ from bot.llm.factory import build_chat_model
 from bot.llm.metered import MeteredChatModel
 from bot.metrics import Metrics
 from bot.ports import ChatModel, Embedder, PlatformAdapter
+from bot.redis_url import async_client, redact
 from bot.runtime import Runtime
 from bot.scheduler import HeartbeatScheduler, JobInfo, read_jobs
 from bot.services import Services
@@ -86,24 +87,16 @@ class App:
 
 
 async def connect_redis(settings: Settings) -> aioredis.Redis:
-    client: aioredis.Redis = aioredis.Redis.from_url(settings.redis_url)
+    client = async_client(settings.redis_url)  # a server, or the master a Sentinel names
     try:
         await client.ping()
     except (RedisError, OSError) as exc:
         await client.aclose()
         raise ServiceUnavailable(
-            f"Cannot reach Redis at {_redact(settings.redis_url)} ({exc}). Start redis-server, or set REDIS_URL "
+            f"Cannot reach Redis at {redact(settings.redis_url)} ({exc}). Start redis-server, or set REDIS_URL "
             "to a Redis that answers."
         ) from None
     return client
-
-
-def _redact(url: str) -> str:
-    """A URL without its password, for messages."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
 @asynccontextmanager

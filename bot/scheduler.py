@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-import redis
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.job import Job
@@ -39,6 +38,7 @@ from apscheduler.util import datetime_to_utc_timestamp
 from bot.events import AgentKey, utc_now
 from bot.heartbeat import HeartbeatConfig, Heartbeats
 from bot.ports import ActivityLog, FiringGuard
+from bot.redis_url import sync_pool
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class TolerantRedisJobStore(RedisJobStore):  # type: ignore[misc]
 
 def open_job_store(redis_url: str, jobs_key: str, run_times_key: str) -> TolerantRedisJobStore:
     """The job store on its own synchronous Redis connection pool (APScheduler 3 stores are synchronous)."""
-    pool = redis.ConnectionPool.from_url(redis_url)
+    pool = sync_pool(redis_url)  # a server, or the master a Sentinel names
     return TolerantRedisJobStore(jobs_key=jobs_key, run_times_key=run_times_key, connection_pool=pool)
 
 

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.activity import parse_quiet_hours, parse_timezone
 from bot.deployment import parse_shard_ids
+from bot.redis_url import parse_redis_url
 
 DEFAULT_MODELS = {"anthropic": "claude-sonnet-5-5", "openai": "gpt-5.5"}
 
@@ -82,6 +83,12 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _valid_redis_url(cls, value: str) -> str:
+        parse_redis_url(value)
+        return value
 
     @field_validator("discord_shard_ids")
     @classmethod
