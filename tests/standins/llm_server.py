@@ -299,6 +299,10 @@ class ScriptedLLMServer:
         self.handler_errors: list[str] = []  # tracebacks of exceptions raised by the handler
         self.in_flight = 0  # chat requests being answered right now
         self.max_in_flight = 0  # the most chat requests ever answered at once
+        # optional: a key per request (e.g. the agent it serves); in_flight_by/max_in_flight_by count by that key
+        self.concurrency_key: Callable[[ObservedRequest], str | None] | None = None
+        self.in_flight_by: dict[str, int] = {}
+        self.max_in_flight_by: dict[str, int] = {}
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -444,6 +448,18 @@ class ScriptedLLMServer:
             observed = ObservedRequest(wire, str(body.get("model", "")), "", [], [], None, body, headers)
         with self._lock:
             self.requests.append(observed)
+            key = self.concurrency_key(observed) if self.concurrency_key is not None else None
+            if key is not None:
+                self.in_flight_by[key] = self.in_flight_by.get(key, 0) + 1
+                self.max_in_flight_by[key] = max(self.max_in_flight_by.get(key, 0), self.in_flight_by[key])
+        try:
+            return await self._reply_to(observed, body, wire)
+        finally:
+            if key is not None:
+                with self._lock:
+                    self.in_flight_by[key] -= 1
+
+    async def _reply_to(self, observed: ObservedRequest, body: dict[str, Any], wire: str) -> web.Response:
         if body.get("stream"):
             return self._error(wire, ScriptedReply(status=400, error_message="the stand-in does not stream"))
         try:
