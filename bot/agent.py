@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from bot.context import ContextManager
 from bot.llm.types import ChatMessage, Completion, ContextOverflowError
+from bot.metrics import Metrics
 from bot.ports import ChatModel, WorkingMemory
 from bot.tools import ToolContext, execute_tool, tool_specs
 
@@ -32,7 +33,16 @@ class TurnReport:
 class Agent:
     """Runs turns for any agent: all per-agent state lives in the stores, so one Agent serves every user."""
 
-    def __init__(self, model: ChatModel, working: WorkingMemory, context: ContextManager, *, max_steps: int) -> None:
+    def __init__(
+        self,
+        model: ChatModel,
+        working: WorkingMemory,
+        context: ContextManager,
+        *,
+        max_steps: int,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._metrics = metrics or Metrics()
         self._model = model
         self._working = working
         self._context = context
@@ -61,6 +71,7 @@ class Agent:
             wants_step = False
             for call in completion.tool_calls:
                 outcome = await execute_tool(call, ctx)
+                self._metrics.memory_operation(call.name, not outcome.failed)
                 results.append(ChatMessage("tool", outcome.content, tool_call_id=call.id, name=call.name))
                 report.messages_sent += outcome.sent_message
                 report.failed_calls += outcome.failed

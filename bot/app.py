@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -18,14 +18,19 @@ from bot.admin import MemoryAdmin
 from bot.agent import Agent
 from bot.authz import Authorizer
 from bot.context import Budget, ContextManager
+from bot.health import Health
 from bot.heartbeat import HeartbeatConfig, Heartbeats, ProactiveControl
 from bot.llm.factory import build_chat_model
+from bot.llm.metered import MeteredChatModel
+from bot.metrics import Metrics
 from bot.ports import ChatModel, Embedder, PlatformAdapter
+from bot.redis_url import async_client, redact
 from bot.repair import MemoryRepair
 from bot.runtime import Runtime
 from bot.scheduler import HeartbeatScheduler, JobInfo, read_jobs
 from bot.services import Services
 from bot.settings import ConfigError, Settings
+from bot.turns import ObservedRuntime, TurnTracker
 from memory.activity import RedisActivityLog, RedisFiringGuard
 from memory.archival import QdrantArchivalMemory
 from memory.audit import RedisAuditLog
@@ -87,27 +92,22 @@ class App:
     repair: MemoryRepair
     services: Services | None
     scheduler: HeartbeatScheduler | None = None  # built with the runtime; started by `membot run`
+    metrics: Metrics = field(default_factory=Metrics)
+    health: Health = field(default_factory=lambda: Health({}))
+    turns: TurnTracker = field(default_factory=TurnTracker)  # turns in flight (graceful shutdown waits for them)
 
 
 async def connect_redis(settings: Settings) -> aioredis.Redis:
-    client: aioredis.Redis = aioredis.Redis.from_url(settings.redis_url)
+    client = async_client(settings.redis_url)  # a server, or the master a Sentinel names
     try:
         await client.ping()
     except (RedisError, OSError) as exc:
         await client.aclose()
         raise ServiceUnavailable(
-            f"Cannot reach Redis at {_redact(settings.redis_url)} ({exc}). Start redis-server, or set REDIS_URL "
+            f"Cannot reach Redis at {redact(settings.redis_url)} ({exc}). Start redis-server, or set REDIS_URL "
             "to a Redis that answers."
         ) from None
     return client
-
-
-def _redact(url: str) -> str:
-    """A URL without its password, for messages."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
 @asynccontextmanager
@@ -218,6 +218,9 @@ async def open_app(
     """
     if model is None and with_model:
         model = build_model(settings)
+    metrics, turns = Metrics(), TurnTracker()
+    if model is not None:
+        model = MeteredChatModel(model, metrics)
     try:
         async with open_stores(settings) as stores:
             runtime = None
@@ -235,9 +238,13 @@ async def open_app(
                     config=heartbeat_config,
                 )
                 budget = Budget(settings.context_window, settings.max_output_tokens)
-                context = ContextManager(model, stores.core, stores.working, stores.recall, stores.archival, budget)
-                agent = Agent(model, stores.working, context, max_steps=settings.max_steps)
-                runtime = Runtime(
+                context = ContextManager(
+                    model, stores.core, stores.working, stores.recall, stores.archival, budget, metrics=metrics
+                )
+                agent = Agent(model, stores.working, context, max_steps=settings.max_steps, metrics=metrics)
+                runtime = ObservedRuntime(
+                    tracker=turns,
+                    metrics=metrics,
                     agent=agent,
                     core=stores.core,
                     working=stores.working,
@@ -273,7 +280,9 @@ async def open_app(
                     settings=settings,
                     proactive=ProactiveControl(stores.activity, heartbeat_config.proactive),
                 )
-            app = App(settings, stores, model, runtime, admin, repair, services, scheduler)
+            app = App(
+                settings, stores, model, runtime, admin, repair, services, scheduler, metrics, _health(stores), turns
+            )
             try:
                 yield app
             finally:
@@ -282,6 +291,21 @@ async def open_app(
     finally:
         if model is not None:
             await model.aclose()
+
+
+def _health(stores: Stores) -> Health:
+    """Checks of the stores every process needs (``membot run`` adds the scheduler's)."""
+
+    async def redis() -> str:
+        await stores.redis.ping()
+        return "ping answered"
+
+    async def qdrant() -> str:
+        collections = await stores.qdrant.client.get_collections()
+        where = "embedded" if stores.qdrant.embedded else "server"
+        return f"{where}, {len(collections.collections)} collections"
+
+    return Health({"redis": redis, "qdrant": qdrant})
 
 
 async def start_heartbeats(app: App, adapters: Sequence[PlatformAdapter]) -> HeartbeatScheduler:

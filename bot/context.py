@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from bot.events import AgentKey, Scope
 from bot.llm.types import ChatMessage, ModelError, SystemPrompt, ToolSpec
+from bot.metrics import Metrics
 from bot.ports import ArchivalMemory, ChatModel, CoreMemory, RecallMemory, WorkingMemory
 from bot.privacy import visible_text
 from bot.prompts import load_prompt
@@ -117,7 +118,9 @@ class ContextManager:
         recall: RecallMemory,
         archival: ArchivalMemory,
         budget: Budget,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._model = model
         self._core = core
         self._working = working
@@ -191,6 +194,7 @@ class ContextManager:
         previous = await self._working.summary(agent)
         summary = await self._summarize(previous, evicted)
         await self._working.evict(agent, cut, summary)
+        self._metrics.evicted(cut)
         log.info("evicted messages into summary", extra={"agent": str(agent), "count": cut})
         return cut
 

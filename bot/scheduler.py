@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-import redis
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.job import Job
@@ -40,6 +39,7 @@ from bot.events import AgentKey, utc_now
 from bot.heartbeat import HeartbeatConfig, Heartbeats
 from bot.memory_types import heartbeat_job_id
 from bot.ports import ActivityLog, FiringGuard
+from bot.redis_url import sync_pool
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class TolerantRedisJobStore(RedisJobStore):  # type: ignore[misc]
 
 def open_job_store(redis_url: str, jobs_key: str, run_times_key: str) -> TolerantRedisJobStore:
     """The job store on its own synchronous Redis connection pool (APScheduler 3 stores are synchronous)."""
-    pool = redis.ConnectionPool.from_url(redis_url)
+    pool = sync_pool(redis_url)  # a server, or the master a Sentinel names
     return TolerantRedisJobStore(jobs_key=jobs_key, run_times_key=run_times_key, connection_pool=pool)
 
 
@@ -208,6 +208,14 @@ class HeartbeatScheduler:
         self._poller = asyncio.create_task(self._poll_store(), name="heartbeat-poll")
         await self._reconcile()
         log.info("heartbeat scheduler started", extra={"poll_seconds": self._poll})
+
+    async def drain(self) -> None:
+        """Start no more firings, and wait for the ones in progress (graceful shutdown bounds the wait)."""
+        if self._scheduler is None:
+            return
+        self._scheduler.pause()
+        tasks = self._executor.tasks() if self._executor else []
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def shutdown(self) -> None:
         """Stop scheduling; cancel firings in progress (they run again later: nothing is marked done)."""

@@ -9,6 +9,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.activity import parse_quiet_hours, parse_timezone
+from bot.deployment import parse_shard_ids
+from bot.redis_url import parse_redis_url
 
 DEFAULT_MODELS = {"anthropic": "claude-sonnet-5-5", "openai": "gpt-5.5"}
 
@@ -58,6 +60,13 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(20, alias="MEMBOT_RATE_LIMIT_PER_MINUTE", ge=1)
     log_level: str = Field("WARNING", alias="MEMBOT_LOG_LEVEL")
 
+    http_host: str = Field("127.0.0.1", alias="MEMBOT_HTTP_HOST")
+    http_port: int | None = Field(8080, alias="MEMBOT_HTTP_PORT", ge=0, le=65535)
+    shutdown_timeout: float = Field(25.0, alias="MEMBOT_SHUTDOWN_TIMEOUT", ge=0)
+    replicas: int = Field(1, alias="MEMBOT_REPLICAS", ge=1)
+    discord_shard_count: int | None = Field(None, alias="DISCORD_SHARD_COUNT", ge=1)
+    discord_shard_ids: str = Field("", alias="DISCORD_SHARD_IDS")
+
     reflect_after_minutes: float = Field(15.0, alias="MEMBOT_REFLECT_AFTER_MINUTES", gt=0)
     consolidate_every_minutes: float = Field(360.0, alias="MEMBOT_CONSOLIDATE_EVERY_MINUTES", gt=0)
     proactive_max_per_day: int = Field(2, alias="MEMBOT_PROACTIVE_MAX_PER_DAY", ge=0)
@@ -70,6 +79,23 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             value = value.strip().lower()
             return value or None
+        return value
+
+    @field_validator("http_port", "discord_shard_count", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _valid_redis_url(cls, value: str) -> str:
+        parse_redis_url(value)
+        return value
+
+    @field_validator("discord_shard_ids")
+    @classmethod
+    def _valid_shard_ids(cls, value: str) -> str:
+        parse_shard_ids(value)
         return value
 
     @field_validator("quiet_hours")

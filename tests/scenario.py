@@ -25,6 +25,7 @@ def settings_for(llm: ScriptedLLMServer, wire: str, key_prefix: str, data_dir: P
         "MEMBOT_DATA_DIR": data_dir,
         "MEMBOT_EMBEDDER": "hashing",
         "MEMBOT_LLM_TIMEOUT": 10,
+        "MEMBOT_HTTP_PORT": 0,  # a free port: tests run side by side
     }
     if wire == "anthropic":
         values.update(ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=llm.anthropic_base_url)

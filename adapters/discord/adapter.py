@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import discord
+from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from adapters.discord.client import MembotClient
@@ -38,16 +39,17 @@ def rest_base(url: str) -> str:
 
 @contextmanager
 def discord_rest_base(url: str | None) -> Iterator[None]:
-    """Point discord.py's REST routes at ``url`` (when set) for the duration of the block."""
+    """Point discord.py's REST routes at ``url`` (when set) for the duration of the block; the default gateway URL
+    (which ``MembotClient`` may point at the REST base's answer) is restored with it."""
     if not url:
         yield
         return
-    previous = Route.BASE
+    previous, gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
     Route.BASE = rest_base(url)
     try:
         yield
     finally:
-        Route.BASE = previous
+        Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = previous, gateway
 
 
 class DiscordAdapter:
@@ -83,6 +85,16 @@ class DiscordAdapter:
             finally:
                 await self.client.close()
                 log.info("Discord connection closed")
+
+    async def stop_accepting(self) -> None:
+        """Close the gateway shards (no new events) but keep the REST session, so turns in flight still answer."""
+        for shard in self.client.shards.values():
+            if not shard.is_closed():
+                await shard.disconnect()
+        log.info("Discord gateway closed; no longer taking events")
+
+    async def drain(self) -> None:
+        """Nothing of its own: each message's turn is tracked by the runtime, which shutdown waits for."""
 
     async def send_direct(self, address: ReplyAddress, text: str) -> None:
         """Send ``text`` where the user last spoke (their DM channel, or a thread/channel), pinging nobody else."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from enum import StrEnum
 
 from aiohttp import web
@@ -88,6 +89,10 @@ class SlackAdapter:
         register(self.app, self.deps)
         self.ready = asyncio.Event()
         self.port: int | None = None  # HTTP mode: the port actually bound (SLACK_HTTP_PORT=0 picks a free one)
+        self._extra_routes: list[web.RouteDef] = []
+        self._site: web.TCPSite | None = None
+        self._socket_handler: AsyncSocketModeHandler | None = None
+        self._close_grace = 5.0  # seconds background work gets when run() is cancelled without a drain first
 
     async def run(self) -> None:
         """Serve Slack until cancelled; then stop listening and finish (or cancel) background work."""
@@ -102,16 +107,36 @@ class SlackAdapter:
             else:
                 await self._serve_http()
         finally:
-            await self.deps.tasks.close()
+            await self.deps.tasks.close(self._close_grace)
+
+    def mount(self, routes: Sequence[object]) -> tuple[str, int] | None:
+        """HTTP mode: serve ``routes`` (e.g. /healthz, /metrics) beside /slack/events; return where they will be."""
+        if self.mode is not SlackMode.HTTP:
+            return None
+        self._extra_routes.extend(route for route in routes if isinstance(route, web.RouteDef))
+        return self._settings.slack_http_host, self._settings.slack_http_port
+
+    async def stop_accepting(self) -> None:
+        """Take no new events (stop listening, or close the Socket Mode connection); replies can still be sent."""
+        self._close_grace = 0.0  # the caller drains, bounded; run() then cancels what is left
+        if self._site is not None:
+            site, self._site = self._site, None
+            await site.stop()
+        if self._socket_handler is not None:
+            handler, self._socket_handler = self._socket_handler, None
+            await handler.close_async()  # type: ignore[no-untyped-call]
+        log.info("slack: no longer taking events")
 
     async def _serve_http(self) -> None:
         web_app = web.Application()
         web_app.router.add_post(EVENTS_PATH, self._dispatch)
+        web_app.add_routes(self._extra_routes)
         runner = web.AppRunner(web_app, access_log=None)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self._settings.slack_http_host, self._settings.slack_http_port)
             await site.start()
+            self._site = site
             self.port = int(runner.addresses[0][1])
             log.info("slack http mode listening", extra={"port": self.port, "path": EVENTS_PATH})
             self.ready.set()
@@ -128,13 +153,16 @@ class SlackAdapter:
         handler = AsyncSocketModeHandler(
             self.app, self._settings.slack_app_token.get_secret_value(), web_client=self.client
         )
+        self._socket_handler = handler
         try:
             await handler.connect_async()  # type: ignore[no-untyped-call]
             log.info("slack socket mode connected")
             self.ready.set()
             await asyncio.Event().wait()
         finally:
-            await handler.close_async()  # type: ignore[no-untyped-call]
+            if self._socket_handler is not None:
+                self._socket_handler = None
+                await handler.close_async()  # type: ignore[no-untyped-call]
 
     async def drain(self) -> None:
         """Wait until the background work started so far (turns, commands) has finished."""

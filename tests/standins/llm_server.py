@@ -72,6 +72,7 @@ class ScriptedReply:
     cache_read_tokens: int = 0  # anthropic cache_read_input_tokens / openai cached_tokens
     raw_body: dict[str, Any] | None = None  # sent verbatim (with ``status``) instead of a generated body
     headers: dict[str, str] = field(default_factory=dict)  # extra response headers
+    hold: threading.Event | None = None  # answer only once this is set (or the server stops): a turn held open
 
 
 Handler = Callable[[ObservedRequest], ScriptedReply]
@@ -302,6 +303,10 @@ class ScriptedLLMServer:
         self.in_flight = 0  # chat requests being answered right now
         self.max_in_flight = 0  # the most chat requests ever answered at once
         self.embeddings_down = False  # answer embedding requests with 503 (an outage of the embeddings API)
+        # optional: a key per request (e.g. the agent it serves); in_flight_by/max_in_flight_by count by that key
+        self.concurrency_key: Callable[[ObservedRequest], str | None] | None = None
+        self.in_flight_by: dict[str, int] = {}
+        self.max_in_flight_by: dict[str, int] = {}
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -447,6 +452,18 @@ class ScriptedLLMServer:
             observed = ObservedRequest(wire, str(body.get("model", "")), "", [], [], None, body, headers)
         with self._lock:
             self.requests.append(observed)
+            key = self.concurrency_key(observed) if self.concurrency_key is not None else None
+            if key is not None:
+                self.in_flight_by[key] = self.in_flight_by.get(key, 0) + 1
+                self.max_in_flight_by[key] = max(self.max_in_flight_by.get(key, 0), self.in_flight_by[key])
+        try:
+            return await self._reply_to(observed, body, wire)
+        finally:
+            if key is not None:
+                with self._lock:
+                    self.in_flight_by[key] -= 1
+
+    async def _reply_to(self, observed: ObservedRequest, body: dict[str, Any], wire: str) -> web.Response:
         if body.get("stream"):
             return self._error(wire, ScriptedReply(status=400, error_message="the stand-in does not stream"))
         try:
@@ -456,6 +473,8 @@ class ScriptedLLMServer:
             with self._lock:
                 self.handler_errors.append(tb)
             return self._error(wire, ScriptedReply(status=500, error_message=f"stand-in handler raised:\n{tb}"))
+        if reply.hold is not None:
+            await self._wait_for_release(reply.hold)
         if reply.delay > 0 and self._stopping is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), reply.delay)
@@ -465,6 +484,13 @@ class ScriptedLLMServer:
             return self._error(wire, reply)
         make = _anthropic_body if wire == "anthropic" else _openai_body
         return web.json_response(make(reply, observed), headers=reply.headers)
+
+    async def _wait_for_release(self, hold: threading.Event) -> None:
+        """Poll the thread-safe ``hold`` (set from the test's thread) until it is set or the server stops."""
+        stopping = self._stopping or asyncio.Event()
+        while not hold.is_set() and not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), 0.01)
 
     def _error(self, wire: str, reply: ScriptedReply) -> web.Response:
         headers = {"retry-after": "0"} if reply.status == 429 else {}
