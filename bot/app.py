@@ -280,6 +280,8 @@ async def open_app(
                     settings=settings,
                     proactive=ProactiveControl(stores.activity, heartbeat_config.proactive),
                 )
+            indexer = stores.indexer.stats
+            metrics.track_indexer(lambda: (indexer.indexed, indexer.failures, indexer.buried))
             app = App(
                 settings, stores, model, runtime, admin, repair, services, scheduler, metrics, _health(stores), turns
             )

@@ -12,15 +12,19 @@ Callers use the narrow ``record`` methods; nothing else touches prometheus_clien
 - ``membot_queue_evictions_total`` and ``membot_queue_evicted_messages_total``: context flushes into the summary;
 - ``membot_errors_total{kind}``: ``model``, ``context_overflow``, ``timeout``, ``storage``, ``internal``;
 - ``membot_active_agents`` and ``membot_turns_in_flight``: agents with a turn in progress in this process, and
-  their turns (several messages of one agent wait for its lock).
+  their turns (several messages of one agent wait for its lock);
+- ``membot_recall_indexed_total``, ``membot_recall_index_failures_total`` and ``membot_recall_set_aside_total``:
+  the background recall indexer of this process (entries indexed, failed attempts, entries moved to dead letters).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from bot.llm.types import ContextOverflowError, ModelError, Usage
 from bot.tools import tool_specs
@@ -28,7 +32,7 @@ from bot.tools import tool_specs
 __all__ = ["CONTENT_TYPE", "Metrics", "error_kind"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-TURN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
+TURN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
 MODEL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
 
 
@@ -84,6 +88,10 @@ class Metrics:
         self._active_agents.set_function(lambda: float(agents()))
         self._in_flight.set_function(lambda: float(turns()))
 
+    def track_indexer(self, read: Callable[[], tuple[int, int, int]]) -> None:
+        """Export the recall indexer's (indexed, failures, set aside) counters, read at scrape time."""
+        self.registry.register(_IndexerCollector(read))
+
     def turn(self, kind: str, seconds: float) -> None:
         self._turns.labels(kind).observe(seconds)
 
@@ -113,3 +121,16 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+class _IndexerCollector(Collector):
+    def __init__(self, read: Callable[[], tuple[int, int, int]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        indexed, failures, set_aside = self._read()
+        yield CounterMetricFamily("membot_recall_indexed", "Recall entries indexed by this process.", value=indexed)
+        yield CounterMetricFamily("membot_recall_index_failures", "Failed recall indexing attempts.", value=failures)
+        yield CounterMetricFamily(
+            "membot_recall_set_aside", "Recall entries moved to the dead-letter stream.", value=set_aside
+        )

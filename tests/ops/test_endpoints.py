@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.console import console_message
 from bot.app import App, open_app
+from bot.events import AgentKey
 from bot.metrics import Metrics
 from bot.serve import serve
 from tests.ops.helpers import eventually, free_port, redis_server
@@ -72,6 +73,7 @@ async def test_healthz_reports_each_component_and_metrics_count_a_turn(
         await app.runtime.handle(console_message("mia", "remember: Mia plays the cello"), sink)
         await app.runtime.handle(console_message("mia", "hello"), sink)
         assert sink.messages == ["Got it, I'll remember that.", "echo: hello"]
+        assert await app.stores.outbox.wait_indexed(AgentKey.console("mia"), within=10)
 
         async with session.get(f"{base}/metrics") as response:
             assert response.status == 200
@@ -89,6 +91,8 @@ async def test_healthz_reports_each_component_and_metrics_count_a_turn(
     )
     assert found[("membot_errors_total", (("kind", "model"),))] == 0
     assert found[("membot_active_agents", ())] == 0 and found[("membot_turns_in_flight", ())] == 0
+    assert found[("membot_recall_indexed_total", ())] == 4  # two messages and two replies, off the turns' path
+    assert found[("membot_recall_set_aside_total", ())] == 0
 
 
 async def test_healthz_is_503_naming_the_component_that_is_down(
