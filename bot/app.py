@@ -141,13 +141,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                 redis=redis,
                 qdrant=qdrant,
                 embedder=embedder,
-                core=RedisCoreMemory(
-                    redis,
-                    keys,
-                    block_limit=settings.core_block_limit,
-                    versions_kept=settings.core_versions_kept,
-                    audit_max_entries=settings.audit_max_entries,
-                ),
+                core=core_memory(redis, keys, settings),
                 working=RedisWorkingMemory(redis, keys),
                 recall=recall,
                 archival=QdrantArchivalMemory(qdrant.client, qdrant.archival_collection, embedder, counts=counts),
@@ -165,6 +159,16 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             await embedder.aclose()
     finally:
         await redis.aclose()
+
+
+def core_memory(redis: aioredis.Redis, keys: RedisKeys, settings: Settings) -> RedisCoreMemory:
+    return RedisCoreMemory(
+        redis,
+        keys,
+        block_limit=settings.core_block_limit,
+        versions_kept=settings.core_versions_kept,
+        audit_max_entries=settings.audit_max_entries,
+    )
 
 
 def _embedder(settings: Settings) -> Embedder:
@@ -343,13 +347,7 @@ async def open_repair(settings: Settings) -> AsyncIterator[MemoryRepair]:
     client = await connect_redis(settings)
     try:
         keys = RedisKeys(settings.redis_prefix)
-        core = RedisCoreMemory(
-            client,
-            keys,
-            block_limit=settings.core_block_limit,
-            versions_kept=settings.core_versions_kept,
-            audit_max_entries=settings.audit_max_entries,
-        )
+        core = core_memory(client, keys, settings)
         audit = RedisAuditLog(client, keys, settings.audit_max_entries)
         yield MemoryRepair(core, audit, RedisAgentLocks(client, keys).hold)
     finally:

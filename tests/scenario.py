@@ -1,15 +1,22 @@
 """Helpers for scenario tests: settings pointing at the stand-ins and a recording sink.
 
-Messages are built with the console adapter's own ``adapters.console.console_message``."""
+Messages are built with the console adapter's own ``adapters.console.console_message``, or ``slack_said`` for a
+Slack user whose DMs and channel messages share one agent."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import inspect
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from bot.events import OutboundReply, ReplyKind
+import pytest
+
+from bot.events import InboundMessage, OutboundReply, ReplyKind
 from bot.settings import Settings
 from tests.conftest import REDIS_URL
 from tests.standins.llm_server import ScriptedLLMServer
@@ -68,3 +75,32 @@ class RecordingSink:
     @property
     def notices(self) -> list[str]:
         return [r.text for r in self.replies if r.kind is ReplyKind.NOTICE]
+
+
+async def eventually(check: Callable[[], Awaitable[bool] | bool], within: float = 30.0, what: str = "") -> None:
+    """Poll ``check`` until it is true; fail after ``within`` seconds (a safety net, not a timing assertion)."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within}s waiting for {what or check}")
+        await asyncio.sleep(0.05)
+
+
+def slack_said(text: str, *, dm: bool, message_id: str | None = None) -> InboundMessage:
+    """Ann (slack:T1:U1) writes in a DM (D1) or in #general (C1)."""
+    return InboundMessage(
+        platform="slack",
+        workspace_id="T1",
+        channel_id="D1" if dm else "C1",
+        author_id="U1",
+        author_name="Ann",
+        text=text,
+        is_dm=dm,
+        message_id=message_id or uuid.uuid4().hex,
+        channel_name=None if dm else "general",
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
@@ -11,23 +10,14 @@ from bot.admin import UnknownAgent
 from bot.app import App, open_app
 from bot.events import AgentKey, InboundMessage, Scope
 from bot.memory_types import AuditKind, MemoryEditError, VersionNotKept
-from tests.scenario import RecordingSink, settings_for
+from tests.scenario import RecordingSink, settings_for, slack_said
 from tests.standins.llm_server import ScriptedLLMServer
 
 ANN = AgentKey("slack", "T1", "U1")  # one agent for DMs and channels, as on Slack
 
 
 def said(text: str, *, dm: bool = True, message_id: str | None = None) -> InboundMessage:
-    return InboundMessage(
-        platform="slack",
-        workspace_id="T1",
-        channel_id="D1" if dm else "C1",
-        author_id="U1",
-        author_name="Ann",
-        text=text,
-        is_dm=dm,
-        message_id=message_id or uuid.uuid4().hex,
-    )
+    return slack_said(text, dm=dm, message_id=message_id)
 
 
 @pytest.fixture

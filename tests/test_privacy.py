@@ -3,34 +3,22 @@ channel (recall by meaning, by date, with a date in the query; archival), on an 
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from bot.app import App, open_app
-from bot.events import AgentKey, InboundMessage
+from bot.events import AgentKey
 from memory.dates import query_window
-from tests.scenario import RecordingSink, settings_for
+from tests.scenario import RecordingSink, settings_for, slack_said
 from tests.standins.llm_server import ScriptedLLMServer, ScriptedReply
 
 ANN = AgentKey("slack", "T1", "U1")
 SECRETS = ("Dr. Quill", "asthma")
 
 
-def said(text: str, *, dm: bool) -> InboundMessage:
-    return InboundMessage(
-        platform="slack",
-        workspace_id="T1",
-        channel_id="D1" if dm else "C1",
-        author_id="U1",
-        author_name="Ann",
-        text=text,
-        is_dm=dm,
-        message_id=uuid.uuid4().hex,
-        channel_name=None if dm else "general",
-    )
+said = slack_said
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from tests.discord.conftest import DiscordHarness
 from tests.discord.helpers import answer_to
-from tests.ops.helpers import eventually
+from tests.scenario import eventually
 from tests.standins.discord_server import ALICE
 from tests.standins.llm_server import ScriptedReply
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
-import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,20 +86,6 @@ def reflection_events(llm: ScriptedLLMServer) -> list[str]:
         if event and event.startswith("[system] Heartbeat (reflection)"):
             events.append(event)
     return events
-
-
-async def eventually(check: Callable[[], Awaitable[bool] | bool], within: float = 10.0, what: str = "") -> None:
-    """Poll ``check`` until it is true; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within}s waiting for {what or check}")
-        await asyncio.sleep(0.05)
 
 
 async def human_block(app: App, agent: AgentKey) -> str:

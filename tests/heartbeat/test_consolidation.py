@@ -11,8 +11,8 @@ from bot.events import AgentKey, Scope
 from bot.heartbeat import Status, keep_and_drop, merged_text
 from bot.memory_types import ArchivalEntry, DuplicatePair, SearchHit
 from bot.settings import Settings
-from tests.heartbeat.conftest import eventually, heartbeats_for, human_block
-from tests.scenario import RecordingSink
+from tests.heartbeat.conftest import heartbeats_for, human_block
+from tests.scenario import RecordingSink, eventually
 from tests.standins.llm_server import ScriptedLLMServer
 
 FLO = AgentKey.console("flo")

@@ -11,8 +11,8 @@ from bot.app import App, open_app, start_heartbeats
 from bot.events import AgentKey, utc_now
 from bot.heartbeat import Status
 from bot.settings import Settings
-from tests.heartbeat.conftest import QUIET, eventually, heartbeats_for, human_block, reflection_events
-from tests.scenario import RecordingSink
+from tests.heartbeat.conftest import QUIET, heartbeats_for, human_block, reflection_events
+from tests.scenario import RecordingSink, eventually
 from tests.standins.brain import Brain, heartbeat_event
 from tests.standins.llm_server import ScriptedLLMServer
 

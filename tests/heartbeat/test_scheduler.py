@@ -22,8 +22,8 @@ from bot.scheduler import HeartbeatScheduler, open_job_store
 from bot.serve import serve
 from bot.settings import Settings
 from memory.keys import RedisKeys
-from tests.heartbeat.conftest import RecordingAdapter, eventually, heartbeats_for, human_block, reflection_events
-from tests.scenario import RecordingSink, env_for
+from tests.heartbeat.conftest import RecordingAdapter, heartbeats_for, human_block, reflection_events
+from tests.scenario import RecordingSink, env_for, eventually
 from tests.standins.llm_server import ScriptedLLMServer
 
 REFLECTED = "Reflection: "

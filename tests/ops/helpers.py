@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import inspect
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,20 +24,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-async def eventually(check: Callable[[], Awaitable[bool] | bool], within: float = 30.0, what: str = "") -> None:
-    """Poll ``check`` until it is true; fail after ``within`` seconds (a safety net, not a timing assertion)."""
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within}s waiting for {what or check}")
-        await asyncio.sleep(0.05)
 
 
 def membot_env(settings: Settings, **extra: str) -> dict[str, str]:

@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 
 from bot.settings import Settings
-from tests.ops.helpers import MEMBOT, eventually, free_port, membot_env
-from tests.scenario import settings_for
+from tests.ops.helpers import MEMBOT, free_port, membot_env
+from tests.scenario import eventually, settings_for
 from tests.slack.harness import SIGNING_SECRET, sign
 from tests.standins.llm_server import ScriptedLLMServer
 from tests.standins.slack_api import SlackStandIn

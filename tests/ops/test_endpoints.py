@@ -15,8 +15,8 @@ from bot.app import App, open_app
 from bot.events import AgentKey
 from bot.metrics import Metrics
 from bot.serve import serve
-from tests.ops.helpers import eventually, free_port, redis_server
-from tests.scenario import RecordingSink, settings_for
+from tests.ops.helpers import free_port, redis_server
+from tests.scenario import RecordingSink, eventually, settings_for
 from tests.standins.llm_server import ScriptedLLMServer
 
 

@@ -15,8 +15,8 @@ import aiohttp
 
 from bot.app import open_app
 from bot.events import AgentKey
-from tests.ops.helpers import eventually
 from tests.ops.slack_process import Running, membot_run, posted, slack_settings
+from tests.scenario import eventually
 from tests.standins.llm_server import ScriptedLLMServer, ScriptedReply
 from tests.standins.slack_api import SlackStandIn
 

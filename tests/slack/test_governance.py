@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from bot.app import start_heartbeats
 from bot.events import Scope
-from tests.heartbeat.conftest import eventually
+from tests.scenario import eventually
 from tests.slack.conftest import ADA, ANN, BOB, MakeSlack
 from tests.slack.harness import SlackHarness, all_text, buttons
 from tests.standins.llm_server import ScriptedLLMServer
