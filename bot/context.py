@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.events import AgentKey, Scope
+from bot.llm.pairing import pair_tool_calls
 from bot.llm.types import ChatMessage, ModelError, SystemPrompt, ToolSpec
 from bot.metrics import Metrics
 from bot.ports import ArchivalMemory, ChatModel, CoreMemory, RecallMemory, WorkingMemory
@@ -26,7 +27,6 @@ from bot.prompts import load_prompt
 log = logging.getLogger(__name__)
 
 ALERT_RATIO = 0.75
-INTERRUPTED_RESULT = '{"status": "Failed", "message": "not executed: the turn was interrupted"}'
 MAX_RENDERED_MESSAGE_CHARS = 2000
 
 
@@ -51,29 +51,6 @@ class Budget:
     @property
     def summary_tokens(self) -> int:
         return max(64, min(1024, self.tokens // 8))
-
-
-def repair_queue(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
-    """Give every tool call a result (a crash can leave one without); drop results whose call is gone."""
-    repaired: list[ChatMessage] = []
-    pending: dict[str, str] = {}
-    for message in messages:
-        if message.role != "tool":
-            repaired.extend(_interrupted(pending))
-            pending.clear()
-        if message.role == "assistant":
-            pending = {call.id: call.name for call in message.tool_calls}
-        elif message.role == "tool":
-            if message.tool_call_id not in pending:
-                continue
-            pending.pop(message.tool_call_id)
-        repaired.append(message)
-    repaired.extend(_interrupted(pending))
-    return repaired
-
-
-def _interrupted(pending: dict[str, str]) -> list[ChatMessage]:
-    return [ChatMessage("tool", INTERRUPTED_RESULT, tool_call_id=cid, name=name) for cid, name in pending.items()]
 
 
 def cut_points(messages: Sequence[ChatMessage]) -> list[int]:
@@ -172,7 +149,7 @@ class ContextManager:
 
     async def _current(self, agent: AgentKey, tools: Sequence[ToolSpec], scope: Scope) -> Prompt:
         system = await self.system_prompt(agent, scope)
-        messages = repair_queue(await self._working.messages(agent))
+        messages = pair_tool_calls(await self._working.messages(agent))
         return Prompt(system, messages, self._model.count_tokens(system, messages, tools))
 
     async def flush(self, agent: AgentKey, tools: Sequence[ToolSpec], scope: Scope = Scope.PRIVATE) -> int:
@@ -187,7 +164,7 @@ class ContextManager:
         target = max(self.budget.tokens // 2, fixed + (self.budget.tokens - fixed) // 2)
         cut = max(cuts)
         for index in cuts:
-            if fixed + self._model.count_tokens(SystemPrompt(""), repair_queue(queue[index:]), []) <= target:
+            if fixed + self._model.count_tokens(SystemPrompt(""), pair_tool_calls(queue[index:]), []) <= target:
                 cut = index
                 break
         evicted = queue[:cut]

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from adapters.console import console_message
 from bot.app import open_app
-from bot.context import Budget, cut_points, repair_queue
+from bot.context import Budget, cut_points
 from bot.events import AgentKey
+from bot.llm.pairing import pair_tool_calls
 from bot.llm.tokens import TokenCounter
 from bot.llm.types import ChatMessage, SystemPrompt, ToolCall
 from bot.tools import tool_specs
@@ -66,14 +67,15 @@ async def test_200_turns_in_a_3000_token_window(llm: ScriptedLLMServer, key_pref
     assert sum(cycles) >= len(cycles) - 1, "the alert was raised in the cycles that ended in a flush"
 
 
-def test_repair_queue_gives_every_tool_call_a_result() -> None:
+def test_the_queue_is_repaired_so_every_tool_call_has_one_result() -> None:
     call = ToolCall("c1", "archival_memory_search", "{}")
     queue = [ChatMessage("user", "hi"), ChatMessage("assistant", "", (call,)), ChatMessage("user", "again")]
-    repaired = repair_queue(queue)
+    repaired = pair_tool_calls(queue)
     assert [m.role for m in repaired] == ["user", "assistant", "tool", "user"]
     assert repaired[2].tool_call_id == "c1"
     orphan = [ChatMessage("tool", "x", tool_call_id="gone"), ChatMessage("user", "hi")]
-    assert [m.role for m in repair_queue(orphan)] == ["user"]
+    kept = pair_tool_calls(orphan)  # a result without its call is kept, as text
+    assert [m.role for m in kept] == ["user", "user"] and kept[0].content.endswith("\nx")
 
 
 def test_cut_points_never_split_a_call_from_its_result() -> None:

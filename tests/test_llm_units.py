@@ -13,6 +13,7 @@ from bot.llm import openai as openai_wire
 from bot.llm.anthropic import AnthropicChatModel
 from bot.llm.factory import build_chat_model
 from bot.llm.openai import OpenAIChatModel
+from bot.llm.pairing import MISSING_RESULT
 from bot.llm.retry import RetryPolicy, Transient, call_with_retry, parse_retry_after, transient_status
 from bot.llm.tokens import CLAUDE_TOKEN_FACTOR, TokenCounter, raw_message_tokens
 from bot.llm.types import ChatMessage, ModelError, SystemPrompt, ToolCall, ToolSpec
@@ -159,7 +160,7 @@ def test_anthropic_merges_roles_and_orders_tool_results_first() -> None:
     assert last[1] == {
         "type": "tool_result",
         "tool_use_id": "toolu_b",
-        "content": anthropic_wire.MISSING_RESULT,
+        "content": MISSING_RESULT,
         "is_error": True,
     }
     assert "result b" in last[3]["text"]

@@ -22,6 +22,7 @@ from typing import Any
 import anthropic
 
 from bot.llm.base import SdkChatModel, sdk_error_classifier
+from bot.llm.pairing import MISSING_RESULT, pair_tool_calls
 from bot.llm.retry import RetryPolicy, call_with_retry
 from bot.llm.tokens import CLAUDE_TOKEN_FACTOR, TokenCounter
 from bot.llm.types import (
@@ -43,7 +44,6 @@ CACHE: dict[str, str] = {"type": "ephemeral"}
 START_PLACEHOLDER = "(conversation continues)"
 CONTINUE_PLACEHOLDER = "(continue)"
 EMPTY_PLACEHOLDER = "(empty message)"
-MISSING_RESULT = "error: no result was recorded for this call"
 
 # "prompt is too long: 208310 tokens > 200000 maximum"; "input length and `max_tokens` exceed context limit: ..."
 _OVERFLOW = re.compile(
@@ -79,45 +79,25 @@ def _text_block(text: str) -> Block:
     return {"type": "text", "text": text}
 
 
-def _missing_result(call_id: str) -> Block:
-    return {"type": "tool_result", "tool_use_id": _wire_id(call_id), "content": MISSING_RESULT, "is_error": True}
-
-
 def _turns(messages: Sequence[ChatMessage]) -> list[tuple[str, list[Block]]]:
-    """Neutral messages → (role, blocks) with every tool_use answered by exactly one tool_result."""
+    """Neutral messages → (role, blocks), every tool_use answered by exactly one tool_result."""
     turns: list[tuple[str, list[Block]]] = []
-    open_calls: dict[str, str] = {}  # tool_use id → name, of the latest assistant message
-
-    def close_open_calls() -> None:
-        if open_calls:
-            log.warning("tool calls without results: %s", ", ".join(open_calls.values()))
-            turns.append(("user", [_missing_result(call_id) for call_id in open_calls]))
-            open_calls.clear()
-
-    for msg in messages:
+    for msg in pair_tool_calls(messages):
         if msg.role == "tool":
-            if msg.tool_call_id is not None and msg.tool_call_id in open_calls:
-                del open_calls[msg.tool_call_id]
-                result = msg.content if msg.content.strip() else EMPTY_PLACEHOLDER
-                block = {"type": "tool_result", "tool_use_id": _wire_id(msg.tool_call_id), "content": result}
-                turns.append(("user", [block]))
-            else:
-                log.warning("tool result without its call: %s", msg.name or msg.tool_call_id)
-                label = f"[result of function {msg.name or '?'} (call {msg.tool_call_id or '?'})]"
-                turns.append(("user", [_text_block(f"{label}\n{msg.content}")]))
-            continue
-        close_open_calls()
-        if msg.role == "assistant":
+            result = msg.content if msg.content.strip() else EMPTY_PLACEHOLDER
+            block: Block = {"type": "tool_result", "tool_use_id": _wire_id(msg.tool_call_id or ""), "content": result}
+            if msg.content == MISSING_RESULT:
+                block["is_error"] = True
+            turns.append(("user", [block]))
+        elif msg.role == "assistant":
             blocks: list[Block] = [_text_block(msg.content)] if msg.content.strip() else []
             for call in msg.tool_calls:
                 tool_input = _tool_input(call.arguments)
                 blocks.append({"type": "tool_use", "id": _wire_id(call.id), "name": call.name, "input": tool_input})
-                open_calls[call.id] = call.name
             if blocks:
                 turns.append(("assistant", blocks))
         else:
             turns.append(("user", [_text_block(msg.content if msg.content.strip() else EMPTY_PLACEHOLDER)]))
-    close_open_calls()
     return turns
 
 

@@ -20,6 +20,7 @@ import openai
 from openai.types.chat import ChatCompletion
 
 from bot.llm.base import SdkChatModel, sdk_error_classifier
+from bot.llm.pairing import pair_tool_calls
 from bot.llm.retry import RetryPolicy, call_with_retry
 from bot.llm.tokens import GPT_TOKEN_FACTOR, TokenCounter
 from bot.llm.types import (
@@ -37,7 +38,6 @@ __all__ = ["OpenAIChatModel", "build_messages", "build_tools", "is_overflow_erro
 
 log = logging.getLogger(__name__)
 
-MISSING_RESULT = "error: no result was recorded for this call"
 
 # OpenAI: code "context_length_exceeded"; vLLM: "This model's maximum context length is 4096 tokens..."; llama.cpp:
 # "the request exceeds the available context size".
@@ -71,32 +71,14 @@ def _wire_call(call: ToolCall) -> dict[str, Any]:
 def build_messages(system: SystemPrompt, messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
     """One system message (static then dynamic) and the conversation, every tool call answered once."""
     wire: list[dict[str, Any]] = [{"role": "system", "content": system.text()}]
-    open_calls: dict[str, str] = {}  # tool call id → name, of the latest assistant message
-
-    def close_open_calls() -> None:
-        if open_calls:
-            log.warning("tool calls without results: %s", ", ".join(open_calls.values()))
-            wire.extend({"role": "tool", "tool_call_id": i, "content": MISSING_RESULT} for i in open_calls)
-            open_calls.clear()
-
-    for msg in messages:
+    for msg in pair_tool_calls(messages):
         if msg.role == "tool":
-            if msg.tool_call_id is not None and msg.tool_call_id in open_calls:
-                del open_calls[msg.tool_call_id]
-                wire.append({"role": "tool", "tool_call_id": msg.tool_call_id, "content": msg.content})
-            else:
-                log.warning("tool result without its call: %s", msg.name or msg.tool_call_id)
-                label = f"[result of function {msg.name or '?'} (call {msg.tool_call_id or '?'})]"
-                wire.append({"role": "user", "content": f"{label}\n{msg.content}"})
-            continue
-        close_open_calls()
-        if msg.role == "assistant" and msg.tool_calls:
+            wire.append({"role": "tool", "tool_call_id": msg.tool_call_id, "content": msg.content})
+        elif msg.role == "assistant" and msg.tool_calls:
             calls = [_wire_call(c) for c in msg.tool_calls]
             wire.append({"role": "assistant", "content": msg.content or None, "tool_calls": calls})
-            open_calls.update((c.id, c.name) for c in msg.tool_calls)
         else:
             wire.append({"role": msg.role, "content": msg.content})
-    close_open_calls()
     return wire
 
 

@@ -88,6 +88,8 @@ class Brain:
             return self._after_tool(messages)
         fresh = [m for m in _after_last_assistant(messages) if m["role"] == "user"]
         spoken = [user_text(m["content"]) for m in fresh if not m["content"].lstrip().startswith("[system]")]
+        if not spoken and any(m["role"] == "tool" for m in _after_last_assistant(messages)):
+            return self._after_tool(messages)  # a system alert arrived after a function result: go on with the turn
         if not spoken:
             return ScriptedReply(tool_calls=[("send_message", {"message": "(noted the system event)"})])
         return self._intent(spoken[-1], request.system)
