@@ -123,7 +123,7 @@ class MemoryAdmin:
             agent=agent,
             blocks=visible_blocks(blocks, scope),
             queue_length=len(await self._working.messages(agent)),
-            summary=await self._working.summary(agent) if scope is Scope.PRIVATE else "",
+            summary=await self._working.summary(agent, scope),
             recall_count=await self._recall.count(agent),
             archival_count=await self._archival.count(agent),
             last_modified=await self.core.last_modified(agent),

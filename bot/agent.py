@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from bot.context import ContextManager
+from bot.events import Scope
 from bot.llm.types import ChatMessage, Completion, ContextOverflowError
 from bot.metrics import Metrics
 from bot.ports import ChatModel, WorkingMemory
@@ -55,16 +56,17 @@ class Agent:
         reminder that the user cannot see it.
         """
         report = TurnReport()
+        private = ctx.scope is Scope.PRIVATE  # what this turn adds to the queue is hidden from channel turns
         reminded = False
         while report.steps < self._max_steps:
             report.steps += 1
             completion = await self._complete(ctx, report)
-            assistant = ChatMessage("assistant", completion.text, completion.tool_calls)
+            assistant = ChatMessage("assistant", completion.text, completion.tool_calls, private=private)
             if not completion.tool_calls:
                 await self._working.append(ctx.agent, [assistant])
                 if expects_reply and not reminded and report.messages_sent == 0 and completion.text.strip():
                     reminded = True
-                    await self._working.append(ctx.agent, [ChatMessage("user", UNSENT_REPLY_NOTE)])
+                    await self._working.append(ctx.agent, [ChatMessage("user", UNSENT_REPLY_NOTE, private=private)])
                     continue
                 break
             results: list[ChatMessage] = []
@@ -72,7 +74,9 @@ class Agent:
             for call in completion.tool_calls:
                 outcome = await execute_tool(call, ctx)
                 self._metrics.memory_operation(call.name, not outcome.failed)
-                results.append(ChatMessage("tool", outcome.content, tool_call_id=call.id, name=call.name))
+                results.append(
+                    ChatMessage("tool", outcome.content, tool_call_id=call.id, name=call.name, private=private)
+                )
                 report.messages_sent += outcome.sent_message
                 report.failed_calls += outcome.failed
                 wants_step = wants_step or outcome.heartbeat

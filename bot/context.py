@@ -7,6 +7,10 @@ summary, into a new recursive summary. Evicted messages remain in recall memory,
 Eviction target: the queue is cut to half of the room the fixed part of the prompt (instructions, tools, core
 memory, summary) leaves it. With a normal window that is about 50 % of the budget; with a tiny window it keeps
 eviction possible at all.
+
+Privacy: queue messages from a private context (a DM, the console, a heartbeat) are marked ``private``. A turn in
+a channel sees the queue without them, and the summary of only the public messages evicted, so what was said in a
+DM never reaches a channel's prompt (it matters on Slack, where one agent serves a user's DMs and channels).
 """
 
 from __future__ import annotations
@@ -51,6 +55,13 @@ class Budget:
     @property
     def summary_tokens(self) -> int:
         return max(64, min(1024, self.tokens // 8))
+
+
+def visible_messages(messages: Sequence[ChatMessage], scope: Scope) -> list[ChatMessage]:
+    """The queue as a turn of ``scope`` sees it: in a channel, without what was said or done in private."""
+    if scope is Scope.PRIVATE:
+        return list(messages)
+    return [message for message in messages if not message.private]
 
 
 def cut_points(messages: Sequence[ChatMessage]) -> list[int]:
@@ -124,7 +135,7 @@ class ContextManager:
             f"# Memory statistics\n{recall_count} messages in recall memory; {archival_count} notes in archival "
             f"memory; core memory last changed {changed}. Now: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC."
         )
-        summary = await self._working.summary(agent)
+        summary = await self._working.summary(agent, scope)
         if summary:
             parts.append(f"# Summary of earlier conversation (evicted from context, still searchable)\n{summary}")
         return SystemPrompt(static=load_prompt("system"), dynamic="\n\n".join(parts))
@@ -137,7 +148,8 @@ class ContextManager:
             return await self._current(agent, tools, scope)
         if prompt.tokens >= ALERT_RATIO * self.budget.tokens and not await self._working.pressure_alerted(agent):
             percent = round(100 * prompt.tokens / self.budget.tokens)
-            alert = ChatMessage("user", load_prompt("pressure_alert").replace("{percent}", str(percent)))
+            text = load_prompt("pressure_alert").replace("{percent}", str(percent))
+            alert = ChatMessage("user", text, private=scope is Scope.PRIVATE)
             await self._working.append(agent, [alert])
             await self._working.set_pressure_alerted(agent)
             log.info("pressure alert", extra={"agent": str(agent), "percent": percent})
@@ -149,7 +161,7 @@ class ContextManager:
 
     async def _current(self, agent: AgentKey, tools: Sequence[ToolSpec], scope: Scope) -> Prompt:
         system = await self.system_prompt(agent, scope)
-        messages = pair_tool_calls(await self._working.messages(agent))
+        messages = pair_tool_calls(visible_messages(await self._working.messages(agent), scope))
         return Prompt(system, messages, self._model.count_tokens(system, messages, tools))
 
     async def flush(self, agent: AgentKey, tools: Sequence[ToolSpec], scope: Scope = Scope.PRIVATE) -> int:
@@ -170,10 +182,24 @@ class ContextManager:
         evicted = queue[:cut]
         previous = await self._working.summary(agent)
         summary = await self._summarize(previous, evicted)
-        await self._working.evict(agent, cut, summary)
+        public_summary = await self._public_summary(agent, evicted, previous, summary)
+        await self._working.evict(agent, cut, summary, public_summary)
         self._metrics.evicted(cut)
         log.info("evicted messages into summary", extra={"agent": str(agent), "count": cut})
         return cut
+
+    async def _public_summary(
+        self, agent: AgentKey, evicted: Sequence[ChatMessage], previous: str, summary: str
+    ) -> str:
+        """The new summary a channel turn is shown: of the public messages only (a second model call only when
+        private and public messages were evicted together, or have been before)."""
+        previous_public = await self._working.summary(agent, Scope.PUBLIC)
+        public = visible_messages(evicted, Scope.PUBLIC)
+        if not public:
+            return previous_public
+        if len(public) == len(evicted) and previous_public == previous:
+            return summary
+        return await self._summarize(previous_public, public)
 
     async def _summarize(self, previous: str, evicted: Sequence[ChatMessage]) -> str:
         """One model call folding the previous summary and the evicted messages; a plain note if it fails."""

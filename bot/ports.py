@@ -152,10 +152,12 @@ class WorkingMemory(Protocol):
 
     async def append(self, agent: AgentKey, messages: Sequence[ChatMessage]) -> None: ...
 
-    async def summary(self, agent: AgentKey) -> str: ...
+    async def summary(self, agent: AgentKey, scope: Scope = Scope.PRIVATE) -> str:
+        """The summary of evicted messages: of all of them, or (PUBLIC) of the public ones only."""
+        ...
 
-    async def evict(self, agent: AgentKey, count: int, new_summary: str) -> None:
-        """Atomically drop the oldest ``count`` messages, store the new summary, and clear the pressure flag."""
+    async def evict(self, agent: AgentKey, count: int, new_summary: str, new_public_summary: str) -> None:
+        """Atomically drop the oldest ``count`` messages, store both new summaries, and clear the pressure flag."""
         ...
 
     async def pressure_alerted(self, agent: AgentKey) -> bool:

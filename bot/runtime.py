@@ -117,7 +117,8 @@ class Runtime:
             await self._ensure_core(agent, cause)
             # recall first: whatever reached the queue is then always in recall too (a crash between loses nothing)
             await self._recall.add([self._recall_entry(message, "user", text, message.author_name)])
-            await self._working.append(agent, [ChatMessage("user", pack_user_message(message, model_text))])
+            packed = ChatMessage("user", pack_user_message(message, model_text), private=message.scope is Scope.PRIVATE)
+            await self._working.append(agent, [packed])
             await self._note_activity(message)
 
             async def send(reply: str) -> None:
@@ -155,7 +156,7 @@ class Runtime:
         with ``cause``. Raises ModelError.
         """
         await self._ensure_core(agent, cause)
-        await self._working.append(agent, [ChatMessage("user", f"[system] {text}")])
+        await self._working.append(agent, [ChatMessage("user", f"[system] {text}", private=scope is Scope.PRIVATE)])
         ctx = ToolContext(
             agent,
             scope,

@@ -60,6 +60,10 @@ class RedisKeys:
         """String: a random token replaced whenever the queue changes other than by appending (eviction)."""
         return self._agent("queue-gen", agent)
 
+    def summary_public(self, agent: AgentKey) -> str:
+        """String: the summary of only the public messages evicted (what a channel turn is shown)."""
+        return self._agent("summary-public", agent)
+
     def summary(self, agent: AgentKey) -> str:
         """String: recursive summary of the messages evicted from the queue."""
         return self._agent("summary", agent)
@@ -162,6 +166,7 @@ class RedisKeys:
             self.queue(agent),
             self.queue_generation(agent),
             self.summary(agent),
+            self.summary_public(agent),
             self.pressure_alerted(agent),
             self.recall_latest(agent),
             self.memory_counts(agent),

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bot.events import AgentKey
+from bot.events import AgentKey, Scope
 from bot.llm.types import ChatMessage
 from memory.keys import RedisKeys
 
@@ -73,12 +73,14 @@ class RedisWorkingMemory:
             pipe.set(self._keys.queue_generation(agent), uuid.uuid4().hex, nx=True)
             await pipe.execute()
 
-    async def summary(self, agent: AgentKey) -> str:
-        raw = await self._redis.get(self._keys.summary(agent))
+    async def summary(self, agent: AgentKey, scope: Scope = Scope.PRIVATE) -> str:
+        key = self._keys.summary_public(agent) if scope is Scope.PUBLIC else self._keys.summary(agent)
+        raw = await self._redis.get(key)
         return "" if raw is None else _text(raw)
 
-    async def evict(self, agent: AgentKey, count: int, new_summary: str) -> None:
-        """Atomically (MULTI/EXEC) drop the oldest ``count`` messages, store the summary, clear the pressure flag."""
+    async def evict(self, agent: AgentKey, count: int, new_summary: str, new_public_summary: str) -> None:
+        """Atomically (MULTI/EXEC) drop the oldest ``count`` messages, store both summaries, clear the pressure
+        flag."""
         if count < 0:
             raise ValueError("count must not be negative")
         self._cache.pop(str(agent), None)
@@ -86,6 +88,7 @@ class RedisWorkingMemory:
             pipe.ltrim(self._keys.queue(agent), count, -1)
             pipe.set(self._keys.queue_generation(agent), uuid.uuid4().hex)
             pipe.set(self._keys.summary(agent), new_summary)
+            pipe.set(self._keys.summary_public(agent), new_public_summary)
             pipe.delete(self._keys.pressure_alerted(agent))
             await pipe.execute()
 
@@ -97,8 +100,10 @@ class RedisWorkingMemory:
         await self._redis.set(self._keys.pressure_alerted(agent), "1")
 
     async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
-        summary = await self.summary(agent)
+        summary, public = await self.summary(agent), await self.summary(agent, Scope.PUBLIC)
         items: list[dict[str, Any]] = [{"kind": "summary", "text": summary}] if summary else []
+        if public:
+            items.append({"kind": "public_summary", "text": public})
         raw = await self._redis.lrange(self._keys.queue(agent), 0, -1)
         items.extend({"kind": "queued_message", **json.loads(item)} for item in raw)
         return items
@@ -113,6 +118,7 @@ class RedisWorkingMemory:
                 self._keys.queue(agent),
                 self._keys.queue_generation(agent),
                 self._keys.summary(agent),
+                self._keys.summary_public(agent),
                 self._keys.pressure_alerted(agent),
             )
             queued, has_summary, _ = await pipe.execute()

@@ -29,6 +29,9 @@ class ChatMessage:
     - ``user``: text from the user or a system event (alerts and heartbeats are packed as user text);
     - ``assistant``: inner monologue in ``content`` plus the ``tool_calls`` it made;
     - ``tool``: the result of the call ``tool_call_id`` to function ``name``.
+
+    ``private``: said or done in a private context (a DM, the console, a heartbeat); a turn in a channel does not
+    see it (``bot.context``). The providers ignore it.
     """
 
     role: Role
@@ -36,9 +39,13 @@ class ChatMessage:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+    private: bool = False
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        data = asdict(self)
+        if not self.private:
+            del data["private"]
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ChatMessage:
@@ -50,6 +57,7 @@ class ChatMessage:
             tool_calls=calls,
             tool_call_id=data.get("tool_call_id"),
             name=data.get("name"),
+            private=bool(data.get("private", False)),
         )
 
 

@@ -32,14 +32,14 @@ async def test_append_and_read_back_in_order(working: RedisWorkingMemory) -> Non
 async def test_evict_drops_oldest_and_stores_summary(working: RedisWorkingMemory) -> None:
     await working.append(ALICE, CONVERSATION)
     assert await working.summary(ALICE) == ""
-    await working.evict(ALICE, 3, "Alice introduced herself.")
+    await working.evict(ALICE, 3, "Alice introduced herself.", "")
     assert await working.messages(ALICE) == CONVERSATION[3:]
     assert await working.summary(ALICE) == "Alice introduced herself."
-    await working.evict(ALICE, 10, "Alice introduced herself and has a dog.")
+    await working.evict(ALICE, 10, "Alice introduced herself and has a dog.", "")
     assert await working.messages(ALICE) == []
     assert await working.summary(ALICE) == "Alice introduced herself and has a dog."
     with pytest.raises(ValueError):
-        await working.evict(ALICE, -1, "x")
+        await working.evict(ALICE, -1, "x", "")
 
 
 async def test_evict_is_atomic_for_readers(
@@ -60,7 +60,7 @@ async def test_evict_is_atomic_for_readers(
 
     async def evictor() -> None:
         for n in range(1, 21):
-            await working.evict(ALICE, 10, f"summary {n}")
+            await working.evict(ALICE, 10, f"summary {n}", "")
             await asyncio.sleep(0)
 
     await asyncio.gather(reader(), evictor())
@@ -72,7 +72,7 @@ async def test_evict_is_atomic_for_readers(
 
 async def test_export_and_erase(working: RedisWorkingMemory) -> None:
     await working.append(ALICE, CONVERSATION)
-    await working.evict(ALICE, 1, "earlier: greetings")
+    await working.evict(ALICE, 1, "earlier: greetings", "")
     await working.append(BOB, CONVERSATION[:1])
     exported = await working.export(ALICE)
     assert exported[0] == {"kind": "summary", "text": "earlier: greetings"}
@@ -92,7 +92,7 @@ async def test_pressure_flag_lasts_until_the_next_eviction(working: RedisWorking
     assert await working.pressure_alerted(ALICE)
     assert not await working.pressure_alerted(BOB)
     await working.append(ALICE, CONVERSATION)
-    await working.evict(ALICE, 2, "summary")
+    await working.evict(ALICE, 2, "summary", "")
     assert not await working.pressure_alerted(ALICE)
     await working.set_pressure_alerted(ALICE)
     await working.erase(ALICE)
@@ -108,7 +108,7 @@ async def test_a_cached_queue_follows_changes_made_by_another_process(
     assert [m.content for m in await here.messages(ALICE)] == ["one", "two"]
     await there.append(ALICE, [ChatMessage("user", "three")])
     assert [m.content for m in await here.messages(ALICE)] == ["one", "two", "three"]
-    await there.evict(ALICE, 2, "summary")
+    await there.evict(ALICE, 2, "summary", "")
     await there.append(ALICE, [ChatMessage("user", "four"), ChatMessage("user", "five")])
     assert [m.content for m in await here.messages(ALICE)] == ["three", "four", "five"]
     await there.erase(ALICE)

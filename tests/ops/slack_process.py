@@ -117,11 +117,17 @@ async def membot_run(
                 assert process.stderr is not None
                 pytest.fail(f"membot run exited: {(await process.stderr.read()).decode()}")
             try:
-                return (await running.health())[0] == 200
-            except aiohttp.ClientConnectionError:
+                if (await running.health())[0] != 200:
+                    return False
+                # /healthz (its own port here) can answer before the Slack server listens: wait for that too
+                _, writer = await asyncio.open_connection("127.0.0.1", settings.slack_http_port)
+            except (aiohttp.ClientConnectionError, OSError):
                 return False
+            writer.close()
+            await writer.wait_closed()
+            return True
 
-        await eventually(healthy, within=60, what="membot run to be healthy")
+        await eventually(healthy, within=60, what="membot run to be healthy and listening for Slack events")
         yield running
     finally:
         if process.returncode is None:

@@ -97,10 +97,22 @@ async def test_erase_leaves_nothing_of_the_person_in_redis_or_qdrant_and_keeps_o
         return quiet and not pending and any("Thinking of you" in str(p) for p in slack.slack.posted(f"D{ANN}"))
 
     await eventually(reflected, what="Ann's reflection")
-    await slack.app.stores.working.evict(ann, 0, "Ann and membot talked about bees.")  # a summary, as eviction writes
+    # both summaries, as eviction writes them
+    await slack.app.stores.working.evict(ann, 0, "Ann and membot talked about bees.", "Ann talked about bees.")
     before = await traces_in_redis(redis_client, key_prefix, ANN)
     kinds = {name.split(":")[1] for name in before}
-    assert {"core", "core-versions", "audit", "queue", "summary", "activity", "proactive", "rate", "seen"} <= kinds
+    assert {
+        "core",
+        "core-versions",
+        "audit",
+        "queue",
+        "summary",
+        "summary-public",
+        "activity",
+        "proactive",
+        "rate",
+        "seen",
+    } <= kinds
     assert "jobrun" in kinds
     assert {"proactive-sent", "agents", "activity-index", "scheduler"} <= kinds
 
