@@ -153,6 +153,9 @@ class RecallOutbox:
         pause = 0.002
         while await self.pending(agent) > 0:
             if time.monotonic() + pause > deadline:
+                if await self.waiting() == 0:  # a count left behind with nothing to index (e.g. a lost stream)
+                    await self._redis.hdel(self._pending, str(agent))
+                    return True
                 return False
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.05)

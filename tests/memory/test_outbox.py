@@ -212,3 +212,11 @@ async def test_erase_takes_messages_still_in_the_outbox(
     assert await queued_recall.count(ALICE) == 0
     assert await indexed(store) == 1
     assert await outbox_is_empty(redis_client, keys)
+
+
+async def test_a_pending_count_with_nothing_behind_it_does_not_hold_searches_forever(
+    queued_recall: QdrantRecallMemory, outbox: RecallOutbox, redis_client: aioredis.Redis, keys: RedisKeys
+) -> None:
+    await redis_client.hset(keys.recall_outbox_pending(), str(ALICE), 3)  # e.g. the stream was lost with Redis data
+    assert await outbox.wait_indexed(ALICE, within=0.2)
+    assert await outbox.pending(ALICE) == 0
