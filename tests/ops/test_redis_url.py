@@ -13,6 +13,7 @@ from adapters.console import console_message
 from bot.app import list_jobs, open_app, start_heartbeats
 from bot.redis_url import RedisTarget, UnsupportedRedis, parse_redis_url, redact
 from bot.settings import ConfigError, load_settings
+from memory.keys import RedisKeys
 from tests.ops.helpers import free_port, redis_server, wait_for_port
 from tests.scenario import RecordingSink, settings_for
 from tests.standins.llm_server import ScriptedLLMServer
@@ -83,7 +84,7 @@ async def test_membot_follows_the_master_a_sentinel_names(
             direct = aioredis.Redis.from_url(master.url)
             try:
                 human = await direct.hget(f"{key_prefix}:core:{{console:sam}}", "human")
-                scheduled = await direct.hkeys(f"{key_prefix}:scheduler:jobs")
+                scheduled = await direct.hkeys(RedisKeys(key_prefix).scheduler_jobs())
             finally:
                 await direct.aclose()
         finally:
