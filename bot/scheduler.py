@@ -208,10 +208,8 @@ class HeartbeatScheduler:
             raise RuntimeError("the heartbeat scheduler is already running")
         self._heartbeats = heartbeats
         self._executor = _GuardedExecutor(self)
-        # a cluster client connects as it is built (it asks a node for the slot map): off the event loop
-        store = await asyncio.to_thread(open_job_store, self._redis_url, self._jobs_key, self._run_times_key)
         scheduler = AsyncIOScheduler(
-            jobstores={"default": store},
+            jobstores={"default": open_job_store(self._redis_url, self._jobs_key, self._run_times_key)},
             executors={"default": self._executor},
             job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": MAX_INSTANCES},
             timezone=UTC,
