@@ -34,12 +34,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import redis as syncredis
-
 from bot.app import open_app
 from bot.events import InboundMessage, OutboundReply
 from bot.llm.tokens import TokenCounter
 from bot.llm.types import ChatMessage, Completion, SystemPrompt, ToolCall, ToolSpec, Usage
+from bot.redis_url import sync_client
 from bot.runtime import Runtime
 from bot.settings import Settings
 from memory.outbox import RecallOutbox
@@ -146,7 +145,7 @@ async def run(turns: int, embedder: str, levels: list[int], think: float, paced_
                             f"p99 {percentile(ms, 0.99):6.1f} ms, {rate:6.1f} turns/s; indexer lag {lag:.2f} s"
                         )
         finally:
-            client = syncredis.Redis.from_url(settings.redis_url)
+            client = sync_client(settings.redis_url)  # on a cluster, SCAN visits every master and DEL splits by slot
             keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
             if keys:
                 client.delete(*keys)

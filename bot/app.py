@@ -11,9 +11,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from bot.admin import MemoryAdmin
 from bot.agent import Agent
 from bot.authz import Authorizer
@@ -52,6 +49,7 @@ from memory.qdrant import (
     open_qdrant,
 )
 from memory.recall import QdrantRecallMemory
+from memory.redis_client import REDIS_ERRORS, AsyncRedis
 from memory.reindex import reindex
 from memory.working import RedisWorkingMemory
 
@@ -64,7 +62,7 @@ class ServiceUnavailable(Exception):
 class Stores:
     """Every memory store, opened from settings."""
 
-    redis: aioredis.Redis
+    redis: AsyncRedis
     qdrant: QdrantStore
     embedder: Embedder
     core: RedisCoreMemory
@@ -97,11 +95,11 @@ class App:
     turns: TurnTracker = field(default_factory=TurnTracker)  # turns in flight (graceful shutdown waits for them)
 
 
-async def connect_redis(settings: Settings) -> aioredis.Redis:
-    client = async_client(settings.redis_url)  # a server, or the master a Sentinel names
+async def connect_redis(settings: Settings) -> AsyncRedis:
+    client = async_client(settings.redis_url)  # a server, the master a Sentinel names, or a cluster
     try:
         await client.ping()
-    except (RedisError, OSError) as exc:
+    except REDIS_ERRORS as exc:
         await client.aclose()
         raise ServiceUnavailable(
             f"Cannot reach Redis at {redact(settings.redis_url)} ({exc}). Start redis-server, or set REDIS_URL "
@@ -161,7 +159,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
         await redis.aclose()
 
 
-def core_memory(redis: aioredis.Redis, keys: RedisKeys, settings: Settings) -> RedisCoreMemory:
+def core_memory(redis: AsyncRedis, keys: RedisKeys, settings: Settings) -> RedisCoreMemory:
     return RedisCoreMemory(
         redis,
         keys,

@@ -1,44 +1,55 @@
-"""``REDIS_URL`` → Redis clients: a single server, or a Sentinel-managed master (high availability).
+"""``REDIS_URL`` → Redis clients: a single server, a Sentinel-managed master (failover), or a Redis Cluster.
 
 - ``redis://[[user]:password@]host:port/db``, ``rediss://…`` (TLS), ``unix:///path?db=0``: one server (redis-py's
   ``from_url``).
 - ``redis+sentinel://[[user]:password@]host:26379,host2:26379/SERVICE[/db]``, ``rediss+sentinel://…``: ask the
   Sentinels which server is the master of ``SERVICE`` and follow it through failovers. The credentials are the
   master's; ``?sentinel_password=…`` authenticates to the Sentinels when they need it.
-- ``redis+cluster://host:port,…``: recognized and refused with the reason (``UnsupportedRedis``): the APScheduler
-  job store and a few membot transactions touch keys in different cluster slots.
+- ``redis+cluster://[[user]:password@]host:port[,host2:port…][/0]``, ``rediss+cluster://…`` (TLS): a Redis Cluster,
+  reached through any of the nodes named (the others are discovered); database 0 only, as in every cluster.
+  Every membot transaction and script keeps its keys in one hash slot (``memory.keys``), so all of them are legal.
 
-Both the async client (memory stores, locks) and the synchronous pool (the APScheduler job store) come from here,
-so every part of membot follows the same master.
+Both the async client (memory stores, locks) and the synchronous client (the APScheduler job store) come from
+here, so every part of membot talks to the same deployment.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeAlias
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.cluster import ClusterNode, ClusterPipeline
 from redis.sentinel import Sentinel
 
-__all__ = ["RedisTarget", "UnsupportedRedis", "async_client", "parse_redis_url", "redact", "sync_pool"]
+__all__ = [
+    "RedisTarget",
+    "SyncRedis",
+    "TransactionalRedisCluster",
+    "async_client",
+    "parse_redis_url",
+    "redact",
+    "sync_client",
+]
 
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True, "sentinel": False}
-CLUSTER_SCHEMES = {"redis+cluster", "rediss+cluster"}
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
 DEFAULT_SENTINEL_PORT = 26379
+DEFAULT_CLUSTER_PORT = 6379
 
-
-class UnsupportedRedis(ValueError):
-    """The URL names a Redis deployment membot cannot use; the message says why and what to use instead."""
+SyncRedis: TypeAlias = redis.Redis | redis.RedisCluster
+"""The synchronous client of the APScheduler job store."""
 
 
 @dataclass(frozen=True)
 class RedisTarget:
     """What a ``REDIS_URL`` points at."""
 
-    kind: Literal["server", "sentinel"]
+    kind: Literal["server", "sentinel", "cluster"]
     url: str
     sentinels: tuple[tuple[str, int], ...] = ()
     service: str = ""
@@ -47,26 +58,24 @@ class RedisTarget:
     password: str | None = None
     sentinel_password: str | None = None
     ssl: bool = False
+    nodes: tuple[tuple[str, int], ...] = ()  # a cluster's startup nodes
 
 
 def parse_redis_url(url: str) -> RedisTarget:
-    """Parse ``REDIS_URL``; raises ValueError (``UnsupportedRedis`` for a cluster) naming what is wrong."""
+    """Parse ``REDIS_URL``; raises ValueError naming what is wrong."""
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     if scheme in CLUSTER_SCHEMES:
-        raise UnsupportedRedis(
-            "Redis Cluster is not supported yet: the heartbeat job store (APScheduler) and some membot transactions "
-            "use keys in different cluster slots. Use one Redis server, or Sentinel for failover "
-            "(REDIS_URL=redis+sentinel://host:26379,host2:26379/mymaster)."
-        )
+        return _parse_cluster(url, parts.netloc, parts.path, CLUSTER_SCHEMES[scheme])
     if scheme not in SENTINEL_SCHEMES:
         if scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"REDIS_URL must start with redis://, rediss://, unix:// or redis+sentinel:// ({url!r})")
+            raise ValueError(
+                "REDIS_URL must start with redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// "
+                f"({url!r})"
+            )
         return RedisTarget("server", url)
-    netloc = parts.netloc
-    credentials, _, hosts = netloc.rpartition("@")
-    username, _, password = credentials.partition(":") if credentials else ("", "", "")
-    sentinels = tuple(_host_port(item) for item in hosts.split(",") if item.strip())
+    username, password, hosts = _credentials(parts.netloc)
+    sentinels = tuple(_host_port(item, DEFAULT_SENTINEL_PORT, "Sentinel") for item in hosts.split(",") if item.strip())
     path = [p for p in parts.path.split("/") if p]
     if not sentinels or not path:
         raise ValueError(
@@ -84,19 +93,37 @@ def parse_redis_url(url: str) -> RedisTarget:
         sentinels=sentinels,
         service=unquote(path[0]),
         db=db,
-        username=unquote(username) or None,
-        password=unquote(password) or None,
+        username=username,
+        password=password,
         sentinel_password=next(iter(query.get("sentinel_password", [])), None),
         ssl=SENTINEL_SCHEMES[scheme],
     )
 
 
-def _host_port(item: str) -> tuple[str, int]:
-    host, _, port = item.strip().rpartition(":") if ":" in item.strip() else (item.strip(), "", "")
+def _parse_cluster(url: str, netloc: str, path: str, ssl: bool) -> RedisTarget:
+    username, password, hosts = _credentials(netloc)
+    nodes = tuple(_host_port(item, DEFAULT_CLUSTER_PORT, "cluster node") for item in hosts.split(",") if item.strip())
+    if not nodes:
+        raise ValueError("a cluster REDIS_URL names at least one node: redis+cluster://host:6379[,host2:6379]")
+    if path.strip("/") not in ("", "0"):
+        raise ValueError(f"a Redis Cluster has database 0 only; remove {path!r} from REDIS_URL")
+    return RedisTarget("cluster", url, db=0, username=username, password=password, ssl=ssl, nodes=nodes)
+
+
+def _credentials(netloc: str) -> tuple[str | None, str | None, str]:
+    """(username, password, the hosts part) of a URL's network location."""
+    credentials, _, hosts = netloc.rpartition("@")
+    username, _, password = credentials.partition(":") if credentials else ("", "", "")
+    return unquote(username) or None, unquote(password) or None, hosts
+
+
+def _host_port(item: str, default_port: int, what: str) -> tuple[str, int]:
+    item = item.strip()
+    host, _, port = item.rpartition(":") if ":" in item else (item, "", "")
     try:
-        return host.strip("[]"), int(port) if port else DEFAULT_SENTINEL_PORT
+        return host.strip("[]"), int(port) if port else default_port
     except ValueError:
-        raise ValueError(f"invalid Sentinel address {item!r} in REDIS_URL: use host:port") from None
+        raise ValueError(f"invalid {what} address {item!r} in REDIS_URL: use host:port") from None
 
 
 def _sentinel_options(target: RedisTarget) -> tuple[dict[str, object], dict[str, object]]:
@@ -112,6 +139,16 @@ def _sentinel_options(target: RedisTarget) -> tuple[dict[str, object], dict[str,
     return master, sentinel
 
 
+def _cluster_options(target: RedisTarget) -> dict[str, Any]:
+    """Options of every cluster node connection (the same credentials and TLS on every node)."""
+    options: dict[str, Any] = {"ssl": target.ssl}
+    if target.username:
+        options["username"] = target.username
+    if target.password:
+        options["password"] = target.password
+    return options
+
+
 class SentinelMaster(aioredis.Redis):
     """The client of the master a Sentinel names; closing it also closes the connections to the Sentinels."""
 
@@ -123,12 +160,26 @@ class SentinelMaster(aioredis.Redis):
             await sentinel.aclose()
 
 
-def async_client(url: str) -> aioredis.Redis:
+class TransactionalRedisCluster(redis.RedisCluster):
+    """A synchronous cluster client whose ``pipeline()`` is a MULTI/EXEC transaction by default, as ``redis.Redis``'s
+    is. APScheduler 3's ``RedisJobStore`` calls ``pipeline()`` (then ``multi()``) expecting one; redis-py's cluster
+    pipeline is otherwise a plain batch, which refuses ``multi()``. A cluster transaction must keep its keys in
+    one slot: the job store's two keys share a hash tag (``memory.keys.RedisKeys.scheduler_jobs``)."""
+
+    def pipeline(self, transaction: Any = True, shard_hint: Any = None) -> ClusterPipeline:
+        pipe: ClusterPipeline = super().pipeline(transaction=transaction, shard_hint=shard_hint)  # type: ignore[no-untyped-call]
+        return pipe
+
+
+def async_client(url: str) -> aioredis.Redis | aioredis.RedisCluster:
     """An asyncio client for ``REDIS_URL`` (not connected yet: the first command connects)."""
     target = parse_redis_url(url)
     if target.kind == "server":
         single: aioredis.Redis = aioredis.Redis.from_url(url)
         return single
+    if target.kind == "cluster":
+        nodes = [AsyncClusterNode(host, port) for host, port in target.nodes]
+        return aioredis.RedisCluster(startup_nodes=nodes, **_cluster_options(target))
     master, sentinel = _sentinel_options(target)
     sentinels = AsyncSentinel(list(target.sentinels), sentinel_kwargs=sentinel, **master)  # type: ignore[no-untyped-call]
     client: SentinelMaster = sentinels.master_for(target.service, redis_class=SentinelMaster)
@@ -136,15 +187,18 @@ def async_client(url: str) -> aioredis.Redis:
     return client
 
 
-def sync_pool(url: str) -> redis.ConnectionPool:
-    """A synchronous connection pool for ``REDIS_URL`` (the APScheduler job store runs on it)."""
+def sync_client(url: str) -> SyncRedis:
+    """A synchronous client for ``REDIS_URL`` (the APScheduler job store runs on it); close it with ``close()``."""
     target = parse_redis_url(url)
     if target.kind == "server":
-        return redis.ConnectionPool.from_url(url)
+        return redis.Redis.from_url(url)
+    if target.kind == "cluster":
+        nodes = [ClusterNode(host, port) for host, port in target.nodes]  # type: ignore[no-untyped-call]
+        return TransactionalRedisCluster(startup_nodes=nodes, **_cluster_options(target))
     master, sentinel = _sentinel_options(target)
     sentinels = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel, **master)  # type: ignore[no-untyped-call]
-    pool: redis.ConnectionPool = sentinels.master_for(target.service).connection_pool  # type: ignore[no-untyped-call]
-    return pool
+    client: redis.Redis = sentinels.master_for(target.service)  # type: ignore[no-untyped-call]
+    return client
 
 
 def redact(url: str) -> str:

@@ -39,7 +39,7 @@ from bot.events import AgentKey, utc_now
 from bot.heartbeat import HeartbeatConfig, Heartbeats
 from bot.memory_types import heartbeat_job_id
 from bot.ports import ActivityLog, FiringGuard
-from bot.redis_url import sync_pool
+from bot.redis_url import SyncRedis, sync_client
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,19 @@ class JobInfo:
 class TolerantRedisJobStore(RedisJobStore):  # type: ignore[misc]
     """A ``RedisJobStore`` shared by several schedulers. A job another process removed meanwhile is skipped: reading
     it is not a failed restore, and removing or updating it is not an error (in APScheduler 3 that error would
-    escape ``_process_jobs`` and stop this scheduler's timer)."""
+    escape ``_process_jobs`` and stop this scheduler's timer).
+
+    It runs on the client it is given (``bot.redis_url.sync_client``: a server, a Sentinel's master, or a cluster)
+    rather than the ``redis.Redis`` APScheduler builds from connection arguments, which cannot reach a cluster. Its
+    transactions touch only ``jobs_key`` and ``run_times_key``, which must then share a hash tag.
+    """
+
+    def __init__(self, client: SyncRedis, jobs_key: str, run_times_key: str) -> None:
+        super().__init__(jobs_key=jobs_key, run_times_key=run_times_key)
+        self.redis: SyncRedis = client  # replaces the unconnected client the base class built
+
+    def shutdown(self) -> None:
+        self.redis.close()
 
     def get_due_jobs(self, now: datetime) -> list[Job]:
         job_ids = self.redis.zrangebyscore(self.run_times_key, 0, datetime_to_utc_timestamp(now))
@@ -115,9 +127,8 @@ class TolerantRedisJobStore(RedisJobStore):  # type: ignore[misc]
 
 
 def open_job_store(redis_url: str, jobs_key: str, run_times_key: str) -> TolerantRedisJobStore:
-    """The job store on its own synchronous Redis connection pool (APScheduler 3 stores are synchronous)."""
-    pool = sync_pool(redis_url)  # a server, or the master a Sentinel names
-    return TolerantRedisJobStore(jobs_key=jobs_key, run_times_key=run_times_key, connection_pool=pool)
+    """The job store on its own synchronous Redis client (APScheduler 3 stores are synchronous)."""
+    return TolerantRedisJobStore(sync_client(redis_url), jobs_key, run_times_key)
 
 
 def read_jobs(redis_url: str, jobs_key: str, run_times_key: str) -> list[JobInfo]:

@@ -67,12 +67,13 @@ async def serve(
     stop = stop or asyncio.Event()
     force = asyncio.Event()
     adapters = build_adapters(app.services) if adapters is None else list(adapters)
-    ops = await start_ops_endpoints(app, adapters)
+    ops: OpsServer | None = None
     code = 0
     try:
         scheduler = await start_heartbeats(app, adapters)
         app.health.add("scheduler", scheduler_check(scheduler))
         try:
+            ops = await start_ops_endpoints(app, adapters)  # after the scheduler: /healthz checks it from the start
             with _stop_on_signals(stop, force):
                 if topology.several_processes:
                     notify(f"this process is {topology.describe()}; they share Redis and the Qdrant server")

@@ -11,12 +11,11 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from bot.events import AgentKey, ReplyAddress
 from bot.memory_types import HEARTBEAT_JOB_KINDS, ActivityRecord, ProactivePrefs, heartbeat_job_id
 from memory.keys import RedisKeys
-from memory.platform_state import scan_keys
+from memory.platform_state import delete_keys, scan_keys
+from memory.redis_client import AsyncRedis
 
 PROACTIVE_COUNTER_TTL = 3 * 86_400  # a local day can start up to 14 h before or end 12 h after the UTC day
 
@@ -56,20 +55,23 @@ def _moment(raw: str | None) -> datetime | None:
 class RedisActivityLog:
     """``ActivityLog`` on Redis: one hash per agent, an index of agents by last message, proactive counters."""
 
-    def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
+    def __init__(self, redis: AsyncRedis, keys: RedisKeys) -> None:
         self._redis = redis
         self._keys = keys
         self._take_slot = redis.register_script(_TAKE_SLOT)
         self._mark_reflected = redis.register_script(_MARK_REFLECTED)
 
     async def record_message(self, agent: AgentKey, address: ReplyAddress, at: datetime) -> None:
+        # The index is global (another cluster slot than the agent's hash), so it is written on its own, first: a
+        # stop in between leaves the agent listed as recently active with its previous record, which the scheduler
+        # reads and acts on as before (the hash decides); the other order could hide a new message from it.
+        await self._redis.zadd(self._keys.activity_index(), {str(agent): at.timestamp()})
         key = self._keys.activity(agent)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping={"last_message": _stamp(at), "address": json.dumps(asdict(address))})
             pipe.hincrby(key, "since", 1)
             if address.is_dm:
                 pipe.hset(key, "private_since", 1)
-            pipe.zadd(self._keys.activity_index(), {str(agent): at.timestamp()})
             await pipe.execute()
 
     async def get(self, agent: AgentKey) -> ActivityRecord:
@@ -87,10 +89,10 @@ class RedisActivityLog:
         await self._mark_reflected(keys=[self._keys.activity(agent)], args=[_stamp(at), max(0, seen)])
 
     async def forget(self, agent: AgentKey) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self._keys.activity(agent))
-            pipe.zrem(self._keys.activity_index(), str(agent))
-            await pipe.execute()
+        # Two slots on a cluster, so two commands: the index first, so no scheduler plans work for the agent from
+        # it once it is going; a stop in between leaves the unindexed hash, which forgetting again removes.
+        await self._redis.zrem(self._keys.activity_index(), str(agent))
+        await self._redis.delete(self._keys.activity(agent))
 
     async def recent_agents(self, since: datetime) -> list[AgentKey]:
         members = await self._redis.zrangebyscore(self._keys.activity_index(), since.timestamp(), "+inf")
@@ -142,12 +144,15 @@ class RedisActivityLog:
         guards."""
         await self.forget(agent)
         jobs = self._jobs(agent)
-        found = await scan_keys(self._redis, self._patterns(agent))
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self._keys.proactive(agent), *found)
+        async with self._redis.pipeline(transaction=True) as pipe:  # the job store's two keys: one hash tag
             pipe.hdel(self._keys.scheduler_jobs(), *jobs)
             pipe.zrem(self._keys.scheduler_run_times(), *jobs)
             await pipe.execute()
+        found = await scan_keys(self._redis, [self._keys.proactive_sent_pattern(agent)])
+        await self._redis.delete(self._keys.proactive(agent), *found)  # the agent's keys: one slot, one DEL
+        # Firing guards are keyed by job and firing (any slot). With the jobs gone no new guard appears, and each
+        # guard is a flag that expires in a day, so deleting them key by key needs no atomicity.
+        await delete_keys(self._redis, await scan_keys(self._redis, list(map(self._keys.job_run_guard_pattern, jobs))))
 
     async def export(self, agent: AgentKey) -> dict[str, Any]:
         """Activity, proactive choice and counters, scheduled jobs (id, next run) and firing guards."""
@@ -174,7 +179,7 @@ class RedisActivityLog:
 class RedisFiringGuard:
     """``FiringGuard`` on Redis: ``SET <prefix>:jobrun:<job id>:<fire time> 1 NX PX <ttl>``."""
 
-    def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
+    def __init__(self, redis: AsyncRedis, keys: RedisKeys) -> None:
         self._redis = redis
         self._keys = keys
 

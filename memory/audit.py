@@ -16,11 +16,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import redis.asyncio as aioredis
-
 from bot.events import AgentKey
 from bot.memory_types import AuditEntry
 from memory.keys import RedisKeys
+from memory.redis_client import AsyncRedis
 
 DEFAULT_AUDIT_MAX_ENTRIES = 5000
 
@@ -81,7 +80,7 @@ def _entries(raw: Any) -> list[tuple[bytes | str, Mapping[Any, Any]]]:
 class RedisAuditLog:
     """``AuditLog`` on a Redis stream per agent."""
 
-    def __init__(self, redis: aioredis.Redis, keys: RedisKeys, max_entries: int = DEFAULT_AUDIT_MAX_ENTRIES) -> None:
+    def __init__(self, redis: AsyncRedis, keys: RedisKeys, max_entries: int = DEFAULT_AUDIT_MAX_ENTRIES) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self._redis = redis

@@ -18,8 +18,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from bot.events import AgentKey
 from bot.memory_types import (
     CORE_LABELS,
@@ -35,6 +33,7 @@ from bot.memory_types import (
 from memory import core_scripts
 from memory.audit import DEFAULT_AUDIT_MAX_ENTRIES, stamp
 from memory.keys import RedisKeys
+from memory.redis_client import AsyncRedis
 
 DEFAULT_BLOCK_LIMIT = 2000
 DEFAULT_VERSIONS_KEPT = 200
@@ -67,7 +66,7 @@ class RedisCoreMemory:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: AsyncRedis,
         keys: RedisKeys,
         block_limit: int = DEFAULT_BLOCK_LIMIT,
         limits: Mapping[str, int] | None = None,
@@ -299,11 +298,14 @@ class RedisCoreMemory:
     async def erase(self, agent: AgentKey) -> int:
         """Remove the agent's blocks, limits, metadata, versions and version counter; return blocks removed."""
         k = self._keys
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with self._redis.pipeline(transaction=True) as pipe:  # the agent's keys: one hash slot
             pipe.hlen(k.core_blocks(agent))
             pipe.delete(
                 k.core_blocks(agent), k.core_limits(agent), k.meta(agent), k.core_versions(agent), k.core_version(agent)
             )
-            pipe.srem(k.agents(), str(agent))
             removed, *_ = await pipe.execute()
+        # The global ``agents`` index is in another cluster slot, so it is updated on its own, after the memory is
+        # gone (``ensure`` likewise adds to it after its script). A stop in between leaves only a name in a listing
+        # that nothing acts on without reading the agent's own keys; erasing again removes it.
+        await self._redis.srem(k.agents(), str(agent))
         return int(removed)

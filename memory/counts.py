@@ -16,11 +16,11 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Literal
 
-import redis.asyncio as aioredis
 from qdrant_client import AsyncQdrantClient
 
 from bot.events import AgentKey, Scope
 from memory.keys import RedisKeys
+from memory.redis_client import AsyncRedis
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def _field(kind: Kind, scope: Scope) -> str:
 
 
 class MemoryCounts:
-    def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
+    def __init__(self, redis: AsyncRedis, keys: RedisKeys) -> None:
         self._redis = redis
         self._keys = keys
         self._add = redis.register_script(_ADD)

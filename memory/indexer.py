@@ -20,10 +20,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from redis.exceptions import RedisError
-
 from bot.memory_types import RecallEntry
 from memory.outbox import OutboxItem, RecallOutbox
+from memory.redis_client import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ class RecallIndexer:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*REDIS_ERRORS):
             await self._outbox.close_consumer(self._consumer)
 
     async def _run(self) -> None:
@@ -106,7 +105,7 @@ class RecallIndexer:
                     await self._process(items)
                 elif self._stopping:
                     return
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 if self._stopping:
                     return
                 log.warning("recall indexer cannot reach Redis; retrying", extra={"error": type(exc).__name__})

@@ -1,7 +1,14 @@
 """Every Redis key membot uses, in one place.
 
-Per-agent keys wrap the agent key in a hash tag (``{discord:123:456}``) so that all keys of one agent land in
-the same Redis Cluster slot and multi-key scripts and transactions on them stay legal on a cluster.
+On a Redis Cluster, the keys of one script or MULTI transaction must share a hash slot. So:
+
+- per-agent keys wrap the agent key in a hash tag (``{discord:123:456}``): all keys of one agent share a slot;
+- the recall outbox's three keys share the tag ``{recall}``, the scheduler's two keys the tag ``{scheduler}``;
+- the global indexes (``agents``, ``activity-index``), the per-person rate-limit and dedupe flags and the firing
+  guards have no tag: nothing changes them in the same script or transaction as another key (the stores write
+  them in separate commands, and say why that is safe where it happens).
+
+``tests/memory/test_cluster_slots.py`` checks each group's slot.
 """
 
 from __future__ import annotations
@@ -147,13 +154,14 @@ class RedisKeys:
         """SCAN pattern of every firing guard of one job."""
         return f"{self.prefix}:jobrun:{job_id}:*"
 
+    # the job store changes both in one MULTI: one hash tag keeps that legal on a cluster
     def scheduler_jobs(self) -> str:
         """Hash used by the APScheduler Redis job store for jobs."""
-        return f"{self.prefix}:scheduler:jobs"
+        return f"{self.prefix}:scheduler:jobs:{{scheduler}}"
 
     def scheduler_run_times(self) -> str:
         """Sorted set used by the APScheduler Redis job store for next run times."""
-        return f"{self.prefix}:scheduler:run_times"
+        return f"{self.prefix}:scheduler:run_times:{{scheduler}}"
 
     def agent_keys(self, agent: AgentKey) -> list[str]:
         """Every per-agent key holding memory (not the lock, not the audit trail): what a full erase removes."""

@@ -13,12 +13,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 
-import redis.asyncio as aioredis
 from redis.asyncio.lock import Lock
-from redis.exceptions import LockError, RedisError
+from redis.exceptions import LockError
 
 from bot.events import AgentKey
 from memory.keys import RedisKeys
+from memory.redis_client import REDIS_ERRORS, AsyncRedis
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class RedisAgentLocks:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: AsyncRedis,
         keys: RedisKeys,
         lease_seconds: float = 60.0,
         wait_seconds: float = 300.0,
@@ -112,7 +112,7 @@ class RedisAgentLocks:
             except LockError:
                 log.error("lost the lock of agent %s: its lease expired before it could be renewed", agent)
                 return
-            except RedisError as exc:  # a blip: the lease still has two thirds left, try again next round
+            except REDIS_ERRORS as exc:  # a blip: the lease still has two thirds left, try again next round
                 log.warning("could not renew the lock of agent %s: %s", agent, exc)
 
     async def _release(self, lock: Lock, agent: AgentKey) -> None:
@@ -120,5 +120,5 @@ class RedisAgentLocks:
             await lock.release()
         except LockError:
             log.warning("the lock of agent %s had already expired when the turn ended", agent)
-        except RedisError as exc:  # the lease frees it when it runs out
+        except REDIS_ERRORS as exc:  # the lease frees it when it runs out
             log.warning("could not release the lock of agent %s: %s", agent, exc)

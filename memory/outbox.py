@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from bot.events import AgentKey, Scope
 from bot.memory_types import RecallEntry
 from memory.keys import RedisKeys
+from memory.redis_client import AsyncRedis
 from memory.search import from_rfc3339, to_rfc3339
 
 GROUP = "indexers"
@@ -115,7 +115,7 @@ def _text(value: bytes | str) -> str:
 class RecallOutbox:
     """Redis side of the outbox: put, claim, acknowledge, count pending, dead-letter."""
 
-    def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
+    def __init__(self, redis: AsyncRedis, keys: RedisKeys) -> None:
         self._redis = redis
         self._stream = keys.recall_outbox()
         self._pending = keys.recall_outbox_pending()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 
-import redis.asyncio as aioredis
-
 from memory.keys import RedisKeys
+from memory.redis_client import AsyncRedis
 
 CHANNEL_MODES = ("mention", "always")
 
@@ -18,7 +17,7 @@ class RedisThrottle:
     SCAN; they expire on their own after two minutes and a day.
     """
 
-    def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
+    def __init__(self, redis: AsyncRedis, keys: RedisKeys) -> None:
         self._redis = redis
         self._keys = keys
 
@@ -37,11 +36,10 @@ class RedisThrottle:
         return sorted(await scan_keys(self._redis, self._keys.person_patterns(person)))
 
     async def erase(self, person: str) -> int:
-        found = await scan_keys(self._redis, self._keys.person_patterns(person))
-        return int(await self._redis.delete(*found)) if found else 0
+        return await delete_keys(self._redis, await scan_keys(self._redis, self._keys.person_patterns(person)))
 
 
-async def scan_keys(redis: aioredis.Redis, patterns: list[str]) -> list[str]:
+async def scan_keys(redis: AsyncRedis, patterns: list[str]) -> list[str]:
     """Every key matching one of ``patterns`` (SCAN: incremental, never blocks Redis)."""
     found: set[str] = set()
     for pattern in patterns:
@@ -50,10 +48,24 @@ async def scan_keys(redis: aioredis.Redis, patterns: list[str]) -> list[str]:
     return sorted(found)
 
 
+async def delete_keys(redis: AsyncRedis, keys: list[str]) -> int:
+    """Delete ``keys`` with one DEL per key, batched in one non-transactional pipeline; return how many existed.
+
+    For keys of any hash slots that need no atomicity (flags and counters that expire on their own): a cluster
+    refuses one DEL or MULTI across slots, while a plain pipeline is split per node.
+    """
+    if not keys:
+        return 0
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.delete(key)
+        return sum(int(deleted) for deleted in await pipe.execute())
+
+
 class RedisChannelModes:
     """``ChannelModes`` on Redis: one hash per platform."""
 
-    def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
+    def __init__(self, redis: AsyncRedis, keys: RedisKeys) -> None:
         self._redis = redis
         self._keys = keys
 

@@ -15,11 +15,10 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from bot.events import AgentKey, Scope
 from bot.llm.types import ChatMessage
 from memory.keys import RedisKeys
+from memory.redis_client import AsyncRedis
 
 CACHED_QUEUES = 256  # parsed queues kept per process (the agents that spoke last)
 
@@ -31,7 +30,7 @@ def _text(value: bytes | str) -> str:
 class RedisWorkingMemory:
     """``WorkingMemory`` on Redis: the queue (a list), the summary (a string) and the pressure-alert flag."""
 
-    def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
+    def __init__(self, redis: AsyncRedis, keys: RedisKeys) -> None:
         self._redis = redis
         self._keys = keys
         self._cache: OrderedDict[str, tuple[str, list[ChatMessage]]] = OrderedDict()

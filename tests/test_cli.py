@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import portalocker
@@ -136,11 +137,14 @@ def test_a_message_survives_the_process_being_killed_before_it_was_indexed(
         chat.stdin.flush()
         assert chat.stdout.readline().decode() == "membot> Got it, I'll remember that.\n"
         client = syncredis.Redis.from_url(env["REDIS_URL"])
-        try:
-            pending = client.hget(f"{key_prefix}:outbox-pending:{{recall}}", "console:erin")
+        try:  # the reply is printed just before it is stored: wait for it (a safety net, not a timing assertion)
+            deadline = time.monotonic() + 30
+            while (pending := client.hget(f"{key_prefix}:outbox-pending:{{recall}}", "console:erin")) != b"2":
+                assert time.monotonic() < deadline, f"pending: {pending!r}"
+                time.sleep(0.02)
         finally:
             client.close()
-        assert pending == b"2"  # the user's message and the reply, waiting in Redis
+        # the user's message and the reply are waiting in Redis, not indexed
     finally:
         chat.kill()
         chat.wait(timeout=30)

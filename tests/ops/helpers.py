@@ -76,3 +76,64 @@ def wait_for_port(port: int, within: float = 10.0) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"nothing listens on port {port}")
         time.sleep(0.05)
+
+
+class LocalRedisCluster:
+    """A Redis Cluster of real redis-server processes (masters only) on free ports in ``directory``.
+
+    Needs ``redis-server`` and ``redis-cli`` (the caller skips without them); ``stop`` ends every node.
+    """
+
+    def __init__(self, directory: Path, masters: int = 3) -> None:
+        self.nodes: list[RedisServer] = []
+        try:
+            for index in range(masters):
+                bus = str(free_port())  # set explicitly: the default (port + 10000) may be taken or out of range
+                options = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", bus)
+                self.nodes.append(RedisServer(directory / f"node{index}", *options))
+            subprocess.run(
+                ["redis-cli", "--cluster", "create", *self.addresses, "--cluster-replicas", "0", "--cluster-yes"],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            for node in self.nodes:
+                self._wait_ok(node.port)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def addresses(self) -> list[str]:
+        return [f"127.0.0.1:{node.port}" for node in self.nodes]
+
+    @staticmethod
+    def _wait_ok(port: int, within: float = 30.0) -> None:
+        """Until the node sees every slot served (``cluster_state:ok``)."""
+        deadline = time.monotonic() + within
+        while True:
+            info = subprocess.run(
+                ["redis-cli", "-p", str(port), "cluster", "info"], capture_output=True, text=True, timeout=10
+            ).stdout
+            if "cluster_state:ok" in info:
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(f"the cluster node on port {port} never reached cluster_state:ok:\n{info}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+@contextlib.contextmanager
+def redis_cluster(directory: Path, masters: int = 3) -> Iterator[LocalRedisCluster]:
+    """A local cluster for one test or module; skips (with the reason) when redis-server or redis-cli is missing."""
+    missing = [tool for tool in ("redis-server", "redis-cli") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"{' and '.join(missing)} not installed: a Redis Cluster test needs real nodes")
+    cluster = LocalRedisCluster(directory, masters)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

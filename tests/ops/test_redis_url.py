@@ -1,4 +1,6 @@
-"""REDIS_URL forms: one server, or a Sentinel-named master (a real redis-server in sentinel mode); Cluster refused."""
+"""REDIS_URL forms: one server, a Sentinel-named master (a real redis-server in sentinel mode), a cluster's nodes.
+
+A whole membot on a real Redis Cluster is in ``test_redis_cluster.py``."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ import redis.asyncio as aioredis
 
 from adapters.console import console_message
 from bot.app import list_jobs, open_app, start_heartbeats
-from bot.redis_url import RedisTarget, UnsupportedRedis, parse_redis_url, redact
+from bot.redis_url import RedisTarget, async_client, parse_redis_url, redact
 from bot.settings import ConfigError, load_settings
+from memory.keys import RedisKeys
 from tests.ops.helpers import free_port, redis_server, wait_for_port
 from tests.scenario import RecordingSink, settings_for
 from tests.standins.llm_server import ScriptedLLMServer
@@ -43,9 +46,45 @@ def test_malformed_urls_are_refused_at_start(url: str, message: str, monkeypatch
         load_settings()
 
 
-def test_cluster_urls_are_refused_with_the_reason() -> None:
-    with pytest.raises(UnsupportedRedis, match=r"different cluster slots.*Sentinel"):
-        parse_redis_url("redis+cluster://n1:7000,n2:7001")
+def test_cluster_urls_name_the_startup_nodes() -> None:
+    target = parse_redis_url("redis+cluster://n1:7000,n2,[::1]:7002")
+    assert (target.kind, target.nodes, target.ssl, target.db) == (
+        "cluster",
+        (("n1", 7000), ("n2", 6379), ("::1", 7002)),
+        False,
+        0,
+    )
+    secure = parse_redis_url("rediss+cluster://app:s%40cret@n1:7000/0")
+    assert (secure.ssl, secure.username, secure.password, secure.nodes) == (True, "app", "s@cret", (("n1", 7000),))
+    assert parse_redis_url("redis+cluster://:pw@n1:7000/").password == "pw"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis+cluster://", "names at least one node"),
+        ("redis+cluster://n1:port", "invalid cluster node address"),
+        ("redis+cluster://n1:7000/2", "database 0 only"),
+    ],
+)
+def test_malformed_cluster_urls_are_refused_at_start(url: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", url)
+    with pytest.raises(ConfigError, match=message):
+        load_settings()
+
+
+async def test_cluster_urls_build_an_async_cluster_client() -> None:
+    """It connects at its first command, so no cluster is needed here (the synchronous client of the job store
+    connects at once: the end-to-end cluster test covers it)."""
+    client = async_client("rediss+cluster://u:pw@n1:7000,n2:7001")
+    try:
+        assert isinstance(client, aioredis.RedisCluster)
+        assert [(node.host, node.port) for node in client.nodes_manager.startup_nodes.values()] == [
+            ("n1", 7000),
+            ("n2", 7001),
+        ]
+    finally:
+        await client.aclose()
 
 
 def test_passwords_never_appear_in_messages() -> None:
@@ -83,7 +122,7 @@ async def test_membot_follows_the_master_a_sentinel_names(
             direct = aioredis.Redis.from_url(master.url)
             try:
                 human = await direct.hget(f"{key_prefix}:core:{{console:sam}}", "human")
-                scheduled = await direct.hkeys(f"{key_prefix}:scheduler:jobs")
+                scheduled = await direct.hkeys(RedisKeys(key_prefix).scheduler_jobs())
             finally:
                 await direct.aclose()
         finally:
