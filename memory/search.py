@@ -4,6 +4,7 @@ and the scroll/count/delete helpers recall and archival memory share. Collection
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -21,6 +22,8 @@ SearchMode = Literal["hybrid", "dense", "sparse"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "dense", "sparse")
 
 _SCROLL_BATCH = 256
+
+log = logging.getLogger(__name__)
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -147,12 +150,21 @@ async def search_page(
     """One page of a hybrid search of ``agent``'s points; ``function`` names the memory function in errors.
 
     The query is embedded as it is; a date in it ("in July 2023") favours points from that time (see
-    ``hybrid_query``), widened by ``MENTION_SLACK`` since events are often told about days later.
+    ``hybrid_query``), widened by ``MENTION_SLACK`` since events are often told about days later. When the query
+    cannot be embedded (the embeddings API is down), the search runs on words (BM25) alone.
     """
     check_page(function, page)
     if not query.strip():
         raise MemoryEditError(f"{function} failed: the query is empty. Say what to look for.")
-    dense = [] if mode == "sparse" else (await embedder.embed([query]))[0]
+    dense: list[float] = []
+    if mode != "sparse":
+        try:
+            dense = (await embedder.embed([query]))[0]
+        except Exception as exc:  # the embedder is down (an API outage): words alone still find things
+            if mode == "dense":
+                raise
+            log.warning("query embedding failed; searching by words only", extra={"error": type(exc).__name__})
+            mode = "sparse"
     points = await hybrid_query(
         client,
         collection,

@@ -167,12 +167,15 @@ async def test_an_embeddings_outage_delays_indexing_but_loses_nothing(
         "text-embedding-3-small", api_key="test-key", base_url=llm.openai_base_url, dimensions=hashing.dimensions
     )
     recall = QdrantRecallMemory(store.client, store.recall_collection, embedder, outbox=outbox, catch_up_seconds=0.5)
+    await recall.index([recall_entry(ALICE, "my bicycle is green", 0)])
     llm.embeddings_down = True
     indexer = RecallIndexer(outbox, recall.index, exclusive=True, max_attempts=2, retry_seconds=0.05, lease_seconds=0.5)
     await indexer.start()
     try:
         await recall.add([recall_entry(ALICE, "remember the blue door", 0), recall_entry(ALICE, "and the key", 1)])
-        assert await recall.count(ALICE) == 2  # stored, waiting
+        assert await recall.count(ALICE) == 3  # stored, two of them waiting
+        page = await recall.search(ALICE, "bicycle", 0, Scope.PRIVATE)  # the query cannot be embedded: words alone
+        assert [hit.text for hit in page.hits] == ["my bicycle is green"]
         for _ in range(100):
             if indexer.stats.failures >= 3:
                 break
@@ -185,7 +188,7 @@ async def test_an_embeddings_outage_delays_indexing_but_loses_nothing(
     finally:
         await indexer.close()
         await embedder.aclose()
-    assert await indexed(store) == 2
+    assert await indexed(store) == 3
     assert await outbox_is_empty(redis_client, keys)
 
 
