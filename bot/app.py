@@ -49,7 +49,7 @@ from memory.qdrant import (
     open_qdrant,
 )
 from memory.recall import QdrantRecallMemory
-from memory.redis_client import REDIS_ERRORS, AsyncRedis
+from memory.redis_client import ANY_REDIS_ERROR, AsyncRedis
 from memory.reindex import reindex
 from memory.working import RedisWorkingMemory
 
@@ -99,7 +99,7 @@ async def connect_redis(settings: Settings) -> AsyncRedis:
     client = async_client(settings.redis_url)  # a server, the master a Sentinel names, or a cluster
     try:
         await client.ping()
-    except REDIS_ERRORS as exc:
+    except ANY_REDIS_ERROR as exc:
         await client.aclose()
         raise ServiceUnavailable(
             f"Cannot reach Redis at {redact(settings.redis_url)} ({exc}). Start redis-server, or set REDIS_URL "

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from bot.memory_types import RecallEntry
 from memory.outbox import OutboxItem, RecallOutbox
-from memory.redis_client import REDIS_ERRORS
+from memory.redis_client import ANY_REDIS_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class RecallIndexer:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        with contextlib.suppress(*REDIS_ERRORS):
+        with contextlib.suppress(*ANY_REDIS_ERROR):
             await self._outbox.close_consumer(self._consumer)
 
     async def _run(self) -> None:
@@ -105,7 +105,7 @@ class RecallIndexer:
                     await self._process(items)
                 elif self._stopping:
                     return
-            except REDIS_ERRORS as exc:
+            except ANY_REDIS_ERROR as exc:
                 if self._stopping:
                     return
                 log.warning("recall indexer cannot reach Redis; retrying", extra={"error": type(exc).__name__})

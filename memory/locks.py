@@ -18,7 +18,7 @@ from redis.exceptions import LockError
 
 from bot.events import AgentKey
 from memory.keys import RedisKeys
-from memory.redis_client import REDIS_ERRORS, AsyncRedis
+from memory.redis_client import ANY_REDIS_ERROR, AsyncRedis
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class RedisAgentLocks:
             except LockError:
                 log.error("lost the lock of agent %s: its lease expired before it could be renewed", agent)
                 return
-            except REDIS_ERRORS as exc:  # a blip: the lease still has two thirds left, try again next round
+            except ANY_REDIS_ERROR as exc:  # a blip: the lease still has two thirds left, try again next round
                 log.warning("could not renew the lock of agent %s: %s", agent, exc)
 
     async def _release(self, lock: Lock, agent: AgentKey) -> None:
@@ -120,5 +120,5 @@ class RedisAgentLocks:
             await lock.release()
         except LockError:
             log.warning("the lock of agent %s had already expired when the turn ended", agent)
-        except REDIS_ERRORS as exc:  # the lease frees it when it runs out
+        except ANY_REDIS_ERROR as exc:  # the lease frees it when it runs out
             log.warning("could not release the lock of agent %s: %s", agent, exc)

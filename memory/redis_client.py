@@ -13,5 +13,5 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisClusterException, RedisError
 
 AsyncRedis: TypeAlias = aioredis.Redis | aioredis.RedisCluster
-REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException, OSError)
+ANY_REDIS_ERROR: tuple[type[Exception], ...] = (RedisError, RedisClusterException, OSError)
 """Errors of an unreachable Redis (redis-py's cluster errors are not all ``RedisError``)."""
