@@ -62,8 +62,11 @@ class LocalEmbedder:
         if self._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            import torch
             from sentence_transformers import SentenceTransformer
 
+            # leave a core to the event loop: encoding on every core starves the turns running beside it
+            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
             model = SentenceTransformer(str(self._path or minilm_path()), device=self._device)
             if model.get_embedding_dimension() != self.dimensions:
                 raise RuntimeError(f"expected a {self.dimensions}-dim model at {self._path or minilm_path()}")

@@ -51,6 +51,7 @@ class RecallIndexer:
         lease_seconds: float = 60.0,
         max_attempts: int = 4,
         retry_seconds: float = 0.5,
+        linger_seconds: float = 0.05,
     ) -> None:
         self._outbox = outbox
         self._index = index
@@ -59,6 +60,7 @@ class RecallIndexer:
         self._lease_ms = int(lease_seconds * 1000)
         self._max_attempts = max_attempts
         self._retry_seconds = retry_seconds
+        self._linger = linger_seconds
         self._consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -101,6 +103,11 @@ class RecallIndexer:
                     first = False
                     reclaim_at = time.monotonic() + self._lease_ms / 2000
                 items = await self._outbox.read(self._consumer, self._batch_size, None if self._stopping else 200)
+                if items and not self._stopping and len(items) < self._batch_size:
+                    # linger: the turn that wrote these is usually still running (its reply comes next); index
+                    # after it, in one batch, instead of competing with it for the CPU
+                    await asyncio.sleep(self._linger)
+                    items += await self._outbox.read(self._consumer, self._batch_size - len(items), None)
                 if items:
                     await self._process(items)
                 elif self._stopping:
