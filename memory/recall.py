@@ -149,7 +149,9 @@ class QdrantRecallMemory:
             )
             for point_id, entry, vector in zip(ids, entries, vectors, strict=True)
         ]
-        existing = {str(r.id) for r in await self._client.retrieve(self._collection, ids, with_payload=False)}
+        existing: set[str] = set()
+        if self._counts is not None:  # only new points are counted; a retried batch overwrites its own
+            existing = {str(r.id) for r in await self._client.retrieve(self._collection, ids, with_payload=False)}
         await self._client.upsert(self._collection, points, wait=True)
         for (agent_key, channel), (moment, point_id) in latest.items():
             self._remember((str(agent_key), channel), moment, point_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import redis.asyncio as aioredis
@@ -33,14 +34,23 @@ def queued_recall(store: QdrantStore, embedder: HashingEmbedder, outbox: RecallO
     return QdrantRecallMemory(store.client, store.recall_collection, embedder, outbox=outbox, catch_up_seconds=5)
 
 
-@pytest.fixture
-async def indexer(outbox: RecallOutbox, queued_recall: QdrantRecallMemory) -> AsyncIterator[RecallIndexer]:
-    running = RecallIndexer(outbox, queued_recall.index, exclusive=True)
+@asynccontextmanager
+async def started(
+    outbox: RecallOutbox, recall: QdrantRecallMemory, *, exclusive: bool = True, lease_seconds: float = 60.0
+) -> AsyncIterator[RecallIndexer]:
+    """A running indexer (as a process starts one), closed at the end of the block."""
+    running = RecallIndexer(outbox, recall.index, exclusive=exclusive, lease_seconds=lease_seconds)
     await running.start()
     try:
         yield running
     finally:
         await running.close()
+
+
+@pytest.fixture
+async def indexer(outbox: RecallOutbox, queued_recall: QdrantRecallMemory) -> AsyncIterator[RecallIndexer]:
+    async with started(outbox, queued_recall) as running:
+        yield running
 
 
 async def indexed(store: QdrantStore) -> int:
@@ -88,14 +98,10 @@ async def test_messages_stored_before_a_stop_are_indexed_by_the_next_process(
     await queued_recall.add([recall_entry(ALICE, "I moved to Lisbon in May", 0)])
     await queued_recall.add([recall_entry(BOB, "my dog is called Pixel", 1)])
     # the first process stopped here, before indexing; the next one starts its indexer
-    restarted = RecallIndexer(outbox, queued_recall.index, exclusive=True)
-    await restarted.start()
-    try:
+    async with started(outbox, queued_recall):
         page = await queued_recall.search(ALICE, "Lisbon", 0, Scope.PRIVATE)
         assert [hit.text for hit in page.hits] == ["I moved to Lisbon in May"]
         assert await outbox.wait_indexed(BOB, within=5)
-    finally:
-        await restarted.close()
     assert await indexed(store) == 2
     assert await outbox_is_empty(redis_client, keys)
 
@@ -109,12 +115,8 @@ async def test_entries_a_stopped_indexer_had_claimed_are_claimed_again(
     claimed = await outbox.read("stopped-process", 10, None)  # claimed, then that process died
     assert len(claimed) == 5
     # exclusive (embedded Qdrant: no other process can be indexing) takes them at once; otherwise after the lease
-    successor = RecallIndexer(outbox, queued_recall.index, exclusive=exclusive, lease_seconds=0.3)
-    await successor.start()
-    try:
+    async with started(outbox, queued_recall, exclusive=exclusive, lease_seconds=0.3):
         assert await outbox.wait_indexed(ALICE, within=10)
-    finally:
-        await successor.close()
     assert await indexed(store) == 5
 
 
@@ -124,12 +126,8 @@ async def test_an_entry_indexed_twice_is_stored_once(
     entry = recall_entry(ALICE, "the same message", 0, message_id="m1")
     await queued_recall.index([entry])  # indexed, but the process stopped before acknowledging
     await queued_recall.add([entry])
-    again = RecallIndexer(outbox, queued_recall.index, exclusive=True)
-    await again.start()
-    try:
+    async with started(outbox, queued_recall):
         assert await outbox.wait_indexed(ALICE, within=5)
-    finally:
-        await again.close()
     assert await indexed(store) == 1
 
 
@@ -164,11 +162,10 @@ async def test_an_embeddings_outage_delays_indexing_but_loses_nothing(
     redis_client: aioredis.Redis,
     keys: RedisKeys,
 ) -> None:
-    hashing = embedder  # the test collections were made for its size
-    embedder = OpenAIEmbedder(
-        "text-embedding-3-small", api_key="test-key", base_url=llm.openai_base_url, dimensions=hashing.dimensions
+    remote = OpenAIEmbedder(  # the size of the test collections (made for the hashing embedder)
+        "text-embedding-3-small", api_key="test-key", base_url=llm.openai_base_url, dimensions=embedder.dimensions
     )
-    recall = QdrantRecallMemory(store.client, store.recall_collection, embedder, outbox=outbox, catch_up_seconds=0.5)
+    recall = QdrantRecallMemory(store.client, store.recall_collection, remote, outbox=outbox, catch_up_seconds=0.5)
     await recall.index([recall_entry(ALICE, "my bicycle is green", 0)])
     llm.embeddings_down = True
     indexer = RecallIndexer(outbox, recall.index, exclusive=True, max_attempts=2, retry_seconds=0.05, lease_seconds=0.5)
@@ -189,7 +186,7 @@ async def test_an_embeddings_outage_delays_indexing_but_loses_nothing(
         assert await outbox.wait_indexed(ALICE, within=20)
     finally:
         await indexer.close()
-        await embedder.aclose()
+        await remote.aclose()
     assert await indexed(store) == 3
     assert await outbox_is_empty(redis_client, keys)
 
