@@ -19,6 +19,7 @@ from bot.health import Health
 from bot.heartbeat import HeartbeatConfig, Heartbeats, ProactiveControl
 from bot.llm.factory import build_chat_model
 from bot.llm.metered import MeteredChatModel
+from bot.llm.retry import RetryPolicy
 from bot.metrics import Metrics
 from bot.ports import ChatModel, Embedder, PlatformAdapter
 from bot.redis_url import async_client, redact
@@ -207,6 +208,7 @@ def build_model(settings: Settings) -> ChatModel:
         api_key=key.get_secret_value() if key else None,
         base_url=settings.anthropic_base_url if provider == "anthropic" else settings.openai_base_url,
         timeout=settings.llm_timeout,
+        retry=RetryPolicy(attempts=settings.llm_retry_attempts, base_delay=settings.llm_retry_delay),
     )
 
 
@@ -257,6 +259,7 @@ async def open_app(
                     max_message_chars=settings.max_message_chars,
                     activity=stores.activity,
                     planner=scheduler,
+                    turn_timeout=settings.turn_timeout,
                 )
                 lock = runtime.agent_lock
             admin = MemoryAdmin(

@@ -28,7 +28,7 @@ from bot.llm.types import ModelError
 from bot.memory_types import ActivityRecord, AuditEntry, AuditKind, DuplicatePair, ProactivePrefs, RecallEntry
 from bot.ports import ActivityLog, ArchivalMemory, AuditLog, CoreMemory, PlatformAdapter, RecallMemory
 from bot.prompts import load_prompt
-from bot.runtime import Runtime
+from bot.runtime import EventFailed, Runtime
 from bot.settings import Settings
 from bot.tools import ToolFailure
 
@@ -72,7 +72,7 @@ class Status(StrEnum):
     NOT_QUIET = "not_quiet"  # the user spoke again; try at retry_at
     BUSY = "busy"  # the agent's lock stayed taken; try at retry_at
     NO_MEMORY = "no_memory"  # the agent's memory was erased
-    FAILED = "failed"  # the model could not be reached; try at retry_at
+    FAILED = "failed"  # the model could not be reached or the event failed; try at retry_at
 
 
 @dataclass(frozen=True)
@@ -228,8 +228,8 @@ class Heartbeats:
                 cause=heartbeat_cause("reflection"),
                 archival_source="reflection",
             )
-        except ModelError as exc:
-            log.warning("reflection failed: model unavailable", extra={"agent": str(agent), "error": str(exc)[:200]})
+        except (ModelError, EventFailed) as exc:  # logged by the runtime's event boundary; try again later
+            log.warning("reflection failed", extra={"agent": str(agent), "error": str(exc)[:200]})
             return ReflectionOutcome(Status.FAILED, retry_at=utc_now() + self.config.reflect_after)
         await self.activity.mark_reflected(agent, started, record.messages_since)
         sent = sender.sent if sender else 0
@@ -286,8 +286,8 @@ class Heartbeats:
                 cause=heartbeat_cause("consolidation"),
                 archival_source="reflection",
             )
-        except ModelError as exc:
-            log.warning("consolidation failed: model unavailable", extra={"agent": str(agent), "error": str(exc)[:200]})
+        except (ModelError, EventFailed) as exc:  # logged by the runtime's event boundary
+            log.warning("consolidation failed", extra={"agent": str(agent), "error": str(exc)[:200]})
             return Status.FAILED
         return Status.DONE
 

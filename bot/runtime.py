@@ -4,10 +4,17 @@ For each inbound message it takes the agent's lock (a Redis lock that holds acro
 process are served in order), stores the user message in recall (its outbox) and in the queue *before* calling the
 model, records the activity heartbeats work from, runs the step loop, and delivers each ``send_message`` to the
 sink at once. System events (heartbeats) run through ``run_event`` under the same lock.
+
+Every user turn runs inside one error boundary, ``Runtime._turn_boundary``: whatever fails inside it (a store, a
+tool, the lock, the model, a bug) ends that turn with one short notice to the user and a logged traceback, and
+never reaches the adapter or the process; the message was stored before the model was asked, so it is kept.
+``run_event`` has its own boundary (``_event_boundary``): a failure is logged and leaves only as ``ModelError`` or
+``EventFailed``. Both run under a deadline (``turn_timeout``) that bounds every model call, retry and step.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -38,7 +45,21 @@ EMPTY_NOTICE = "Your message was empty, so there is nothing for me to answer."
 MODEL_DOWN_NOTICE = (
     "Sorry, I can't reach my language model right now. Your message is saved; please try again in a moment."
 )
+TURN_TIMEOUT_NOTICE = (
+    "Sorry, my language model took too long to answer, so I stopped. Your message is saved; please try again in a "
+    "moment."
+)
+TURN_FAILED_NOTICE = "Sorry, something went wrong on my side while answering. Your message is saved; please try again."
+NO_REPLY_NOTICE = "Sorry, I couldn't put an answer together this time. Your message is saved; please try again."
 RECENT_CONTEXT_LIMIT = 5
+
+
+class TurnDeadlineExceeded(Exception):
+    """The turn's deadline (``turn_timeout``) passed before the agent finished."""
+
+
+class EventFailed(Exception):
+    """A system event (heartbeat) failed for a reason other than the model; its traceback is already logged."""
 
 
 def pack_user_message(message: InboundMessage, text: str) -> str:
@@ -73,6 +94,7 @@ class Runtime:
         max_message_chars: int,
         activity: ActivityLog | None = None,
         planner: HeartbeatPlanner | None = None,
+        turn_timeout: float = 90.0,
     ) -> None:
         self._agent = agent
         self._core = core
@@ -84,6 +106,7 @@ class Runtime:
         self._max_chars = max_message_chars
         self._activity = activity
         self._planner = planner
+        self._turn_timeout = turn_timeout
 
     @asynccontextmanager
     async def agent_lock(self, agent: AgentKey) -> AsyncIterator[None]:
@@ -92,24 +115,55 @@ class Runtime:
             yield
 
     async def handle(self, message: InboundMessage, sink: ReplySink) -> TurnReport | None:
-        """Answer one user message. Returns None when the message was rejected before the model was asked."""
+        """Answer one user message. Returns None when the message was rejected or the turn failed.
+
+        Never raises, except on cancellation: a failure ends the turn inside ``_turn_boundary``.
+        """
         text = message.text.strip()
         if not text:
-            await sink.send(OutboundReply(EMPTY_NOTICE, ReplyKind.NOTICE, message.message_id))
+            await self._notify(sink, message, EMPTY_NOTICE)
             return None
+        async with self._turn_boundary(message, sink):
+            return await self._answer(message, text, sink)
+        return None  # the boundary ended the turn and told the user
+
+    @asynccontextmanager
+    async def _turn_boundary(self, message: InboundMessage, sink: ReplySink) -> AsyncIterator[None]:
+        """The one error boundary of a user turn: any exception ends it with one notice and a log line.
+
+        To handle a new kind of failure, add an ``except`` clause above ``except Exception`` (most specific first)
+        that logs it and picks the notice (a module-level constant); the message is already stored by then.
+        """
+        where = {"agent": str(message.agent_key), "message_id": message.message_id}
+        try:
+            yield
+        except TurnDeadlineExceeded as exc:
+            log.warning("turn deadline passed; turn abandoned", extra={**where, "seconds": self._turn_timeout})
+            self._record_failure(exc)
+            notice = TURN_TIMEOUT_NOTICE
+        except ModelError as exc:  # counted in metrics where the model was called
+            log.warning("model unavailable; turn abandoned", extra={**where, "error": str(exc)[:200]})
+            notice = MODEL_DOWN_NOTICE
+        except Exception as exc:
+            log.exception("turn failed", extra=where)
+            self._record_failure(exc)
+            notice = TURN_FAILED_NOTICE
+        else:
+            return
+        await self._notify(sink, message, notice)
+
+    async def _answer(self, message: InboundMessage, text: str, sink: ReplySink) -> TurnReport:
         model_text = text
         if len(text) > self._max_chars:
             model_text = (
                 text[: self._max_chars] + f"\n[system] This message was cut from {len(text)} to {self._max_chars} "
                 "characters; the full text is stored in recall memory."
             )
-            await sink.send(
-                OutboundReply(
-                    f"Your message is {len(text):,} characters long; I read the first {self._max_chars:,}. "
-                    "The whole text is saved in my memory.",
-                    ReplyKind.NOTICE,
-                    message.message_id,
-                )
+            await self._notify(
+                sink,
+                message,
+                f"Your message is {len(text):,} characters long; I read the first {self._max_chars:,}. "
+                "The whole text is saved in my memory.",
             )
         agent = message.agent_key
         cause = event_cause(message.platform, message.message_id)
@@ -126,18 +180,34 @@ class Runtime:
                 await self._recall.add([self._recall_entry(message, "assistant", reply, "membot")])
 
             ctx = ToolContext(agent, message.scope, self._core, self._recall, self._archival, self._audit, send, cause)
-            try:
-                async with sink.typing():
-                    report = await self._agent.run_turn(ctx, expects_reply=True)
-            except ModelError as exc:
-                log.warning("model unavailable; turn abandoned", extra={"agent": str(agent), "error": str(exc)[:200]})
-                await sink.send(OutboundReply(MODEL_DOWN_NOTICE, ReplyKind.NOTICE, message.message_id))
-                return None
-        log.info(
-            "turn done",
-            extra={"agent": str(agent), "steps": report.steps, "sent": report.messages_sent},
-        )
+            async with sink.typing():
+                report = await self._run_with_deadline(ctx, expects_reply=True)
+        if report.messages_sent == 0:  # the reply guarantee's last resort: never silent
+            log.warning("turn ended without a reply", extra={"agent": str(agent), "steps": report.steps})
+            await self._notify(sink, message, NO_REPLY_NOTICE)
+        log.info("turn done", extra={"agent": str(agent), "steps": report.steps, "sent": report.messages_sent})
         return report
+
+    async def _run_with_deadline(self, ctx: ToolContext, *, expects_reply: bool) -> TurnReport:
+        """The step loop, bounded by ``turn_timeout`` (every model call, retry and step included)."""
+        try:
+            async with asyncio.timeout(self._turn_timeout) as deadline:
+                return await self._agent.run_turn(ctx, expects_reply=expects_reply)
+        except TimeoutError:
+            if deadline.expired():
+                raise TurnDeadlineExceeded(f"the turn took longer than {self._turn_timeout:g}s") from None
+            raise
+
+    @staticmethod
+    async def _notify(sink: ReplySink, message: InboundMessage, notice: str) -> None:
+        """Send one notice; a sink that fails as well is only logged (the turn is over either way)."""
+        try:
+            await sink.send(OutboundReply(notice, ReplyKind.NOTICE, message.message_id))
+        except Exception:
+            log.exception("could not deliver a notice", extra={"agent": str(message.agent_key)})
+
+    def _record_failure(self, exc: BaseException) -> None:
+        """Hook called for every failed turn or event except model errors (``ObservedRuntime`` counts them)."""
 
     async def run_event(
         self,
@@ -153,24 +223,42 @@ class Runtime:
 
         The event joins the queue as a ``[system]`` message but not recall (it is not part of the conversation);
         no reply is expected, and ``send`` decides what becomes of a ``send_message``. Memory writes are recorded
-        with ``cause``. Raises ModelError.
+        with ``cause``. Raises ModelError (the model failed or the deadline passed) or EventFailed (anything else,
+        logged with its traceback); nothing else.
         """
-        await self._ensure_core(agent, cause)
-        await self._working.append(agent, [ChatMessage("user", f"[system] {text}", private=scope is Scope.PRIVATE)])
-        ctx = ToolContext(
-            agent,
-            scope,
-            self._core,
-            self._recall,
-            self._archival,
-            self._audit,
-            send,
-            cause,
-            archival_source=archival_source,
-        )
-        report = await self._agent.run_turn(ctx, expects_reply=False)
+        async with self._event_boundary(agent):
+            await self._ensure_core(agent, cause)
+            event = ChatMessage("user", f"[system] {text}", private=scope is Scope.PRIVATE)
+            await self._working.append(agent, [event])
+            ctx = ToolContext(
+                agent,
+                scope,
+                self._core,
+                self._recall,
+                self._archival,
+                self._audit,
+                send,
+                cause,
+                archival_source=archival_source,
+            )
+            report = await self._run_with_deadline(ctx, expects_reply=False)
         log.info("event done", extra={"agent": str(agent), "steps": report.steps, "sent": report.messages_sent})
         return report
+
+    @asynccontextmanager
+    async def _event_boundary(self, agent: AgentKey) -> AsyncIterator[None]:
+        """The error boundary of a system event: only ModelError or EventFailed leave it, after a log line."""
+        try:
+            yield
+        except TurnDeadlineExceeded as exc:
+            log.warning("event deadline passed", extra={"agent": str(agent), "seconds": self._turn_timeout})
+            raise ModelError(str(exc)) from exc
+        except ModelError:
+            raise
+        except Exception as exc:
+            log.exception("event failed", extra={"agent": str(agent)})
+            self._record_failure(exc)
+            raise EventFailed(f"{type(exc).__name__} in a system event") from exc
 
     async def _ensure_core(self, agent: AgentKey, cause: str) -> None:
         await self._core.ensure(agent, {"persona": load_prompt("persona"), "human": load_prompt("human")}, cause=cause)

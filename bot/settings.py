@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     core_versions_kept: int = Field(200, alias="MEMBOT_CORE_VERSIONS_KEPT", ge=1)
     audit_max_entries: int = Field(5000, alias="MEMBOT_AUDIT_MAX_ENTRIES", ge=100)
     llm_timeout: float = Field(60.0, alias="MEMBOT_LLM_TIMEOUT", gt=0)
+    llm_retry_attempts: int = Field(4, alias="MEMBOT_LLM_RETRY_ATTEMPTS", ge=1, le=10)
+    llm_retry_delay: float = Field(1.0, alias="MEMBOT_LLM_RETRY_DELAY", ge=0)
+    turn_timeout: float = Field(90.0, alias="MEMBOT_TURN_TIMEOUT", gt=0)
+    working_notice_after: float = Field(3.0, alias="MEMBOT_WORKING_NOTICE_AFTER", ge=0)
 
     anthropic_api_key: SecretStr | None = Field(None, alias="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = Field(None, alias="ANTHROPIC_BASE_URL")

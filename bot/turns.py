@@ -1,8 +1,9 @@
 """Turns in flight: counted per agent so shutdown can wait for them, and measured for ``/metrics``.
 
 ``ObservedRuntime`` is the runtime the composition root builds: every user turn (``handle``) and system event
-(``run_event``) runs inside ``TurnTracker.track``, is timed into ``membot_turn_seconds``, and a failure that
-escapes it is counted in ``membot_errors_total`` (model errors are counted where the model is called).
+(``run_event``) runs inside ``TurnTracker.track`` and is timed into ``membot_turn_seconds``; every failure the
+runtime's error boundaries catch is counted in ``membot_errors_total`` (model errors are counted where the model
+is called).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from bot.events import AgentKey, InboundMessage
 from bot.llm.types import ModelError
 from bot.metrics import Metrics
 from bot.ports import ReplySink
-from bot.runtime import Runtime
+from bot.runtime import EventFailed, Runtime
 
 __all__ = ["ObservedRuntime", "TurnTracker"]
 
@@ -90,6 +91,9 @@ class ObservedRuntime(Runtime):
         with self._observe("event", agent):
             return await super().run_event(agent, text, **options)
 
+    def _record_failure(self, exc: BaseException) -> None:
+        self._metrics.error(exc)
+
     @contextlib.contextmanager
     def _observe(self, kind: str, agent: AgentKey) -> Iterator[None]:
         started = time.monotonic()
@@ -97,7 +101,8 @@ class ObservedRuntime(Runtime):
             with self.tracker.track(agent):
                 yield
         except Exception as exc:
-            if not isinstance(exc, ModelError):  # counted where the model was called
+            # model errors are counted where the model was called, EventFailed by the runtime's boundary
+            if not isinstance(exc, ModelError | EventFailed):
                 self._metrics.error(exc)
             raise
         finally:
