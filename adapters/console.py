@@ -1,11 +1,17 @@
 """Console adapter: each stdin line is one message; each send_message is printed on a line starting ``membot> ``.
 
-Works interactively and piped. Notices from membot itself go to stderr, so stdout holds only the bot's words.
+Works interactively and piped. Notices from membot itself go to stderr, so stdout holds only the bot's words
+(also the "still thinking" line shown when a turn takes a while). Stdin is read on the event loop, never in a
+thread blocked in ``readline``, so Ctrl-C at the prompt quits at once (a second Ctrl-C forces).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
+import os
+import stat
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,6 +22,8 @@ from bot.events import InboundMessage, OutboundReply, ReplyKind
 
 PREFIX = "membot> "
 CONTINUATION = " " * len(PREFIX)
+THINKING_NOTICE = "membot: still thinking…"
+READ_CHUNK = 65536
 
 Handler = Callable[[InboundMessage, "ConsoleSink"], Awaitable[object]]
 
@@ -23,9 +31,10 @@ Handler = Callable[[InboundMessage, "ConsoleSink"], Awaitable[object]]
 class ConsoleSink:
     """Prints the agent's messages to stdout and membot's notices to stderr."""
 
-    def __init__(self, out: TextIO, err: TextIO) -> None:
+    def __init__(self, out: TextIO, err: TextIO, *, working_after: float = 3.0) -> None:
         self._out = out
         self._err = err
+        self._working_after = working_after
 
     async def send(self, reply: OutboundReply) -> None:
         if reply.kind is ReplyKind.NOTICE:
@@ -40,7 +49,81 @@ class ConsoleSink:
 
     @asynccontextmanager
     async def typing(self) -> AsyncIterator[None]:
-        yield
+        """One line on stderr once the turn has taken ``working_after`` seconds."""
+        notice = asyncio.create_task(self._thinking_after(self._working_after))
+        try:
+            yield
+        finally:
+            notice.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await notice
+
+    async def _thinking_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self._err.write(THINKING_NOTICE + "\n")
+        self._err.flush()
+
+
+class StdinLines:
+    """Lines from a binary stream, read on the event loop: a pipe or terminal through ``add_reader`` (no thread
+    blocked in ``readline``, so cancelling the reader takes effect at once), a file or in-memory stream directly."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._fd = _selectable_fd(stream)
+        self._buffer = bytearray()
+        self._eof = False
+
+    async def readline(self) -> bytes:
+        """The next line with its newline; the last line may lack one; b"" at end of input."""
+        if self._fd is None:
+            return self._stream.readline()
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                line = bytes(self._buffer[: end + 1])
+                del self._buffer[: end + 1]
+                return line
+            if self._eof:
+                line = bytes(self._buffer)
+                self._buffer.clear()
+                return line
+            chunk = await self._read_chunk(self._fd)
+            if chunk:
+                self._buffer.extend(chunk)
+            else:
+                self._eof = True
+
+    @staticmethod
+    async def _read_chunk(fd: int) -> bytes:
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(fd, wake)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(fd)
+        try:
+            return os.read(fd, READ_CHUNK)  # readable: returns what is there without blocking
+        except OSError:
+            return b""
+
+
+def _selectable_fd(stream: BinaryIO) -> int | None:
+    """The stream's descriptor when the event loop can wait on it (pipes, terminals, sockets), else None."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return None
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode):
+        return fd
+    return None  # a regular file: reading never waits
 
 
 def decode_line(raw: bytes, line_number: int, err: TextIO) -> str:
@@ -74,19 +157,22 @@ async def run_console(
     stdin: BinaryIO | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    working_after: float = 3.0,
 ) -> None:
-    """Read messages until EOF and hand each to ``handle`` in order."""
+    """Read messages until EOF and hand each to ``handle`` in order (``working_after``: seconds into a turn before
+    "still thinking" is shown)."""
     stdin = stdin or sys.stdin.buffer
     out = out or sys.stdout
     err = err or sys.stderr
     interactive = stdin.isatty()
-    sink = ConsoleSink(out, err)
+    sink = ConsoleSink(out, err, working_after=working_after)
+    lines = StdinLines(stdin)
     line_number = 0
     while True:
         if interactive:
             err.write("you> ")
             err.flush()
-        raw = await asyncio.to_thread(stdin.readline)
+        raw = await lines.readline()
         if not raw:
             break
         line_number += 1

@@ -67,6 +67,13 @@ def _run(work: Callable[[], Awaitable[T]]) -> T:
         raise typer.Exit(130) from None
 
 
+def _console_name(user: str | None) -> str:
+    """The console user's name: ``--user`` when given (never blank), else the login name."""
+    if user is not None and not user.strip():
+        raise _fail("--user must not be empty: give a name, e.g. --user alice (or leave --user out).", 2)
+    return user.strip() if user is not None else (getpass.getuser() or "you")
+
+
 def _agent_key(text: str) -> AgentKey:
     try:
         return AgentKey.parse(text)
@@ -83,9 +90,8 @@ def chat(
     """Chat with membot in this terminal (also works with piped input: one message per line)."""
     from adapters.console import run_console
 
+    key = _agent_key(f"console:{_console_name(user)}")
     settings = _settings()
-    name = user or getpass.getuser() or "you"
-    key = _agent_key(f"console:{name}")
 
     async def work() -> None:
         async with open_app(settings) as running:
@@ -94,7 +100,7 @@ def chat(
             warm_up = asyncio.create_task(running.stores.embedder.embed(["warm-up"]))
             if sys.stdin.isatty():
                 err.print(f"membot is listening as [bold]{key}[/]. Ctrl-D to leave.", highlight=False)
-            await run_console(running.runtime.handle, key.user)
+            await run_console(running.runtime.handle, key.user, working_after=settings.working_notice_after)
             await warm_up
 
     _run(work)
@@ -317,9 +323,9 @@ def run(
     from adapters.console import run_console
     from bot.serve import serve
 
+    key = _agent_key(f"console:{_console_name(user)}")
     settings = _settings()
     interactive = sys.stdin.isatty() and not (settings.discord_token or settings.slack_bot_token)
-    key = _agent_key(f"console:{user or getpass.getuser() or 'you'}")
 
     async def work() -> int:
         async with open_app(settings) as running:
@@ -328,7 +334,7 @@ def run(
 
             async def console() -> None:
                 err.print(f"membot is listening as [bold]{key}[/], with heartbeats. Ctrl-D to leave.", highlight=False)
-                await run_console(handle, key.user)
+                await run_console(handle, key.user, working_after=settings.working_notice_after)
 
             def notify(text: str) -> None:
                 err.print(f"membot: {text}", highlight=False, soft_wrap=True)

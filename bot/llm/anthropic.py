@@ -21,7 +21,7 @@ from typing import Any
 
 import anthropic
 
-from bot.llm.base import SdkChatModel, sdk_error_classifier
+from bot.llm.base import SdkChatModel, checked, sdk_error_classifier
 from bot.llm.pairing import MISSING_RESULT, pair_tool_calls
 from bot.llm.retry import RetryPolicy, call_with_retry
 from bot.llm.tokens import CLAUDE_TOKEN_FACTOR, TokenCounter
@@ -214,17 +214,18 @@ class AnthropicChatModel(SdkChatModel):
         request = build_request(system, messages, tools, cache_conversation=self.cache_conversation)
         self._log_request(messages, tools)
 
-        async def call() -> anthropic.types.Message:
-            return await self._client.messages.create(
+        async def call() -> Completion:
+            response = await self._client.messages.create(
                 model=self.model,
                 max_tokens=max_output_tokens,
                 messages=request["messages"],
                 system=request["system"] or anthropic.omit,
                 tools=request["tools"] or anthropic.omit,
             )
+            return checked(parse_response, response, anthropic.types.Message)
 
         try:
-            response = await call_with_retry(call, policy=self.retry, classify=_classify, what="anthropic request")
+            completion = await call_with_retry(call, policy=self.retry, classify=_classify, what="anthropic request")
         except anthropic.APIStatusError as exc:
             message = _api_message(exc)
             if is_overflow_message(exc.status_code, message):
@@ -232,6 +233,5 @@ class AnthropicChatModel(SdkChatModel):
             raise ModelError(f"anthropic request rejected ({exc.status_code}): {message}") from exc
         except anthropic.AnthropicError as exc:
             raise ModelError(f"anthropic request failed: {type(exc).__name__}") from exc
-        completion = parse_response(response)
         self._log_response(completion)
         return completion

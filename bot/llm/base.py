@@ -13,6 +13,24 @@ from bot.llm.types import ChatMessage, Completion, SystemPrompt, ToolSpec
 log = logging.getLogger(__name__)
 
 
+class MalformedResponse(Exception):
+    """A 200 answer that is not the expected JSON (HTML, an empty or truncated body, missing fields)."""
+
+
+def checked(parse: Callable[[Any], Completion], response: object, expected: type) -> Completion:
+    """``parse(response)``, or MalformedResponse when the SDK handed back something else or parsing fails.
+
+    With non-strict validation the SDKs return the raw text for a non-JSON body and a half-built object for JSON
+    with missing fields; both must become a retryable failure, never an AttributeError in the turn.
+    """
+    if not isinstance(response, expected):
+        raise MalformedResponse(f"expected a {expected.__name__}, got {type(response).__name__}")
+    try:
+        return parse(response)
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        raise MalformedResponse(f"unreadable {expected.__name__}: {type(exc).__name__}") from exc
+
+
 class _ClosableClient(Protocol):
     async def close(self) -> None: ...
 
@@ -55,9 +73,12 @@ class SdkChatModel:
 def sdk_error_classifier(
     timeout_error: type[Exception], connection_error: type[Exception], status_error: type[Any]
 ) -> Callable[[Exception], Transient | None]:
-    """Which SDK exceptions are worth retrying: timeouts, connection errors, and 408/429/5xx statuses."""
+    """Which SDK exceptions are worth retrying: timeouts, connection errors, 408/429/5xx statuses, and 200 answers
+    that are not JSON or not the expected JSON (a ``ValueError`` from the SDK's JSON decoding, MalformedResponse)."""
 
     def classify(exc: Exception) -> Transient | None:
+        if isinstance(exc, MalformedResponse | ValueError):
+            return Transient("malformed response")
         if isinstance(exc, timeout_error):
             return Transient("timeout")
         if isinstance(exc, connection_error):

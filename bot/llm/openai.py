@@ -19,7 +19,7 @@ from typing import Any, Literal
 import openai
 from openai.types.chat import ChatCompletion
 
-from bot.llm.base import SdkChatModel, sdk_error_classifier
+from bot.llm.base import SdkChatModel, checked, sdk_error_classifier
 from bot.llm.pairing import pair_tool_calls
 from bot.llm.retry import RetryPolicy, call_with_retry
 from bot.llm.tokens import GPT_TOKEN_FACTOR, TokenCounter
@@ -181,16 +181,17 @@ class OpenAIChatModel(SdkChatModel):
         wire_tools = build_tools(tools)
         self._log_request(messages, tools)
 
-        async def call() -> ChatCompletion:
-            return await self._client.chat.completions.create(
+        async def call() -> Completion:
+            response = await self._client.chat.completions.create(
                 model=self.model,
                 messages=wire_messages,  # type: ignore[arg-type]
                 tools=wire_tools or openai.omit,  # type: ignore[arg-type]
                 extra_body={self.max_tokens_param: max_output_tokens},
             )
+            return checked(parse_response, response, ChatCompletion)
 
         try:
-            response = await call_with_retry(call, policy=self.retry, classify=_classify, what="openai request")
+            completion = await call_with_retry(call, policy=self.retry, classify=_classify, what="openai request")
         except openai.APIStatusError as exc:
             message = _api_message(exc)
             if is_overflow_error(exc.status_code, exc.code, message):
@@ -198,6 +199,5 @@ class OpenAIChatModel(SdkChatModel):
             raise ModelError(f"openai request rejected ({exc.status_code}): {message}") from exc
         except openai.OpenAIError as exc:
             raise ModelError(f"openai request failed: {type(exc).__name__}") from exc
-        completion = parse_response(response)
         self._log_response(completion)
         return completion

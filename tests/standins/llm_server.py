@@ -73,6 +73,9 @@ class ScriptedReply:
     raw_body: dict[str, Any] | None = None  # sent verbatim (with ``status``) instead of a generated body
     headers: dict[str, str] = field(default_factory=dict)  # extra response headers
     hold: threading.Event | None = None  # answer only once this is set (or the server stops): a turn held open
+    # a body that is not the API's JSON (an HTML error page, an empty or truncated body), sent with ``status``
+    body_text: str | None = None
+    content_type: str = "application/json"
 
 
 Handler = Callable[[ObservedRequest], ScriptedReply]
@@ -480,6 +483,9 @@ class ScriptedLLMServer:
                 await asyncio.wait_for(self._stopping.wait(), reply.delay)
         if reply.raw_body is not None:
             return web.json_response(reply.raw_body, status=reply.status, headers=reply.headers)
+        if reply.body_text is not None:
+            headers = {"Content-Type": reply.content_type, **reply.headers}
+            return web.Response(body=reply.body_text.encode(), status=reply.status, headers=headers)
         if reply.status != 200:
             return self._error(wire, reply)
         make = _anthropic_body if wire == "anthropic" else _openai_body
