@@ -25,11 +25,12 @@ from adapters.discord.normalize import (
 )
 from adapters.discord.sink import DiscordReplySink
 from bot.events import ChannelMessage, OutboundReply, ReplyKind
+from bot.runtime import TURN_FAILED_NOTICE
 from bot.services import Services
 
 log = logging.getLogger(__name__)
 
-TURN_FAILED = "Sorry, something went wrong on my side while answering. Please try again in a moment."
+TURN_FAILED = TURN_FAILED_NOTICE  # failures outside the runtime's turn (dedupe, rate limit, imports)
 HISTORY_TIMEOUT_SECONDS = 2.0
 HISTORY_LIMIT = 10
 

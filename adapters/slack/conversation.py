@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.audit import event_cause
 from bot.events import AgentKey, OutboundReply, ReplyKind
+from bot.runtime import TURN_FAILED_NOTICE
 
 from .deps import SlackDeps
 from .files import import_files
@@ -30,7 +31,8 @@ RATE_LIMIT_NOTICE = (
 async def handle_message_event(
     deps: SlackDeps, body: Mapping[str, Any], bot_user_id: str | None, retry_num: str | None
 ) -> None:
-    """Answer an ``app_mention``/``message`` event if membot should, exactly once."""
+    """Answer an ``app_mention``/``message`` event if membot should, exactly once; a failure outside the turn
+    (dedupe, rate limit, file import, channel lookups) is logged and told to the user briefly."""
     message = parse_event(body, bot_user_id)
     if message is None:
         return
@@ -38,6 +40,31 @@ async def handle_message_event(
     if reason is None:
         return
     event_id = str(body.get("event_id") or "")
+    sink = SlackSink(
+        deps.client,
+        channel_id=message.channel_id,
+        user_id=message.user_id,
+        thread_ts=message.reply_thread,
+        is_dm=message.is_dm,
+        on_posted=deps.directory.mark_thread,
+        working_after=deps.services.settings.working_notice_after,
+    )
+    try:
+        await _answer(deps, message, reason, sink, bot_user_id, event_id, retry_num)
+    except Exception:
+        log.exception("Slack message could not be handled", extra={"event_id": event_id})
+        await sink.send(OutboundReply(TURN_FAILED_NOTICE, ReplyKind.NOTICE, message.ts))
+
+
+async def _answer(
+    deps: SlackDeps,
+    message: SlackMessage,
+    reason: Trigger,
+    sink: SlackSink,
+    bot_user_id: str | None,
+    event_id: str,
+    retry_num: str | None,
+) -> None:
     services = deps.services
     if reason is Trigger.THREAD and not await deps.directory.bot_in_thread(
         message.channel_id, str(message.thread_ts), bot_user_id
@@ -50,14 +77,6 @@ async def handle_message_event(
     if not await services.throttle.first_time(person, message.dedupe_key):
         log.info("message already handled", extra={"event_id": event_id})  # app_mention + message twins
         return
-    sink = SlackSink(
-        deps.client,
-        channel_id=message.channel_id,
-        user_id=message.user_id,
-        thread_ts=message.reply_thread,
-        is_dm=message.is_dm,
-        on_posted=deps.directory.mark_thread,
-    )
     limit = services.settings.rate_limit_per_minute
     if not await services.throttle.allow(person, limit):
         log.info("rate limited", extra={"event_id": event_id, "subject": person})

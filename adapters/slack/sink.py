@@ -4,12 +4,16 @@ Markdown is converted to mrkdwn and long answers are split into several messages
 limit, message too long, model down) concern only the author, so in channels they are ephemeral
 (chat.postEphemeral); in a DM they are ordinary messages.
 
-Typing indicator: Slack has no typing API for bots in channels or DMs (``assistant.threads.setStatus`` works only
-in the split-view threads of apps configured as AI assistants), so :meth:`SlackSink.typing` does nothing.
+Working indicator: Slack has no typing API for bots in channels or DMs (``assistant.threads.setStatus`` works only
+in the split-view threads of apps configured as AI assistants), so when a turn takes longer than ``working_after``
+seconds :meth:`SlackSink.typing` posts a short interim message where the answer will appear and deletes it
+(``chat.delete``) when the turn ends.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,6 +26,8 @@ from bot.events import OutboundReply, ReplyKind
 from .mrkdwn import format_reply
 
 log = logging.getLogger(__name__)
+
+WORKING_TEXT = "_membot is thinking…_"
 
 
 class SlackSink:
@@ -36,6 +42,7 @@ class SlackSink:
         thread_ts: str | None,
         is_dm: bool,
         on_posted: Callable[[str, str], None] | None = None,
+        working_after: float = 3.0,
     ) -> None:
         self._client = client
         self._channel = channel_id
@@ -43,6 +50,7 @@ class SlackSink:
         self._thread = thread_ts
         self._is_dm = is_dm
         self._on_posted = on_posted
+        self._working_after = working_after
 
     async def send(self, reply: OutboundReply) -> None:
         for text in format_reply(reply.text):
@@ -62,7 +70,32 @@ class SlackSink:
 
     @asynccontextmanager
     async def typing(self) -> AsyncIterator[None]:
-        yield
+        """After ``working_after`` seconds, an interim "thinking" message, removed when the block ends."""
+        posted: list[str] = []
+        task = asyncio.create_task(self._post_working(posted))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            for ts in posted:
+                try:
+                    await self._client.chat_delete(channel=self._channel, ts=ts)
+                except SlackApiError as exc:
+                    log.warning("could not remove the thinking message", extra={"error": exc.response.get("error")})
+
+    async def _post_working(self, posted: list[str]) -> None:
+        await asyncio.sleep(self._working_after)
+        try:
+            response = await self._client.chat_postMessage(
+                channel=self._channel, text=WORKING_TEXT, thread_ts=self._thread
+            )
+        except SlackApiError as exc:
+            log.debug("no thinking message", extra={"error": exc.response.get("error")})
+            return
+        if response.get("ts"):
+            posted.append(str(response["ts"]))
 
 
 async def post_message(client: AsyncWebClient, channel: str, text: str, thread_ts: str | None = None) -> None:

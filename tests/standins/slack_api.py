@@ -210,6 +210,16 @@ class SlackStandIn:
         self.record_message(channel, message)
         return {"channel": channel, "ts": ts, "message": message}
 
+    def _m_chat_delete(self, params: dict[str, Any]) -> dict[str, Any]:
+        """chat.delete: the bot removes one of its messages (``message_not_found`` when there is none)."""
+        channel, ts = str(params.get("channel", "")), str(params.get("ts", ""))
+        messages = self.channels.get(channel, [])
+        kept = [m for m in messages if not (m.get("ts") == ts and m.get("bot_id") == self.bot_id)]
+        if len(kept) == len(messages):
+            return {"ok": False, "error": "message_not_found"}
+        self.channels[channel] = kept
+        return {"channel": channel, "ts": ts}
+
     def _m_chat_postEphemeral(self, _: dict[str, Any]) -> dict[str, Any]:
         return {"message_ts": self.next_ts()}
 
