@@ -18,6 +18,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC
 
 from bot.agent import Agent, TurnReport
@@ -50,6 +51,7 @@ TURN_TIMEOUT_NOTICE = (
     "moment."
 )
 TURN_FAILED_NOTICE = "Sorry, something went wrong on my side while answering. Your message is saved; please try again."
+NOT_SAVED_NOTICE = "Sorry, something went wrong on my side and I could not save your message. Please send it again."
 NO_REPLY_NOTICE = "Sorry, I couldn't put an answer together this time. Your message is saved; please try again."
 RECENT_CONTEXT_LIMIT = 5
 
@@ -60,6 +62,13 @@ class TurnDeadlineExceeded(Exception):
 
 class EventFailed(Exception):
     """A system event (heartbeat) failed for a reason other than the model; its traceback is already logged."""
+
+
+@dataclass
+class _TurnState:
+    """What the error boundary needs to know about the turn it ends."""
+
+    stored: bool = False  # the user message is in recall and the queue
 
 
 def pack_user_message(message: InboundMessage, text: str) -> str:
@@ -123,18 +132,20 @@ class Runtime:
         if not text:
             await self._notify(sink, message, EMPTY_NOTICE)
             return None
-        async with self._turn_boundary(message, sink):
-            return await self._answer(message, text, sink)
+        turn = _TurnState()
+        async with self._turn_boundary(message, sink, turn):
+            return await self._answer(message, text, sink, turn)
         return None  # the boundary ended the turn and told the user
 
     @asynccontextmanager
-    async def _turn_boundary(self, message: InboundMessage, sink: ReplySink) -> AsyncIterator[None]:
+    async def _turn_boundary(self, message: InboundMessage, sink: ReplySink, turn: _TurnState) -> AsyncIterator[None]:
         """The one error boundary of a user turn: any exception ends it with one notice and a log line.
 
         To handle a new kind of failure, add an ``except`` clause above ``except Exception`` (most specific first)
-        that logs it and picks the notice (a module-level constant); the message is already stored by then.
+        that logs it and picks the notice (a module-level constant). ``turn.stored`` says whether the message
+        reached recall and the queue before the failure.
         """
-        where = {"agent": str(message.agent_key), "message_id": message.message_id}
+        where = {"agent": str(message.agent_key), "message_id": message.message_id, "stored": turn.stored}
         try:
             yield
         except TurnDeadlineExceeded as exc:
@@ -147,12 +158,12 @@ class Runtime:
         except Exception as exc:
             log.exception("turn failed", extra=where)
             self._record_failure(exc)
-            notice = TURN_FAILED_NOTICE
+            notice = TURN_FAILED_NOTICE if turn.stored else NOT_SAVED_NOTICE
         else:
             return
         await self._notify(sink, message, notice)
 
-    async def _answer(self, message: InboundMessage, text: str, sink: ReplySink) -> TurnReport:
+    async def _answer(self, message: InboundMessage, text: str, sink: ReplySink, turn: _TurnState) -> TurnReport:
         model_text = text
         if len(text) > self._max_chars:
             model_text = (
@@ -173,6 +184,7 @@ class Runtime:
             await self._recall.add([self._recall_entry(message, "user", text, message.author_name)])
             packed = ChatMessage("user", pack_user_message(message, model_text), private=message.scope is Scope.PRIVATE)
             await self._working.append(agent, [packed])
+            turn.stored = True
             await self._note_activity(message)
 
             async def send(reply: str) -> None:
