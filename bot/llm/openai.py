@@ -19,7 +19,7 @@ from typing import Any, Literal
 import openai
 from openai.types.chat import ChatCompletion
 
-from bot.llm.base import SdkChatModel, checked, sdk_error_classifier
+from bot.llm.base import MalformedResponse, SdkChatModel, checked, sdk_error_classifier
 from bot.llm.pairing import pair_tool_calls
 from bot.llm.retry import RetryPolicy, call_with_retry
 from bot.llm.tokens import GPT_TOKEN_FACTOR, TokenCounter
@@ -96,7 +96,7 @@ def _new_call_id() -> str:
 def parse_response(response: ChatCompletion) -> Completion:
     """The first choice as a Completion; tool calls keep their raw arguments text, missing ids are made up."""
     if not response.choices:
-        raise ModelError("openai response had no choices")
+        raise MalformedResponse("openai response had no choices")
     choice = response.choices[0]
     message = choice.message
     calls: list[ToolCall] = []

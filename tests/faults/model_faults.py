@@ -11,13 +11,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bot.app import open_app
 from bot.events import AgentKey
+from bot.prompts import load_prompt
 from bot.settings import Settings
 from tests.scenario import env_for
 from tests.standins.brain import Brain, user_text
@@ -26,6 +26,8 @@ from tests.standins.llm_server import ObservedRequest, ScriptedReply
 MEMBOT = [sys.executable, "-m", "bot"]
 HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
 PLAIN_TEXT = "I think the answer is forty-two."
+REPLY_NEEDED_START = load_prompt("reply_needed")[:40]
+PRESSURE_ALERT_START = "[system] Memory pressure"
 
 
 def _truncated(wire: str) -> str:
@@ -79,18 +81,40 @@ class FaultyModel:
     brain: Brain = field(default_factory=Brain)
     seen: list[str] = field(default_factory=list)  # the fault mode (or "brain") of each request
 
+    saves_under_pressure: bool = False  # a memory-pressure alert makes the model save a note and stop (no heartbeat)
+
     def __call__(self, request: ObservedRequest) -> ScriptedReply:
         mode = self.fault_of(request)
         self.seen.append(mode or "brain")
-        return fault_reply(mode, self.wire) if mode else self.brain(request)
+        if mode == "note":  # a note without request_heartbeat; the model answers once reminded
+            if request.messages[-1]["content"].startswith(REPLY_NEEDED_START):
+                return ScriptedReply(tool_calls=[("send_message", {"message": "Noted."})])
+            return ScriptedReply(tool_calls=[("archival_memory_insert", {"content": "the user likes notes"})])
+        if mode:
+            return fault_reply(mode, self.wire)
+        if self.saves_under_pressure and _pressure_alert_is_new(request):
+            note = f"Saved before the flush ({len(request.messages)} messages in context)."
+            return ScriptedReply(tool_calls=[("archival_memory_insert", {"content": note})])
+        return self.brain(request)
 
     @staticmethod
     def fault_of(request: ObservedRequest) -> str | None:
         for message in reversed(request.messages):
             if message["role"] == "user" and not message["content"].lstrip().startswith("[system]"):
-                text = user_text(message["content"])
+                # on the Anthropic wire the messages of turns that failed are merged into one: read the last line
+                text = user_text(message["content"]).splitlines()[-1]
                 return text.removeprefix("fault:").strip() if text.startswith("fault:") else None
         return None
+
+
+def _pressure_alert_is_new(request: ObservedRequest) -> bool:
+    """Whether a memory-pressure alert arrived since the model last spoke."""
+    for message in reversed(request.messages):
+        if message["role"] == "assistant":
+            return False
+        if message["role"] == "user" and PRESSURE_ALERT_START in message["content"]:
+            return True
+    return False
 
 
 def requests_for(seen: list[str], mode: str) -> int:
@@ -127,13 +151,3 @@ async def recall_texts(settings: Settings, agent: AgentKey) -> list[str]:
     async with open_app(settings, with_model=False) as app:
         exported = await app.admin.export(agent)
     return [str(item["text"]) for item in exported["recall"]]
-
-
-def counting(handler: Callable[[ObservedRequest], ScriptedReply], calls: list[ObservedRequest]) -> Any:
-    """Wrap a handler so every request it answers is also appended to ``calls``."""
-
-    def wrapped(request: ObservedRequest) -> ScriptedReply:
-        calls.append(request)
-        return handler(request)
-
-    return wrapped

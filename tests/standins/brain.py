@@ -49,6 +49,11 @@ LONG_ANSWER = _long_answer()
 def user_text(content: str) -> str:
     """The user's words without membot's header line(s) and the recent channel messages packed before them."""
     lines = content.splitlines()
+    # the Anthropic wire merges consecutive user messages (a turn that failed leaves its message unanswered):
+    # the newest message starts at the last header
+    headers = [i for i, line in enumerate(lines) if line.startswith("[") and "UTC]" in line]
+    if headers:
+        lines = lines[headers[-1] :]
     if lines and lines[0].startswith("[") and "UTC]" in lines[0]:
         lines = lines[1:]
     if lines and lines[0].startswith("Recent messages from others"):
