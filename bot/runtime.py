@@ -56,8 +56,8 @@ NO_REPLY_NOTICE = "Sorry, I couldn't put an answer together this time. Your mess
 RECENT_CONTEXT_LIMIT = 5
 
 
-class TurnDeadlineExceeded(Exception):
-    """The turn's deadline (``turn_timeout``) passed before the agent finished."""
+class TurnDeadlineExceeded(TimeoutError):
+    """The turn's deadline (``turn_timeout``) passed before the agent finished (counted as a "timeout" error)."""
 
 
 class EventFailed(Exception):
