@@ -30,7 +30,6 @@ from bot.services import Services
 
 log = logging.getLogger(__name__)
 
-TURN_FAILED = TURN_FAILED_NOTICE  # failures outside the runtime's turn (dedupe, rate limit, imports)
 HISTORY_TIMEOUT_SECONDS = 2.0
 HISTORY_LIMIT = 10
 
@@ -78,7 +77,7 @@ class InboundHandler:
             await self._answer(message, me, reason, mode, sink)
         except Exception:
             log.exception("Discord message could not be handled", extra={"message_id": message.id})
-            await sink.send(OutboundReply(TURN_FAILED, ReplyKind.NOTICE, str(message.id)))
+            await sink.send(OutboundReply(TURN_FAILED_NOTICE, ReplyKind.NOTICE, str(message.id)))
 
     async def _answer(
         self, message: discord.Message, me: discord.ClientUser, reason: Reason, mode: str, sink: DiscordReplySink

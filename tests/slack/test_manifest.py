@@ -16,6 +16,7 @@ SCOPES_FOR = {
     "auth_test": set(),
     "chat_postMessage": {"chat:write"},
     "chat_postEphemeral": {"chat:write"},
+    "chat_delete": {"chat:write"},  # its own "thinking" message
     "conversations_history": {"channels:history", "groups:history", "mpim:history", "im:history"},
     "conversations_replies": {"channels:history", "groups:history", "mpim:history", "im:history"},
     "conversations_info": {"channels:read", "groups:read", "mpim:read", "im:read"},
