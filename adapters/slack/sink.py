@@ -71,28 +71,31 @@ class SlackSink:
     @asynccontextmanager
     async def typing(self) -> AsyncIterator[None]:
         """After ``working_after`` seconds, an interim "thinking" message, removed when the block ends."""
+        finished = asyncio.Event()
         posted: list[str] = []
-        task = asyncio.create_task(self._post_working(posted))
+        task = asyncio.create_task(self._post_working(finished, posted))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            finished.set()  # a post already under way completes, so it can be removed
+            await task
             for ts in posted:
                 try:
                     await self._client.chat_delete(channel=self._channel, ts=ts)
                 except SlackApiError as exc:
                     log.warning("could not remove the thinking message", extra={"error": exc.response.get("error")})
 
-    async def _post_working(self, posted: list[str]) -> None:
-        await asyncio.sleep(self._working_after)
+    async def _post_working(self, finished: asyncio.Event, posted: list[str]) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(finished.wait(), self._working_after)
+        if finished.is_set():
+            return
         try:
             response = await self._client.chat_postMessage(
                 channel=self._channel, text=WORKING_TEXT, thread_ts=self._thread
             )
-        except SlackApiError as exc:
-            log.debug("no thinking message", extra={"error": exc.response.get("error")})
+        except Exception as exc:  # the indicator is a courtesy: it never fails a turn
+            log.debug("no thinking message", extra={"error": repr(exc)[:200]})
             return
         if response.get("ts"):
             posted.append(str(response["ts"]))

@@ -3,6 +3,7 @@ short notice, the message is kept, and the client goes on serving."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -25,7 +26,10 @@ async def recalled(harness: DiscordHarness, agent: AgentKey) -> list[str]:  # no
     return [str(item["text"]) for item in (await harness.app.admin.export(agent))["recall"]]
 
 
-async def test_a_store_failing_inside_a_tool_ends_the_turn_with_a_notice(harness: DiscordHarness) -> None:  # noqa: F811
+async def test_a_store_failing_inside_a_tool_ends_the_turn_with_a_notice(
+    harness: DiscordHarness,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     discord_api = harness.discord
     agent = AgentKey("discord", "dm", ALICE["id"])
     first = await discord_api.send_message(ALICE, "hello")
@@ -36,10 +40,13 @@ async def test_a_store_failing_inside_a_tool_ends_the_turn_with_a_notice(harness
     await harness.app.stores.redis.delete(audit_key)
     await harness.app.stores.redis.set(audit_key, "damaged")
 
-    broken = await discord_api.send_message(ALICE, "remember: my locker code is 4711")
-    [notice] = await answer_to(discord_api, broken)
+    with caplog.at_level(logging.ERROR, logger="bot.runtime"):
+        broken = await discord_api.send_message(ALICE, "remember: my locker code is 4711")
+        [notice] = await answer_to(discord_api, broken)
 
     assert notice.json["content"] == TURN_FAILED_NOTICE
+    [logged] = [r for r in caplog.records if r.getMessage() == "turn failed"]
+    assert logged.exc_info is not None and "WRONGTYPE" in str(logged.exc_info[1])  # the traceback is logged
     await harness.app.stores.redis.delete(audit_key)
     after = await discord_api.send_message(ALICE, "still with me?")
     [reply] = await answer_to(discord_api, after)
