@@ -33,8 +33,10 @@ _PROVIDER_VARS = (
 
 
 @pytest.fixture(autouse=True)
-def _no_real_providers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Forbid real model requests: no credentials or base URLs leak in from the environment."""
+def _no_real_providers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Forbid real model requests: no credentials or base URLs leak in from the environment. Keep every test's
+    data out of the real per-user data directory: MEMBOT_DATA_DIR, and XDG_DATA_HOME (the per-user default, also
+    for `membot` subprocesses whose environment drops MEMBOT_*), point into the test's temp dir."""
     for name in list(os.environ):
         if name.startswith("MEMBOT_") and name != "MEMBOT_TEST_REDIS_URL":
             monkeypatch.delenv(name, raising=False)
@@ -42,6 +44,8 @@ def _no_real_providers(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("MEMBOT_DATA_DIR", str(tmp_path / "default-data"))
 
 
 @pytest.fixture
