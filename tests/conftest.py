@@ -14,10 +14,20 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from bot.datadir import default_data_dir
 from tests.standins.brain import Brain
 from tests.standins.llm_server import ScriptedLLMServer
 
 REDIS_URL = os.environ.get("MEMBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REAL_DATA_DIR = default_data_dir()  # the developer's own, read before any test points XDG_DATA_HOME elsewhere
+_REAL_DATA_DIR_EXISTED = REAL_DATA_DIR.exists()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No test may create the real per-user data directory (every one runs in its temp dir)."""
+    if not _REAL_DATA_DIR_EXISTED and REAL_DATA_DIR.exists():
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print(f"\nerror: the test run created the real per-user data directory {REAL_DATA_DIR}")
 
 _PROVIDER_VARS = (
     "ANTHROPIC_API_KEY",
