@@ -29,6 +29,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         print(f"\nerror: the test run created the real per-user data directory {REAL_DATA_DIR}")
 
+
 _PROVIDER_VARS = (
     "ANTHROPIC_API_KEY",
     "ANTHROPIC_BASE_URL",
