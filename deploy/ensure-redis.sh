@@ -33,6 +33,10 @@ fi
 default_dir="$(.venv/bin/python -c 'from bot.datadir import default_data_dir; print(default_data_dir())' 2>/dev/null \
   || echo "${XDG_DATA_HOME:-$HOME/.local/share}/membot")"
 dir="${MEMBOT_DATA_DIR:-$default_dir}/redis"
+if [ -z "${MEMBOT_DATA_DIR:-}" ] && [ ! -d "$dir" ] && [ -d ./data/redis ]; then  # the old default, ./data
+  dir="./data/redis"
+  echo "redis: using $(pwd)/data/redis, the old default; move it with: mkdir -p $default_dir && mv ./data/redis $default_dir/"
+fi
 mkdir -p "$dir"
 redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --dir "$(cd "$dir" && pwd)" \
   --appendonly yes --logfile "$(cd "$dir" && pwd)/redis.log"
