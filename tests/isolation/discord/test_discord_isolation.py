@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from bot.events import AgentKey
 from tests.discord.conftest import DiscordHarness
 from tests.discord.helpers import MENTION, answer_to
+from tests.discord.test_commands import responses, text_of
 from tests.isolation.attack import EXPECTED_FAILURES, INJECTION, attack, given_text, offered_only_memory_functions
 from tests.isolation.scan import Snapshot, assert_confined, leaks, record, snapshot, tool_results
 from tests.scenario import eventually
@@ -86,6 +87,15 @@ async def scan(harness: DiscordHarness, redis: aioredis.Redis, prefix: str) -> S
     return await snapshot(redis, prefix, harness.app.stores.qdrant.client)
 
 
+async def tell_canaries(harness: DiscordHarness) -> None:
+    await harness.discord.dispatch("GUILD_CREATE", other_guild())
+    await eventually(lambda: harness.adapter.client.get_guild(OTHER_GUILD) is not None, what="the second server")
+    for member in MEMBERS:
+        await say(harness, member, f"my name is {member.name}")
+        await say(harness, member, f"my locker code is {member.tag}LOCK4411")
+        await say(harness, member, f"remember: my passport number is {member.tag}PASS7302")
+
+
 def owners(*members: Member) -> dict[str, AgentKey]:
     return {canary: member.agent for member in members for canary in member.canaries}
 
@@ -93,12 +103,7 @@ def owners(*members: Member) -> dict[str, AgentKey]:
 async def test_two_servers_and_dms_are_separate_memories_no_member_reaches(
     harness: DiscordHarness, redis_client: aioredis.Redis, key_prefix: str
 ) -> None:
-    await harness.discord.dispatch("GUILD_CREATE", other_guild())
-    await eventually(lambda: harness.adapter.client.get_guild(OTHER_GUILD) is not None, what="the second server")
-    for member in MEMBERS:
-        await say(harness, member, f"my name is {member.name}")
-        await say(harness, member, f"my locker code is {member.tag}LOCK4411")
-        await say(harness, member, f"remember: my passport number is {member.tag}PASS7302")
+    await tell_canaries(harness)
     before = await scan(harness, redis_client, key_prefix)
     dm_private = ALICE_DM.canaries[1:]  # recall and archival of a DM are private (core lines: the xfail on Slack)
     assert_confined(before, owners(*MEMBERS), dm_private)
@@ -129,3 +134,40 @@ async def test_two_servers_and_dms_are_separate_memories_no_member_reaches(
     for member in MEMBERS:
         core = after.keys[f"{key_prefix}:core:{{{member.agent}}}"]
         assert f"Name: {member.name}" in core and "hacked" not in core
+
+
+async def test_export_and_erase_of_one_memory_never_touch_the_others(
+    harness: DiscordHarness, redis_client: aioredis.Redis, key_prefix: str
+) -> None:
+    """Alice exports and erases her memory of the test server: her DM memory, her memory of the other server and
+    Bob's stay byte for byte; a member who is not an admin gets nothing of hers."""
+    await tell_canaries(harness)
+    discord_api = harness.discord
+    refused = await discord_api.slash(BOB, "membot user show", member=ALICE)  # Bob is no server admin
+    [answer] = await responses(discord_api, refused, 1)
+    assert leaks([text_of(answer)], ALICE_HERE.canaries) == [] and "admin" in text_of(answer)
+    before = await scan(harness, redis_client, key_prefix)
+
+    await discord_api.slash(ALICE, "memory export")
+    dm = discord_api.dm_channel_id(ALICE)
+    [upload] = await discord_api.wait_for(lambda call: discord_api.created_in(dm)(call) and bool(call.files))
+    [(_, data)] = upload.files
+    exported = data.decode()
+    assert leaks([exported], ALICE_HERE.canaries) == ALICE_HERE.canaries, "the export holds all of this memory"
+    others = [c for member in (ALICE_DM, ALICE_THERE, BOB_HERE) for c in member.canaries]
+    assert leaks([exported], others) == [], "and nothing of Alice's other memories or of Bob's"
+
+    command = await discord_api.slash(ALICE, "memory reset")
+    _, question = await responses(discord_api, command, 2)
+    press = await discord_api.press(ALICE, question.response, "Erase everything")
+    _, done = await responses(discord_api, press, 2)
+    assert text_of(done).startswith("Done: erased")
+
+    after = await scan(harness, redis_client, key_prefix)
+    record("discord: export and erase of one memory", after)
+    for canary in ALICE_HERE.canaries:
+        assert after.keys_with(canary) == [] and after.points_with(canary) == [], f"{canary} is erased everywhere"
+    assert list(after.of(ALICE_HERE.agent)[0]) == [f"{key_prefix}:audit:{{{ALICE_HERE.agent}}}"]
+    for member in (ALICE_DM, ALICE_THERE, BOB_HERE):
+        assert after.of(member.agent) == before.of(member.agent), f"{member.agent} untouched"
+    assert_confined(after, owners(ALICE_DM, ALICE_THERE, BOB_HERE), ALICE_DM.canaries[1:])
