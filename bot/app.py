@@ -52,6 +52,7 @@ from memory.qdrant import (
 from memory.recall import QdrantRecallMemory
 from memory.redis_client import ANY_REDIS_ERROR, AsyncRedis
 from memory.reindex import reindex
+from memory.store_identity import StoreConflict, StoreRegistry
 from memory.working import RedisWorkingMemory
 
 
@@ -115,7 +116,10 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
     try:
         keys = RedisKeys(settings.redis_prefix)
         embedder = _embedder(settings)
+        registry = StoreRegistry(redis, keys, redis_description=redact(settings.redis_url))
         try:
+            if not settings.qdrant_url:  # refuse another namespace's store before creating anything
+                await registry.check_embedded(settings.data_dir / "qdrant")
             qdrant = await open_qdrant(
                 url=settings.qdrant_url,
                 api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
@@ -124,9 +128,21 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                 embedder_name=embedder.name,
                 prefix=settings.redis_prefix,
             )
+        except StoreConflict as exc:
+            await embedder.aclose()
+            raise ConfigError(str(exc)) from None
         except (QdrantInUseError, QdrantUnavailableError, QdrantSetupError) as exc:
             await embedder.aclose()
             raise ServiceUnavailable(str(exc)) from None
+        try:  # one store per Redis namespace (memory/store_identity.py): only it drains the recall outbox
+            if settings.qdrant_url:
+                await registry.claim_server(redact(settings.qdrant_url))
+            else:
+                await registry.claim_embedded(settings.data_dir / "qdrant")
+        except StoreConflict as exc:
+            await qdrant.close()
+            await embedder.aclose()
+            raise ConfigError(str(exc)) from None
         outbox = RecallOutbox(redis, keys)
         counts = MemoryCounts(redis, keys)
         recall = QdrantRecallMemory(qdrant.client, qdrant.recall_collection, embedder, outbox=outbox, counts=counts)

@@ -20,6 +20,7 @@ from bot.activity import InvalidProactiveSetting, ProactivePolicy
 from bot.admin import MemoryView, UnknownAgent
 from bot.app import ServiceUnavailable, list_jobs, open_app, open_proactive_control, open_repair
 from bot.audit import CLI_CAUSE, HistoryItem
+from bot.datadir import adopt_legacy_data_dir
 from bot.events import AgentKey, InvalidAgentKey
 from bot.logs import configure_logging
 from bot.memory_types import VersionNotKept
@@ -47,6 +48,9 @@ def _settings() -> Settings:
     except ConfigError as exc:
         raise _fail(str(exc), 2) from None
     configure_logging(settings.log_level)
+    settings, notice = adopt_legacy_data_dir(settings)
+    if notice:
+        err.print(f"membot: {notice}", highlight=False, soft_wrap=True)
     return settings
 
 

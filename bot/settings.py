@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.activity import parse_quiet_hours, parse_timezone
+from bot.datadir import default_data_dir
 from bot.deployment import parse_shard_ids
 from bot.redis_url import parse_redis_url
 
@@ -48,7 +49,7 @@ class Settings(BaseSettings):
     redis_prefix: str = Field("membot", alias="MEMBOT_REDIS_PREFIX")
     qdrant_url: str | None = Field(None, alias="QDRANT_URL")
     qdrant_api_key: SecretStr | None = Field(None, alias="QDRANT_API_KEY")
-    data_dir: Path = Field(Path("./data"), alias="MEMBOT_DATA_DIR")
+    data_dir: Path = Field(default_factory=default_data_dir, alias="MEMBOT_DATA_DIR")
     embedder: Literal["local", "openai", "hashing"] = Field("local", alias="MEMBOT_EMBEDDER")
     openai_embedding_model: str = Field("text-embedding-3-small", alias="MEMBOT_OPENAI_EMBEDDING_MODEL")
 
@@ -89,6 +90,16 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _blank_data_dir_is_default(cls, value: object) -> object:
+        return default_data_dir() if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().absolute()  # messages name it; the store registration records it
 
     @field_validator("redis_url")
     @classmethod

@@ -29,7 +29,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
-dir="${MEMBOT_DATA_DIR:-./data}/redis"
+# membot's data directory: MEMBOT_DATA_DIR, else the per-user one (bot/datadir.py; ~/.local/share/membot on Linux)
+default_dir="$(.venv/bin/python -c 'from bot.datadir import default_data_dir; print(default_data_dir())' 2>/dev/null \
+  || echo "${XDG_DATA_HOME:-$HOME/.local/share}/membot")"
+dir="${MEMBOT_DATA_DIR:-$default_dir}/redis"
+if [ -z "${MEMBOT_DATA_DIR:-}" ] && [ ! -d "$dir" ] && [ -d ./data/redis ]; then  # the old default, ./data
+  dir="./data/redis"
+  echo "redis: using $(pwd)/data/redis, the old default; move it with: mkdir -p $default_dir && mv ./data/redis $default_dir/"
+fi
 mkdir -p "$dir"
 redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --dir "$(cd "$dir" && pwd)" \
   --appendonly yes --logfile "$(cd "$dir" && pwd)/redis.log"

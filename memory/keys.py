@@ -104,6 +104,10 @@ class RedisKeys:
         """Flag: every agent's counts were built from Qdrant (``memory.counts.ensure_counted``)."""
         return f"{self.prefix}:counts-ready"
 
+    def store_registration(self) -> str:
+        """Hash: the one Qdrant store of this namespace (kind, id, path, host, since; ``memory.store_identity``)."""
+        return f"{self.prefix}:store"
+
     # --- coordination ------------------------------------------------------------------------------------
     def lock(self, agent: AgentKey) -> str:
         """String: the agent's cross-process lock (token with a TTL lease)."""

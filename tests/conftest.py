@@ -14,10 +14,21 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from bot.datadir import default_data_dir
 from tests.standins.brain import Brain
 from tests.standins.llm_server import ScriptedLLMServer
 
 REDIS_URL = os.environ.get("MEMBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REAL_DATA_DIR = default_data_dir()  # the developer's own, read before any test points XDG_DATA_HOME elsewhere
+_REAL_DATA_DIR_EXISTED = REAL_DATA_DIR.exists()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No test may create the real per-user data directory (every one runs in its temp dir)."""
+    if not _REAL_DATA_DIR_EXISTED and REAL_DATA_DIR.exists():
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print(f"\nerror: the test run created the real per-user data directory {REAL_DATA_DIR}")
+
 
 _PROVIDER_VARS = (
     "ANTHROPIC_API_KEY",
@@ -33,8 +44,10 @@ _PROVIDER_VARS = (
 
 
 @pytest.fixture(autouse=True)
-def _no_real_providers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Forbid real model requests: no credentials or base URLs leak in from the environment."""
+def _no_real_providers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Forbid real model requests: no credentials or base URLs leak in from the environment. Keep every test's
+    data out of the real per-user data directory: MEMBOT_DATA_DIR, and XDG_DATA_HOME (the per-user default, also
+    for `membot` subprocesses whose environment drops MEMBOT_*), point into the test's temp dir."""
     for name in list(os.environ):
         if name.startswith("MEMBOT_") and name != "MEMBOT_TEST_REDIS_URL":
             monkeypatch.delenv(name, raising=False)
@@ -42,6 +55,8 @@ def _no_real_providers(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("MEMBOT_DATA_DIR", str(tmp_path / "default-data"))
 
 
 @pytest.fixture

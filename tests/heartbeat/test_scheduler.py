@@ -22,6 +22,7 @@ from bot.scheduler import HeartbeatScheduler, open_job_store
 from bot.serve import serve
 from bot.settings import Settings
 from memory.keys import RedisKeys
+from memory.store_identity import STORE_ID_FILE
 from tests.heartbeat.conftest import RecordingAdapter, heartbeats_for, human_block, reflection_events
 from tests.scenario import RecordingSink, env_for, eventually
 from tests.standins.llm_server import ScriptedLLMServer
@@ -121,9 +122,11 @@ async def test_two_membot_run_processes_share_one_redis_and_reflect_once(
     base = {k: v for k, v in os.environ.items() if not k.startswith(("MEMBOT_", "ANTHROPIC_", "OPENAI_"))}
     env = {**base, **env_for(settings), "HF_HUB_OFFLINE": "1"}
     processes = []
+    store_id = (settings.data_dir / "qdrant" / STORE_ID_FILE).read_text()
     for name in ("one", "two"):  # each its own embedded Qdrant; both on the same Redis prefix
         data = tmp_path / name
-        data.mkdir()
+        (data / "qdrant").mkdir(parents=True)  # with the chat's store id: membot refuses two stores on one prefix
+        (data / "qdrant" / STORE_ID_FILE).write_text(store_id)  # (memory/store_identity.py); a server is shared
         processes.append(
             await asyncio.create_subprocess_exec(
                 *[sys.executable, "-m", "bot", "run"],

@@ -6,8 +6,9 @@ agents run side by side. Every message reaches the agent's queue (Redis) and rec
 
 What this does not cover: each process keeps recall in its own embedded Qdrant here (no Qdrant server can run on
 this machine), so recall is checked as the union of the two stores, and a search in one process cannot see what
-the other stored. A deployment sets MEMBOT_REPLICAS and QDRANT_URL, and membot refuses replicas without it
-(tests/ops/test_deployment.py).
+the other stored. membot refuses two embedded stores on one Redis namespace (memory/store_identity.py), so the test
+gives both directories one store id, standing in for the one shared store a Qdrant server would be. A deployment
+sets MEMBOT_REPLICAS and QDRANT_URL, and membot refuses replicas without it (tests/ops/test_deployment.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import aiohttp
 
 from bot.app import open_app
 from bot.events import AgentKey
+from memory.store_identity import STORE_ID_FILE
 from tests.ops.slack_process import Running, membot_run, posted, slack_settings
 from tests.scenario import eventually
 from tests.standins.brain import Brain
@@ -54,8 +56,9 @@ async def test_two_processes_never_overlap_one_agents_turns_and_lose_no_message(
             slack_settings(llm, key_prefix, tmp_path / name, slack, MEMBOT_RATE_LIMIT_PER_MINUTE=1000)
             for name in ("one", "two")  # each its own embedded Qdrant (see the module docstring)
         ]
-        for each in settings:
-            each.data_dir.mkdir()
+        for each in settings:  # one store id: the registration sees one store (see the module docstring)
+            (each.data_dir / "qdrant").mkdir(parents=True)
+            (each.data_dir / "qdrant" / STORE_ID_FILE).write_text("shared-by-two-processes\n")
         async with (
             membot_run(settings[0], slack, session, tmp_path) as one,
             membot_run(settings[1], slack, session, tmp_path) as two,
