@@ -15,6 +15,7 @@ import pytest
 
 from adapters.discord import build_discord_adapter
 from adapters.discord.client import shard_connection
+from adapters.discord.gateway import GatewayPin, IdentifySpacing
 from bot.app import open_app
 from bot.settings import ConfigError
 from tests.discord.conftest import DiscordHarness
@@ -142,3 +143,27 @@ async def test_each_shard_reconnects_on_the_configured_gateway(harness: DiscordH
     sent = await discord_api.send_message(ALICE, f"{MENTION} hi", channel_id=GENERAL, mentions=(BOT,))
     [reply] = await answer_to(discord_api, sent)  # the server's events come on its shard
     assert reply.json["content"] == "echo: hi"
+
+
+def test_the_pin_keeps_sockets_on_the_configured_gateway_origin() -> None:
+    pin = GatewayPin()
+    query = "?v=10&encoding=json&compress=zlib-stream"
+    assert pin.pinned("wss://gateway.discord.gg/" + query) == "wss://gateway.discord.gg/" + query, "not configured"
+    pin.configure("ws://127.0.0.1:9000/gateway-ws")
+    assert pin.pinned("wss://gateway.discord.gg/" + query) == "ws://127.0.0.1:9000/gateway-ws" + query
+    assert pin.pinned("ws://127.0.0.1:9000/resume/abc" + query) == "ws://127.0.0.1:9000/resume/abc" + query
+    assert pin.pinned("ws://127.0.0.1:9001/gateway-ws" + query) == "ws://127.0.0.1:9000/gateway-ws" + query
+    pin.configure("wss://gateway.discord.gg")  # a REST-only proxy: Discord's regional resume URLs are followed
+    assert pin.pinned("wss://gateway-us-east1-b.discord.gg" + query) == "wss://gateway-us-east1-b.discord.gg" + query
+
+
+def test_reidentify_waits_one_to_five_seconds_and_five_since_the_last_identify() -> None:
+    now = [0.0]
+    spacing = IdentifySpacing(clock=lambda: now[0])
+    assert spacing.delay(initial=True) == 0.0
+    assert all(1.0 <= spacing.delay(initial=False) <= 5.0 for _ in range(50)), "no IDENTIFY yet: only the jitter"
+    asyncio.run(spacing.wait(initial=True))  # the first IDENTIFY, at 0
+    now[0] = 0.5
+    assert all(4.5 <= spacing.delay(initial=False) <= 5.0 for _ in range(50))
+    now[0] = 60.0
+    assert all(1.0 <= spacing.delay(initial=False) <= 5.0 for _ in range(50))
