@@ -1,22 +1,15 @@
 """A small stand-in for Discord on 127.0.0.1, for the real discord.py client.
 
 It serves the REST routes the client calls (login, gateway lookup, slash-command sync, messages, typing, DMs,
-interaction callbacks and webhook follow-ups, attachment downloads) and the gateway WebSocket (HELLO, IDENTIFY →
-READY + GUILD_CREATE, heartbeats → ACKs, RESUME → RESUMED or, for a session it no longer has, INVALID_SESSION
-``d: false``; ``zlib-stream`` compression when asked for). Tests dispatch MESSAGE_CREATE / INTERACTION_CREATE
-payloads and read every recorded REST call::
+interaction callbacks and webhook follow-ups, attachment downloads) and the gateway WebSocket with its faults
+(``discord_gateway.DiscordGateway``: HELLO, IDENTIFY → READY, RESUME, RECONNECT, INVALID_SESSION, close codes,
+outages). Tests dispatch MESSAGE_CREATE / INTERACTION_CREATE payloads and read every recorded REST call::
 
     async with DiscordStandIn() as discord_api:
         settings = ...(DISCORD_API_BASE_URL=discord_api.base_url, DISCORD_TOKEN="test-token")
         ...
         sent = await discord_api.send_message(ALICE, "hello")          # a DM
         [reply] = await discord_api.wait_for(discord_api.created_in(sent["channel_id"]))
-
-Gateway faults, as Discord documents them: ``reconnect()``/``request_reconnect()`` (op 7 RECONNECT),
-``invalid_session(resumable)`` (op 9; ``d: false`` ends the session), ``close_gateway(code)`` (a close frame;
-4007 and 4009 end the session, other 4000–4009 codes leave it resumable), ``drop_gateway()`` / ``restore_gateway()``
-(an outage: sockets cut, new ones refused with 503 until restored). ``resume_gateway_url`` is what READY names
-(default: its own gateway). Every socket's path and the time of each IDENTIFY and INVALID_SESSION are recorded.
 
 It runs in the test's own event loop (the discord.py client does too).
 """
@@ -26,18 +19,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from aiohttp import BodyPartReader, WSMsgType, web
+from aiohttp import BodyPartReader, web
 
 from tests.standins import discord_payloads as payloads
+from tests.standins.discord_gateway import DiscordGateway
 from tests.standins.discord_payloads import (
     ALICE,
-    APPLICATION_ID,
     BOB,
     BOT,
     BOT_ROLE,
@@ -85,63 +77,23 @@ class RestCall:
     response: Any = None
 
 
-# Discord's gateway close codes that end the session ("reconnect and start a new session"); the other 4000-4009
-# codes leave it resumable. 4004 and 4010-4014 tell the client not to reconnect at all.
-SESSION_ENDING_CLOSE_CODES = {4007, 4009}
-
-
-@dataclass
-class _Connection:
-    ws: web.WebSocketResponse
-    query: dict[str, str]
-    request: web.Request
-    compressor: Any = None  # zlib compressobj when the client asked for zlib-stream
-    seq: int = 0
-    session_id: str | None = None
-    shard: tuple[int, int] = (0, 1)
-
-
-@dataclass
-class Session:
-    """A gateway session: what a RESUME needs to be accepted."""
-
-    session_id: str
-    shard: tuple[int, int]
-    seq: int = 0
-    valid: bool = True
-
-
-class DiscordStandIn:
+class DiscordStandIn(DiscordGateway):
     """REST + gateway of a tiny Discord with one server (#general, #random, a thread), and DMs."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls: list[RestCall] = []
-        self.identifies: list[Payload] = []
-        self.resumes: list[Payload] = []
-        self.heartbeats = 0
-        self.ws_queries: list[dict[str, str]] = []
-        self.ws_paths: list[str] = []  # the path of every gateway socket opened, in order
-        self.sessions: dict[str, Session] = {}
-        self.identify_times: list[float] = []  # time.monotonic() of each IDENTIFY
-        self.invalid_session_times: list[float] = []  # of each INVALID_SESSION sent
-        self.resume_gateway_url: str | None = None  # what READY names (a path: on this host); None: its gateway
-        self.gateway_available = True  # False: sockets are refused (503), as in a gateway outage
         self.commands: list[Payload] = []
         self.attachments: dict[str, bytes] = {}
-        self._connections: list[_Connection] = []
         self.snowflake = payloads.Snowflakes()
         self._runner: web.AppRunner | None = None
-        self._port = 0
-        self.ready = asyncio.Event()
         self.token = "test-token"  # the bot token it accepts; others get 401 like Discord
-        self.refuse_privileged_intents = False  # close IDENTIFY with 4014, as when Message Content is not enabled
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
     async def __aenter__(self) -> DiscordStandIn:
         app = web.Application()
-        app.router.add_get("/gateway-ws", self._gateway)
-        app.router.add_get("/gateway-ws/resume", self._gateway)  # a session-specific resume URL on this host
+        self.add_gateway_routes(app)
         app.router.add_get("/attachments/{name}", self._attachment)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, handle_signals=False)
@@ -156,8 +108,7 @@ class DiscordStandIn:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for connection in list(self._connections):
-            await connection.ws.close()
+        await self.close_connections()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -165,10 +116,6 @@ class DiscordStandIn:
     def base_url(self) -> str:
         """What DISCORD_API_BASE_URL is set to: the host (membot adds /api/v10)."""
         return f"http://127.0.0.1:{self._port}"
-
-    @property
-    def gateway_url(self) -> str:
-        return f"ws://127.0.0.1:{self._port}/gateway-ws"
 
     # -- ids and payloads --------------------------------------------------------------------------------------
 
@@ -193,30 +140,6 @@ class DiscordStandIn:
 
     # -- driving the client ------------------------------------------------------------------------------------
 
-    async def dispatch(self, event: str, data: Payload) -> None:
-        """Send a dispatch (op 0) to the shard that gets it, as Discord routes events: a server's events to shard
-        ``(guild_id >> 22) % shard_count``, DMs to shard 0."""
-        open_connections = [c for c in self._connections if not c.ws.closed and c.session_id is not None]
-        assert open_connections, "no discord.py client is connected to the gateway"
-        for connection in open_connections:
-            shard_id, count = connection.shard
-            guild_id = data.get("guild_id")
-            target = (int(guild_id) >> 22) % count if guild_id else 0
-            if target != shard_id:
-                continue
-            await self._dispatch_to(connection, event, data)
-
-    async def _dispatch_to(self, connection: _Connection, event: str, data: Payload) -> None:
-        connection.seq += 1
-        session = self.sessions.get(connection.session_id or "")
-        if session is not None:
-            session.seq = connection.seq
-        await self._send(connection, {"op": 0, "t": event, "s": connection.seq, "d": data})
-
-    def open_shards(self) -> list[int]:
-        """The shards with an identified or resumed socket open now."""
-        return sorted(c.shard[0] for c in self._connections if not c.ws.closed and c.session_id is not None)
-
     async def send_message(
         self,
         author: Payload,
@@ -231,64 +154,6 @@ class DiscordStandIn:
         payload = self.message_payload(author, content, channel, guild=guild, **options)
         await self.dispatch("MESSAGE_CREATE", payload)
         return payload
-
-    async def reconnect(self, within: float = 15.0) -> None:
-        """Ask connected clients to reconnect (op 7, as Discord does) and wait until one has RESUMEd."""
-        resumed = len(self.resumes)
-        for connection in [c for c in self._connections if not c.ws.closed]:
-            await self._send(connection, {"op": 7, "d": None})
-        deadline = time.monotonic() + within
-        while len(self.resumes) == resumed:
-            if time.monotonic() > deadline:
-                raise AssertionError("the client did not resume its gateway session")
-            await asyncio.sleep(0.02)
-
-    def _targets(self, shard: int | None) -> list[_Connection]:
-        return [c for c in self._connections if not c.ws.closed and (shard is None or c.shard[0] == shard)]
-
-    async def request_reconnect(self, shard: int | None = None) -> None:
-        """Op 7 RECONNECT: the client should reconnect and resume at once."""
-        for connection in self._targets(shard):
-            await self._send(connection, {"op": 7, "d": None})
-
-    async def invalid_session(self, resumable: bool, shard: int | None = None) -> None:
-        """Op 9 INVALID_SESSION with ``d: resumable``; ``d: false`` ends the session (a RESUME of it is refused)."""
-        for connection in self._targets(shard):
-            if not resumable:
-                self._end_session(connection.session_id)
-            self.invalid_session_times.append(time.monotonic())
-            await self._send(connection, {"op": 9, "d": resumable})
-
-    async def close_gateway(self, code: int, shard: int | None = None) -> None:
-        """Close the sockets with a gateway close code; 4007 and 4009 end their sessions, as Discord's do."""
-        for connection in self._targets(shard):
-            if code in SESSION_ENDING_CLOSE_CODES:
-                self._end_session(connection.session_id)
-            await connection.ws.close(code=code, message=f"closed with {code}".encode())
-
-    async def drop_gateway(self) -> None:
-        """An outage: every socket is cut without a close frame and new ones are refused until restored."""
-        self.gateway_available = False
-        for connection in self._targets(None):
-            transport = connection.request.transport
-            if transport is not None:
-                transport.abort()
-
-    def restore_gateway(self) -> None:
-        self.gateway_available = True
-
-    def _resume_url(self) -> str:
-        url = self.resume_gateway_url or self.gateway_url
-        return f"ws://127.0.0.1:{self._port}{url}" if url.startswith("/") else url
-
-    def _end_session(self, session_id: str | None) -> None:
-        if session_id in self.sessions:
-            self.sessions[session_id].valid = False
-
-    def identify_delay_after_invalid_session(self) -> float:
-        """Seconds from the last INVALID_SESSION to the first IDENTIFY after it."""
-        sent = self.invalid_session_times[-1]
-        return min(at for at in self.identify_times if at > sent) - sent
 
     async def slash(self, author: Payload, command: str, **options: Any) -> Payload:
         """Dispatch a slash command, e.g. ``slash(ALICE, "memory show")`` or ``slash(BOB, "membot user show",
@@ -338,78 +203,6 @@ class DiscordStandIn:
 
     def summary(self) -> str:
         return ", ".join(f"{c.method} {c.path}" for c in self.calls[-30:])
-
-    # -- gateway -----------------------------------------------------------------------------------------------
-
-    async def _send(self, connection: _Connection, payload: Payload) -> None:
-        text = json.dumps(payload)
-        if connection.compressor is not None:
-            data = connection.compressor.compress(text.encode()) + connection.compressor.flush(zlib.Z_SYNC_FLUSH)
-            await connection.ws.send_bytes(data)
-        else:
-            await connection.ws.send_str(text)
-
-    async def _gateway(self, request: web.Request) -> web.StreamResponse:
-        self.ws_paths.append(request.path)
-        if not self.gateway_available:
-            return web.Response(status=503, text="gateway unavailable")
-        ws = web.WebSocketResponse(max_msg_size=0)
-        await ws.prepare(request)
-        query = dict(request.query)
-        self.ws_queries.append(query)
-        compressor = zlib.compressobj() if query.get("compress") == "zlib-stream" else None
-        connection = _Connection(ws, query, request, compressor)
-        self._connections.append(connection)
-        try:
-            await self._send(connection, {"op": 10, "d": {"heartbeat_interval": 41_250}})
-            async for message in ws:
-                if message.type != WSMsgType.TEXT:
-                    continue
-                frame = json.loads(message.data)
-                await self._on_frame(connection, frame)
-        finally:
-            self._connections.remove(connection)
-        return ws
-
-    async def _on_frame(self, connection: _Connection, frame: Payload) -> None:
-        op = frame.get("op")
-        if op == 1:
-            self.heartbeats += 1
-            await self._send(connection, {"op": 11})
-        elif op == 2:
-            self.identifies.append(frame["d"])
-            self.identify_times.append(time.monotonic())
-            if self.refuse_privileged_intents:
-                await connection.ws.close(code=4014, message=b"Disallowed intent(s).")
-                return
-            shard_id, count = frame["d"].get("shard", [0, 1])
-            session = Session(f"session-{len(self.identifies)}", (shard_id, count))
-            self.sessions[session.session_id] = session
-            connection.session_id, connection.shard = session.session_id, session.shard
-            ready = {
-                "v": 10,
-                "user": BOT,
-                "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
-                "session_id": session.session_id,
-                "resume_gateway_url": self._resume_url(),
-                "shard": [shard_id, count],
-                "application": {"id": APPLICATION_ID, "flags": 0},
-            }
-            await self._dispatch_to(connection, "READY", ready)
-            if (GUILD_ID >> 22) % count == shard_id:
-                await self._dispatch_to(connection, "GUILD_CREATE", payloads.guild())
-            self.ready.set()
-        elif op == 6:
-            self.resumes.append(frame["d"])
-            session = self.sessions.get(frame["d"].get("session_id"))
-            if session is None or not session.valid:  # Discord: op 9 with d false, the client must IDENTIFY
-                self.invalid_session_times.append(time.monotonic())
-                await self._send(connection, {"op": 9, "d": False})
-                return
-            connection.session_id, connection.shard = session.session_id, session.shard
-            connection.seq = frame["d"].get("seq") or session.seq
-            await self._dispatch_to(connection, "RESUMED", {})
-            self.ready.set()
 
     # -- REST --------------------------------------------------------------------------------------------------
 
