@@ -75,10 +75,13 @@ class MembotClient(discord.AutoShardedClient):
         """Learn the gateway (pinned behind DISCORD_API_BASE_URL) and the shards this process serves, which
         count as connecting from now on, then let discord.py connect them."""
         if not self.is_closed():
-            count, url, _ = await self.http.get_bot_gateway()
-            if self._pin is not None:
-                self._pin.configure(url)
-            for shard_id in self.shard_ids or range(self.shard_count or count):
+            count = self.shard_count
+            if self._pin is not None or count is None:
+                rest_count, url, _ = await self.http.get_bot_gateway()
+                if self._pin is not None:
+                    self._pin.configure(url)
+                count = count or rest_count
+            for shard_id in self.shard_ids or range(count):
                 self.connections.expect(shard_connection(shard_id))
         await super().launch_shards()
 

@@ -31,7 +31,7 @@ from tests.standins.slack_api import SlackStandIn
 
 GRACE = 1.0  # seconds; production default 60
 
-Health_ = dict[str, Any]
+Report = dict[str, Any]  # a /healthz body
 
 
 @asynccontextmanager
@@ -42,7 +42,7 @@ async def running(app: App, adapter: PlatformAdapter) -> AsyncIterator[Callable[
     url = f"http://127.0.0.1:{app.settings.http_port}/healthz"
     async with aiohttp.ClientSession() as session:
 
-        async def healthz() -> tuple[int, Health_]:
+        async def healthz() -> tuple[int, Report]:
             async with session.get(url) as response:
                 return response.status, await response.json()
 
@@ -62,9 +62,9 @@ async def _answers(healthz: Callable[[], Any]) -> bool:
     return True
 
 
-async def until(healthz: Callable[[], Any], status: int, connection: str, connected: bool) -> Health_:
+async def until(healthz: Callable[[], Any], status: int, connection: str, connected: bool) -> Report:
     """Poll /healthz until it answers ``status`` with ``connection`` in the given state; return the report."""
-    seen: list[Health_] = []
+    seen: list[Report] = []
 
     async def check() -> bool:
         code, report = await healthz()
@@ -76,7 +76,7 @@ async def until(healthz: Callable[[], Any], status: int, connection: str, connec
     return seen[0]
 
 
-def healthy_others(report: Health_, failing: str) -> bool:
+def healthy_others(report: Report, failing: str) -> bool:
     return all(part["ok"] for name, part in report["components"].items() if name != failing)
 
 
@@ -181,6 +181,30 @@ async def test_slack_socket_mode_outage_turns_healthz_503_then_recovers(
                 await slack.socket_send("events_api", envelope)
                 await slack.wait_for(lambda: slack.calls_to("chat.postMessage"), 30)
         assert slack.posted()[0]["text"] == "echo: still there?"
+
+
+async def test_slack_refresh_is_a_blip_that_stays_healthy(
+    llm: ScriptedLLMServer, key_prefix: str, data_dir: Path
+) -> None:
+    """Slack retires sockets routinely (a ``disconnect`` envelope, reason refresh_requested): slack_sdk opens a new
+    one at once, and /healthz stays 200 because the gap is far below the grace period."""
+    async with SlackStandIn() as slack:
+        settings = slack_settings(llm, key_prefix, data_dir, slack, SLACK_APP_TOKEN=slack.app_token)
+        settings = settings.model_copy(update={"health_grace_seconds": 30.0})
+        async with open_app(settings) as app:
+            assert app.services is not None
+            async with running(app, build_slack_adapter(app.services)) as healthz:
+                await until(healthz, 200, "slack:socket", connected=True)
+                await slack.request_refresh()
+                statuses: list[int] = []
+
+                async def reconnected() -> bool:
+                    code, report = await healthz()
+                    statuses.append(code)
+                    return slack.sockets_opened == 2 and report["components"]["slack:socket"]["connected"]
+
+                await eventually(reconnected, within=30, what="a new socket")
+                assert set(statuses) == {200}
 
 
 async def test_slack_http_listener_is_reported_where_the_load_balancer_asks(

@@ -301,6 +301,11 @@ class SlackStandIn:
         if self.socket is not None and self.socket.request is not None and self.socket.request.transport:
             self.socket.request.transport.abort()
 
+    async def request_refresh(self) -> None:
+        """What Slack sends before it retires a connection: a ``disconnect`` envelope, then the close."""
+        assert self.socket is not None
+        await self.socket.ws.send_json({"type": "disconnect", "reason": "refresh_requested", "debug_info": {}})
+
     def restore_socket(self) -> None:
         self.socket_available = True
 
