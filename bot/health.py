@@ -1,8 +1,10 @@
-"""``/healthz``: each component (Redis, Qdrant, the heartbeat scheduler) checked at once, each within a timeout.
+"""``/healthz``: each component (Redis, Qdrant, the heartbeat scheduler) checked at once, each within a timeout,
+and each platform connection (``bot.connections``) as its adapter last reported it.
 
 A check is a coroutine function that returns a short detail or raises; the composition root builds them from the
-live stores, so this module knows no client. While membot shuts down the report says ``draining`` and is
-unhealthy, so a load balancer stops sending it work.
+live stores, so this module knows no client. A platform connection fails the report once it has been down longer
+than the grace period. While membot shuts down the report says ``draining`` and is unhealthy, so a load balancer
+stops sending it work.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from bot.connections import PlatformConnections
 
 __all__ = ["Check", "Health", "HealthReport"]
 
@@ -37,15 +41,22 @@ class Health:
         self._checks = dict(checks)
         self._timeout = timeout
         self.draining = False
+        self._platforms: list[tuple[PlatformConnections, float]] = []
 
     def add(self, name: str, check: Check) -> None:
         self._checks[name] = check
+
+    def watch(self, connections: PlatformConnections, grace: float) -> None:
+        """Report each of ``connections`` too; one down longer than ``grace`` seconds makes the report unhealthy."""
+        self._platforms.append((connections, grace))
 
     async def report(self) -> HealthReport:
         names = list(self._checks)
         results = await asyncio.gather(*(self._run(self._checks[name]) for name in names))
         components = dict(zip(names, results, strict=True))
-        healthy = all(result["ok"] for result in results)
+        for connections, grace in self._platforms:
+            components.update(connections.report(grace))
+        healthy = all(part["ok"] for part in components.values())
         status = "draining" if self.draining else "ok" if healthy else "unhealthy"
         return HealthReport(healthy and not self.draining, status, components)
 

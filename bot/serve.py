@@ -72,6 +72,7 @@ async def serve(
     try:
         scheduler = await start_heartbeats(app, adapters)
         app.health.add("scheduler", scheduler_check(scheduler))
+        app.health.watch(app.services.connections, app.settings.health_grace_seconds)
         try:
             ops = await start_ops_endpoints(app, adapters)  # after the scheduler: /healthz checks it from the start
             with _stop_on_signals(stop, force):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.admin import MemoryAdmin
 from bot.authz import Authorizer
+from bot.connections import PlatformConnections
 from bot.heartbeat import ProactiveControl
 from bot.ports import ChannelModes, Throttle
 from bot.repair import MemoryRepair
@@ -16,7 +17,8 @@ from bot.settings import Settings
 @dataclass(frozen=True)
 class Services:
     """The runtime (turns), memory commands and repairs, authorization, rate limits/dedupe, channel modes and
-    settings; ``proactive`` turns a user's proactive messages on or off (for the platform commands)."""
+    settings; ``proactive`` turns a user's proactive messages on or off (for the platform commands); adapters
+    report their platform connections to ``connections`` (read by ``/healthz``)."""
 
     runtime: Runtime
     admin: MemoryAdmin
@@ -26,3 +28,4 @@ class Services:
     channel_modes: ChannelModes
     settings: Settings
     proactive: ProactiveControl | None = None
+    connections: PlatformConnections = field(default_factory=PlatformConnections)  # adapters report, /healthz reads

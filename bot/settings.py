@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     http_host: str = Field("127.0.0.1", alias="MEMBOT_HTTP_HOST")
     http_port: int | None = Field(8080, alias="MEMBOT_HTTP_PORT", ge=0, le=65535)
     shutdown_timeout: float = Field(25.0, alias="MEMBOT_SHUTDOWN_TIMEOUT", ge=0)
+    health_grace_seconds: float = Field(60.0, alias="MEMBOT_HEALTH_GRACE_SECONDS", gt=0)
     replicas: int = Field(1, alias="MEMBOT_REPLICAS", ge=1)
     discord_shard_count: int | None = Field(None, alias="DISCORD_SHARD_COUNT", ge=1)
     discord_shard_ids: str = Field("", alias="DISCORD_SHARD_IDS")

@@ -2,8 +2,8 @@
 
 ``DISCORD_API_BASE_URL`` moves discord.py's REST base (``discord.http.Route.BASE``, which its interaction and
 webhook calls use too) to another host while the adapter runs; the gateway URL then comes from that host's
-``GET /gateway/bot`` answer. ``Route.BASE`` is a class attribute, so this is process-wide: run one Discord
-connection per process (``membot run`` does).
+``GET /gateway/bot`` answer, and every reconnect stays there (``gateway.GatewayPin``). ``Route.BASE`` is a class
+attribute, so this is process-wide: run one Discord connection per process (``membot run`` does).
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import discord
-from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from adapters.discord.client import MembotClient
+from adapters.discord.client import CONNECTION_PREFIX, MembotClient
 from adapters.discord.sink import send_chunks
 from bot.events import ReplyAddress
 from bot.services import Services
@@ -26,6 +25,11 @@ from bot.settings import ConfigError
 log = logging.getLogger(__name__)
 
 API_PATH = "/api/v10"
+AUTHENTICATION_FAILED = 4004  # the gateway's close code for a token it does not accept
+REJECTED_TOKEN = (
+    "Discord rejected DISCORD_TOKEN. Copy the bot token again from the developer portal "
+    "(your application → Bot → Reset Token)."
+)
 
 
 def rest_base(url: str) -> str:
@@ -39,17 +43,16 @@ def rest_base(url: str) -> str:
 
 @contextmanager
 def discord_rest_base(url: str | None) -> Iterator[None]:
-    """Point discord.py's REST routes at ``url`` (when set) for the duration of the block; the default gateway URL
-    (which ``MembotClient`` may point at the REST base's answer) is restored with it."""
+    """Point discord.py's REST routes at ``url`` (when set) for the duration of the block."""
     if not url:
         yield
         return
-    previous, gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+    previous = Route.BASE
     Route.BASE = rest_base(url)
     try:
         yield
     finally:
-        Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = previous, gateway
+        Route.BASE = previous
 
 
 class DiscordAdapter:
@@ -73,17 +76,19 @@ class DiscordAdapter:
             try:
                 await self.client.start(self._token.get_secret_value())
             except discord.LoginFailure:
-                raise ConfigError(
-                    "Discord rejected DISCORD_TOKEN. Copy the bot token again from the developer portal "
-                    "(your application → Bot → Reset Token)."
-                ) from None
+                raise ConfigError(REJECTED_TOKEN) from None
             except discord.PrivilegedIntentsRequired:
                 raise ConfigError(
                     "Discord refused the Message Content intent. Enable it in the developer portal "
                     "(your application → Bot → Privileged Gateway Intents → Message Content Intent)."
                 ) from None
+            except discord.ConnectionClosed as exc:  # 4004, 4010-4013: Discord says not to reconnect
+                if exc.code == AUTHENTICATION_FAILED:
+                    raise ConfigError(REJECTED_TOKEN) from None
+                raise
             finally:
                 await self.client.close()
+                self.client.connections.forget(CONNECTION_PREFIX)
                 log.info("Discord connection closed")
 
     async def stop_accepting(self) -> None:

@@ -3,7 +3,9 @@
 An ``AutoShardedClient``: it asks Discord's REST API (``GET /gateway/bot``) for the gateway URL and, unless
 ``DISCORD_SHARD_COUNT`` is set, the shard count, so it follows ``DISCORD_API_BASE_URL`` and scales past the
 2,500-server limit of one connection. With ``DISCORD_SHARD_IDS`` this process connects only those shards, so several
-processes split the gateway between them.
+processes split the gateway between them. Behind ``DISCORD_API_BASE_URL`` every reconnect stays on that base's
+gateway (``gateway.GatewayPin``). Each shard's connection is reported to ``Services.connections`` as
+``discord:shard-N`` (from discord.py's shard connect/resumed/disconnect events), which ``/healthz`` reads.
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ import logging
 from typing import Any
 
 import discord
-import yarl
-from discord.gateway import DiscordWebSocket
 
 from adapters.discord.commands import MembotTree
+from adapters.discord.gateway import GatewayPin, IdentifySpacing
 from adapters.discord.inbound import InboundHandler
 from bot.deployment import Topology
 from bot.services import Services
@@ -23,6 +24,12 @@ from bot.services import Services
 log = logging.getLogger(__name__)
 
 MESSAGE_CACHE_SIZE = 1000
+CONNECTION_PREFIX = "discord:"
+
+
+def shard_connection(shard_id: int | None) -> str:
+    """The name ``/healthz`` reports a gateway shard under."""
+    return f"{CONNECTION_PREFIX}shard-{shard_id or 0}"
 
 
 def membot_intents() -> discord.Intents:
@@ -57,15 +64,40 @@ class MembotClient(discord.AutoShardedClient):
         )
         self.tree = MembotTree(self, services)
         self._inbound = InboundHandler(services, self)
-        self._gateway_from_rest = bool(services.settings.discord_api_base_url)
+        self.connections = services.connections
+        self._identify_spacing = IdentifySpacing()
+        self._pin: GatewayPin | None = None
+        if services.settings.discord_api_base_url:
+            self._pin = GatewayPin()
+            self._pin.install(self.http)
 
     async def launch_shards(self) -> None:
-        """With a fixed shard count discord.py connects to Discord's default gateway; behind DISCORD_API_BASE_URL
-        ask that REST base for the gateway URL instead (the adapter restores the default when it stops)."""
-        if self.shard_count is not None and self._gateway_from_rest:
-            _, url, _ = await self.http.get_bot_gateway()
-            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+        """Learn the gateway (pinned behind DISCORD_API_BASE_URL) and the shards this process serves, which
+        count as connecting from now on, then let discord.py connect them."""
+        if not self.is_closed():
+            count = self.shard_count
+            if self._pin is not None or count is None:
+                rest_count, url, _ = await self.http.get_bot_gateway()
+                if self._pin is not None:
+                    self._pin.configure(url)
+                count = count or rest_count
+            for shard_id in self.shard_ids or range(count):
+                self.connections.expect(shard_connection(shard_id))
         await super().launch_shards()
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Discord's pacing: a random 1–5 s before a re-IDENTIFY, at most one IDENTIFY per 5 s."""
+        await self._identify_spacing.wait(initial)
+
+    async def on_shard_connect(self, shard_id: int) -> None:
+        self.connections.up(shard_connection(shard_id), "identified")
+
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        self.connections.up(shard_connection(shard_id), "resumed")
+
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        if not self.is_closed():
+            self.connections.down(shard_connection(shard_id), "gateway connection lost; reconnecting")
 
     async def setup_hook(self) -> None:
         """Register the slash commands with Discord (global commands; runs once per login)."""

@@ -7,13 +7,14 @@
   Bolt verifies every request's signature (a wrong or missing one gets 401 before any listener runs).
 
 Web API calls go to ``SLACK_API_URL`` (default Slack's own), so tests and gateways can stand in for Slack.
+The connection (socket or listener) is reported to ``Services.connections`` for ``/healthz`` (``connection``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from enum import StrEnum
 
 from aiohttp import web
@@ -27,6 +28,7 @@ from bot.events import ReplyAddress
 from bot.services import Services
 from bot.settings import ConfigError, Settings
 
+from .connection import HTTP_LISTENER, SOCKET, watch_listener, watch_socket
 from .deps import BackgroundTasks, SlackDeps
 from .directory import SlackDirectory
 from .listeners import register
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 DEFAULT_API_URL = "https://slack.com/api/"
+ANY_ADDRESS = {"", "0.0.0.0", "::"}
 
 
 class SlackMode(StrEnum):
@@ -75,6 +78,7 @@ class SlackAdapter:
         assert settings.slack_bot_token is not None  # checked by choose_mode
         token = settings.slack_bot_token.get_secret_value()
         self._settings = settings
+        self.connections = services.connections
         self.client = AsyncWebClient(token=token, base_url=api_base_url(settings.slack_api_url))
         self.deps = SlackDeps(services, self.client, SlackDirectory(self.client), BackgroundTasks(), token)
         secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
@@ -101,12 +105,14 @@ class SlackAdapter:
         except SlackApiError as exc:
             raise ConfigError(f"Slack rejected SLACK_BOT_TOKEN ({exc.response.get('error')}).") from None
         log.info("slack connected", extra={"team": identity.get("team_id"), "mode": self.mode.value})
+        self.connections.expect(SOCKET if self.mode is SlackMode.SOCKET else HTTP_LISTENER)
         try:
             if self.mode is SlackMode.SOCKET:
                 await self._serve_socket_mode()
             else:
                 await self._serve_http()
         finally:
+            self.connections.forget("slack:")
             await self.deps.tasks.close(self._close_grace)
 
     def mount(self, routes: Sequence[object]) -> tuple[str, int] | None:
@@ -140,7 +146,9 @@ class SlackAdapter:
             self.port = int(runner.addresses[0][1])
             log.info("slack http mode listening", extra={"port": self.port, "path": EVENTS_PATH})
             self.ready.set()
-            await asyncio.Event().wait()
+            host = self._settings.slack_http_host
+            probe = f"http://{'127.0.0.1' if host in ANY_ADDRESS else host}:{self.port}{EVENTS_PATH}"
+            await _watching(watch_listener(probe, self.connections))
         finally:
             await runner.cleanup()
 
@@ -154,12 +162,14 @@ class SlackAdapter:
             self.app, self._settings.slack_app_token.get_secret_value(), web_client=self.client
         )
         self._socket_handler = handler
+        watcher = asyncio.create_task(watch_socket(handler.client, self.connections))
         try:
             await handler.connect_async()  # type: ignore[no-untyped-call]
             log.info("slack socket mode connected")
             self.ready.set()
-            await asyncio.Event().wait()
+            await _watching(watcher)
         finally:
+            watcher.cancel()
             if self._socket_handler is not None:
                 self._socket_handler = None
                 await handler.close_async()  # type: ignore[no-untyped-call]
@@ -174,3 +184,12 @@ class SlackAdapter:
             channel = (await self.client.conversations_open(users=address.user_id))["channel"]["id"]
         for chunk in format_reply(text):
             await post_message(self.client, channel, chunk, address.thread_id)
+
+
+async def _watching(watcher: Awaitable[None]) -> None:
+    """Serve until cancelled while ``watcher`` reports the connection (a watcher that fails is logged, not fatal)."""
+    try:
+        await watcher
+    except Exception:
+        log.exception("slack connection watcher failed; /healthz no longer follows the connection")
+    await asyncio.Event().wait()

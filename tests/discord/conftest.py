@@ -35,10 +35,21 @@ def discord_settings() -> dict[str, Any]:
 
 
 @pytest.fixture
+def resume_gateway_url() -> str | None:
+    """What the stand-in's READY names as ``resume_gateway_url`` (a path is on its own host); None: its gateway."""
+    return None
+
+
+@pytest.fixture
 async def harness(
-    llm: ScriptedLLMServer, key_prefix: str, data_dir: Path, discord_settings: dict[str, Any]
+    llm: ScriptedLLMServer,
+    key_prefix: str,
+    data_dir: Path,
+    discord_settings: dict[str, Any],
+    resume_gateway_url: str | None,
 ) -> AsyncIterator[DiscordHarness]:
     async with DiscordStandIn() as discord_api:
+        discord_api.resume_gateway_url = resume_gateway_url
         settings = settings_for(
             llm,
             "openai",

@@ -1,9 +1,9 @@
 """A small stand-in for Discord on 127.0.0.1, for the real discord.py client.
 
 It serves the REST routes the client calls (login, gateway lookup, slash-command sync, messages, typing, DMs,
-interaction callbacks and webhook follow-ups, attachment downloads) and the gateway WebSocket (HELLO, IDENTIFY →
-READY + GUILD_CREATE, heartbeats → ACKs, RESUME → RESUMED; ``zlib-stream`` compression when asked for). Tests
-dispatch MESSAGE_CREATE / INTERACTION_CREATE payloads and read every recorded REST call::
+interaction callbacks and webhook follow-ups, attachment downloads) and the gateway WebSocket with its faults
+(``discord_gateway.DiscordGateway``: HELLO, IDENTIFY → READY, RESUME, RECONNECT, INVALID_SESSION, close codes,
+outages). Tests dispatch MESSAGE_CREATE / INTERACTION_CREATE payloads and read every recorded REST call::
 
     async with DiscordStandIn() as discord_api:
         settings = ...(DISCORD_API_BASE_URL=discord_api.base_url, DISCORD_TOKEN="test-token")
@@ -19,18 +19,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from aiohttp import BodyPartReader, WSMsgType, web
+from aiohttp import BodyPartReader, web
 
 from tests.standins import discord_payloads as payloads
+from tests.standins.discord_gateway import DiscordGateway
 from tests.standins.discord_payloads import (
     ALICE,
-    APPLICATION_ID,
     BOB,
     BOT,
     BOT_ROLE,
@@ -78,38 +77,23 @@ class RestCall:
     response: Any = None
 
 
-@dataclass
-class _Connection:
-    ws: web.WebSocketResponse
-    query: dict[str, str]
-    compressor: Any = None  # zlib compressobj when the client asked for zlib-stream
-    seq: int = 0
-
-
-class DiscordStandIn:
+class DiscordStandIn(DiscordGateway):
     """REST + gateway of a tiny Discord with one server (#general, #random, a thread), and DMs."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls: list[RestCall] = []
-        self.identifies: list[Payload] = []
-        self.resumes: list[Payload] = []
-        self.heartbeats = 0
-        self.ws_queries: list[dict[str, str]] = []
         self.commands: list[Payload] = []
         self.attachments: dict[str, bytes] = {}
-        self._connections: list[_Connection] = []
         self.snowflake = payloads.Snowflakes()
         self._runner: web.AppRunner | None = None
-        self._port = 0
-        self.ready = asyncio.Event()
         self.token = "test-token"  # the bot token it accepts; others get 401 like Discord
-        self.refuse_privileged_intents = False  # close IDENTIFY with 4014, as when Message Content is not enabled
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
     async def __aenter__(self) -> DiscordStandIn:
         app = web.Application()
-        app.router.add_get("/gateway-ws", self._gateway)
+        self.add_gateway_routes(app)
         app.router.add_get("/attachments/{name}", self._attachment)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, handle_signals=False)
@@ -124,8 +108,7 @@ class DiscordStandIn:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for connection in list(self._connections):
-            await connection.ws.close()
+        await self.close_connections()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -133,10 +116,6 @@ class DiscordStandIn:
     def base_url(self) -> str:
         """What DISCORD_API_BASE_URL is set to: the host (membot adds /api/v10)."""
         return f"http://127.0.0.1:{self._port}"
-
-    @property
-    def gateway_url(self) -> str:
-        return f"ws://127.0.0.1:{self._port}/gateway-ws"
 
     # -- ids and payloads --------------------------------------------------------------------------------------
 
@@ -161,14 +140,6 @@ class DiscordStandIn:
 
     # -- driving the client ------------------------------------------------------------------------------------
 
-    async def dispatch(self, event: str, data: Payload) -> None:
-        """Send a dispatch (op 0) to every connected client."""
-        open_connections = [c for c in self._connections if not c.ws.closed]
-        assert open_connections, "no discord.py client is connected to the gateway"
-        for connection in open_connections:
-            connection.seq += 1
-            await self._send(connection, {"op": 0, "t": event, "s": connection.seq, "d": data})
-
     async def send_message(
         self,
         author: Payload,
@@ -183,17 +154,6 @@ class DiscordStandIn:
         payload = self.message_payload(author, content, channel, guild=guild, **options)
         await self.dispatch("MESSAGE_CREATE", payload)
         return payload
-
-    async def reconnect(self, within: float = 15.0) -> None:
-        """Ask connected clients to reconnect (op 7, as Discord does) and wait until one has RESUMEd."""
-        resumed = len(self.resumes)
-        for connection in [c for c in self._connections if not c.ws.closed]:
-            await self._send(connection, {"op": 7, "d": None})
-        deadline = time.monotonic() + within
-        while len(self.resumes) == resumed:
-            if time.monotonic() > deadline:
-                raise AssertionError("the client did not resume its gateway session")
-            await asyncio.sleep(0.02)
 
     async def slash(self, author: Payload, command: str, **options: Any) -> Payload:
         """Dispatch a slash command, e.g. ``slash(ALICE, "memory show")`` or ``slash(BOB, "membot user show",
@@ -243,65 +203,6 @@ class DiscordStandIn:
 
     def summary(self) -> str:
         return ", ".join(f"{c.method} {c.path}" for c in self.calls[-30:])
-
-    # -- gateway -----------------------------------------------------------------------------------------------
-
-    async def _send(self, connection: _Connection, payload: Payload) -> None:
-        text = json.dumps(payload)
-        if connection.compressor is not None:
-            data = connection.compressor.compress(text.encode()) + connection.compressor.flush(zlib.Z_SYNC_FLUSH)
-            await connection.ws.send_bytes(data)
-        else:
-            await connection.ws.send_str(text)
-
-    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=0)
-        await ws.prepare(request)
-        query = dict(request.query)
-        self.ws_queries.append(query)
-        connection = _Connection(ws, query, zlib.compressobj() if query.get("compress") == "zlib-stream" else None)
-        self._connections.append(connection)
-        try:
-            await self._send(connection, {"op": 10, "d": {"heartbeat_interval": 41_250}})
-            async for message in ws:
-                if message.type != WSMsgType.TEXT:
-                    continue
-                frame = json.loads(message.data)
-                await self._on_frame(connection, frame)
-        finally:
-            self._connections.remove(connection)
-        return ws
-
-    async def _on_frame(self, connection: _Connection, frame: Payload) -> None:
-        op = frame.get("op")
-        if op == 1:
-            self.heartbeats += 1
-            await self._send(connection, {"op": 11})
-        elif op == 2:
-            self.identifies.append(frame["d"])
-            if self.refuse_privileged_intents:
-                await connection.ws.close(code=4014, message=b"Disallowed intent(s).")
-                return
-            ready = {
-                "v": 10,
-                "user": BOT,
-                "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
-                "session_id": f"session-{len(self.identifies)}",
-                "resume_gateway_url": self.gateway_url,
-                "shard": frame["d"].get("shard", [0, 1]),
-                "application": {"id": APPLICATION_ID, "flags": 0},
-            }
-            connection.seq += 1
-            await self._send(connection, {"op": 0, "t": "READY", "s": connection.seq, "d": ready})
-            connection.seq += 1
-            await self._send(connection, {"op": 0, "t": "GUILD_CREATE", "s": connection.seq, "d": payloads.guild()})
-            self.ready.set()
-        elif op == 6:
-            self.resumes.append(frame["d"])
-            connection.seq = frame["d"].get("seq") or connection.seq
-            connection.seq += 1
-            await self._send(connection, {"op": 0, "t": "RESUMED", "s": connection.seq, "d": {}})
-            self.ready.set()
 
     # -- REST --------------------------------------------------------------------------------------------------
 

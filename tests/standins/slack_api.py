@@ -51,6 +51,7 @@ class SocketPeer:
 
     ws: web.WebSocketResponse
     acks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    request: web.Request | None = None
 
 
 class SlackStandIn:
@@ -71,6 +72,8 @@ class SlackStandIn:
         self.channels: dict[str, list[dict[str, Any]]] = {}
         self.errors: dict[str, str] = {}  # method -> error code to answer with
         self.socket: SocketPeer | None = None
+        self.sockets_opened = 0
+        self.socket_available = True  # False: Socket Mode connections are refused (503), as in an outage
         self._socket_connected = asyncio.Event()
         self._ts = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -302,10 +305,27 @@ class SlackStandIn:
         return web.Response(body=found[1], content_type=found[0].get("mimetype") or "application/octet-stream")
 
     # --- Socket Mode -------------------------------------------------------------------------------------------
-    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+    async def drop_socket(self) -> None:
+        """An outage: the Socket Mode connection is cut (no close frame) and new ones are refused until restored."""
+        self.socket_available = False
+        if self.socket is not None and self.socket.request is not None and self.socket.request.transport:
+            self.socket.request.transport.abort()
+
+    async def request_refresh(self) -> None:
+        """What Slack sends before it retires a connection: a ``disconnect`` envelope, then the close."""
+        assert self.socket is not None
+        await self.socket.ws.send_json({"type": "disconnect", "reason": "refresh_requested", "debug_info": {}})
+
+    def restore_socket(self) -> None:
+        self.socket_available = True
+
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
+        if not self.socket_available:
+            return web.Response(status=503, text="socket mode unavailable")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        self.socket = SocketPeer(ws)
+        self.sockets_opened += 1
+        self.socket = SocketPeer(ws, request=request)
         await ws.send_json({"type": "hello", "num_connections": 1, "connection_info": {"app_id": self.app_id}})
         self._socket_connected.set()
         async for msg in ws:
