@@ -63,10 +63,11 @@ class Agent:
             completion = await self._complete(ctx, report)
             assistant = ChatMessage("assistant", completion.text, completion.tool_calls, private=private)
             if not completion.tool_calls:
-                await self._working.append(ctx.agent, [assistant])
+                await self._working.append(ctx.agent, [assistant], fence=ctx.fence)
                 if expects_reply and not reminded and report.messages_sent == 0 and completion.text.strip():
                     reminded = True
-                    await self._working.append(ctx.agent, [ChatMessage("user", UNSENT_REPLY_NOTE, private=private)])
+                    note = ChatMessage("user", UNSENT_REPLY_NOTE, private=private)
+                    await self._working.append(ctx.agent, [note], fence=ctx.fence)
                     continue
                 break
             results: list[ChatMessage] = []
@@ -80,7 +81,7 @@ class Agent:
                 report.messages_sent += outcome.sent_message
                 report.failed_calls += outcome.failed
                 wants_step = wants_step or outcome.heartbeat
-            await self._working.append(ctx.agent, [assistant, *results])
+            await self._working.append(ctx.agent, [assistant, *results], fence=ctx.fence)
             if not wants_step:
                 break
         else:
@@ -91,7 +92,7 @@ class Agent:
     async def _complete(self, ctx: ToolContext, report: TurnReport) -> Completion:
         """One model call within budget; a provider overflow error flushes the queue and retries once."""
         tools = tool_specs()
-        prompt = await self._context.prepare(ctx.agent, tools, ctx.scope)
+        prompt = await self._context.prepare(ctx.agent, tools, ctx.scope, fence=ctx.fence)
         try:
             return await self._model.complete(
                 prompt.system, prompt.messages, tools, max_output_tokens=self._context.budget.max_output_tokens
@@ -99,8 +100,8 @@ class Agent:
         except ContextOverflowError:
             report.overflow_retries += 1
             log.warning("provider reported context overflow; flushing and retrying", extra={"agent": str(ctx.agent)})
-            await self._context.flush(ctx.agent, tools, ctx.scope)
-            prompt = await self._context.prepare(ctx.agent, tools, ctx.scope)
+            await self._context.flush(ctx.agent, tools, ctx.scope, fence=ctx.fence)
+            prompt = await self._context.prepare(ctx.agent, tools, ctx.scope, fence=ctx.fence)
             return await self._model.complete(
                 prompt.system, prompt.messages, tools, max_output_tokens=self._context.budget.max_output_tokens
             )

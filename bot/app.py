@@ -34,6 +34,7 @@ from memory.audit import RedisAuditLog
 from memory.core import RedisCoreMemory
 from memory.counts import MemoryCounts
 from memory.embeddings import build_embedder
+from memory.fencing import Fencing
 from memory.indexer import RecallIndexer
 from memory.keys import RedisKeys
 from memory.locks import RedisAgentLocks
@@ -48,6 +49,7 @@ from memory.qdrant import (
     connect_qdrant,
     open_qdrant,
 )
+from memory.quarantine import RedisQuarantine
 from memory.recall import QdrantRecallMemory
 from memory.redis_client import ANY_REDIS_ERROR, AsyncRedis
 from memory.reindex import reindex
@@ -76,6 +78,7 @@ class Stores:
     throttle: RedisThrottle
     outbox: RecallOutbox
     indexer: RecallIndexer
+    quarantine: RedisQuarantine
 
 
 @dataclass
@@ -135,21 +138,25 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                 qdrant.client, {"recall": qdrant.recall_collection, "archival": qdrant.archival_collection}
             )
             await indexer.start()
+            quarantine = RedisQuarantine(redis, keys, settings.audit_max_entries)
             yield Stores(
                 redis=redis,
                 qdrant=qdrant,
                 embedder=embedder,
                 core=core_memory(redis, keys, settings),
-                working=RedisWorkingMemory(redis, keys),
+                working=RedisWorkingMemory(redis, keys, quarantine),
                 recall=recall,
-                archival=QdrantArchivalMemory(qdrant.client, qdrant.archival_collection, embedder, counts=counts),
-                locks=RedisAgentLocks(redis, keys),
+                archival=QdrantArchivalMemory(
+                    qdrant.client, qdrant.archival_collection, embedder, counts=counts, fencing=Fencing(redis, keys)
+                ),
+                locks=agent_locks(redis, keys, settings),
                 activity=RedisActivityLog(redis, keys),
                 guard=RedisFiringGuard(redis, keys),
                 audit=RedisAuditLog(redis, keys, settings.audit_max_entries),
                 throttle=RedisThrottle(redis, keys),
                 outbox=outbox,
                 indexer=indexer,
+                quarantine=quarantine,
             )
         finally:
             await indexer.close()
@@ -166,6 +173,18 @@ def core_memory(redis: AsyncRedis, keys: RedisKeys, settings: Settings) -> Redis
         block_limit=settings.core_block_limit,
         versions_kept=settings.core_versions_kept,
         audit_max_entries=settings.audit_max_entries,
+        quarantine=RedisQuarantine(redis, keys, settings.audit_max_entries),
+    )
+
+
+def agent_locks(redis: AsyncRedis, keys: RedisKeys, settings: Settings) -> RedisAgentLocks:
+    return RedisAgentLocks(
+        redis,
+        keys,
+        lease_seconds=settings.lock_lease_seconds,
+        renew_seconds=settings.lock_renew_seconds,
+        wait_seconds=settings.lock_wait_seconds,
+        busy_notice_seconds=settings.busy_notice_seconds,
     )
 
 
@@ -268,6 +287,7 @@ async def open_app(
                 audit=stores.audit,
                 activity=stores.activity,
                 throttle=stores.throttle,
+                quarantine=stores.quarantine,
             )
             repair = MemoryRepair(stores.core, stores.audit, lock)
             services = None
@@ -347,7 +367,7 @@ async def open_repair(settings: Settings) -> AsyncIterator[MemoryRepair]:
         keys = RedisKeys(settings.redis_prefix)
         core = core_memory(client, keys, settings)
         audit = RedisAuditLog(client, keys, settings.audit_max_entries)
-        yield MemoryRepair(core, audit, RedisAgentLocks(client, keys).hold)
+        yield MemoryRepair(core, audit, agent_locks(client, keys, settings).hold)
     finally:
         await client.aclose()
 

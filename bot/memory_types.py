@@ -191,6 +191,7 @@ class AuditKind(StrEnum):
     RESET = "reset"
     IMPORT = "import"
     ERASE = "erase"
+    QUARANTINE = "quarantine"  # an unreadable stored item was moved aside (``memory.quarantine``)
 
 
 @dataclass(frozen=True)

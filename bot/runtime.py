@@ -16,6 +16,7 @@ from datetime import UTC
 from bot.agent import Agent, TurnReport
 from bot.audit import event_cause
 from bot.events import AgentKey, InboundMessage, OutboundReply, ReplyKind, Scope, utc_now
+from bot.fence import BUSY_NOTICE, LOCK_LOST_NOTICE, Fence, LockLost
 from bot.llm.types import ChatMessage, ModelError
 from bot.memory_types import RecallEntry
 from bot.ports import (
@@ -86,10 +87,13 @@ class Runtime:
         self._planner = planner
 
     @asynccontextmanager
-    async def agent_lock(self, agent: AgentKey) -> AsyncIterator[None]:
-        """Exclusive use of one agent: turns, heartbeats and admin resets all take this."""
-        async with self._locks.hold(agent):
-            yield
+    async def agent_lock(
+        self, agent: AgentKey, *, on_wait: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[Fence]:
+        """Exclusive use of one agent: turns, heartbeats and admin resets all take this. Yields the holding's fence
+        (pass it to the stores); ``on_wait`` is awaited once if the agent stays busy for a few seconds."""
+        async with self._locks.hold(agent, on_wait=on_wait) as fence:
+            yield fence
 
     async def handle(self, message: InboundMessage, sink: ReplySink) -> TurnReport | None:
         """Answer one user message. Returns None when the message was rejected before the model was asked."""
@@ -113,25 +117,44 @@ class Runtime:
             )
         agent = message.agent_key
         cause = event_cause(message.platform, message.message_id)
-        async with self.agent_lock(agent):
-            await self._ensure_core(agent, cause)
-            # recall first: whatever reached the queue is then always in recall too (a crash between loses nothing)
-            await self._recall.add([self._recall_entry(message, "user", text, message.author_name)])
-            packed = ChatMessage("user", pack_user_message(message, model_text), private=message.scope is Scope.PRIVATE)
-            await self._working.append(agent, [packed])
-            await self._note_activity(message)
 
-            async def send(reply: str) -> None:
-                await sink.send(OutboundReply(reply, ReplyKind.MESSAGE, message.message_id))
-                await self._recall.add([self._recall_entry(message, "assistant", reply, "membot")])
+        async def busy() -> None:
+            await sink.send(OutboundReply(BUSY_NOTICE, ReplyKind.NOTICE, message.message_id))
 
-            ctx = ToolContext(agent, message.scope, self._core, self._recall, self._archival, self._audit, send, cause)
+        async with self.agent_lock(agent, on_wait=busy) as fence:
             try:
+                await self._ensure_core(agent, cause, fence)
+                # recall first: whatever reached the queue is then always in recall too (a crash between loses nothing)
+                await self._recall.add([self._recall_entry(message, "user", text, message.author_name)], fence=fence)
+                private = message.scope is Scope.PRIVATE
+                packed = ChatMessage("user", pack_user_message(message, model_text), private=private)
+                await self._working.append(agent, [packed], fence=fence)
+                await self._note_activity(message)
+
+                async def send(reply: str) -> None:
+                    await sink.send(OutboundReply(reply, ReplyKind.MESSAGE, message.message_id))
+                    await self._recall.add([self._recall_entry(message, "assistant", reply, "membot")], fence=fence)
+
+                ctx = ToolContext(
+                    agent,
+                    message.scope,
+                    self._core,
+                    self._recall,
+                    self._archival,
+                    self._audit,
+                    send,
+                    cause,
+                    fence=fence,
+                )
                 async with sink.typing():
                     report = await self._agent.run_turn(ctx, expects_reply=True)
             except ModelError as exc:
                 log.warning("model unavailable; turn abandoned", extra={"agent": str(agent), "error": str(exc)[:200]})
                 await sink.send(OutboundReply(MODEL_DOWN_NOTICE, ReplyKind.NOTICE, message.message_id))
+                return None
+            except LockLost as exc:  # another process took the agent over: this turn writes nothing more
+                log.warning("turn stopped: lock lost", extra={"agent": str(agent), "error": str(exc)[:200]})
+                await sink.send(OutboundReply(LOCK_LOST_NOTICE, ReplyKind.NOTICE, message.message_id))
                 return None
         log.info(
             "turn done",
@@ -148,15 +171,18 @@ class Runtime:
         send: Callable[[str], Awaitable[None]],
         cause: str,
         archival_source: str = "agent",
+        fence: Fence | None = None,
     ) -> TurnReport:
-        """Wake ``agent`` with a system event (a heartbeat). The caller must hold ``agent_lock(agent)``.
+        """Wake ``agent`` with a system event (a heartbeat). The caller must hold ``agent_lock(agent)`` and pass the
+        ``fence`` it yielded.
 
         The event joins the queue as a ``[system]`` message but not recall (it is not part of the conversation);
         no reply is expected, and ``send`` decides what becomes of a ``send_message``. Memory writes are recorded
-        with ``cause``. Raises ModelError.
+        with ``cause``. Raises ModelError, and LockLost when the lock was lost meanwhile.
         """
-        await self._ensure_core(agent, cause)
-        await self._working.append(agent, [ChatMessage("user", f"[system] {text}", private=scope is Scope.PRIVATE)])
+        await self._ensure_core(agent, cause, fence)
+        event = ChatMessage("user", f"[system] {text}", private=scope is Scope.PRIVATE)
+        await self._working.append(agent, [event], fence=fence)
         ctx = ToolContext(
             agent,
             scope,
@@ -167,13 +193,15 @@ class Runtime:
             send,
             cause,
             archival_source=archival_source,
+            fence=fence,
         )
         report = await self._agent.run_turn(ctx, expects_reply=False)
         log.info("event done", extra={"agent": str(agent), "steps": report.steps, "sent": report.messages_sent})
         return report
 
-    async def _ensure_core(self, agent: AgentKey, cause: str) -> None:
-        await self._core.ensure(agent, {"persona": load_prompt("persona"), "human": load_prompt("human")}, cause=cause)
+    async def _ensure_core(self, agent: AgentKey, cause: str, fence: Fence | None) -> None:
+        defaults = {"persona": load_prompt("persona"), "human": load_prompt("human")}
+        await self._core.ensure(agent, defaults, cause=cause, fence=fence)
 
     async def _note_activity(self, message: InboundMessage) -> None:
         """Record when and where the user spoke, and let the scheduler plan the next reflection."""
