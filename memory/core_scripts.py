@@ -140,7 +140,7 @@ if not current then
   table.insert(labels, 1, 'missing')
   return labels
 end
-local limit = tonumber(redis.call('HGET', KEYS[2], label) or ARGV[5])
+local limit = tonumber(redis.call('HGET', KEYS[2], label) or '') or tonumber(ARGV[5])
 local new, found
 if op == 'append' then
   if current == '' then new = ARGV[3] else new = current .. '\n' .. ARGV[3] end
