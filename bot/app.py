@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from bot.admin import MemoryAdmin
@@ -24,7 +25,7 @@ from bot.ports import ChatModel, Embedder, PlatformAdapter
 from bot.redis_url import async_client, redact
 from bot.repair import MemoryRepair
 from bot.runtime import Runtime
-from bot.scheduler import HeartbeatScheduler, JobInfo, read_jobs
+from bot.scheduler import HeartbeatScheduler, JobInfo, UnreadableJob, read_jobs
 from bot.services import Services
 from bot.settings import ConfigError, Settings
 from bot.turns import ObservedRuntime, TurnTracker
@@ -49,7 +50,7 @@ from memory.qdrant import (
     connect_qdrant,
     open_qdrant,
 )
-from memory.quarantine import RedisQuarantine
+from memory.quarantine import RedisQuarantine, set_aside_job
 from memory.recall import QdrantRecallMemory
 from memory.redis_client import ANY_REDIS_ERROR, AsyncRedis
 from memory.reindex import reindex
@@ -177,6 +178,11 @@ def core_memory(redis: AsyncRedis, keys: RedisKeys, settings: Settings) -> Redis
     )
 
 
+def job_quarantine(keys: RedisKeys, settings: Settings) -> UnreadableJob:
+    """Where the heartbeat job store sets aside a job it cannot read: its agent's quarantine."""
+    return partial(set_aside_job, keys=keys, audit_max_entries=settings.audit_max_entries)
+
+
 def agent_locks(redis: AsyncRedis, keys: RedisKeys, settings: Settings) -> RedisAgentLocks:
     return RedisAgentLocks(
         redis,
@@ -257,6 +263,7 @@ async def open_app(
                     activity=stores.activity,
                     guard=stores.guard,
                     config=heartbeat_config,
+                    set_aside=job_quarantine(keys, settings),
                 )
                 budget = Budget(settings.context_window, settings.max_output_tokens)
                 context = ContextManager(
@@ -356,7 +363,9 @@ async def list_jobs(settings: Settings) -> list[JobInfo]:
     client = await connect_redis(settings)
     await client.aclose()
     keys = RedisKeys(settings.redis_prefix)
-    return await asyncio.to_thread(read_jobs, settings.redis_url, keys.scheduler_jobs(), keys.scheduler_run_times())
+    return await asyncio.to_thread(
+        read_jobs, settings.redis_url, keys.scheduler_jobs(), keys.scheduler_run_times(), job_quarantine(keys, settings)
+    )
 
 
 @asynccontextmanager

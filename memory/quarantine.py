@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from bot.events import AgentKey
+from bot.redis_url import SyncRedis
 from memory.audit import DEFAULT_AUDIT_MAX_ENTRIES, stamp
 from memory.keys import RedisKeys
 from memory.redis_client import AsyncRedis
@@ -124,3 +125,24 @@ class RedisQuarantine:
             pipe.delete(self._keys.quarantine(agent))
             removed, _ = await pipe.execute()
         return int(removed)
+
+
+def set_aside_job(
+    client: SyncRedis, job_id: str, raw: bytes, reason: str, *, keys: RedisKeys, audit_max_entries: int
+) -> bool:
+    """Copy an unreadable heartbeat job (``<kind>:<agent key>``) to its agent's quarantine, audited; the job store
+    removes it afterwards (it is in another cluster slot). False when the id names no agent."""
+    try:
+        agent = AgentKey.parse(job_id.partition(":")[2])
+    except ValueError:
+        return False
+    now = stamp(datetime.now(UTC))
+    record = {"store": "scheduler_job", "key": keys.scheduler_jobs(), "field": job_id, "reason": reason, "at": now}
+    record.update(raw_fields(raw))
+    detail = json.dumps({"store": "scheduler_job", "reason": reason, "field": job_id})
+    with client.pipeline(transaction=True) as pipe:  # both keys are the agent's: one slot
+        pipe.rpush(keys.quarantine(agent), json.dumps(record, ensure_ascii=False))
+        audit = {"at": now, "kind": "quarantine", "cause": QUARANTINE_CAUSE, "detail": detail}
+        pipe.xadd(keys.audit(agent), audit, maxlen=audit_max_entries, approximate=True)  # type: ignore[arg-type]
+        pipe.execute()
+    return True

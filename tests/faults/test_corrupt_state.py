@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import redis as syncredis
 
+from bot.events import AgentKey
 from memory.keys import RedisKeys
 from tests.conftest import REDIS_URL
 from tests.ops.helpers import MEMBOT, membot_env
@@ -43,8 +44,6 @@ def test_unreadable_items_are_set_aside_and_everything_else_keeps_working(
     told = membot(["chat", "--user", "lea"], env, tmp_path, b"my name is Lea\n")
     assert told.stdout.splitlines() == ["membot> Got it, I'll remember that."], told.stderr
     keys = RedisKeys(key_prefix)
-    from bot.events import AgentKey
-
     agent = AgentKey.parse(AGENT)
     client = syncredis.Redis.from_url(REDIS_URL)
     try:
@@ -110,3 +109,25 @@ def test_unreadable_items_are_set_aside_and_everything_else_keeps_working(
         assert not client.exists(keys.quarantine(agent))
     finally:
         client.close()
+
+
+def test_an_unreadable_heartbeat_job_is_set_aside_with_its_agent(
+    env: dict[str, str], tmp_path: Path, key_prefix: str
+) -> None:
+    keys = RedisKeys(key_prefix)
+    client = syncredis.Redis.from_url(REDIS_URL)
+    try:
+        client.hset(keys.scheduler_jobs(), "reflect:console:lea", b"\x80\x05 not a pickle")
+        client.zadd(keys.scheduler_run_times(), {"reflect:console:lea": 1.0})
+        listed = membot(["jobs", "list", "--json"], env, tmp_path)
+        assert listed.returncode == 0, listed.stderr
+        assert json.loads(listed.stdout) == []
+        assert not client.hexists(keys.scheduler_jobs(), "reflect:console:lea")
+        assert not client.zscore(keys.scheduler_run_times(), "reflect:console:lea")
+        [record] = [json.loads(raw) for raw in client.lrange(keys.quarantine(AgentKey.parse(AGENT)), 0, -1)]
+    finally:
+        client.close()
+    assert record["store"] == "scheduler_job" and record["field"] == "reflect:console:lea"
+    assert base64.b64decode(record["raw_base64"]) == b"\x80\x05 not a pickle"
+    history = membot(["memory", "history", AGENT, "--json"], env, tmp_path)
+    assert [item["kind"] for item in json.loads(history.stdout)] == ["quarantine"]
