@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.events import AgentKey, Scope
-from bot.fence import Fence
 from bot.llm.pairing import pair_tool_calls
 from bot.llm.types import ChatMessage, ModelError, SystemPrompt, ToolSpec
+from bot.memory_types import Fence
 from bot.metrics import Metrics
 from bot.ports import ArchivalMemory, ChatModel, CoreMemory, RecallMemory, WorkingMemory
 from bot.privacy import visible_text

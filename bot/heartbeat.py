@@ -24,9 +24,8 @@ from enum import StrEnum
 from bot.activity import InvalidProactiveSetting, ProactivePolicy, parse_quiet_hours, parse_timezone
 from bot.audit import heartbeat_cause
 from bot.events import AgentKey, ReplyAddress, Scope, utc_now
-from bot.fence import Fence
 from bot.llm.types import ModelError
-from bot.memory_types import ActivityRecord, AuditEntry, AuditKind, DuplicatePair, ProactivePrefs, RecallEntry
+from bot.memory_types import ActivityRecord, AuditEntry, AuditKind, DuplicatePair, Fence, ProactivePrefs, RecallEntry
 from bot.ports import ActivityLog, ArchivalMemory, AuditLog, CoreMemory, PlatformAdapter, RecallMemory
 from bot.prompts import load_prompt
 from bot.runtime import Runtime

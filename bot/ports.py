@@ -3,8 +3,8 @@
 Search methods take ``context_scope``: searching from a PUBLIC context returns only public entries; from a
 PRIVATE context (a DM, the console) it returns everything of that agent.
 
-Writes a turn makes take ``fence`` (``bot.fence``): the holding of the agent's lock the turn took. A store refuses
-the write with ``LockLost`` once that holding is over; ``None`` writes unfenced (admin paths, tests).
+Writes a turn makes take ``fence`` (``bot.memory_types.Fence``): the holding of the agent's lock the turn took. A
+store refuses the write with ``LockLost`` once that holding is over; ``None`` writes unfenced (admin paths, tests).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from bot.events import AgentKey, OutboundReply, ReplyAddress, Scope
-from bot.fence import Fence
 from bot.llm.types import ChatMessage, Completion, SystemPrompt, ToolSpec
 from bot.memory_types import (
     ActivityRecord,
@@ -24,6 +23,7 @@ from bot.memory_types import (
     Block,
     CoreVersion,
     DuplicatePair,
+    Fence,
     InsertResult,
     ProactivePrefs,
     RecallEntry,

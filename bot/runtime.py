@@ -16,9 +16,8 @@ from datetime import UTC
 from bot.agent import Agent, TurnReport
 from bot.audit import event_cause
 from bot.events import AgentKey, InboundMessage, OutboundReply, ReplyKind, Scope, utc_now
-from bot.fence import BUSY_NOTICE, LOCK_LOST_NOTICE, Fence, LockLost
 from bot.llm.types import ChatMessage, ModelError
-from bot.memory_types import RecallEntry
+from bot.memory_types import Fence, LockLost, RecallEntry
 from bot.ports import (
     ActivityLog,
     AgentLocks,
@@ -38,6 +37,11 @@ log = logging.getLogger(__name__)
 EMPTY_NOTICE = "Your message was empty, so there is nothing for me to answer."
 MODEL_DOWN_NOTICE = (
     "Sorry, I can't reach my language model right now. Your message is saved; please try again in a moment."
+)
+BUSY_NOTICE = "I'm still finishing something from before; I'll answer this message as soon as I can."
+LOCK_LOST_NOTICE = (
+    "Sorry, I lost track of this conversation partway through (another process took it over). Your message is "
+    "saved; please send it again if I don't pick it up."
 )
 RECENT_CONTEXT_LIMIT = 5
 

@@ -19,9 +19,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from bot.events import AgentKey, Scope
-from bot.fence import Fence
 from bot.llm.types import ToolCall, ToolSpec
-from bot.memory_types import PAGE_SIZE, ArchivalEntry, AuditEntry, AuditKind, MemoryEditError, SearchPage
+from bot.memory_types import PAGE_SIZE, ArchivalEntry, AuditEntry, AuditKind, Fence, MemoryEditError, SearchPage
 from bot.ports import ArchivalMemory, AuditLog, CoreMemory, RecallMemory
 from bot.prompts import load_prompt
 
@@ -47,7 +46,7 @@ class ToolContext:
     cause: str  # bot.audit.event_cause(...) for a message, heartbeat_cause(...) for a heartbeat
     surfaced: set[str] = field(default_factory=set)  # normalized texts shown by searches during this turn
     archival_source: str = "agent"  # ArchivalEntry.source of notes inserted in this turn ("reflection" in heartbeats)
-    fence: Fence | None = None  # the turn's holding of the agent's lock: its memory writes carry it (bot.fence)
+    fence: Fence | None = None  # the turn's holding of the agent's lock: its memory writes carry it (bot.memory_types)
 
 
 @dataclass(frozen=True)

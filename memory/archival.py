@@ -22,8 +22,7 @@ import numpy as np
 from qdrant_client import AsyncQdrantClient, models
 
 from bot.events import AgentKey, Scope
-from bot.fence import Fence
-from bot.memory_types import ArchivalEntry, DuplicatePair, InsertResult, MemoryEditError, SearchPage
+from bot.memory_types import ArchivalEntry, DuplicatePair, Fence, InsertResult, MemoryEditError, SearchPage
 from bot.ports import Embedder
 from memory.counts import MemoryCounts
 from memory.fencing import Fencing

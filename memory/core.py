@@ -19,15 +19,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.events import AgentKey
-from bot.fence import Fence, fence_token
 from bot.memory_types import (
     CORE_LABELS,
     PRIVATE_MARK,
     AuditKind,
     Block,
     CoreVersion,
+    Fence,
     MemoryEditError,
     VersionNotKept,
+    fence_token,
     marked,
     unmarked,
 )

@@ -1,9 +1,9 @@
-"""Checking a write's fencing token (``bot.fence``) against the agent's lock, in Redis.
+"""Checking a write's fencing token (``bot.memory_types.Fence``) against the agent's lock, in Redis.
 
 Scripts that write an agent's keys start with :func:`guard_lua`: when a token is given and the lock key no longer
 holds it, the script writes nothing and fails with ``LOCKLOST``, which :func:`refused_as_lock_lost` turns into
-``bot.fence.LockLost``. Writes that cannot share a script with the lock key (the recall outbox lives in another
-cluster slot; archival notes go to Qdrant) call :meth:`Fencing.check` just before they write: the window left is
+``bot.memory_types.LockLost``. Writes that cannot share a script with the lock key (the recall outbox lives in
+another cluster slot; archival notes go to Qdrant) call :meth:`Fencing.check` just before they write: the window left is
 one round trip, and a holder only gets there after its lease went unrenewed for a whole lease.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from redis.exceptions import ResponseError
 
 from bot.events import AgentKey
-from bot.fence import Fence, LockLost, fence_token
+from bot.memory_types import Fence, LockLost, fence_token
 from memory.keys import RedisKeys
 from memory.redis_client import AsyncRedis
 

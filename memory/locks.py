@@ -1,5 +1,5 @@
 """One lock per agent that holds across processes: a Redis key with a short lease, renewed while it is held, whose
-value is the holding's fencing token (``bot.fence``).
+value is the holding's fencing token (``bot.memory_types``).
 
 Acquiring increments the agent's fence counter and stores ``<number>:<random>`` in the lock key with a lease of
 ``lease_seconds``; a watchdog renews the lease every ``renew_seconds`` while the holder runs. A holder killed with
@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 
 from bot.events import AgentKey
-from bot.fence import Fence
+from bot.memory_types import Fence
 from memory.keys import RedisKeys
 from memory.redis_client import ANY_REDIS_ERROR, AsyncRedis
 

@@ -27,8 +27,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from bot.events import AgentKey, Scope
-from bot.fence import Fence
-from bot.memory_types import RecallEntry
+from bot.memory_types import Fence, RecallEntry
 from memory.fencing import Fencing
 from memory.keys import RedisKeys
 from memory.redis_client import AsyncRedis

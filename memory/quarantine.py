@@ -18,10 +18,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from bot.events import AgentKey
-from bot.redis_url import SyncRedis
 from memory.audit import DEFAULT_AUDIT_MAX_ENTRIES, stamp
 from memory.keys import RedisKeys
-from memory.redis_client import AsyncRedis
+from memory.redis_client import AsyncRedis, SyncRedis
 
 Where = Literal["list", "hash", "string"]
 QUARANTINE_CAUSE = "read"  # the cause of a quarantine: a read found the item unreadable

@@ -21,8 +21,7 @@ from typing import Any, cast
 from qdrant_client import AsyncQdrantClient, models
 
 from bot.events import AgentKey, Scope
-from bot.fence import Fence
-from bot.memory_types import PAGE_SIZE, RecallEntry, SearchPage
+from bot.memory_types import PAGE_SIZE, Fence, RecallEntry, SearchPage
 from bot.ports import Embedder
 from memory.counts import MemoryCounts
 from memory.indexing import CONTEXT_GAP, contextualize, dense_text, sparse_text

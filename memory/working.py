@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.events import AgentKey, Scope
-from bot.fence import Fence, fence_token
 from bot.llm.types import ChatMessage
+from bot.memory_types import Fence, fence_token
 from memory.fencing import guard_lua, refused_as_lock_lost
 from memory.keys import RedisKeys
 from memory.quarantine import RedisQuarantine, reason_of

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from adapters.console import console_message
 from bot.app import open_app
 from bot.events import AgentKey
-from bot.fence import BUSY_NOTICE, LOCK_LOST_NOTICE
+from bot.runtime import BUSY_NOTICE, LOCK_LOST_NOTICE
 from memory.keys import RedisKeys
 from memory.locks import RedisAgentLocks
 from tests.ops.helpers import MEMBOT, membot_env

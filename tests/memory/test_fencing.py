@@ -13,9 +13,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.events import Scope
-from bot.fence import Fence, LockLost
 from bot.llm.types import ChatMessage
-from bot.memory_types import ArchivalEntry
+from bot.memory_types import ArchivalEntry, Fence, LockLost
 from memory.archival import QdrantArchivalMemory
 from memory.core import RedisCoreMemory
 from memory.embeddings import HashingEmbedder
@@ -106,7 +105,7 @@ async def test_the_stale_holder_leaving_keeps_the_new_holders_lock(
 
 
 def test_a_fence_guards_only_its_own_agent() -> None:
-    from bot.fence import fence_token
+    from bot.memory_types import fence_token
 
     with pytest.raises(ValueError, match="cannot guard a write of"):
         fence_token(Fence(ALICE, "1:x"), BOB)
