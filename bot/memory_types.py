@@ -239,8 +239,8 @@ class LockLost(Exception):
 class Fence:
     """One holding of an agent's lock: ``token`` is the lock's value while this holding lasts.
 
-    ``number`` counts the holdings of this agent (it grows with every acquisition), which says in logs which
-    holder superseded which.
+    ``number`` grows with every acquisition (it is when the lock was taken, in microseconds on the Redis clock),
+    which says in logs which holder superseded which; the token's random part makes it unique.
     """
 
     agent: AgentKey

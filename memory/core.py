@@ -381,7 +381,11 @@ class RedisCoreMemory:
         async with self._redis.pipeline(transaction=True) as pipe:  # the agent's keys: one hash slot
             pipe.hlen(k.core_blocks(agent))
             pipe.delete(
-                k.core_blocks(agent), k.core_limits(agent), k.meta(agent), k.core_versions(agent), k.core_version(agent)
+                k.core_blocks(agent),
+                k.core_limits(agent),
+                k.meta(agent),
+                k.core_versions(agent),
+                k.core_version(agent),
             )
             removed, *_ = await pipe.execute()
         # The global ``agents`` index is in another cluster slot, so it is updated on its own, after the memory is

@@ -106,13 +106,9 @@ class RedisKeys:
 
     # --- coordination ------------------------------------------------------------------------------------
     def lock(self, agent: AgentKey) -> str:
-        """String: the agent's cross-process lock, its value the holding's fencing token ``<number>:<random>``, with
+        """String: the agent's cross-process lock, its value the holding's fencing token ``<micros>:<random>``, with
         a short lease (``memory.locks``). Fenced writes compare their token with it in the same script."""
         return self._agent("lock", agent)
-
-    def lock_fence(self, agent: AgentKey) -> str:
-        """Counter: holdings of the agent's lock so far (the ``<number>`` of each fencing token)."""
-        return self._agent("lock-fence", agent)
 
     # --- corrupt state -------------------------------------------------------------------------------------
     def quarantine(self, agent: AgentKey) -> str:

@@ -1,9 +1,11 @@
 """One lock per agent that holds across processes: a Redis key with a short lease, renewed while it is held, whose
-value is the holding's fencing token (``bot.memory_types``).
+value is the holding's fencing token (``bot.memory_types.Fence``).
 
-Acquiring increments the agent's fence counter and stores ``<number>:<random>`` in the lock key with a lease of
-``lease_seconds``; a watchdog renews the lease every ``renew_seconds`` while the holder runs. A holder killed with
-``kill -9`` stops renewing, so the next process gets the agent within one lease (10 s by default), not minutes.
+Acquiring stores ``<number>:<random>`` in the lock key with a lease of ``lease_seconds`` (the number is the Redis
+clock in microseconds, so later holdings have larger numbers; no per-agent counter is kept, so an erased user
+leaves no key behind once the lock is released); a watchdog renews the lease every ``renew_seconds`` while the
+holder runs. A holder killed with ``kill -9`` stops renewing, so the next process gets the agent within one lease
+(10 s by default), not minutes.
 Stores compare a write's token with the lock key's value (``memory.fencing``), so a holder whose lease ran out
 writes nothing more once another took the lock.
 
@@ -32,10 +34,11 @@ DEFAULT_LEASE_SECONDS = 10.0
 DEFAULT_RENEW_SECONDS = 3.0
 DEFAULT_BUSY_NOTICE_SECONDS = 3.0
 
-# KEYS: lock, fence counter. ARGV: lease ms, random part. Returns the new token, or nil while someone holds it.
+# KEYS: lock. ARGV: lease ms, random part. Returns the new token, or nil while someone holds it.
 _ACQUIRE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local token = redis.call('INCR', KEYS[2]) .. ':' .. ARGV[2]
+local now = redis.call('TIME')
+local token = now[1] .. string.format('%06d', tonumber(now[2])) .. ':' .. ARGV[2]
 redis.call('SET', KEYS[1], token, 'PX', ARGV[1])
 return token
 """
@@ -151,7 +154,7 @@ class RedisAgentLocks:
     async def _take(self, agent: AgentKey, deadline: float) -> Fence:
         """Poll until the lock is free and ours; raise AgentLockTimeout at ``deadline``."""
         loop = asyncio.get_running_loop()
-        keys = [self._keys.lock(agent), self._keys.lock_fence(agent)]
+        keys = [self._keys.lock(agent)]
         lease_ms = int(self._lease * 1000)
         while True:
             token = await self._acquire(keys=keys, args=[lease_ms, uuid.uuid4().hex[:12]])

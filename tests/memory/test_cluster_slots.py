@@ -30,7 +30,6 @@ def agent_operations(agent: AgentKey) -> dict[str, list[str]]:
             k.audit(agent),
             k.lock(agent),
         ],
-        "lock acquire script (lock, fence counter)": [k.lock(agent), k.lock_fence(agent)],
         "working memory scripts (append, evict, pressure flag), fenced by the lock": [*queue, k.lock(agent)],
         "quarantine move script (source, quarantine, audit, queue generation)": [
             k.queue(agent),
@@ -52,7 +51,6 @@ def agent_operations(agent: AgentKey) -> dict[str, list[str]]:
             *k.agent_keys(agent),
             k.audit(agent),
             k.lock(agent),
-            k.lock_fence(agent),
         ],
     }
 
