@@ -25,7 +25,16 @@ from bot.activity import InvalidProactiveSetting, ProactivePolicy, parse_quiet_h
 from bot.audit import heartbeat_cause
 from bot.events import AgentKey, ReplyAddress, Scope, utc_now
 from bot.llm.types import ModelError
-from bot.memory_types import ActivityRecord, AuditEntry, AuditKind, DuplicatePair, Fence, ProactivePrefs, RecallEntry
+from bot.memory_types import (
+    ActivityRecord,
+    AuditEntry,
+    AuditKind,
+    DuplicatePair,
+    Fence,
+    LockLost,
+    ProactivePrefs,
+    RecallEntry,
+)
 from bot.ports import ActivityLog, ArchivalMemory, AuditLog, CoreMemory, PlatformAdapter, RecallMemory
 from bot.prompts import load_prompt
 from bot.runtime import Runtime
@@ -229,8 +238,8 @@ class Heartbeats:
                 archival_source="reflection",
                 fence=fence,
             )
-        except ModelError as exc:
-            log.warning("reflection failed: model unavailable", extra={"agent": str(agent), "error": str(exc)[:200]})
+        except (ModelError, LockLost) as exc:  # the model is down, or another process took the agent over
+            log.warning("reflection failed", extra={"agent": str(agent), "error": str(exc)[:200]})
             return ReflectionOutcome(Status.FAILED, retry_at=utc_now() + self.config.reflect_after)
         await self.activity.mark_reflected(agent, started, record.messages_since)
         sent = sender.sent if sender else 0
@@ -289,8 +298,8 @@ class Heartbeats:
                 archival_source="reflection",
                 fence=fence,
             )
-        except ModelError as exc:
-            log.warning("consolidation failed: model unavailable", extra={"agent": str(agent), "error": str(exc)[:200]})
+        except (ModelError, LockLost) as exc:
+            log.warning("consolidation failed", extra={"agent": str(agent), "error": str(exc)[:200]})
             return Status.FAILED
         return Status.DONE
 
