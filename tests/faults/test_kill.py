@@ -14,12 +14,14 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 import redis.asyncio as aioredis
 
 from adapters.console import console_message
 from bot.app import open_app
 from bot.events import AgentKey
 from bot.runtime import BUSY_NOTICE, LOCK_LOST_NOTICE
+from bot.settings import ConfigError, load_settings
 from memory.keys import RedisKeys
 from memory.locks import RedisAgentLocks
 from tests.ops.helpers import MEMBOT, membot_env
@@ -170,3 +172,32 @@ async def test_a_turn_whose_lock_was_taken_over_writes_nothing_more(
         assert sink.messages == []
         assert sink.notices == [LOCK_LOST_NOTICE]
         assert await app.stores.archival.count(agent) == 0
+
+
+async def test_a_message_waiting_for_a_busy_agent_is_told_so_then_answered(
+    llm: ScriptedLLMServer, key_prefix: str, data_dir: Path, redis_client: aioredis.Redis
+) -> None:
+    keys = RedisKeys(key_prefix)
+    agent = AgentKey.console("max")
+    settings = settings_for(llm, "anthropic", key_prefix, data_dir, MEMBOT_BUSY_NOTICE_SECONDS=0.2)
+    async with open_app(settings) as app:
+        assert app.runtime is not None
+        sink = RecordingSink()
+        async with RedisAgentLocks(redis_client, keys).hold(agent):  # another process is busy with Max
+            turn = asyncio.create_task(app.runtime.handle(console_message("max", "are you there?"), sink))
+            await eventually(lambda: sink.notices == [BUSY_NOTICE], what="the busy notice")
+            assert not turn.done() and sink.messages == []
+        await turn
+    assert sink.notices == [BUSY_NOTICE]
+    assert sink.messages == ["echo: are you there?"]
+
+
+def test_a_renewal_no_shorter_than_the_lease_is_refused_with_the_variables_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MEMBOT_LOCK_LEASE_SECONDS", "5")
+    monkeypatch.setenv("MEMBOT_LOCK_RENEW_SECONDS", "5")
+    with pytest.raises(
+        ConfigError, match="MEMBOT_LOCK_RENEW_SECONDS .* must be shorter than MEMBOT_LOCK_LEASE_SECONDS"
+    ):
+        load_settings()
