@@ -198,6 +198,6 @@ def test_a_renewal_no_shorter_than_the_lease_is_refused_with_the_variables_named
     monkeypatch.setenv("MEMBOT_LOCK_LEASE_SECONDS", "5")
     monkeypatch.setenv("MEMBOT_LOCK_RENEW_SECONDS", "5")
     with pytest.raises(
-        ConfigError, match="MEMBOT_LOCK_RENEW_SECONDS .* must be shorter than MEMBOT_LOCK_LEASE_SECONDS"
+        ConfigError, match=r"MEMBOT_LOCK_RENEW_SECONDS \(5\) must be shorter than MEMBOT_LOCK_LEASE_SECONDS"
     ):
         load_settings()
