@@ -17,7 +17,16 @@ from typing import Any
 from bot.chunking import chunk_text
 from bot.events import AgentKey, Scope
 from bot.memory_types import ArchivalEntry, AuditEntry, AuditKind, Block, MemoryEditError, SearchHit
-from bot.ports import ActivityLog, ArchivalMemory, AuditLog, CoreMemory, RecallMemory, Throttle, WorkingMemory
+from bot.ports import (
+    ActivityLog,
+    ArchivalMemory,
+    AuditLog,
+    CoreMemory,
+    Quarantine,
+    RecallMemory,
+    Throttle,
+    WorkingMemory,
+)
 from bot.privacy import hidden_count, visible_blocks, visible_lines
 
 EXPORT_FORMAT = "membot-export/1"
@@ -41,6 +50,7 @@ class MemoryView:
     last_modified: datetime | None
     scope: Scope = Scope.PRIVATE
     hidden: int = 0
+    quarantined: int = 0  # stored items that did not parse, moved aside (``memory export`` shows them)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +63,7 @@ class MemoryView:
             "last_modified": self.last_modified.isoformat() if self.last_modified else None,
             "view": self.scope.value,
             "hidden_private_lines": self.hidden,
+            "quarantined": self.quarantined,
         }
 
 
@@ -84,12 +95,14 @@ class MemoryAdmin:
         working: WorkingMemory,
         recall: RecallMemory,
         archival: ArchivalMemory,
-        lock: Callable[[AgentKey], AbstractAsyncContextManager[None]],
+        lock: Callable[[AgentKey], AbstractAsyncContextManager[object]],
         *,
         audit: AuditLog,
         activity: ActivityLog | None = None,
         throttle: Throttle | None = None,
+        quarantine: Quarantine | None = None,
     ) -> None:
+        self._quarantine = quarantine
         self.core = core
         self.audit = audit
         self.lock = lock
@@ -119,16 +132,18 @@ class MemoryAdmin:
         """The agent's memory as a context of ``scope`` may show it (counts are always totals)."""
         await self.require(agent)
         blocks = await self.core.blocks(agent)
+        queue_length = len(await self._working.messages(agent))  # reading moves unreadable items aside: count after
         return MemoryView(
             agent=agent,
             blocks=visible_blocks(blocks, scope),
-            queue_length=len(await self._working.messages(agent)),
+            queue_length=queue_length,
             summary=await self._working.summary(agent, scope),
             recall_count=await self._recall.count(agent),
             archival_count=await self._archival.count(agent),
             last_modified=await self.core.last_modified(agent),
             scope=scope,
             hidden=hidden_count(blocks, scope),
+            quarantined=await self._quarantine.count(agent) if self._quarantine else 0,
         )
 
     async def export(self, agent: AgentKey) -> dict[str, Any]:
@@ -144,6 +159,7 @@ class MemoryAdmin:
                 "recall": await self._recall.export(agent),
                 "archival": await self._archival.export(agent),
                 "audit": await self.audit.export(agent),
+                "quarantine": await self._quarantine.export(agent) if self._quarantine else [],
                 "heartbeats": await self._activity.export(agent) if self._activity else {},
                 "platform_state": {
                     "person": agent.person,
@@ -185,6 +201,8 @@ class MemoryAdmin:
         }
         if self._activity is not None:
             await self._activity.erase(agent)  # activity, schedules, proactive choice and counters
+        if self._quarantine is not None:
+            removed["quarantine"] = await self._quarantine.erase(agent)
         return removed
 
     async def import_text(

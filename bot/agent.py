@@ -70,7 +70,7 @@ class Agent:
             completion = await self._complete(ctx, report)
             assistant = ChatMessage("assistant", completion.text, completion.tool_calls, private=private)
             if not completion.tool_calls:
-                await self._working.append(ctx.agent, [assistant])
+                await self._working.append(ctx.agent, [assistant], fence=ctx.fence)
                 if not expects_reply or report.messages_sent:
                     break
                 text = completion.text.strip()
@@ -110,7 +110,7 @@ class Agent:
             report.failed_calls += outcome.failed
             wants_step = wants_step or outcome.heartbeat
             refused_send = refused_send or (call.name == SEND and outcome.failed)
-        await self._working.append(ctx.agent, [assistant, *results])
+        await self._working.append(ctx.agent, [assistant, *results], fence=ctx.fence)
         return wants_step, refused_send
 
     async def _remind(self, ctx: ToolContext, report: TurnReport, note: str) -> bool:
@@ -120,13 +120,13 @@ class Agent:
             return False
         report.reminders += 1
         message = ChatMessage("user", load_prompt(note), private=ctx.scope is Scope.PRIVATE)
-        await self._working.append(ctx.agent, [message])
+        await self._working.append(ctx.agent, [message], fence=ctx.fence)
         return True
 
     async def _complete(self, ctx: ToolContext, report: TurnReport) -> Completion:
         """One model call within budget; a provider overflow error flushes the queue and retries once."""
         tools = tool_specs()
-        prompt = await self._context.prepare(ctx.agent, tools, ctx.scope)
+        prompt = await self._context.prepare(ctx.agent, tools, ctx.scope, fence=ctx.fence)
         try:
             return await self._model.complete(
                 prompt.system, prompt.messages, tools, max_output_tokens=self._context.budget.max_output_tokens
@@ -134,8 +134,8 @@ class Agent:
         except ContextOverflowError:
             report.overflow_retries += 1
             log.warning("provider reported context overflow; flushing and retrying", extra={"agent": str(ctx.agent)})
-            await self._context.flush(ctx.agent, tools, ctx.scope)
-            prompt = await self._context.prepare(ctx.agent, tools, ctx.scope)
+            await self._context.flush(ctx.agent, tools, ctx.scope, fence=ctx.fence)
+            prompt = await self._context.prepare(ctx.agent, tools, ctx.scope, fence=ctx.fence)
             return await self._model.complete(
                 prompt.system, prompt.messages, tools, max_output_tokens=self._context.budget.max_output_tokens
             )

@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from bot.admin import MemoryAdmin
@@ -25,7 +26,7 @@ from bot.ports import ChatModel, Embedder, PlatformAdapter
 from bot.redis_url import async_client, redact
 from bot.repair import MemoryRepair
 from bot.runtime import Runtime
-from bot.scheduler import HeartbeatScheduler, JobInfo, read_jobs
+from bot.scheduler import HeartbeatScheduler, JobInfo, UnreadableJob, read_jobs
 from bot.services import Services
 from bot.settings import ConfigError, Settings
 from bot.turns import ObservedRuntime, TurnTracker
@@ -35,6 +36,7 @@ from memory.audit import RedisAuditLog
 from memory.core import RedisCoreMemory
 from memory.counts import MemoryCounts
 from memory.embeddings import build_embedder
+from memory.fencing import Fencing
 from memory.indexer import RecallIndexer
 from memory.keys import RedisKeys
 from memory.locks import RedisAgentLocks
@@ -49,6 +51,7 @@ from memory.qdrant import (
     connect_qdrant,
     open_qdrant,
 )
+from memory.quarantine import RedisQuarantine, set_aside_job
 from memory.recall import QdrantRecallMemory
 from memory.redis_client import ANY_REDIS_ERROR, AsyncRedis
 from memory.reindex import reindex
@@ -78,6 +81,7 @@ class Stores:
     throttle: RedisThrottle
     outbox: RecallOutbox
     indexer: RecallIndexer
+    quarantine: RedisQuarantine
 
 
 @dataclass
@@ -152,21 +156,25 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                 qdrant.client, {"recall": qdrant.recall_collection, "archival": qdrant.archival_collection}
             )
             await indexer.start()
+            quarantine = RedisQuarantine(redis, keys, settings.audit_max_entries)
             yield Stores(
                 redis=redis,
                 qdrant=qdrant,
                 embedder=embedder,
                 core=core_memory(redis, keys, settings),
-                working=RedisWorkingMemory(redis, keys),
+                working=RedisWorkingMemory(redis, keys, quarantine),
                 recall=recall,
-                archival=QdrantArchivalMemory(qdrant.client, qdrant.archival_collection, embedder, counts=counts),
-                locks=RedisAgentLocks(redis, keys),
+                archival=QdrantArchivalMemory(
+                    qdrant.client, qdrant.archival_collection, embedder, counts=counts, fencing=Fencing(redis, keys)
+                ),
+                locks=agent_locks(redis, keys, settings),
                 activity=RedisActivityLog(redis, keys),
                 guard=RedisFiringGuard(redis, keys),
                 audit=RedisAuditLog(redis, keys, settings.audit_max_entries),
                 throttle=RedisThrottle(redis, keys),
                 outbox=outbox,
                 indexer=indexer,
+                quarantine=quarantine,
             )
         finally:
             await indexer.close()
@@ -183,6 +191,23 @@ def core_memory(redis: AsyncRedis, keys: RedisKeys, settings: Settings) -> Redis
         block_limit=settings.core_block_limit,
         versions_kept=settings.core_versions_kept,
         audit_max_entries=settings.audit_max_entries,
+        quarantine=RedisQuarantine(redis, keys, settings.audit_max_entries),
+    )
+
+
+def job_quarantine(keys: RedisKeys, settings: Settings) -> UnreadableJob:
+    """Where the heartbeat job store sets aside a job it cannot read: its agent's quarantine."""
+    return partial(set_aside_job, keys=keys, audit_max_entries=settings.audit_max_entries)
+
+
+def agent_locks(redis: AsyncRedis, keys: RedisKeys, settings: Settings) -> RedisAgentLocks:
+    return RedisAgentLocks(
+        redis,
+        keys,
+        lease_seconds=settings.lock_lease_seconds,
+        renew_seconds=settings.lock_renew_seconds,
+        wait_seconds=settings.lock_wait_seconds,
+        busy_notice_seconds=settings.busy_notice_seconds,
     )
 
 
@@ -256,6 +281,7 @@ async def open_app(
                     activity=stores.activity,
                     guard=stores.guard,
                     config=heartbeat_config,
+                    set_aside=job_quarantine(keys, settings),
                 )
                 budget = Budget(settings.context_window, settings.max_output_tokens)
                 context = ContextManager(
@@ -287,6 +313,7 @@ async def open_app(
                 audit=stores.audit,
                 activity=stores.activity,
                 throttle=stores.throttle,
+                quarantine=stores.quarantine,
             )
             repair = MemoryRepair(stores.core, stores.audit, lock)
             services = None
@@ -355,7 +382,9 @@ async def list_jobs(settings: Settings) -> list[JobInfo]:
     client = await connect_redis(settings)
     await client.aclose()
     keys = RedisKeys(settings.redis_prefix)
-    return await asyncio.to_thread(read_jobs, settings.redis_url, keys.scheduler_jobs(), keys.scheduler_run_times())
+    return await asyncio.to_thread(
+        read_jobs, settings.redis_url, keys.scheduler_jobs(), keys.scheduler_run_times(), job_quarantine(keys, settings)
+    )
 
 
 @asynccontextmanager
@@ -366,7 +395,7 @@ async def open_repair(settings: Settings) -> AsyncIterator[MemoryRepair]:
         keys = RedisKeys(settings.redis_prefix)
         core = core_memory(client, keys, settings)
         audit = RedisAuditLog(client, keys, settings.audit_max_entries)
-        yield MemoryRepair(core, audit, RedisAgentLocks(client, keys).hold)
+        yield MemoryRepair(core, audit, agent_locks(client, keys, settings).hold)
     finally:
         await client.aclose()
 

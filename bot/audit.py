@@ -116,6 +116,8 @@ def describe(entry: AuditEntry) -> str:
         return f"{len(detail.get('ids', []))} deleted "
     if kind == AuditKind.IMPORT:
         return f"{detail.get('source')}: {detail.get('stored')} of {detail.get('chunks')} passage(s) stored "
+    if kind == AuditKind.QUARANTINE:
+        return f"unreadable {detail.get('store')} item set aside ({str(detail.get('reason', ''))[:60]}) "
     if kind in (AuditKind.RESET, AuditKind.ERASE):
         removed = detail.get("removed") or {}
         counts = ", ".join(f"{count} {store}" for store, count in removed.items()) if removed else "everything"

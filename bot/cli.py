@@ -121,6 +121,8 @@ def _print_view(view: MemoryView) -> None:
     table.add_row("recall entries", str(view.recall_count))
     table.add_row("archival notes", str(view.archival_count))
     table.add_row("core last modified", view.last_modified.isoformat() if view.last_modified else "never")
+    if view.quarantined:
+        table.add_row("unreadable items set aside", f"{view.quarantined} (see `membot memory export`)")
     console.print()
     console.print(table)
     if view.summary:

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from bot.events import AgentKey, Scope
 from bot.llm.pairing import pair_tool_calls
 from bot.llm.types import ChatMessage, ModelError, SystemPrompt, ToolSpec
+from bot.memory_types import Fence
 from bot.metrics import Metrics
 from bot.ports import ArchivalMemory, ChatModel, CoreMemory, RecallMemory, WorkingMemory
 from bot.privacy import visible_text
@@ -140,22 +141,25 @@ class ContextManager:
             parts.append(f"# Summary of earlier conversation (evicted from context, still searchable)\n{summary}")
         return SystemPrompt(static=load_prompt("system"), dynamic="\n\n".join(parts))
 
-    async def prepare(self, agent: AgentKey, tools: Sequence[ToolSpec], scope: Scope = Scope.PRIVATE) -> Prompt:
-        """The prompt for the next model call, after any pressure alert or eviction it needs."""
+    async def prepare(
+        self, agent: AgentKey, tools: Sequence[ToolSpec], scope: Scope = Scope.PRIVATE, *, fence: Fence | None = None
+    ) -> Prompt:
+        """The prompt for the next model call, after any pressure alert or eviction it needs (written with the
+        turn's ``fence``)."""
         prompt = await self._current(agent, tools, scope)
         if prompt.tokens >= self.budget.tokens:
-            await self.flush(agent, tools, scope)
+            await self.flush(agent, tools, scope, fence=fence)
             return await self._current(agent, tools, scope)
         if prompt.tokens >= ALERT_RATIO * self.budget.tokens and not await self._working.pressure_alerted(agent):
             percent = round(100 * prompt.tokens / self.budget.tokens)
             text = load_prompt("pressure_alert").replace("{percent}", str(percent))
             alert = ChatMessage("user", text, private=scope is Scope.PRIVATE)
-            await self._working.append(agent, [alert])
-            await self._working.set_pressure_alerted(agent)
+            await self._working.append(agent, [alert], fence=fence)
+            await self._working.set_pressure_alerted(agent, fence=fence)
             log.info("pressure alert", extra={"agent": str(agent), "percent": percent})
             prompt = await self._current(agent, tools, scope)
             if prompt.tokens >= self.budget.tokens:
-                await self.flush(agent, tools, scope)
+                await self.flush(agent, tools, scope, fence=fence)
                 return await self._current(agent, tools, scope)
         return prompt
 
@@ -164,7 +168,9 @@ class ContextManager:
         messages = pair_tool_calls(visible_messages(await self._working.messages(agent), scope))
         return Prompt(system, messages, self._model.count_tokens(system, messages, tools))
 
-    async def flush(self, agent: AgentKey, tools: Sequence[ToolSpec], scope: Scope = Scope.PRIVATE) -> int:
+    async def flush(
+        self, agent: AgentKey, tools: Sequence[ToolSpec], scope: Scope = Scope.PRIVATE, *, fence: Fence | None = None
+    ) -> int:
         """Evict the oldest messages into the recursive summary; return how many were evicted."""
         system = await self.system_prompt(agent, scope)
         queue = await self._working.messages(agent)
@@ -183,7 +189,7 @@ class ContextManager:
         previous = await self._working.summary(agent)
         summary = await self._summarize(previous, evicted)
         public_summary = await self._public_summary(agent, evicted, previous, summary)
-        await self._working.evict(agent, cut, summary, public_summary)
+        await self._working.evict(agent, cut, summary, public_summary, fence=fence)
         self._metrics.evicted(cut)
         log.info("evicted messages into summary", extra={"agent": str(agent), "count": cut})
         return cut

@@ -25,7 +25,15 @@ from bot.activity import InvalidProactiveSetting, ProactivePolicy, parse_quiet_h
 from bot.audit import heartbeat_cause
 from bot.events import AgentKey, ReplyAddress, Scope, utc_now
 from bot.llm.types import ModelError
-from bot.memory_types import ActivityRecord, AuditEntry, AuditKind, DuplicatePair, ProactivePrefs, RecallEntry
+from bot.memory_types import (
+    ActivityRecord,
+    AuditEntry,
+    AuditKind,
+    DuplicatePair,
+    Fence,
+    ProactivePrefs,
+    RecallEntry,
+)
 from bot.ports import ActivityLog, ArchivalMemory, AuditLog, CoreMemory, PlatformAdapter, RecallMemory
 from bot.prompts import load_prompt
 from bot.runtime import EventFailed, Runtime
@@ -185,8 +193,8 @@ class Heartbeats:
         if early is not None:
             return early
         try:
-            async with self.runtime.agent_lock(agent):
-                return await self._reflect_locked(agent)
+            async with self.runtime.agent_lock(agent) as fence:
+                return await self._reflect_locked(agent, fence)
         except TimeoutError:
             return ReflectionOutcome(Status.BUSY, retry_at=utc_now() + self.config.reflect_after)
 
@@ -198,7 +206,7 @@ class Heartbeats:
             return ReflectionOutcome(Status.NOT_QUIET, retry_at=quiet_at)
         return None
 
-    async def _reflect_locked(self, agent: AgentKey) -> ReflectionOutcome:
+    async def _reflect_locked(self, agent: AgentKey, fence: Fence) -> ReflectionOutcome:
         record = await self.activity.get(agent)
         early = self._precheck(record)
         if early is not None:
@@ -227,6 +235,7 @@ class Heartbeats:
                 send=sender or _silent_send,
                 cause=heartbeat_cause("reflection"),
                 archival_source="reflection",
+                fence=fence,
             )
         except (ModelError, EventFailed) as exc:  # logged by the runtime's event boundary; try again later
             log.warning("reflection failed", extra={"agent": str(agent), "error": str(exc)[:200]})
@@ -257,12 +266,13 @@ class Heartbeats:
         if not await self.core.exists(agent):
             return ConsolidationOutcome(Status.NO_MEMORY, retire=True)
         try:
-            async with self.runtime.agent_lock(agent):
+            async with self.runtime.agent_lock(agent) as fence:
                 merged = await self.merge_duplicates(agent)
                 full = [b for b in await self.core.blocks(agent) if b.chars > self.config.core_fill_ratio * b.limit]
                 status = Status.DONE
                 if full:
-                    status = await self._condense(agent, [f"{b.label} {b.chars}/{b.limit} characters" for b in full])
+                    sizes = [f"{b.label} {b.chars}/{b.limit} characters" for b in full]
+                    status = await self._condense(agent, sizes, fence)
         except TimeoutError:
             return ConsolidationOutcome(Status.BUSY)
         record = await self.activity.get(agent)
@@ -271,7 +281,7 @@ class Heartbeats:
         log.info("consolidated", extra={"agent": str(agent), "merged": merged, "condensed": ",".join(labels)})
         return ConsolidationOutcome(status, condensed=labels, merged=merged, retire=inactive and not full)
 
-    async def _condense(self, agent: AgentKey, blocks: list[str]) -> Status:
+    async def _condense(self, agent: AgentKey, blocks: list[str], fence: Fence) -> Status:
         text = (
             load_prompt("consolidation")
             .replace("{blocks}", "; ".join(blocks))
@@ -285,6 +295,7 @@ class Heartbeats:
                 send=_silent_send,
                 cause=heartbeat_cause("consolidation"),
                 archival_source="reflection",
+                fence=fence,
             )
         except (ModelError, EventFailed) as exc:  # logged by the runtime's event boundary
             log.warning("consolidation failed", extra={"agent": str(agent), "error": str(exc)[:200]})

@@ -191,6 +191,7 @@ class AuditKind(StrEnum):
     RESET = "reset"
     IMPORT = "import"
     ERASE = "erase"
+    QUARANTINE = "quarantine"  # an unreadable stored item was moved aside (``memory.quarantine``)
 
 
 @dataclass(frozen=True)
@@ -222,3 +223,42 @@ class CoreVersion:
     cause: str
     blocks: Mapping[str, str]
     label: str | None = None
+
+
+# --- fencing: proof that a turn still holds its agent's lock -------------------------------------------------------
+# Taking an agent's lock yields a Fence (a token unique to that holding). A turn passes it to the stores (``fence=``
+# on each write); the store checks, atomically with the write where Redis allows it, that the lock is still held
+# with that token, and raises LockLost otherwise. So a turn whose lease ran out and whose agent another process has
+# since taken writes nothing more. ``fence=None`` means unfenced: admin and CLI paths, tests writing outside a turn.
+class LockLost(Exception):
+    """The turn no longer holds its agent's lock (its lease expired and another holder may have taken it): the
+    write was refused and the turn must stop writing."""
+
+
+@dataclass(frozen=True)
+class Fence:
+    """One holding of an agent's lock: ``token`` is the lock's value while this holding lasts.
+
+    ``number`` grows with every acquisition (it is when the lock was taken, in microseconds on the Redis clock),
+    which says in logs which holder superseded which; the token's random part makes it unique.
+    """
+
+    agent: AgentKey
+    token: str
+
+    @property
+    def number(self) -> int:
+        head, _, _ = self.token.partition(":")
+        return int(head) if head.isdigit() else 0
+
+    def __str__(self) -> str:
+        return f"{self.agent}#{self.number}"
+
+
+def fence_token(fence: Fence | None, agent: AgentKey) -> str:
+    """The token a store sends with a write of ``agent`` ('' for unfenced); a fence of another agent is a bug."""
+    if fence is None:
+        return ""
+    if fence.agent != agent:
+        raise ValueError(f"a fence of {fence.agent} cannot guard a write of {agent}")
+    return fence.token

@@ -2,11 +2,14 @@
 
 Search methods take ``context_scope``: searching from a PUBLIC context returns only public entries; from a
 PRIVATE context (a DM, the console) it returns everything of that agent.
+
+Writes a turn makes take ``fence`` (``bot.memory_types.Fence``): the holding of the agent's lock the turn took. A
+store refuses the write with ``LockLost`` once that holding is over; ``None`` writes unfenced (admin paths, tests).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -20,6 +23,7 @@ from bot.memory_types import (
     Block,
     CoreVersion,
     DuplicatePair,
+    Fence,
     InsertResult,
     ProactivePrefs,
     RecallEntry,
@@ -69,19 +73,38 @@ class CoreMemory(Protocol):
     adds its own audit entry, all in one atomic step.
     """
 
-    async def ensure(self, agent: AgentKey, defaults: dict[str, str], *, cause: str) -> None:
+    async def ensure(
+        self, agent: AgentKey, defaults: dict[str, str], *, cause: str, fence: Fence | None = None
+    ) -> None:
         """Create missing blocks with the given initial values; existing blocks are left alone."""
         ...
 
     async def blocks(self, agent: AgentKey) -> list[Block]: ...
 
-    async def append(self, agent: AgentKey, label: str, content: str, *, cause: str, private: bool = False) -> Block:
+    async def append(
+        self,
+        agent: AgentKey,
+        label: str,
+        content: str,
+        *,
+        cause: str,
+        private: bool = False,
+        fence: Fence | None = None,
+    ) -> Block:
         """Append a line (marked private when ``private``); raise MemoryEditError (missing label, limit exceeded)
         with advice for the model."""
         ...
 
     async def replace(
-        self, agent: AgentKey, label: str, old: str, new: str, *, cause: str, public_only: bool = False
+        self,
+        agent: AgentKey,
+        label: str,
+        old: str,
+        new: str,
+        *,
+        cause: str,
+        public_only: bool = False,
+        fence: Fence | None = None,
     ) -> Block:
         """Replace ``old`` with ``new``; raise MemoryEditError (missing label/text, limit exceeded).
         ``public_only`` leaves private lines untouched (an edit made where they are not shown)."""
@@ -150,13 +173,15 @@ class WorkingMemory(Protocol):
 
     async def messages(self, agent: AgentKey) -> list[ChatMessage]: ...
 
-    async def append(self, agent: AgentKey, messages: Sequence[ChatMessage]) -> None: ...
+    async def append(self, agent: AgentKey, messages: Sequence[ChatMessage], *, fence: Fence | None = None) -> None: ...
 
     async def summary(self, agent: AgentKey, scope: Scope = Scope.PRIVATE) -> str:
         """The summary of evicted messages: of all of them, or (PUBLIC) of the public ones only."""
         ...
 
-    async def evict(self, agent: AgentKey, count: int, new_summary: str, new_public_summary: str) -> None:
+    async def evict(
+        self, agent: AgentKey, count: int, new_summary: str, new_public_summary: str, *, fence: Fence | None = None
+    ) -> None:
         """Atomically drop the oldest ``count`` messages, store both new summaries, and clear the pressure flag."""
         ...
 
@@ -164,7 +189,7 @@ class WorkingMemory(Protocol):
         """Whether the memory-pressure alert was already raised in this eviction cycle."""
         ...
 
-    async def set_pressure_alerted(self, agent: AgentKey) -> None: ...
+    async def set_pressure_alerted(self, agent: AgentKey, *, fence: Fence | None = None) -> None: ...
 
     async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
         """Every stored item of this agent as JSON-ready dicts (for export)."""
@@ -178,7 +203,7 @@ class WorkingMemory(Protocol):
 class RecallMemory(Protocol):
     """Every message ever exchanged, searchable by meaning and by date."""
 
-    async def add(self, entries: Sequence[RecallEntry]) -> None: ...
+    async def add(self, entries: Sequence[RecallEntry], *, fence: Fence | None = None) -> None: ...
 
     async def search(self, agent: AgentKey, query: str, page: int, context_scope: Scope) -> SearchPage: ...
 
@@ -206,7 +231,7 @@ class RecallMemory(Protocol):
 class ArchivalMemory(Protocol):
     """Unbounded notes the agent writes; near-duplicate inserts are reported, not stored twice."""
 
-    async def insert(self, entry: ArchivalEntry) -> InsertResult: ...
+    async def insert(self, entry: ArchivalEntry, *, fence: Fence | None = None) -> InsertResult: ...
 
     async def search(self, agent: AgentKey, query: str, page: int, context_scope: Scope) -> SearchPage: ...
 
@@ -236,9 +261,28 @@ class ArchivalMemory(Protocol):
 
 
 class AgentLocks(Protocol):
-    """A lock per agent that holds across processes."""
+    """A lock per agent that holds across processes, with a short lease renewed while it is held."""
 
-    def hold(self, agent: AgentKey) -> AbstractAsyncContextManager[None]: ...
+    def hold(
+        self, agent: AgentKey, *, on_wait: Callable[[], Awaitable[None]] | None = None
+    ) -> AbstractAsyncContextManager[Fence]:
+        """Hold the agent's lock; the value is this holding's fence. ``on_wait`` is awaited once if the lock is
+        busy for a few seconds (to tell the user), and the wait ends with ``TimeoutError`` at the wait limit."""
+        ...
+
+
+class Quarantine(Protocol):
+    """Stored items of an agent that did not parse, moved aside by the stores that found them."""
+
+    async def count(self, agent: AgentKey) -> int: ...
+
+    async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
+        """Every quarantined item with its raw value, store and reason, as JSON-ready dicts."""
+        ...
+
+    async def erase(self, agent: AgentKey) -> int:
+        """Remove every quarantined item; return how many."""
+        ...
 
 
 class ReplySink(Protocol):

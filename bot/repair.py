@@ -41,7 +41,7 @@ class MemoryRepair:
     """History, rollback and private marks of an agent's memory."""
 
     def __init__(
-        self, core: CoreMemory, audit: AuditLog, lock: Callable[[AgentKey], AbstractAsyncContextManager[None]]
+        self, core: CoreMemory, audit: AuditLog, lock: Callable[[AgentKey], AbstractAsyncContextManager[object]]
     ) -> None:
         self._core = core
         self._audit = audit

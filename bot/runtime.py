@@ -25,7 +25,7 @@ from bot.agent import Agent, TurnReport
 from bot.audit import event_cause
 from bot.events import AgentKey, InboundMessage, OutboundReply, ReplyKind, Scope, utc_now
 from bot.llm.types import ChatMessage, ModelError
-from bot.memory_types import RecallEntry
+from bot.memory_types import Fence, LockLost, RecallEntry
 from bot.ports import (
     ActivityLog,
     AgentLocks,
@@ -53,6 +53,11 @@ TURN_TIMEOUT_NOTICE = (
 TURN_FAILED_NOTICE = "Sorry, something went wrong on my side while answering. Your message is saved; please try again."
 NOT_SAVED_NOTICE = "Sorry, something went wrong on my side and I could not save your message. Please send it again."
 NO_REPLY_NOTICE = "Sorry, I couldn't put an answer together this time. Your message is saved; please try again."
+BUSY_NOTICE = "I'm still finishing something from before; I'll answer this message as soon as I can."
+LOCK_LOST_NOTICE = (
+    "Sorry, I lost track of this conversation partway through (another process took it over). Your message is "
+    "saved; please send it again if I don't pick it up."
+)
 RECENT_CONTEXT_LIMIT = 5
 
 
@@ -118,10 +123,13 @@ class Runtime:
         self._turn_timeout = turn_timeout
 
     @asynccontextmanager
-    async def agent_lock(self, agent: AgentKey) -> AsyncIterator[None]:
-        """Exclusive use of one agent: turns, heartbeats and admin resets all take this."""
-        async with self._locks.hold(agent):
-            yield
+    async def agent_lock(
+        self, agent: AgentKey, *, on_wait: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[Fence]:
+        """Exclusive use of one agent: turns, heartbeats and admin resets all take this. Yields the holding's fence
+        (pass it to the stores); ``on_wait`` is awaited once if the agent stays busy for a few seconds."""
+        async with self._locks.hold(agent, on_wait=on_wait) as fence:
+            yield fence
 
     async def handle(self, message: InboundMessage, sink: ReplySink) -> TurnReport | None:
         """Answer one user message. Returns None when the message was rejected or the turn failed.
@@ -155,6 +163,9 @@ class Runtime:
         except ModelError as exc:  # counted in metrics where the model was called
             log.warning("model unavailable; turn abandoned", extra={**where, "error": str(exc)[:200]})
             notice = MODEL_DOWN_NOTICE
+        except LockLost as exc:  # another process took the agent over: this turn writes nothing more
+            log.warning("turn stopped: lock lost", extra={**where, "error": str(exc)[:200]})
+            notice = LOCK_LOST_NOTICE
         except Exception as exc:
             log.exception("turn failed", extra=where)
             self._record_failure(exc)
@@ -178,20 +189,26 @@ class Runtime:
             )
         agent = message.agent_key
         cause = event_cause(message.platform, message.message_id)
-        async with self.agent_lock(agent):
-            await self._ensure_core(agent, cause)
+
+        async def busy() -> None:
+            await self._notify(sink, message, BUSY_NOTICE)
+
+        async with self.agent_lock(agent, on_wait=busy) as fence:
+            await self._ensure_core(agent, cause, fence)
             # recall first: whatever reached the queue is then always in recall too (a crash between loses nothing)
-            await self._recall.add([self._recall_entry(message, "user", text, message.author_name)])
+            await self._recall.add([self._recall_entry(message, "user", text, message.author_name)], fence=fence)
             packed = ChatMessage("user", pack_user_message(message, model_text), private=message.scope is Scope.PRIVATE)
-            await self._working.append(agent, [packed])
+            await self._working.append(agent, [packed], fence=fence)
             turn.stored = True
             await self._note_activity(message)
 
             async def send(reply: str) -> None:
                 await sink.send(OutboundReply(reply, ReplyKind.MESSAGE, message.message_id))
-                await self._recall.add([self._recall_entry(message, "assistant", reply, "membot")])
+                await self._recall.add([self._recall_entry(message, "assistant", reply, "membot")], fence=fence)
 
-            ctx = ToolContext(agent, message.scope, self._core, self._recall, self._archival, self._audit, send, cause)
+            ctx = ToolContext(
+                agent, message.scope, self._core, self._recall, self._archival, self._audit, send, cause, fence=fence
+            )
             async with sink.typing():
                 report = await self._run_with_deadline(ctx, expects_reply=True)
         if report.messages_sent == 0:  # the reply guarantee's last resort: never silent
@@ -230,8 +247,10 @@ class Runtime:
         send: Callable[[str], Awaitable[None]],
         cause: str,
         archival_source: str = "agent",
+        fence: Fence | None = None,
     ) -> TurnReport:
-        """Wake ``agent`` with a system event (a heartbeat). The caller must hold ``agent_lock(agent)``.
+        """Wake ``agent`` with a system event (a heartbeat). The caller must hold ``agent_lock(agent)`` and pass the
+        ``fence`` it yielded.
 
         The event joins the queue as a ``[system]`` message but not recall (it is not part of the conversation);
         no reply is expected, and ``send`` decides what becomes of a ``send_message``. Memory writes are recorded
@@ -239,9 +258,9 @@ class Runtime:
         logged with its traceback); nothing else.
         """
         async with self._event_boundary(agent):
-            await self._ensure_core(agent, cause)
+            await self._ensure_core(agent, cause, fence)
             event = ChatMessage("user", f"[system] {text}", private=scope is Scope.PRIVATE)
-            await self._working.append(agent, [event])
+            await self._working.append(agent, [event], fence=fence)
             ctx = ToolContext(
                 agent,
                 scope,
@@ -252,6 +271,7 @@ class Runtime:
                 send,
                 cause,
                 archival_source=archival_source,
+                fence=fence,
             )
             report = await self._run_with_deadline(ctx, expects_reply=False)
         log.info("event done", extra={"agent": str(agent), "steps": report.steps, "sent": report.messages_sent})
@@ -267,13 +287,17 @@ class Runtime:
             raise ModelError(str(exc)) from exc
         except ModelError:
             raise
+        except LockLost as exc:  # another process took the agent over: this event writes nothing more
+            log.warning("event stopped: lock lost", extra={"agent": str(agent)})
+            raise EventFailed("the agent's lock was lost during a system event") from exc
         except Exception as exc:
             log.exception("event failed", extra={"agent": str(agent)})
             self._record_failure(exc)
             raise EventFailed(f"{type(exc).__name__} in a system event") from exc
 
-    async def _ensure_core(self, agent: AgentKey, cause: str) -> None:
-        await self._core.ensure(agent, {"persona": load_prompt("persona"), "human": load_prompt("human")}, cause=cause)
+    async def _ensure_core(self, agent: AgentKey, cause: str, fence: Fence | None) -> None:
+        defaults = {"persona": load_prompt("persona"), "human": load_prompt("human")}
+        await self._core.ensure(agent, defaults, cause=cause, fence=fence)
 
     async def _note_activity(self, message: InboundMessage) -> None:
         """Record when and where the user spoke, and let the scheduler plan the next reflection."""

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import traceback
 from collections import deque
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,6 +48,9 @@ GUARD_TTL_SECONDS = 86_400.0  # a firing is remembered for a day: far longer tha
 RECENT_RUNS = 1000  # firings remembered in ``HeartbeatScheduler.runs`` (for logs and tests)
 MAX_INSTANCES = 16  # firings of one job may overlap (a reflection waiting for a turn); the agent lock serializes them
 _CURRENT: ContextVar[HeartbeatScheduler] = ContextVar("membot_heartbeat_scheduler")
+# Keeps a job that cannot be read (client, job id, stored state, reason); False when it could not (then it is only
+# removed, as APScheduler does). The composition root passes ``memory.quarantine.set_aside_job``.
+UnreadableJob = Callable[[SyncRedis, str, bytes, str], bool]
 
 
 def _current() -> HeartbeatScheduler:
@@ -99,9 +103,32 @@ class TolerantRedisJobStore(RedisJobStore):  # type: ignore[misc]
     transactions touch only ``jobs_key`` and ``run_times_key``, which must then share a hash tag.
     """
 
-    def __init__(self, client: SyncRedis, jobs_key: str, run_times_key: str) -> None:
+    def __init__(
+        self, client: SyncRedis, jobs_key: str, run_times_key: str, set_aside: UnreadableJob | None = None
+    ) -> None:
         super().__init__(jobs_key=jobs_key, run_times_key=run_times_key)
         self.redis: SyncRedis = client  # replaces the unconnected client the base class built
+        self._set_aside = set_aside
+
+    def _reconstitute_jobs(self, job_states: list[tuple[Any, Any]]) -> list[Job]:
+        """The jobs that can be read; one that cannot is set aside (quarantined with its agent), then removed."""
+        jobs: list[Job] = []
+        for job_id, state in job_states:
+            try:
+                jobs.append(self._reconstitute_job(state))
+            except Exception as exc:
+                name = job_id.decode("utf-8", "replace") if isinstance(job_id, bytes) else str(job_id)
+                reason = f"{type(exc).__name__}: {exc}"[:200]
+                raw = state if isinstance(state, bytes) else str(state).encode()
+                kept = self._set_aside is not None and self._set_aside(self.redis, name, raw, reason)
+                log.warning(
+                    "heartbeat job %s could not be read (%s); %s", name, reason, "quarantined" if kept else "removed"
+                )
+                with self.redis.pipeline() as pipe:
+                    pipe.hdel(self.jobs_key, job_id)
+                    pipe.zrem(self.run_times_key, job_id)
+                    pipe.execute()
+        return jobs
 
     def shutdown(self) -> None:
         self.redis.close()
@@ -126,14 +153,18 @@ class TolerantRedisJobStore(RedisJobStore):  # type: ignore[misc]
             log.debug("job %s was removed (by another process) before it could be updated", job.id)
 
 
-def open_job_store(redis_url: str, jobs_key: str, run_times_key: str) -> TolerantRedisJobStore:
+def open_job_store(
+    redis_url: str, jobs_key: str, run_times_key: str, set_aside: UnreadableJob | None = None
+) -> TolerantRedisJobStore:
     """The job store on its own synchronous Redis client (APScheduler 3 stores are synchronous)."""
-    return TolerantRedisJobStore(sync_client(redis_url), jobs_key, run_times_key)
+    return TolerantRedisJobStore(sync_client(redis_url), jobs_key, run_times_key, set_aside)
 
 
-def read_jobs(redis_url: str, jobs_key: str, run_times_key: str) -> list[JobInfo]:
+def read_jobs(
+    redis_url: str, jobs_key: str, run_times_key: str, set_aside: UnreadableJob | None = None
+) -> list[JobInfo]:
     """Every stored job, soonest first, without running a scheduler (blocking: call it in a thread)."""
-    store = open_job_store(redis_url, jobs_key, run_times_key)
+    store = open_job_store(redis_url, jobs_key, run_times_key, set_aside)
     try:
         return [JobInfo.of(job) for job in store.get_all_jobs()]
     finally:
@@ -182,7 +213,9 @@ class HeartbeatScheduler:
         guard: FiringGuard,
         config: HeartbeatConfig,
         poll_seconds: float | None = None,
+        set_aside: UnreadableJob | None = None,
     ) -> None:
+        self._set_aside = set_aside
         self._redis_url = redis_url
         self._jobs_key = jobs_key
         self._run_times_key = run_times_key
@@ -209,7 +242,9 @@ class HeartbeatScheduler:
         self._heartbeats = heartbeats
         self._executor = _GuardedExecutor(self)
         scheduler = AsyncIOScheduler(
-            jobstores={"default": open_job_store(self._redis_url, self._jobs_key, self._run_times_key)},
+            jobstores={
+                "default": open_job_store(self._redis_url, self._jobs_key, self._run_times_key, self._set_aside)
+            },
             executors={"default": self._executor},
             job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": MAX_INSTANCES},
             timezone=UTC,
@@ -309,7 +344,7 @@ class HeartbeatScheduler:
 
     async def jobs(self) -> list[JobInfo]:
         """Every stored job (of every process), soonest first."""
-        return await asyncio.to_thread(read_jobs, self._redis_url, self._jobs_key, self._run_times_key)
+        return await asyncio.to_thread(read_jobs, self._redis_url, self._jobs_key, self._run_times_key, self._set_aside)
 
     # --- running -------------------------------------------------------------------------------------------
     async def run_firings(self, job: Job, run_times: list[datetime]) -> list[JobExecutionEvent]:

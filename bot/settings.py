@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.activity import parse_quiet_hours, parse_timezone
@@ -73,11 +73,25 @@ class Settings(BaseSettings):
     discord_shard_count: int | None = Field(None, alias="DISCORD_SHARD_COUNT", ge=1)
     discord_shard_ids: str = Field("", alias="DISCORD_SHARD_IDS")
 
+    lock_lease_seconds: float = Field(10.0, alias="MEMBOT_LOCK_LEASE_SECONDS", gt=0)
+    lock_renew_seconds: float = Field(3.0, alias="MEMBOT_LOCK_RENEW_SECONDS", gt=0)
+    lock_wait_seconds: float = Field(300.0, alias="MEMBOT_LOCK_WAIT_SECONDS", ge=0)
+    busy_notice_seconds: float = Field(3.0, alias="MEMBOT_BUSY_NOTICE_SECONDS", ge=0)
+
     reflect_after_minutes: float = Field(15.0, alias="MEMBOT_REFLECT_AFTER_MINUTES", gt=0)
     consolidate_every_minutes: float = Field(360.0, alias="MEMBOT_CONSOLIDATE_EVERY_MINUTES", gt=0)
     proactive_max_per_day: int = Field(2, alias="MEMBOT_PROACTIVE_MAX_PER_DAY", ge=0)
     quiet_hours: str = Field("22-08", alias="MEMBOT_QUIET_HOURS")
     timezone: str = Field("UTC", alias="MEMBOT_TIMEZONE")
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> Settings:
+        if self.lock_renew_seconds >= self.lock_lease_seconds:
+            raise ValueError(
+                f"MEMBOT_LOCK_RENEW_SECONDS ({self.lock_renew_seconds:g}) must be shorter than "
+                f"MEMBOT_LOCK_LEASE_SECONDS ({self.lock_lease_seconds:g}): the lease is renewed before it runs out"
+            )
+        return self
 
     @field_validator("llm_provider", mode="before")
     @classmethod

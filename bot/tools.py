@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from bot.events import AgentKey, Scope
 from bot.llm.types import ToolCall, ToolSpec
-from bot.memory_types import PAGE_SIZE, ArchivalEntry, AuditEntry, AuditKind, MemoryEditError, SearchPage
+from bot.memory_types import PAGE_SIZE, ArchivalEntry, AuditEntry, AuditKind, Fence, MemoryEditError, SearchPage
 from bot.ports import ArchivalMemory, AuditLog, CoreMemory, RecallMemory
 from bot.prompts import load_prompt
 
@@ -46,6 +46,7 @@ class ToolContext:
     cause: str  # bot.audit.event_cause(...) for a message, heartbeat_cause(...) for a heartbeat
     surfaced: set[str] = field(default_factory=set)  # normalized texts shown by searches during this turn
     archival_source: str = "agent"  # ArchivalEntry.source of notes inserted in this turn ("reflection" in heartbeats)
+    fence: Fence | None = None  # the turn's holding of the agent's lock: its memory writes carry it (bot.memory_types)
 
 
 @dataclass(frozen=True)
@@ -110,13 +111,19 @@ class MemoryFunctions:
 
     async def core_memory_append(self, label: str, content: str, private: bool = False) -> str:
         ctx = self._ctx
-        block = await ctx.core.append(ctx.agent, label, content, cause=ctx.cause, private=private)
+        block = await ctx.core.append(ctx.agent, label, content, cause=ctx.cause, private=private, fence=ctx.fence)
         return f"Appended to '{label}' ({block.chars}/{block.limit} characters used)."
 
     async def core_memory_replace(self, label: str, old_content: str, new_content: str) -> str:
         ctx = self._ctx
         block = await ctx.core.replace(
-            ctx.agent, label, old_content, new_content, cause=ctx.cause, public_only=ctx.scope is Scope.PUBLIC
+            ctx.agent,
+            label,
+            old_content,
+            new_content,
+            cause=ctx.cause,
+            public_only=ctx.scope is Scope.PUBLIC,
+            fence=ctx.fence,
         )
         return f"Replaced in '{label}' ({block.chars}/{block.limit} characters used)."
 
@@ -152,7 +159,7 @@ class MemoryFunctions:
             scope=self._ctx.scope,
             source=self._ctx.archival_source,
         )
-        result = await self._ctx.archival.insert(entry)
+        result = await self._ctx.archival.insert(entry, fence=self._ctx.fence)
         if not result.stored:
             return f"Not stored: archival memory already holds a near-identical note: {result.duplicate_text!r}"
         detail = {"id": result.id, "scope": entry.scope.value, "source": entry.source}

@@ -22,9 +22,10 @@ import numpy as np
 from qdrant_client import AsyncQdrantClient, models
 
 from bot.events import AgentKey, Scope
-from bot.memory_types import ArchivalEntry, DuplicatePair, InsertResult, MemoryEditError, SearchPage
+from bot.memory_types import ArchivalEntry, DuplicatePair, Fence, InsertResult, MemoryEditError, SearchPage
 from bot.ports import Embedder
 from memory.counts import MemoryCounts
+from memory.fencing import Fencing
 from memory.qdrant import DENSE, MAX_RESULTS, SPARSE
 from memory.search import (
     agent_filter,
@@ -66,7 +67,9 @@ class QdrantArchivalMemory:
         duplicate_threshold: float = DEFAULT_DUPLICATE_THRESHOLD,
         max_results: int = MAX_RESULTS,
         counts: MemoryCounts | None = None,
+        fencing: Fencing | None = None,
     ) -> None:
+        self._fencing = fencing
         self._client = client
         self._collection = collection
         self._embedder = embedder
@@ -74,7 +77,9 @@ class QdrantArchivalMemory:
         self._max_results = max_results
         self._counts = counts
 
-    async def insert(self, entry: ArchivalEntry) -> InsertResult:
+    async def insert(self, entry: ArchivalEntry, *, fence: Fence | None = None) -> InsertResult:
+        """Store a note unless a near-identical one is stored. With a ``fence``, it is checked in Redis right before
+        the upsert (LockLost when the turn lost its lock): Qdrant cannot check it atomically with the write."""
         text = entry.text.strip()
         if not text:
             raise MemoryEditError("archival_memory_insert failed: content is empty. Pass the text to remember.")
@@ -112,6 +117,8 @@ class QdrantArchivalMemory:
         point = models.PointStruct(
             id=point_id, vector={DENSE: dense, SPARSE: to_sparse(document_vector(text))}, payload=payload
         )
+        if self._fencing is not None:
+            await self._fencing.check(fence, entry.agent)
         await self._client.upsert(self._collection, [point], wait=True)
         if self._counts is not None:
             await self._counts.add(entry.agent, "archival", [entry.scope])

@@ -25,14 +25,18 @@ from bot.memory_types import (
     AuditKind,
     Block,
     CoreVersion,
+    Fence,
     MemoryEditError,
     VersionNotKept,
+    fence_token,
     marked,
     unmarked,
 )
 from memory import core_scripts
 from memory.audit import DEFAULT_AUDIT_MAX_ENTRIES, stamp
+from memory.fencing import refused_as_lock_lost
 from memory.keys import RedisKeys
+from memory.quarantine import RedisQuarantine, Where, reason_of
 from memory.redis_client import AsyncRedis
 
 DEFAULT_BLOCK_LIMIT = 2000
@@ -42,6 +46,10 @@ log = logging.getLogger(__name__)
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _lenient(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def _label_order(label: str) -> tuple[int, str]:
@@ -73,6 +81,7 @@ class RedisCoreMemory:
         *,
         versions_kept: int = DEFAULT_VERSIONS_KEPT,
         audit_max_entries: int = DEFAULT_AUDIT_MAX_ENTRIES,
+        quarantine: RedisQuarantine | None = None,
     ) -> None:
         if block_limit < 1:
             raise ValueError("block_limit must be at least 1 character")
@@ -84,6 +93,7 @@ class RedisCoreMemory:
         self._limits = dict(limits or {})
         self.versions_kept = versions_kept
         self._audit_max = audit_max_entries
+        self._quarantine = quarantine or RedisQuarantine(redis, keys, audit_max_entries)
         self._edit = redis.register_script(core_scripts.EDIT)
         self._ensure = redis.register_script(core_scripts.ENSURE)
         self._rollback = redis.register_script(core_scripts.ROLLBACK)
@@ -102,13 +112,16 @@ class RedisCoreMemory:
             k.core_versions(agent),
             k.core_version(agent),
             k.audit(agent),
+            k.lock(agent),
         ]
 
     def _tail(self, kind: AuditKind, cause: str, detail: Mapping[str, Any] | None = None) -> list[str | int]:
         encoded = json.dumps(dict(detail), ensure_ascii=False, sort_keys=True) if detail else ""
         return [stamp(datetime.now(UTC)), kind.value, cause, self.versions_kept, self._audit_max, encoded]
 
-    async def ensure(self, agent: AgentKey, defaults: dict[str, str], *, cause: str) -> None:
+    async def ensure(
+        self, agent: AgentKey, defaults: dict[str, str], *, cause: str, fence: Fence | None = None
+    ) -> None:
         """Create missing blocks with the given initial values; existing blocks are left alone. Creating any block
         makes a new version (``core_init``).
 
@@ -125,7 +138,9 @@ class RedisCoreMemory:
                 )
         pairs = [part for label, value in defaults.items() for part in (label, value)]
         args: list[str | int] = [len(defaults), *pairs, *self._tail(AuditKind.CORE_INIT, cause)]
-        await self._ensure(keys=self._script_keys(agent), args=args)
+        args.append(fence_token(fence, agent))
+        with refused_as_lock_lost(fence):
+            await self._ensure(keys=self._script_keys(agent), args=args)
         await self._redis.sadd(self._keys.agents(), str(agent))
 
     async def blocks(self, agent: AgentKey) -> list[Block]:
@@ -133,14 +148,33 @@ class RedisCoreMemory:
             pipe.hgetall(self._keys.core_blocks(agent))
             pipe.hgetall(self._keys.core_limits(agent))
             raw_blocks, raw_limits = await pipe.execute()
-        limits = {_text(k): int(v) for k, v in raw_limits.items()}
-        values = {_text(k): _text(v) for k, v in raw_blocks.items()}
+        values: dict[str, str] = {}
+        for k, v in raw_blocks.items():
+            try:
+                values[_text(k)] = _text(v)
+            except UnicodeDecodeError as exc:
+                await self._set_aside(agent, "core_block", self._keys.core_blocks(agent), "hash", v, exc, k)
+        limits: dict[str, int] = {}
+        for k, v in raw_limits.items():
+            try:
+                limits[_text(k)] = int(v)
+            except ValueError as exc:
+                await self._set_aside(agent, "core_limit", self._keys.core_limits(agent), "hash", v, exc, k)
         return [
             Block(label, values[label], limits.get(label, self.default_limit(label)))
             for label in sorted(values, key=_label_order)
         ]
 
-    async def append(self, agent: AgentKey, label: str, content: str, *, cause: str, private: bool = False) -> Block:
+    async def append(
+        self,
+        agent: AgentKey,
+        label: str,
+        content: str,
+        *,
+        cause: str,
+        private: bool = False,
+        fence: Fence | None = None,
+    ) -> Block:
         """Append ``content`` on a new line (every line marked private when ``private``); raise MemoryEditError
         with advice for the model."""
         if not content.strip():
@@ -148,10 +182,20 @@ class RedisCoreMemory:
                 "core_memory_append failed: content is empty. Pass the text to add to the block and try again."
             )
         text = marked(content) if private else content
-        return await self._run("core_memory_append", agent, label, "append", text, "", AuditKind.CORE_APPEND, cause)
+        return await self._run(
+            "core_memory_append", agent, label, "append", text, "", AuditKind.CORE_APPEND, cause, fence=fence
+        )
 
     async def replace(
-        self, agent: AgentKey, label: str, old: str, new: str, *, cause: str, public_only: bool = False
+        self,
+        agent: AgentKey,
+        label: str,
+        old: str,
+        new: str,
+        *,
+        cause: str,
+        public_only: bool = False,
+        fence: Fence | None = None,
     ) -> Block:
         """Replace every occurrence of ``old`` with ``new`` (an empty ``new`` deletes the text). ``public_only``
         (edits made in a public context) leaves private lines untouched."""
@@ -161,7 +205,9 @@ class RedisCoreMemory:
                 f"'{label}' and try again."
             )
         op = "replace_public" if public_only else "replace"
-        return await self._run("core_memory_replace", agent, label, op, old, new, AuditKind.CORE_REPLACE, cause)
+        return await self._run(
+            "core_memory_replace", agent, label, op, old, new, AuditKind.CORE_REPLACE, cause, fence=fence
+        )
 
     async def mark(self, agent: AgentKey, label: str, line: str, private: bool, *, cause: str) -> Block:
         """Mark every line equal to ``line`` (mark ignored) private, or remove the mark; MemoryEditError if none."""
@@ -180,10 +226,15 @@ class RedisCoreMemory:
         kind: AuditKind,
         cause: str,
         detail: Mapping[str, Any] | None = None,
+        *,
+        fence: Fence | None = None,
     ) -> Block:
         args: list[str | int] = [op, label, first, second, self.default_limit(label), PRIVATE_MARK]
         args.extend(self._tail(kind, cause, detail))
-        reply = [_text(part) for part in await self._edit(keys=self._script_keys(agent), args=args)]
+        args.append(fence_token(fence, agent))
+        with refused_as_lock_lost(fence):
+            raw = await self._edit(keys=self._script_keys(agent), args=args)
+        reply = [_text(part) for part in raw]
         status = reply[0]
         if status == "ok":
             return Block(label, reply[1], int(reply[2]))
@@ -227,7 +278,29 @@ class RedisCoreMemory:
             wanted = sorted(set(numbers))
             values = await self._redis.hmget(key, [str(n) for n in wanted]) if wanted else []
             raw = {n: v for n, v in zip(wanted, values, strict=True) if v is not None}
-        return [_version_of(number, raw[number]) for number in sorted(raw)]
+        versions: list[CoreVersion] = []
+        for number in sorted(raw):
+            try:
+                versions.append(_version_of(number, raw[number]))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                await self._set_aside(agent, "core_version", key, "hash", raw[number], exc, str(number))
+        return versions
+
+    async def _set_aside(
+        self,
+        agent: AgentKey,
+        store: str,
+        key: str,
+        where: Where,
+        raw: bytes | str,
+        exc: Exception,
+        field: bytes | str,
+    ) -> None:
+        """Move an unreadable core item to the agent's quarantine (audited) and log it."""
+        log.warning("core memory item did not parse; quarantined", extra={"agent": str(agent), "store": store})
+        await self._quarantine.move(
+            agent, store=store, key=key, where=where, raw=raw, reason=reason_of(exc), field=field
+        )
 
     async def rollback(self, agent: AgentKey, version: int, *, cause: str) -> int:
         """Restore the blocks of ``version`` as a new version (audited); return the new version number.
@@ -262,7 +335,13 @@ class RedisCoreMemory:
     # --- the rest ------------------------------------------------------------------------------------------
     async def last_modified(self, agent: AgentKey) -> datetime | None:
         raw = await self._redis.hget(self._keys.meta(agent), "modified")
-        return None if raw is None else datetime.fromisoformat(_text(raw))
+        if raw is None:
+            return None
+        try:
+            return datetime.fromisoformat(_text(raw))
+        except ValueError as exc:
+            await self._set_aside(agent, "core_meta", self._keys.meta(agent), "hash", raw, exc, "modified")
+            return None
 
     async def exists(self, agent: AgentKey) -> bool:
         return bool(await self._redis.exists(self._keys.core_blocks(agent)))
@@ -274,13 +353,14 @@ class RedisCoreMemory:
 
     async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
         """Blocks, metadata and every kept version."""
-        meta = await self._redis.hgetall(self._keys.meta(agent))
         items: list[dict[str, Any]] = [
             {"kind": "core_block", "label": b.label, "value": b.value, "limit": b.limit}
             for b in await self.blocks(agent)
         ]
+        meta = await self._redis.hgetall(self._keys.meta(agent))
         if meta:
-            items.append({"kind": "core_meta", **{_text(k): _text(v) for k, v in meta.items()}})
+            fields = {_lenient(k): _lenient(v) for k, v in meta.items()}
+            items.append({"kind": "core_meta", **fields})
         items.extend(
             {
                 "kind": "core_version",
@@ -301,7 +381,11 @@ class RedisCoreMemory:
         async with self._redis.pipeline(transaction=True) as pipe:  # the agent's keys: one hash slot
             pipe.hlen(k.core_blocks(agent))
             pipe.delete(
-                k.core_blocks(agent), k.core_limits(agent), k.meta(agent), k.core_versions(agent), k.core_version(agent)
+                k.core_blocks(agent),
+                k.core_limits(agent),
+                k.meta(agent),
+                k.core_versions(agent),
+                k.core_version(agent),
             )
             removed, *_ = await pipe.execute()
         # The global ``agents`` index is in another cluster slot, so it is updated on its own, after the memory is

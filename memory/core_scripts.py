@@ -3,9 +3,16 @@
 Every script gets the same six keys: 1 blocks hash, 2 limits hash, 3 meta hash, 4 versions hash, 5 version
 counter, 6 audit stream (all in the agent's hash slot). Scripts that write end their ARGV with the same tail:
 now (RFC 3339), kind, cause, versions kept, audit max entries, detail JSON ('' for none); ``record`` reads it.
+
+Every script also gets KEYS[7], the agent's lock. EDIT and ENSURE end their ARGV with the turn's fencing token
+('' = unfenced, ``memory.fencing``) and write nothing when the lock no longer holds it.
 """
 
 from __future__ import annotations
+
+from memory.fencing import guard_lua
+
+_FENCED = guard_lua("KEYS[7]", "ARGV[#ARGV]")
 
 _HELPERS = r"""
 local function plain_replace(text, old, new)
@@ -117,12 +124,14 @@ local function record(tail, label, audit)
 end
 """
 
-# ARGV: op (append | replace | replace_public | mark), label, first, second, default limit, private mark, tail.
+# ARGV: op (append | replace | replace_public | mark), label, first, second, default limit, private mark, tail,
+# fencing token.
 # mark: first is the line without its mark, second '1' (mark private) or '0' (unmark).
 # Returns {"ok", new value, limit, version ('0': nothing changed)} | {"missing", labels...} | {"notfound"}
 #       | {"toolong", chars, limit}.
 EDIT = (
     _HELPERS
+    + _FENCED
     + r"""
 local op, label = ARGV[1], ARGV[2]
 local current = redis.call('HGET', KEYS[1], label)
@@ -131,7 +140,7 @@ if not current then
   table.insert(labels, 1, 'missing')
   return labels
 end
-local limit = tonumber(redis.call('HGET', KEYS[2], label) or ARGV[5])
+local limit = tonumber(redis.call('HGET', KEYS[2], label) or '') or tonumber(ARGV[5])
 local new, found
 if op == 'append' then
   if current == '' then new = ARGV[3] else new = current .. '\n' .. ARGV[3] end
@@ -154,10 +163,12 @@ return {'ok', new, tostring(limit), tostring(version)}
 """
 )
 
-# ARGV: number of blocks n, then n (label, value) pairs, then the tail. Creates the missing blocks; a new version
+# ARGV: number of blocks n, then n (label, value) pairs, then the tail, then the fencing token. Creates the missing
+# blocks; a new version
 # (and audit entry) only when one was created. Returns how many were created.
 ENSURE = (
     _HELPERS
+    + _FENCED
     + r"""
 local n = tonumber(ARGV[1])
 local created = 0

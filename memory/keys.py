@@ -110,8 +110,14 @@ class RedisKeys:
 
     # --- coordination ------------------------------------------------------------------------------------
     def lock(self, agent: AgentKey) -> str:
-        """String: the agent's cross-process lock (token with a TTL lease)."""
+        """String: the agent's cross-process lock, its value the holding's fencing token ``<micros>:<random>``, with
+        a short lease (``memory.locks``). Fenced writes compare their token with it in the same script."""
         return self._agent("lock", agent)
+
+    # --- corrupt state -------------------------------------------------------------------------------------
+    def quarantine(self, agent: AgentKey) -> str:
+        """List: JSON records of the agent's stored items that did not parse, moved aside (``memory.quarantine``)."""
+        return self._agent("quarantine", agent)
 
     def rate_limit(self, person: str, window: int) -> str:
         """Counter: messages of ``person`` (``AgentKey.person``) in the one-minute window numbered ``window``."""
@@ -182,4 +188,5 @@ class RedisKeys:
             self.pressure_alerted(agent),
             self.recall_latest(agent),
             self.memory_counts(agent),
+            self.quarantine(agent),
         ]

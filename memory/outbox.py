@@ -27,7 +27,8 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from bot.events import AgentKey, Scope
-from bot.memory_types import RecallEntry
+from bot.memory_types import Fence, RecallEntry
+from memory.fencing import Fencing
 from memory.keys import RedisKeys
 from memory.redis_client import AsyncRedis
 from memory.search import from_rfc3339, to_rfc3339
@@ -121,6 +122,7 @@ class RecallOutbox:
         self._pending = keys.recall_outbox_pending()
         self._dead = keys.recall_outbox_dead()
         self._keys = keys
+        self._fencing = Fencing(redis, keys)
         self._ack = redis.register_script(_ACK)
         self._set_latest = redis.register_script(_SET_LATEST)
 
@@ -132,10 +134,16 @@ class RecallOutbox:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def put(self, entries: Sequence[RecallEntry]) -> None:
-        """Store entries for indexing, atomically with their agents' pending counts."""
+    async def put(self, entries: Sequence[RecallEntry], *, fence: Fence | None = None) -> None:
+        """Store entries for indexing, atomically with their agents' pending counts.
+
+        With a ``fence``, first check that it still holds the lock of each entry's agent (LockLost otherwise): the
+        outbox is in another cluster slot than the lock, so the check is a command of its own (``memory.fencing``).
+        """
         if not entries:
             return
+        for agent in {entry.agent for entry in entries} if fence is not None else ():
+            await self._fencing.check(fence, agent)
         async with self._redis.pipeline(transaction=True) as pipe:
             for entry in entries:
                 pipe.xadd(self._stream, {"a": str(entry.agent), "e": entry_to_json(entry)})

@@ -21,7 +21,7 @@ from typing import Any, cast
 from qdrant_client import AsyncQdrantClient, models
 
 from bot.events import AgentKey, Scope
-from bot.memory_types import PAGE_SIZE, RecallEntry, SearchPage
+from bot.memory_types import PAGE_SIZE, Fence, RecallEntry, SearchPage
 from bot.ports import Embedder
 from memory.counts import MemoryCounts
 from memory.indexing import CONTEXT_GAP, contextualize, dense_text, sparse_text
@@ -108,11 +108,14 @@ class QdrantRecallMemory:
         self._mode: SearchMode = mode
         self._latest: OrderedDict[tuple[str, str], tuple[datetime, str]] = OrderedDict()
 
-    async def add(self, entries: Sequence[RecallEntry]) -> None:
-        """Store messages (blank texts are skipped): into the outbox when there is one, else indexed now."""
+    async def add(self, entries: Sequence[RecallEntry], *, fence: Fence | None = None) -> None:
+        """Store messages (blank texts are skipped): into the outbox when there is one, else indexed now.
+
+        ``fence`` is checked by the outbox (LockLost when the turn lost its lock); without an outbox (tests) it is
+        not checked."""
         entries = [e for e in entries if e.text.strip()]
         if self._outbox is not None:
-            await self._outbox.put(entries)
+            await self._outbox.put(entries, fence=fence)
         else:
             await self.index(entries)
 

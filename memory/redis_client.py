@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
+import redis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisClusterException, RedisError
 
 AsyncRedis: TypeAlias = aioredis.Redis | aioredis.RedisCluster
+SyncRedis: TypeAlias = redis.Redis | redis.RedisCluster  # the heartbeat job store's (APScheduler 3 is synchronous)
 ANY_REDIS_ERROR: tuple[type[Exception], ...] = (RedisError, RedisClusterException, OSError)
 """Errors of an unreachable Redis (redis-py's cluster errors are not all ``RedisError``)."""

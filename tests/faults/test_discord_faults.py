@@ -11,7 +11,7 @@ import pytest
 from bot.events import AgentKey
 from bot.runtime import MODEL_DOWN_NOTICE, TURN_FAILED_NOTICE, TURN_TIMEOUT_NOTICE
 from memory.keys import RedisKeys
-from tests.discord.conftest import DiscordHarness, harness  # noqa: F401  (fixture)
+from tests.discord.conftest import DiscordHarness, harness, resume_gateway_url  # noqa: F401  (fixtures)
 from tests.discord.helpers import answer_to
 from tests.faults.model_faults import FaultyModel
 from tests.standins.discord_server import ALICE

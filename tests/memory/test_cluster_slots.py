@@ -25,7 +25,19 @@ def agent_operations(agent: AgentKey) -> dict[str, list[str]]:
     core = [k.core_blocks(agent), k.core_limits(agent), k.meta(agent), k.core_versions(agent), k.core_version(agent)]
     queue = [k.queue(agent), k.queue_generation(agent), k.summary(agent), k.pressure_alerted(agent)]
     return {
-        "core scripts (edit, ensure, rollback, reset, scrub)": [*core, k.audit(agent)],
+        "core scripts (edit, ensure, rollback, reset, scrub), fenced by the lock": [
+            *core,
+            k.audit(agent),
+            k.lock(agent),
+        ],
+        "working memory scripts (append, evict, pressure flag), fenced by the lock": [*queue, k.lock(agent)],
+        "quarantine move script (source, quarantine, audit, queue generation)": [
+            k.queue(agent),
+            k.core_blocks(agent),
+            k.quarantine(agent),
+            k.audit(agent),
+            k.queue_generation(agent),
+        ],
         "core erase (MULTI: HLEN, DEL)": core,
         "working memory read, append, evict, erase (MULTI)": queue,
         "audit erase (MULTI: XLEN, DEL, XADD)": [k.audit(agent)],
@@ -35,7 +47,11 @@ def agent_operations(agent: AgentKey) -> dict[str, list[str]]:
             k.proactive_sent(agent, "2030-01-01"),
             k.proactive_sent(agent, "2030-01-02"),
         ],
-        "every per-agent key (one agent, one slot)": [*k.agent_keys(agent), k.audit(agent), k.lock(agent)],
+        "every per-agent key (one agent, one slot)": [
+            *k.agent_keys(agent),
+            k.audit(agent),
+            k.lock(agent),
+        ],
     }
 
 
