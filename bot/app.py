@@ -129,7 +129,8 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             raise ServiceUnavailable(str(exc)) from None
         outbox = RecallOutbox(redis, keys)
         counts = MemoryCounts(redis, keys)
-        health = IndexerHealth()  # shared: recall reads do not wait for an indexer that is backing off
+        # shared: recall reads do not wait for an indexer that is backing off
+        health = IndexerHealth(storage_dir=settings.data_dir if qdrant.embedded else None)
         recall = QdrantRecallMemory(
             qdrant.client, qdrant.recall_collection, embedder, outbox=outbox, counts=counts, indexer_health=health
         )

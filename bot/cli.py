@@ -409,7 +409,7 @@ def doctor() -> None:
     failed = False
     for name, ok, detail in results:
         mark = "[green]ok[/]" if ok else "[red]FAIL[/]"
-        Console().print(f"{mark}  {name}: {detail}", highlight=False)
+        Console().print(f"{mark}  {name}: {detail}", highlight=False, soft_wrap=True)
         failed = failed or not ok
     raise typer.Exit(1 if failed else 0)
 

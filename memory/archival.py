@@ -125,7 +125,7 @@ class QdrantArchivalMemory:
         try:
             await self._client.upsert(self._collection, [point], wait=True)
         except Exception as exc:
-            problem = storage_problem(exc)
+            problem = storage_problem(exc, self._client.init_options.get("path"))
             if problem is None:
                 raise
             raise MemoryEditError(

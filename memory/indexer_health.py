@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from memory.storage_faults import describe_failure
 
@@ -18,11 +19,12 @@ __all__ = ["IndexerHealth"]
 class IndexerHealth:
     """Exponential backoff on consecutive failures: ``first_delay`` doubled per failure, at most ``max_delay``."""
 
-    def __init__(self, first_delay: float = 0.5, max_delay: float = 30.0) -> None:
+    def __init__(self, first_delay: float = 0.5, max_delay: float = 30.0, *, storage_dir: Path | None = None) -> None:
         if first_delay <= 0 or max_delay < first_delay:
             raise ValueError("backoff delays must be positive, with max_delay >= first_delay")
         self._first = first_delay
         self._max = max_delay
+        self._storage_dir = storage_dir  # the embedded store's directory: tells a full disk from other I/O errors
         self._step = 0
         self._next_try = 0.0
         self.failing_since: datetime | None = None
@@ -44,7 +46,7 @@ class IndexerHealth:
             self.failing_since = datetime.now(UTC)
         delay: float = min(self._first * 2.0 ** min(self._step, 32), self._max)
         self._step += 1
-        self.reason = describe_failure(exc)
+        self.reason = describe_failure(exc, self._storage_dir)
         self._next_try = time.monotonic() + delay
         return delay
 
