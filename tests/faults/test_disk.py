@@ -48,7 +48,8 @@ class Chat:
             env=env, cwd=cwd,
         )  # fmt: skip
         self.lines: Queue[str] = Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -77,9 +78,14 @@ class Chat:
         return code
 
     def kill(self) -> None:
+        """Make sure the process is gone and every pipe closed (after ``leave`` it only closes)."""
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=30)
+        self._reader.join(timeout=10)
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None and not stream.closed:
+                stream.close()
         self._stderr.close()
 
 
