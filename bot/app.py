@@ -320,7 +320,7 @@ def _health(stores: Stores) -> Health:
         return f"{where}, {len(collections.collections)} collections"
 
     async def indexer() -> str:  # backing off is reported, not unhealthy: membot still answers, nothing is lost
-        return f"{stores.indexer.health.describe()}; {await stores.outbox.waiting()} messages waiting"
+        return stores.indexer.health.describe()
 
     return Health({"redis": redis, "qdrant": qdrant, "recall_indexer": indexer})
 
