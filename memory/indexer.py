@@ -149,7 +149,8 @@ class RecallIndexer:
     async def _index_with_retries(self, items: list[OutboxItem]) -> bool:
         """Index and acknowledge ``items``, backing off between tries; False when stopping interrupted it.
 
-        After every ``max_attempts`` failed tries of the whole batch, its entries are tried one by one. When some
+        After every ``max_attempts`` failed tries of the whole batch, new entries join it (so that one bad entry
+        cannot hold up the others) and its entries are tried one by one. When some
         index fine and others still fail, the failing ones stay claimed and come back after the lease; one that
         does so ``POISON_ROUNDS`` times is moved to the dead-letter stream. When the first entries all fail alone
         too (the store or the embedder is down), nothing is counted against them: an outage never makes an entry
@@ -158,6 +159,8 @@ class RecallIndexer:
         attempts = 0
         while not await self._try_index(items):
             attempts += 1
+            if attempts % self._max_attempts == 0 and len(items) < self._batch_size and not self._stopping:
+                items = items + await self._more(self._batch_size - len(items))  # a lone bad entry blocks no one
             if attempts % self._max_attempts == 0 and len(items) > 1:
                 failed = await self._one_by_one(items)
                 if failed is not None:
@@ -170,10 +173,19 @@ class RecallIndexer:
         self._recovered()
         return True
 
+    async def _more(self, count: int) -> list[OutboxItem]:
+        """Claim up to ``count`` new entries (without waiting); unreadable ones go to the dead letters at once."""
+        items = await self._outbox.read(self._consumer, count, None)
+        readable = [item for item in items if item.entry is not None]
+        if len(readable) < len(items):
+            await self._process([item for item in items if item.entry is None])
+        return readable
+
     async def _one_by_one(self, items: list[OutboxItem]) -> list[OutboxItem] | None:
-        """Try each entry alone; the ones that failed, or None when it looks like an outage (all failed)."""
+        """Try each entry alone, newest first (a batch that keeps failing gains new entries at its end); the ones
+        that failed, or None when it looks like an outage (the first ``OUTAGE_PROBES`` tried, or all, failed)."""
         failed: list[OutboxItem] = []
-        for tried, item in enumerate(items, start=1):
+        for tried, item in enumerate(reversed(items), start=1):
             if not await self._try_index([item]):
                 failed.append(item)
                 if len(failed) == tried == OUTAGE_PROBES or self._stopping:

@@ -203,3 +203,32 @@ async def test_the_health_report_names_an_indexer_that_backs_off() -> None:
     assert health.describe().startswith("backing off since ") and "(RuntimeError)" in health.describe()
     await asyncio.sleep(0)
     assert health.recovered() is not None and health.describe() == "healthy" and health.step == 0
+
+
+async def test_an_entry_that_fails_alone_is_set_aside_and_blocks_no_one(
+    store: QdrantStore, remote: OpenAIEmbedder, outbox: RecallOutbox
+) -> None:
+    """A message over the embedding model's input limit (the API answers 400) fails alone, while others index."""
+    recall = QdrantRecallMemory(store.client, store.recall_collection, remote, outbox=outbox)
+    indexer = RecallIndexer(outbox, recall.index, exclusive=True, max_attempts=2, retry_seconds=0.01, lease_seconds=0.2)
+    huge = "word " * 8000  # ~10,000 tokens
+    await recall.add([recall_entry(ALICE, "before the long one", 0), recall_entry(ALICE, huge, 1)])
+    await indexer.start()
+    try:
+        for minute in range(2, 40):  # the conversation goes on; each new message joins the batch that fails
+            await recall.add([recall_entry(ALICE, f"later message {minute}", minute)])
+            if await outbox.dead_letters():
+                break
+            await asyncio.sleep(0.2)
+
+        async def all_indexed() -> bool:
+            return await outbox.pending(ALICE) == 0
+
+        await eventually(all_indexed, within=10, what="everything else to be indexed")
+    finally:
+        await indexer.close()
+    assert await outbox.dead_letters() == 1  # kept for an admin (membot doctor names it), not dropped
+    assert await outbox.pending(ALICE) == 0
+    indexed = {item["text"] for item in await recall.export(ALICE)}
+    assert "before the long one" in indexed and huge not in indexed and len(indexed) == minute
+    assert not indexer.health.backing_off
