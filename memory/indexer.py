@@ -150,11 +150,11 @@ class RecallIndexer:
         """Index and acknowledge ``items``, backing off between tries; False when stopping interrupted it.
 
         After every ``max_attempts`` failed tries of the whole batch, new entries join it (so that one bad entry
-        cannot hold up the others) and its entries are tried one by one. When some
-        index fine and others still fail, the failing ones stay claimed and come back after the lease; one that
-        does so ``POISON_ROUNDS`` times is moved to the dead-letter stream. When the first entries all fail alone
-        too (the store or the embedder is down), nothing is counted against them: an outage never makes an entry
-        a dead letter, and the batch is tried again after the next backoff step.
+        cannot hold up the others) and its entries are tried one by one. When some index fine and others still
+        fail, the failing ones stay claimed and come back after the lease; one that does so ``POISON_ROUNDS`` times
+        is moved to the dead-letter stream. When the first entries all fail alone too (the store or the embedder is
+        down), nothing is counted against them: an outage never makes an entry a dead letter, and the batch is
+        tried again after the next backoff step.
         """
         attempts = 0
         while not await self._try_index(items):

@@ -203,3 +203,13 @@ def test_a_data_dir_under_a_file_cannot_be_created(llm: ScriptedLLMServer, key_p
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert str(data) in line and "cannot be created" in line and "MEMBOT_DATA_DIR" in line
+
+
+def test_a_full_data_disk_at_start_is_one_line(llm: ScriptedLLMServer, key_prefix: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with tmpfs(data, "1m"):
+        fill_up(data)
+        result = membot(["chat", "--user", "x"], chat_env(llm, key_prefix, data), tmp_path, b"hi\n")
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert str(data) in line and "No space left on device" in line and "free some space" in line
