@@ -7,8 +7,8 @@ cosine similarity of at least ``duplicate_threshold`` with an entry of the same 
 Privacy: a PRIVATE insert is compared with all of the agent's entries; a PUBLIC insert only with public ones,
 so a fact first learned in a DM is stored again (as public) when it is said in a channel.
 
-An insert that cannot be stored (the data disk is full or read-only, the embeddings API is down) fails with a
-``MemoryEditError`` the model reads as the function's result, never with a crash of the turn.
+An insert that cannot be stored (the data disk is full or read-only, the Qdrant server or the embeddings API is
+down) fails with a ``MemoryEditError`` the model reads as the function's result, never with a crash of the turn.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import numpy as np
 from qdrant_client import AsyncQdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from bot.events import AgentKey, Scope
 from bot.memory_types import ArchivalEntry, DuplicatePair, InsertResult, MemoryEditError, SearchPage
@@ -126,6 +127,8 @@ class QdrantArchivalMemory:
             await self._client.upsert(self._collection, [point], wait=True)
         except Exception as exc:
             problem = storage_problem(exc, self._client.init_options.get("path"))
+            if problem is None and isinstance(exc, ResponseHandlingException | UnexpectedResponse):
+                problem = f"the Qdrant server did not take it ({type(exc).__name__})"
             if problem is None:
                 raise
             raise MemoryEditError(

@@ -169,11 +169,13 @@ def test_chat_starts_and_chats_on_while_the_embeddings_api_answers_503(
 ) -> None:
     llm.embeddings_down = True
     env = chat_env(llm, key_prefix, data_dir, **extra)
-    result = membot(["chat", "--user", "ines"], env, tmp_path, b"my name is Ines\nsearch: Ines\nwhat is my name?\n")
+    said = b"my name is Ines\nremember: I like green tea\nsearch: Ines\nwhat is my name?\n"
+    result = membot(["chat", "--user", "ines"], env, tmp_path, said)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "membot> Got it, I'll remember that."
-    assert lines[1].startswith("membot> Found: ")  # by words, from what is indexed (nothing yet): an answer
+    assert lines[1].startswith("membot> That failed: ") and "embedding service is unavailable" in lines[1]
+    assert lines[2].startswith("membot> Found: ")  # by words, from what is indexed (nothing yet): an answer
     assert lines[-1] == "membot> Your name is Ines."
     assert "embeddings are unavailable" in result.stderr and "Traceback" not in result.stderr
 
@@ -182,7 +184,7 @@ def test_chat_starts_and_chats_on_while_the_embeddings_api_answers_503(
     assert exported.returncode == 0, exported.stderr
     texts = [item["text"] for item in json.loads(exported.stdout)["recall"]]
     assert {"my name is Ines", "search: Ines", "what is my name?", "Your name is Ines."} <= set(texts)
-    assert len(texts) == 6
+    assert len(texts) == 8
 
 
 def test_an_embedding_model_of_unknown_size_is_one_clear_line(
