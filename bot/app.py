@@ -130,7 +130,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
         outbox = RecallOutbox(redis, keys)
         counts = MemoryCounts(redis, keys)
         # shared: recall reads do not wait for an indexer that is backing off
-        health = IndexerHealth(storage_dir=settings.data_dir if qdrant.embedded else None)
+        health = IndexerHealth(storage_dir=settings.data_dir / "qdrant" if qdrant.embedded else None)
         recall = QdrantRecallMemory(
             qdrant.client, qdrant.recall_collection, embedder, outbox=outbox, counts=counts, indexer_health=health
         )

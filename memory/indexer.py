@@ -46,7 +46,11 @@ class IndexerStats:
 
 
 class RecallIndexer:
-    """Runs ``index`` over the outbox's entries until closed (searches wait on ``RecallOutbox.wait_indexed``)."""
+    """Runs ``index`` over the outbox's entries until closed (searches wait on ``RecallOutbox.wait_indexed``).
+
+    ``health`` (shared with ``QdrantRecallMemory``, which then does not wait while it backs off) sets the backoff
+    delays; without it they run from ``retry_seconds`` to ``max_backoff_seconds``.
+    """
 
     def __init__(
         self,
