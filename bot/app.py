@@ -38,6 +38,7 @@ from memory.counts import MemoryCounts
 from memory.embeddings import build_embedder
 from memory.fencing import Fencing
 from memory.indexer import RecallIndexer
+from memory.indexer_health import IndexerHealth
 from memory.keys import RedisKeys
 from memory.locks import RedisAgentLocks
 from memory.outbox import RecallOutbox
@@ -149,8 +150,12 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             raise ConfigError(str(exc)) from None
         outbox = RecallOutbox(redis, keys)
         counts = MemoryCounts(redis, keys)
-        recall = QdrantRecallMemory(qdrant.client, qdrant.recall_collection, embedder, outbox=outbox, counts=counts)
-        indexer = RecallIndexer(outbox, recall.index, exclusive=qdrant.embedded)
+        # shared: recall reads do not wait for an indexer that is backing off
+        health = IndexerHealth(storage_dir=settings.data_dir / "qdrant" if qdrant.embedded else None)
+        recall = QdrantRecallMemory(
+            qdrant.client, qdrant.recall_collection, embedder, outbox=outbox, counts=counts, indexer_health=health
+        )
+        indexer = RecallIndexer(outbox, recall.index, exclusive=qdrant.embedded, health=health)
         try:
             await counts.ensure_counted(
                 qdrant.client, {"recall": qdrant.recall_collection, "archival": qdrant.archival_collection}
@@ -212,12 +217,17 @@ def agent_locks(redis: AsyncRedis, keys: RedisKeys, settings: Settings) -> Redis
 
 
 def _embedder(settings: Settings) -> Embedder:
-    return build_embedder(
-        settings.embedder,
-        openai_api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
-        openai_base_url=settings.openai_base_url,
-        openai_model=settings.openai_embedding_model,
-    )
+    try:
+        return build_embedder(
+            settings.embedder,
+            openai_api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+            openai_base_url=settings.openai_base_url,
+            openai_model=settings.openai_embedding_model,
+            openai_dimensions=settings.embedding_dimensions,
+            hashing_dimensions=settings.embedding_dimensions or 384,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 async def reindex_memory(settings: Settings, progress: Callable[[str, int, int], None]) -> dict[str, int]:
@@ -355,7 +365,10 @@ def _health(stores: Stores) -> Health:
         where = "embedded" if stores.qdrant.embedded else "server"
         return f"{where}, {len(collections.collections)} collections"
 
-    return Health({"redis": redis, "qdrant": qdrant})
+    async def indexer() -> str:  # backing off is reported, not unhealthy: membot still answers, nothing is lost
+        return stores.indexer.health.describe()
+
+    return Health({"redis": redis, "qdrant": qdrant, "recall_indexer": indexer})
 
 
 async def start_heartbeats(app: App, adapters: Sequence[PlatformAdapter]) -> HeartbeatScheduler:

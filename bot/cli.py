@@ -20,10 +20,11 @@ from bot.activity import InvalidProactiveSetting, ProactivePolicy
 from bot.admin import MemoryView, UnknownAgent
 from bot.app import ServiceUnavailable, list_jobs, open_app, open_proactive_control, open_repair
 from bot.audit import CLI_CAUSE, HistoryItem
-from bot.datadir import adopt_legacy_data_dir
+from bot.data_dir import DataDirError, adopt_legacy_data_dir, check_data_dir
 from bot.events import AgentKey, InvalidAgentKey
 from bot.logs import configure_logging
 from bot.memory_types import VersionNotKept
+from bot.ports import Embedder
 from bot.repair import RollbackResult
 from bot.settings import ConfigError, Settings, load_settings
 
@@ -52,6 +53,30 @@ def _settings() -> Settings:
     if notice:
         err.print(f"membot: {notice}", highlight=False, soft_wrap=True)
     return settings
+
+
+def _stores_settings() -> Settings:
+    """Settings for a command that opens the memory stores: embedded Qdrant needs a writable data directory."""
+    settings = _settings()
+    if not settings.qdrant_url:
+        try:
+            check_data_dir(settings.data_dir)
+        except DataDirError as exc:
+            raise _fail(str(exc), 2) from None
+    return settings
+
+
+async def _warm_up(embedder: Embedder) -> None:
+    """Load or reach the embedder now; when it is down, say so once and chat on (searches use words meanwhile)."""
+    try:
+        await embedder.embed(["warm-up"])
+    except Exception as exc:
+        err.print(
+            f"membot: embeddings are unavailable ({type(exc).__name__}); chatting on, searching by words until "
+            "they answer. New messages are kept and indexed later.",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _run(work: Callable[[], Awaitable[T]]) -> T:
@@ -94,14 +119,14 @@ def chat(
     """Chat with membot in this terminal (also works with piped input: one message per line)."""
     from adapters.console import run_console
 
+    settings = _stores_settings()
     key = _agent_key(f"console:{_console_name(user)}")
-    settings = _settings()
 
     async def work() -> None:
         async with open_app(settings) as running:
             assert running.runtime is not None
             # Load the embedding model while the user types, not when their first message arrives.
-            warm_up = asyncio.create_task(running.stores.embedder.embed(["warm-up"]))
+            warm_up = asyncio.create_task(_warm_up(running.stores.embedder))
             if sys.stdin.isatty():
                 err.print(f"membot is listening as [bold]{key}[/]. Ctrl-D to leave.", highlight=False)
             await run_console(running.runtime.handle, key.user, working_after=settings.working_notice_after)
@@ -137,7 +162,7 @@ def memory_show(
 ) -> None:
     """Show an agent's core memory and how much it remembers."""
     key = _agent_key(agent_key)
-    settings = _settings()
+    settings = _stores_settings()
 
     async def work() -> MemoryView:
         async with open_app(settings, with_model=False) as running:
@@ -158,7 +183,7 @@ def memory_export(
 ) -> None:
     """Export everything stored about an agent as one JSON document."""
     key = _agent_key(agent_key)
-    settings = _settings()
+    settings = _stores_settings()
 
     async def work() -> dict[str, Any]:
         async with open_app(settings, with_model=False) as running:
@@ -189,7 +214,7 @@ def memory_reset(
     """Clear what membot remembers about an agent (core, queue, summary, recall, archival, heartbeats); the audit
     trail and core versions stay, so `memory rollback` can bring core memory back. `memory erase` removes all."""
     key = _agent_key(agent_key)
-    settings = _settings()
+    settings = _stores_settings()
     _confirm(yes, f"Clear all memory of {key}? Recall and archival memory cannot be brought back")
 
     async def work() -> dict[str, int]:
@@ -208,7 +233,7 @@ def memory_erase(
     """Erase everything stored about an agent: memory, core versions, audit trail (but the record of this erase),
     heartbeat jobs, rate-limit and dedupe keys."""
     key = _agent_key(agent_key)
-    settings = _settings()
+    settings = _stores_settings()
     _confirm(yes, f"Erase everything stored about {key}? This cannot be undone")
 
     async def work() -> dict[str, int]:
@@ -330,7 +355,7 @@ def run(
     from bot.serve import serve
 
     key = _agent_key(f"console:{_console_name(user)}")
-    settings = _settings()
+    settings = _stores_settings()
     interactive = sys.stdin.isatty() and not (settings.discord_token or settings.slack_bot_token)
 
     async def work() -> int:
@@ -373,7 +398,7 @@ def memory_reindex() -> None:
     """Rebuild the search vectors of recall and archival memory after an upgrade (stop membot first)."""
     from bot.app import reindex_memory
 
-    settings = _settings()
+    settings = _stores_settings()
 
     def progress(name: str, done: int, total: int) -> None:
         err.print(f"{name}: {done}/{total}", end="\r", highlight=False)
@@ -390,12 +415,12 @@ def doctor() -> None:
     """Check configuration and connections, and say what to fix."""
     from bot.doctor import run_checks
 
-    settings = _settings()
+    settings = _settings()  # the data directory is one of the checks
     results = asyncio.run(run_checks(settings))
     failed = False
     for name, ok, detail in results:
         mark = "[green]ok[/]" if ok else "[red]FAIL[/]"
-        Console().print(f"{mark}  {name}: {detail}", highlight=False)
+        Console().print(f"{mark}  {name}: {detail}", highlight=False, soft_wrap=True)
         failed = failed or not ok
     raise typer.Exit(1 if failed else 0)
 

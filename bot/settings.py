@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.activity import parse_quiet_hours, parse_timezone
-from bot.datadir import default_data_dir
+from bot.data_dir import default_data_dir
 from bot.deployment import parse_shard_ids
 from bot.redis_url import parse_redis_url
 
@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir, alias="MEMBOT_DATA_DIR")
     embedder: Literal["local", "openai", "hashing"] = Field("local", alias="MEMBOT_EMBEDDER")
     openai_embedding_model: str = Field("text-embedding-3-small", alias="MEMBOT_OPENAI_EMBEDDING_MODEL")
+    embedding_dimensions: int | None = Field(None, alias="MEMBOT_EMBEDDING_DIMENSIONS", ge=1, le=65536)
 
     discord_token: SecretStr | None = Field(None, alias="DISCORD_TOKEN")
     discord_api_base_url: str | None = Field(None, alias="DISCORD_API_BASE_URL")
@@ -101,7 +102,7 @@ class Settings(BaseSettings):
             return value or None
         return value
 
-    @field_validator("http_port", "discord_shard_count", mode="before")
+    @field_validator("http_port", "discord_shard_count", "embedding_dimensions", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

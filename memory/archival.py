@@ -6,6 +6,9 @@ cosine similarity of at least ``duplicate_threshold`` with an entry of the same 
 
 Privacy: a PRIVATE insert is compared with all of the agent's entries; a PUBLIC insert only with public ones,
 so a fact first learned in a DM is stored again (as public) when it is said in a channel.
+
+An insert that cannot be stored (the data disk is full or read-only, the Qdrant server or the embeddings API is
+down) fails with a ``MemoryEditError`` the model reads as the function's result, never with a crash of the turn.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, cast
 
 import numpy as np
 from qdrant_client import AsyncQdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from bot.events import AgentKey, Scope
 from bot.memory_types import ArchivalEntry, DuplicatePair, Fence, InsertResult, MemoryEditError, SearchPage
@@ -41,6 +45,7 @@ from memory.search import (
     to_sparse,
 )
 from memory.sparse import document_vector
+from memory.storage_faults import storage_problem
 
 DEFAULT_DUPLICATE_THRESHOLD = 0.92
 MAX_DUPLICATE_SCAN = 2000  # near_duplicates compares at most this many of an agent's newest entries
@@ -93,7 +98,13 @@ class QdrantArchivalMemory:
         )
         if same_text:
             return _duplicate(same_text[0])
-        dense = (await self._embedder.embed([text]))[0]
+        try:
+            dense = (await self._embedder.embed([text]))[0]
+        except Exception as exc:  # the embeddings API is down: the model is told, the turn goes on
+            raise MemoryEditError(
+                f"the note was not stored: the embedding service is unavailable ({type(exc).__name__}). Tell the "
+                "user it could not be saved now; insert it again later."
+            ) from exc
         near = await self._client.query_points(
             self._collection,
             query=dense,
@@ -119,7 +130,18 @@ class QdrantArchivalMemory:
         )
         if self._fencing is not None:
             await self._fencing.check(fence, entry.agent)
-        await self._client.upsert(self._collection, [point], wait=True)
+        try:
+            await self._client.upsert(self._collection, [point], wait=True)
+        except Exception as exc:
+            problem = storage_problem(exc, self._client.init_options.get("path"))
+            if problem is None and isinstance(exc, ResponseHandlingException | UnexpectedResponse):
+                problem = f"the Qdrant server did not take it ({type(exc).__name__})"
+            if problem is None:
+                raise
+            raise MemoryEditError(
+                f"the note was not stored: {problem}. Tell the user it could not be saved now (the conversation "
+                "itself is kept); insert it again later."
+            ) from exc
         if self._counts is not None:
             await self._counts.add(entry.agent, "archival", [entry.scope])
         return InsertResult(id=point_id, stored=True)

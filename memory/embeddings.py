@@ -111,7 +111,11 @@ class OpenAIEmbedder:
         client: AsyncOpenAI | None = None,
     ) -> None:
         if dimensions is None and model not in EMBEDDING_MODEL_DIMENSIONS:
-            raise ValueError(f"unknown OpenAI embedding model {model!r}: also give its dimensions")
+            raise ValueError(
+                f"The size of the vectors of embedding model {model!r} (MEMBOT_OPENAI_EMBEDDING_MODEL) is not known: "
+                "set MEMBOT_EMBEDDING_DIMENSIONS to it (see the model's documentation), or use one of "
+                f"{', '.join(EMBEDDING_MODEL_DIMENSIONS)}."
+            )
         self.model = model
         self.name = f"openai:{model}"
         self.dimensions = dimensions or EMBEDDING_MODEL_DIMENSIONS[model]

@@ -6,6 +6,11 @@ that stops mid-batch loses nothing: its claimed entries are claimed again, by it
 the only process (embedded Qdrant) or by any process after ``lease_seconds``. Point ids are deterministic, so an
 entry indexed twice is stored once. A batch that keeps failing is retried entry by entry; an entry that still
 keeps failing while others index fine goes to the dead-letter stream, where ``membot doctor`` reports it.
+
+Failures back off exponentially (``memory.indexer_health``): the batch in hand is tried again after 0.5 s, 1 s,
+2 s ... up to 30 s, with one warning per step, until the store or the embedder is back (a full disk, an embeddings
+outage); the entries wait in Redis meanwhile. While draining at shutdown it backs off the same way, and stops as
+soon as the next try would come after the drain's deadline.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from bot.memory_types import RecallEntry
+from memory.indexer_health import IndexerHealth
 from memory.outbox import OutboxItem, RecallOutbox
 from memory.redis_client import ANY_REDIS_ERROR
 
 log = logging.getLogger(__name__)
 
 POISON_ROUNDS = 3  # lease rounds an entry may fail alone (while others index fine) before it is set aside
+OUTAGE_PROBES = 3  # when this many entries of a failing batch also fail alone, first of all, it is an outage
 IndexBatch = Callable[[Sequence[RecallEntry]], Awaitable[None]]
 
 
@@ -39,7 +46,11 @@ class IndexerStats:
 
 
 class RecallIndexer:
-    """Runs ``index`` over the outbox's entries until closed (searches wait on ``RecallOutbox.wait_indexed``)."""
+    """Runs ``index`` over the outbox's entries until closed (searches wait on ``RecallOutbox.wait_indexed``).
+
+    ``health`` (shared with ``QdrantRecallMemory``, which then does not wait while it backs off) sets the backoff
+    delays; without it they run from ``retry_seconds`` to ``max_backoff_seconds``.
+    """
 
     def __init__(
         self,
@@ -51,7 +62,9 @@ class RecallIndexer:
         lease_seconds: float = 60.0,
         max_attempts: int = 4,
         retry_seconds: float = 0.5,
+        max_backoff_seconds: float = 30.0,
         linger_seconds: float = 0.05,
+        health: IndexerHealth | None = None,
     ) -> None:
         self._outbox = outbox
         self._index = index
@@ -59,11 +72,14 @@ class RecallIndexer:
         self._batch_size = batch_size
         self._lease_ms = int(lease_seconds * 1000)
         self._max_attempts = max_attempts
-        self._retry_seconds = retry_seconds
+        self.health = health or IndexerHealth(retry_seconds, max(retry_seconds, max_backoff_seconds))
         self._linger = linger_seconds
         self._consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stop = asyncio.Event()
+        self._deadline = float("inf")
+        self._last_error: Exception | None = None
         self._failed_rounds: dict[str, int] = {}
         self.stats = IndexerStats()
 
@@ -77,6 +93,8 @@ class RecallIndexer:
         if task is None:
             return
         self._stopping = True
+        self._deadline = time.monotonic() + within
+        self._stop.set()
         try:
             await asyncio.wait_for(asyncio.shield(task), within)
         except TimeoutError:
@@ -98,7 +116,8 @@ class RecallIndexer:
                     idle = 0 if first and self._exclusive else self._lease_ms
                     items = await self._outbox.reclaim(self._consumer, idle, self._batch_size)
                     if items:
-                        await self._process(items)
+                        if not await self._process(items):
+                            return
                         continue
                     first = False
                     reclaim_at = time.monotonic() + self._lease_ms / 2000
@@ -109,16 +128,18 @@ class RecallIndexer:
                     await asyncio.sleep(self._linger)
                     items += await self._outbox.read(self._consumer, self._batch_size - len(items), None)
                 if items:
-                    await self._process(items)
+                    if not await self._process(items):
+                        return
                 elif self._stopping:
                     return
+                else:
+                    self._recovered()  # nothing waits to be indexed
             except ANY_REDIS_ERROR as exc:
-                if self._stopping:
+                if self._stopping or not await self._pause(exc, "cannot reach Redis"):
                     return
-                log.warning("recall indexer cannot reach Redis; retrying", extra={"error": type(exc).__name__})
-                await asyncio.sleep(self._retry_seconds)
 
-    async def _process(self, items: list[OutboxItem]) -> None:
+    async def _process(self, items: list[OutboxItem]) -> bool:
+        """Index ``items`` (dead-lettering unreadable ones); False when stopping interrupted it."""
         unreadable = [item for item in items if item.entry is None]
         if unreadable:
             log.warning("unreadable recall outbox entries moved to dead letters", extra={"count": len(unreadable)})
@@ -126,24 +147,57 @@ class RecallIndexer:
             self.stats.buried += len(unreadable)
         readable = [item for item in items if item.entry is not None]
         if readable:
-            await self._index_with_retries(readable)  # False when stopping: left claimed, taken again later
+            return await self._index_with_retries(readable)  # False when stopping: left claimed, taken again later
+        return True
 
     async def _index_with_retries(self, items: list[OutboxItem]) -> bool:
-        """Index and acknowledge ``items``; False when stopping interrupted the retries.
+        """Index and acknowledge ``items``, backing off between tries; False when stopping interrupted it.
 
-        A batch that keeps failing is tried entry by entry, each with its own retries. Entries that still fail
-        while others of their batch succeed stay claimed and come back after the lease; one that does so
-        ``POISON_ROUNDS`` times is moved to the dead-letter stream. When every entry fails (the store or the
-        embedder is down) nothing is counted against them: an outage never makes an entry a dead letter.
+        After every ``max_attempts`` failed tries of the whole batch, new entries join it (so that one bad entry
+        cannot hold up the others) and its entries are tried one by one. When some index fine and others still
+        fail, the failing ones stay claimed and come back after the lease; one that does so ``POISON_ROUNDS`` times
+        is moved to the dead-letter stream. When the first entries all fail alone too (the store or the embedder is
+        down), nothing is counted against them: an outage never makes an entry a dead letter, and the batch is
+        tried again after the next backoff step.
         """
-        if await self._retrying(items):
-            return True
-        if self._stopping:
-            return False
-        failed = [item for item in items if not await self._retrying([item])] if len(items) > 1 else items
-        if len(failed) == len(items):
-            log.error("recall indexing keeps failing; entries stay in the outbox", extra={"count": len(failed)})
-            return True
+        attempts = 0
+        while not await self._try_index(items):
+            attempts += 1
+            if attempts % self._max_attempts == 0 and len(items) < self._batch_size and not self._stopping:
+                items = items + await self._more(self._batch_size - len(items))  # a lone bad entry blocks no one
+            if attempts % self._max_attempts == 0 and len(items) > 1:
+                failed = await self._one_by_one(items)
+                if failed is not None:
+                    self._recovered()
+                    await self._suspect(failed)
+                    return True
+            error = self._last_error or RuntimeError("indexing failed")
+            if not await self._pause(error, "recall indexing failed; the entries wait in Redis"):
+                return False
+        self._recovered()
+        return True
+
+    async def _more(self, count: int) -> list[OutboxItem]:
+        """Claim up to ``count`` new entries (without waiting); unreadable ones go to the dead letters at once."""
+        items = await self._outbox.read(self._consumer, count, None)
+        readable = [item for item in items if item.entry is not None]
+        if len(readable) < len(items):
+            await self._process([item for item in items if item.entry is None])
+        return readable
+
+    async def _one_by_one(self, items: list[OutboxItem]) -> list[OutboxItem] | None:
+        """Try each entry alone, newest first (a batch that keeps failing gains new entries at its end); the ones
+        that failed, or None when it looks like an outage (the first ``OUTAGE_PROBES`` tried, or all, failed)."""
+        failed: list[OutboxItem] = []
+        for tried, item in enumerate(reversed(items), start=1):
+            if not await self._try_index([item]):
+                failed.append(item)
+                if len(failed) == tried == OUTAGE_PROBES or self._stopping:
+                    return None
+        return None if len(failed) == len(items) else failed
+
+    async def _suspect(self, failed: list[OutboxItem]) -> None:
+        """Count a round against entries that failed alone while others indexed; bury the persistent ones."""
         for item in failed:
             self._failed_rounds[item.stream_id] = self._failed_rounds.get(item.stream_id, 0) + 1
         poison = [item for item in failed if self._failed_rounds[item.stream_id] >= POISON_ROUNDS]
@@ -153,23 +207,39 @@ class RecallIndexer:
             for item in poison:
                 self._failed_rounds.pop(item.stream_id, None)
             log.error("recall entries could not be indexed; kept as dead letters", extra={"count": len(poison)})
+
+    async def _pause(self, exc: BaseException, what: str) -> bool:
+        """Wait out the next backoff step (one warning per step); False when stopping cannot wait that long."""
+        delay = self.health.failed(exc)
+        resume = time.monotonic() + delay
+        if self._stopping and resume > self._deadline:
+            log.warning(f"{what}; stopping now, the rest is indexed on the next start", extra=self._failing())
+            return False
+        log.warning(f"{what}; next try in {delay:.1f} s", extra=self._failing())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), delay)  # close() wakes it: the deadline may be too near
+        if self._stopping and resume > self._deadline:
+            log.warning(f"{what}; stopping now, the rest is indexed on the next start", extra=self._failing())
+            return False
+        await asyncio.sleep(max(0.0, resume - time.monotonic()))
         return True
 
-    async def _retrying(self, items: list[OutboxItem]) -> bool:
-        for attempt in range(self._max_attempts):
-            if await self._try_index(items):
-                return True
-            if self._stopping:
-                return False
-            await asyncio.sleep(self._retry_seconds * 2**attempt)
-        return False
+    def _failing(self) -> dict[str, object]:
+        since = self.health.failing_since
+        return {"reason": self.health.reason, "since": since.isoformat() if since else None}
+
+    def _recovered(self) -> None:
+        lasted = self.health.recovered()
+        if lasted is not None:
+            log.warning("recall indexing works again", extra={"after_seconds": round(lasted, 1)})
 
     async def _try_index(self, items: list[OutboxItem]) -> bool:
         try:
             await self._index([item.entry for item in items if item.entry is not None])
         except Exception as exc:  # any store or embedder failure: retried, never dropped
             self.stats.failures += 1
-            log.warning("recall indexing failed", extra={"error": type(exc).__name__, "count": len(items)})
+            self._last_error = exc  # logged once per backoff step by _pause
+            log.debug("recall indexing failed", extra={"error": type(exc).__name__, "count": len(items)})
             return False
         await self._outbox.ack(items)
         for item in items:

@@ -5,13 +5,16 @@ context, attachment text for keywords); the payload keeps the message exactly as
 
 With an outbox (how the app runs), ``add`` only stores the messages in Redis and the background indexer
 (``memory.indexer``) embeds and upserts them; every read of an agent's recall first waits until that agent's
-messages are indexed, so a search always sees what was said, and ``count`` adds the ones still waiting.
+messages are indexed, so a search always sees what was said, and ``count`` adds the ones still waiting. While the
+indexer is backing off after failures (a full disk, an embeddings outage: ``memory.indexer_health``), reads do not
+wait: they see what is indexed at once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
@@ -24,6 +27,7 @@ from bot.events import AgentKey, Scope
 from bot.memory_types import PAGE_SIZE, Fence, RecallEntry, SearchPage
 from bot.ports import Embedder
 from memory.counts import MemoryCounts
+from memory.indexer_health import IndexerHealth
 from memory.indexing import CONTEXT_GAP, contextualize, dense_text, sparse_text
 from memory.outbox import RecallOutbox
 from memory.qdrant import DENSE, MAX_RESULTS, SPARSE
@@ -97,8 +101,10 @@ class QdrantRecallMemory:
         outbox: RecallOutbox | None = None,
         counts: MemoryCounts | None = None,
         catch_up_seconds: float = 10.0,
+        indexer_health: IndexerHealth | None = None,
     ) -> None:
         self._outbox = outbox
+        self._indexer_health = indexer_health
         self._counts = counts
         self._catch_up_seconds = catch_up_seconds
         self._client = client
@@ -155,18 +161,29 @@ class QdrantRecallMemory:
         existing: set[str] = set()
         if self._counts is not None:  # only new points are counted; a retried batch overwrites its own
             existing = {str(r.id) for r in await self._client.retrieve(self._collection, ids, with_payload=False)}
-        await self._client.upsert(self._collection, points, wait=True)
+        try:
+            await self._client.upsert(self._collection, points, wait=True)
+        except Exception:
+            if self._counts is not None:  # embedded Qdrant stores point by point: count the ones it took
+                stored = {str(r.id) for r in await self._client.retrieve(self._collection, ids, with_payload=False)}
+                await self._count_new(entries, ids, existing | (set(ids) - stored))
+            raise
         for (agent_key, channel), (moment, point_id) in latest.items():
             self._remember((str(agent_key), channel), moment, point_id)
         if self._outbox is not None:
             await self._outbox.set_latest(latest)
-        if self._counts is not None:
-            new: dict[AgentKey, list[Scope]] = defaultdict(list)
-            for entry, point_id in zip(entries, ids, strict=True):
-                if point_id not in existing:
-                    new[entry.agent].append(entry.scope)
-            for agent, scopes in new.items():
-                await self._counts.add(agent, "recall", scopes)
+        await self._count_new(entries, ids, existing)
+
+    async def _count_new(self, entries: Sequence[RecallEntry], ids: Sequence[str], skip: set[str]) -> None:
+        """Add the entries whose point ids are not in ``skip`` to their agents' counts (when counts are kept)."""
+        if self._counts is None:
+            return
+        new: dict[AgentKey, list[Scope]] = defaultdict(list)
+        for entry, point_id in zip(entries, ids, strict=True):
+            if point_id not in skip:
+                new[entry.agent].append(entry.scope)
+        for agent, scopes in new.items():
+            await self._counts.add(agent, "recall", scopes)
 
     def _remember(self, channel: tuple[str, str], moment: datetime, point_id: str) -> None:
         known = self._latest.get(channel)
@@ -264,9 +281,24 @@ class QdrantRecallMemory:
         return indexed + await self._outbox.pending(agent)
 
     async def _catch_up(self, agent: AgentKey) -> None:
-        """Wait until the background indexer has indexed ``agent``'s messages (bounded; logged if it gives up)."""
-        if self._outbox is not None and not await self._outbox.wait_indexed(agent, within=self._catch_up_seconds):
-            log.warning("recall read before the agent's newest messages were indexed", extra={"agent": str(agent)})
+        """Wait until the background indexer has indexed ``agent``'s messages (bounded; logged if it gives up).
+
+        Not while the indexer is backing off: the read then goes on at once with what is indexed.
+        """
+        if self._outbox is None:
+            return
+        deadline = time.monotonic() + self._catch_up_seconds
+        while not self._indexer_backing_off():
+            left = deadline - time.monotonic()
+            if await self._outbox.wait_indexed(agent, within=min(left, 0.25) if self._indexer_health else left):
+                return
+            if time.monotonic() >= deadline:
+                log.warning("recall read before the agent's newest messages were indexed", extra={"agent": str(agent)})
+                return
+        log.info("recall read while the indexer backs off: newest messages may be missing", extra={"agent": str(agent)})
+
+    def _indexer_backing_off(self) -> bool:
+        return self._indexer_health is not None and self._indexer_health.backing_off
 
     async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
         await self._catch_up(agent)

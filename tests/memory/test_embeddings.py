@@ -32,7 +32,7 @@ async def test_build_embedder() -> None:
     with pytest.raises(ValueError, match="set MEMBOT_EMBEDDER to one of local, openai, hashing"):
         build_embedder("word2vec")
     await openai.aclose()
-    with pytest.raises(ValueError, match="also give its dimensions"):
+    with pytest.raises(ValueError, match="set MEMBOT_EMBEDDING_DIMENSIONS"):
         build_embedder("openai", openai_model="my-embedder", openai_api_key="sk-test")
 
 

@@ -65,8 +65,10 @@ async def test_healthz_reports_each_component_and_metrics_count_a_turn(
             "redis": True,
             "qdrant": True,
             "scheduler": True,
+            "recall_indexer": True,
         }
         assert health["components"]["qdrant"]["detail"].startswith("embedded")
+        assert health["components"]["recall_indexer"]["detail"] == "healthy"
 
         assert app.runtime is not None
         sink = RecordingSink()

@@ -290,6 +290,7 @@ def hashing_embedding(text: str, dimensions: int = 384) -> list[float]:
     return [v / norm for v in vector]
 
 
+EMBEDDING_MAX_TOKENS = 8192  # per input, as OpenAI's embedding models (tokens estimated as characters / 4)
 _EMBEDDING_SIZES = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
 
@@ -520,6 +521,14 @@ class ScriptedLLMServer:
             self.embedding_requests.append(body)
         inputs = body.get("input")
         texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        longest = max((len(str(t)) // 4 for t in texts), default=0)
+        if longest > EMBEDDING_MAX_TOKENS:  # as the real API: one input over the model's limit fails the request
+            message = (
+                f"This model's maximum context length is {EMBEDDING_MAX_TOKENS} tokens, however you requested "
+                f"{longest} tokens. Please reduce your prompt."
+            )
+            error = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
+            return web.json_response(error, status=400)
         dimensions = int(body.get("dimensions") or _EMBEDDING_SIZES.get(body.get("model", ""), 384))
         data = []
         for index, text in enumerate(texts):
