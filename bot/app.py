@@ -6,6 +6,7 @@ Nothing else in ``bot/`` imports ``memory/`` or ``adapters/``.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,12 +16,14 @@ from bot.admin import MemoryAdmin
 from bot.agent import Agent
 from bot.authz import Authorizer
 from bot.context import Budget, ContextManager
+from bot.events import InboundMessage
 from bot.health import Health
 from bot.heartbeat import HeartbeatConfig, Heartbeats, ProactiveControl
 from bot.llm.factory import build_chat_model
 from bot.llm.metered import MeteredChatModel
 from bot.metrics import Metrics
-from bot.ports import ChatModel, Embedder, PlatformAdapter
+from bot.outage import AddressSink, OutageBridge
+from bot.ports import ChatModel, Embedder, PlatformAdapter, ReplySink
 from bot.redis_url import async_client, redact
 from bot.repair import MemoryRepair
 from bot.runtime import Runtime
@@ -35,6 +38,7 @@ from memory.core import RedisCoreMemory
 from memory.counts import MemoryCounts
 from memory.embeddings import build_embedder
 from memory.indexer import RecallIndexer
+from memory.journal import FileJournal
 from memory.keys import RedisKeys
 from memory.locks import RedisAgentLocks
 from memory.outbox import RecallOutbox
@@ -49,7 +53,7 @@ from memory.qdrant import (
     open_qdrant,
 )
 from memory.recall import QdrantRecallMemory
-from memory.redis_client import ANY_REDIS_ERROR, AsyncRedis
+from memory.redis_client import ANY_REDIS_ERROR, AsyncRedis, is_redis_outage
 from memory.reindex import reindex
 from memory.working import RedisWorkingMemory
 
@@ -95,11 +99,16 @@ class App:
     turns: TurnTracker = field(default_factory=TurnTracker)  # turns in flight (graceful shutdown waits for them)
 
 
+START_ERRORS: tuple[type[Exception], ...] = (*ANY_REDIS_ERROR, TimeoutError)
+
+
 async def connect_redis(settings: Settings) -> AsyncRedis:
-    client = async_client(settings.redis_url)  # a server, the master a Sentinel names, or a cluster
+    # a server, the master a Sentinel names, or a cluster; retrying blips (bot.redis_url.RedisResilience)
+    client = async_client(settings.redis_url, settings.redis_resilience())
     try:
-        await client.ping()
-    except ANY_REDIS_ERROR as exc:
+        async with asyncio.timeout(max(1.0, settings.redis_retry_seconds)):  # at start, one retry budget at most
+            await client.ping()
+    except START_ERRORS as exc:
         await client.aclose()
         raise ServiceUnavailable(
             f"Cannot reach Redis at {redact(settings.redis_url)} ({exc}). Start redis-server, or set REDIS_URL "
@@ -238,6 +247,7 @@ async def open_app(
                     activity=stores.activity,
                     guard=stores.guard,
                     config=heartbeat_config,
+                    resilience=settings.redis_resilience(),
                 )
                 budget = Budget(settings.context_window, settings.max_output_tokens)
                 context = ContextManager(
@@ -257,6 +267,7 @@ async def open_app(
                     max_message_chars=settings.max_message_chars,
                     activity=stores.activity,
                     planner=scheduler,
+                    outage=outage_bridge(stores, settings),
                 )
                 lock = runtime.agent_lock
             admin = MemoryAdmin(
@@ -292,9 +303,38 @@ async def open_app(
             finally:
                 if scheduler is not None:
                     await scheduler.shutdown()
+                if runtime is not None and runtime.outage is not None:
+                    await runtime.outage.close()  # what is left stays in the journal for the next start
     finally:
         if model is not None:
             await model.aclose()
+
+
+def outage_bridge(stores: Stores, settings: Settings) -> OutageBridge:
+    """The outage journal of this process (``<data dir>/journal``), adopting what stopped processes left."""
+    journal = FileJournal.open(settings.data_dir / "journal")
+    return OutageBridge(journal, is_outage=is_redis_outage, probe=stores.redis.ping)
+
+
+async def resume_journal(app: App, adapters: Sequence[PlatformAdapter] = (), console: ReplySink | None = None) -> int:
+    """Answer (in the background) the messages a stopped process left in the journal. Console ones go to
+    ``console`` (default: printed on stdout, as the console chat does); platform ones through that platform's
+    adapter (its address-based send). Returns how many wait."""
+    if app.runtime is None or app.runtime.outage is None:
+        return 0
+    by_platform = {adapter.platform: adapter for adapter in adapters}
+    if console is None:
+        from adapters.console import ConsoleSink
+
+        console = ConsoleSink(sys.stdout, sys.stderr)
+
+    def fallback(message: InboundMessage) -> ReplySink | None:
+        if message.platform == "console":
+            return console
+        adapter = by_platform.get(message.platform)
+        return AddressSink(adapter, message.address) if adapter is not None else None
+
+    return await app.runtime.outage.start(app.runtime.handle, fallback)
 
 
 def _health(stores: Stores) -> Health:
@@ -336,7 +376,9 @@ async def list_jobs(settings: Settings) -> list[JobInfo]:
     client = await connect_redis(settings)
     await client.aclose()
     keys = RedisKeys(settings.redis_prefix)
-    return await asyncio.to_thread(read_jobs, settings.redis_url, keys.scheduler_jobs(), keys.scheduler_run_times())
+    return await asyncio.to_thread(
+        read_jobs, settings.redis_url, keys.scheduler_jobs(), keys.scheduler_run_times(), settings.redis_resilience()
+    )
 
 
 @asynccontextmanager
@@ -389,5 +431,6 @@ __all__ = [
     "open_proactive_control",
     "open_repair",
     "open_stores",
+    "resume_journal",
     "start_heartbeats",
 ]

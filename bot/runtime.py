@@ -18,6 +18,7 @@ from bot.audit import event_cause
 from bot.events import AgentKey, InboundMessage, OutboundReply, ReplyKind, Scope, utc_now
 from bot.llm.types import ChatMessage, ModelError
 from bot.memory_types import RecallEntry
+from bot.outage import OutageBridge
 from bot.ports import (
     ActivityLog,
     AgentLocks,
@@ -73,6 +74,7 @@ class Runtime:
         max_message_chars: int,
         activity: ActivityLog | None = None,
         planner: HeartbeatPlanner | None = None,
+        outage: OutageBridge | None = None,
     ) -> None:
         self._agent = agent
         self._core = core
@@ -84,6 +86,7 @@ class Runtime:
         self._max_chars = max_message_chars
         self._activity = activity
         self._planner = planner
+        self.outage = outage  # journals messages while the memory store is unreachable (bot.outage)
 
     @asynccontextmanager
     async def agent_lock(self, agent: AgentKey) -> AsyncIterator[None]:
@@ -92,7 +95,21 @@ class Runtime:
             yield
 
     async def handle(self, message: InboundMessage, sink: ReplySink) -> TurnReport | None:
-        """Answer one user message. Returns None when the message was rejected before the model was asked."""
+        """Answer one user message. Returns None when the message was rejected before the model was asked, or
+        kept in the outage journal to be answered when the memory store is back."""
+        outage = self.outage
+        if outage is not None and outage.backlogged:  # older journaled messages go first
+            await outage.hold(message, sink, self.handle, outage=False)
+            return None
+        try:
+            return await self._handle(message, sink)
+        except Exception as exc:
+            if outage is None or not outage.covers(exc):
+                raise
+            await outage.hold(message, sink, self.handle)
+            return None
+
+    async def _handle(self, message: InboundMessage, sink: ReplySink) -> TurnReport | None:
         text = message.text.strip()
         if not text:
             await sink.send(OutboundReply(EMPTY_NOTICE, ReplyKind.NOTICE, message.message_id))
