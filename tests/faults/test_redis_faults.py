@@ -4,6 +4,7 @@ its journal. Each test asserts what the user saw and compares `membot memory exp
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -16,11 +17,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
+from adapters.console import console_message
+from bot.app import open_app
 from bot.outage import STORE_DOWN_NOTICE
 from tests.faults.conftest import OwnedRedis
-from tests.scenario import env_for, settings_for
+from tests.ops.helpers import free_port
+from tests.ops.test_endpoints import serving
+from tests.scenario import RecordingSink, env_for, eventually, settings_for
 from tests.standins.llm_server import ScriptedLLMServer
 
 MEMBOT = [sys.executable, "-m", "bot"]
@@ -273,3 +279,31 @@ def test_journaled_messages_of_a_killed_process_are_answered_by_the_next_one(
     assert after["core"] == before["core"]
     assert sorted(said(after)) == kept(("one", "two", "three", "four"))
     assert [text for role, text in said(after) if role == "user"] == ["one", "two", "three", "four"]
+
+
+async def test_healthz_reports_redis_down_then_recovers(
+    llm: ScriptedLLMServer, key_prefix: str, data_dir: Path, owned_redis: OwnedRedis
+) -> None:
+    settings = settings_for(
+        llm, "anthropic", key_prefix, data_dir, REDIS_URL=owned_redis.url, MEMBOT_HTTP_PORT=free_port()
+    )
+    async with open_app(settings) as app, serving(app) as base, aiohttp.ClientSession() as session:
+
+        async def redis_health() -> tuple[int, dict[str, Any]]:
+            async with session.get(f"{base}/healthz") as response:
+                return response.status, (await response.json())["components"]["redis"]
+
+        assert (await redis_health())[0] == 200
+        await asyncio.to_thread(owned_redis.stop)
+        status, redis = await redis_health()
+        assert status == 503 and redis["ok"] is False and redis["detail"], redis
+        await asyncio.to_thread(owned_redis.start)
+
+        async def healthy() -> bool:
+            return (await redis_health())[0] == 200
+
+        await eventually(healthy, what="/healthz to report Redis back")
+        assert app.runtime is not None
+        sink = RecordingSink()
+        await app.runtime.handle(console_message("hana", "hello"), sink)
+        assert sink.messages == ["echo: hello"] and sink.notices == []
