@@ -17,6 +17,9 @@ Use it by naming the fixture::
 - Cleanup always happens: a paused server is resumed and every process the fixture started is killed at the end
   of the test, whatever the test did.
 - ``owned_redis.client()`` is a synchronous redis-py client on it (closed at the end of the test).
+- More servers (a replica, a second node): build ``OwnedRedis(tmp_path / "replica", extra=("--replicaof",
+  "127.0.0.1", str(port)))`` yourself, ``start()`` it, and ``cleanup()`` it in a ``finally``
+  (``tests/faults/test_sentinel_failover.py`` does).
 """
 
 from __future__ import annotations
@@ -46,13 +49,14 @@ def _free_port() -> int:
 class OwnedRedis:
     """A private redis-server on a fixed free port that a test may restart, pause and stop."""
 
-    def __init__(self, directory: Path, *, aof: bool = False) -> None:
+    def __init__(self, directory: Path, *, aof: bool = False, extra: tuple[str, ...] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed (deploy/ensure-redis.sh installs it)")
         self._binary = binary
         self.directory = directory
         self.aof = aof
+        self.extra = extra  # more redis-server arguments, e.g. ("--replicaof", "127.0.0.1", "6380")
         self.port = _free_port()
         self._process: subprocess.Popen[bytes] | None = None
         self._paused = False
@@ -73,7 +77,7 @@ class OwnedRedis:
             return
         persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.aof else ["--appendonly", "no"]
         self._process = subprocess.Popen(
-            [self._binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence],
+            [self._binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence, *self.extra],
             cwd=self.directory,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
