@@ -74,6 +74,17 @@ class RedisResilience:
     - ``connect_timeout``: a new connection gives up after this long (a refused one at once).
     - ``health_check_interval``: a pooled connection idle longer than this is checked with a PING first, so one
       that a restart broke is replaced before a command is written on it.
+
+    What is retried, and why it does not double-write: every command (reads, writes, Lua scripts, MULTI/EXEC
+    pipelines) is retried, but only on connection and timeout errors. A failed connect, a failed health-check
+    PING and a failed write all mean the server never executed the command, so a retry is its first execution;
+    a MULTI whose connection broke before EXEC is discarded by the server; EVALSHA after a restart gets NOSCRIPT
+    and redis-py loads the script again. The one ambiguous case is a reply lost after the server executed the
+    command: a paused server (SIGSTOP, a stalled host) would execute the first copy when it resumes, which is why
+    the read timeout outlasts the pauses membot bridges (no timeout, no second copy); a server that dies in the
+    microseconds between executing a command and sending its reply can see it twice (an INCR counted twice, a
+    queue entry or audit entry twice). The lock's ``SET NX`` is safe: a replay finds its own lock and waits out
+    the lease at worst.
     """
 
     retry_seconds: float = 10.0

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
     redis_prefix: str = Field("membot", alias="MEMBOT_REDIS_PREFIX")
     redis_retry_seconds: float = Field(10.0, alias="MEMBOT_REDIS_RETRY_SECONDS", ge=0)
-    redis_timeout: float = Field(15.0, alias="MEMBOT_REDIS_TIMEOUT", gt=0)
+    redis_timeout: float = Field(15.0, alias="MEMBOT_REDIS_TIMEOUT", ge=1)  # > the outbox's 200 ms XREADGROUP BLOCK
     redis_connect_timeout: float = Field(3.0, alias="MEMBOT_REDIS_CONNECT_TIMEOUT", gt=0)
     qdrant_url: str | None = Field(None, alias="QDRANT_URL")
     qdrant_api_key: SecretStr | None = Field(None, alias="QDRANT_API_KEY")
