@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from bot.events import InboundMessage, OutboundReply, ReplyAddress, ReplyKind
 from bot.ports import JournalEntry, MessageJournal, PlatformAdapter, ReplySink
 
-__all__ = ["STORE_DOWN_NOTICE", "AddressSink", "OutageBridge", "is_caused_by"]
+__all__ = ["STORE_DOWN_NOTICE", "AddressSink", "OutageBridge", "TrackedSink", "is_caused_by"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,23 @@ class AddressSink:
         yield
 
 
+class TrackedSink:
+    """A sink that remembers whether the agent's words reached the user (then a failed turn is not replayed:
+    the user would get a second answer)."""
+
+    def __init__(self, sink: ReplySink) -> None:
+        self._sink = sink
+        self.replied = False
+
+    async def send(self, reply: OutboundReply) -> None:
+        await self._sink.send(reply)
+        if reply.kind is ReplyKind.MESSAGE:
+            self.replied = True
+
+    def typing(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._sink.typing()
+
+
 class OutageBridge:
     """Journal, notify once, replay in order (see the module docstring)."""
 
@@ -100,9 +117,11 @@ class OutageBridge:
         """Whether the current task is replaying a journaled message (its outage is raised, not held)."""
         return _REPLAYING.get()
 
-    def covers(self, exc: BaseException) -> bool:
-        """Whether ``exc`` means the store is unreachable (and the message should be journaled)."""
-        return not _REPLAYING.get() and self._is_outage(exc)
+    def covers(self, exc: BaseException, sink: ReplySink) -> bool:
+        """Whether the turn that raised ``exc`` should be journaled: the store is unreachable and the user has not
+        been answered yet (``sink`` is the ``TrackedSink`` the turn ran with)."""
+        replied = isinstance(sink, TrackedSink) and sink.replied
+        return not replied and not _REPLAYING.get() and self._is_outage(exc)
 
     async def start(self, answer: Answer, fallback: Fallback | None = None) -> int:
         """Replay (in the background) what a stopped process left; returns how many entries wait.

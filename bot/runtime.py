@@ -18,7 +18,7 @@ from bot.audit import event_cause
 from bot.events import AgentKey, InboundMessage, OutboundReply, ReplyKind, Scope, utc_now
 from bot.llm.types import ChatMessage, ModelError
 from bot.memory_types import RecallEntry
-from bot.outage import OutageBridge
+from bot.outage import OutageBridge, TrackedSink
 from bot.ports import (
     ActivityLog,
     AgentLocks,
@@ -101,10 +101,11 @@ class Runtime:
         if outage is not None and outage.backlogged:  # older journaled messages go first
             await outage.hold(message, sink, self.handle, outage=False)
             return None
+        tracked = TrackedSink(sink) if outage is not None else sink
         try:
-            return await self._handle(message, sink)
+            return await self._handle(message, tracked)
         except Exception as exc:
-            if outage is None or not outage.covers(exc):
+            if outage is None or not outage.covers(exc, tracked):
                 raise
             await outage.hold(message, sink, self.handle)
             return None

@@ -7,11 +7,14 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
+
 from adapters.console import console_message
-from bot.app import open_app
-from bot.events import Attachment, ChannelMessage, utc_now
+from bot.app import open_app, resume_journal
+from bot.events import Attachment, ChannelMessage, OutboundReply, ReplyAddress, ReplyKind, utc_now
 from bot.outage import STORE_DOWN_NOTICE
 from memory.journal import FileJournal, message_from_json, message_to_json
+from memory.redis_client import is_redis_outage
 from tests.faults.conftest import OwnedRedis
 from tests.scenario import RecordingSink, eventually, settings_for, slack_said
 from tests.standins.llm_server import ScriptedLLMServer
@@ -80,3 +83,61 @@ async def test_an_outage_is_told_once_per_conversation_and_answered_in_order(
         assert ann.notices == [STORE_DOWN_NOTICE, STORE_DOWN_NOTICE]
         await asyncio.to_thread(owned_redis.start)
         await eventually(lambda: ann.messages[-1:] == ["echo: three"], what="the answer after the second outage")
+
+
+class RecordingSlack:
+    """The platform side of a ``PlatformAdapter``: what its address-based send delivered (no Slack involved)."""
+
+    platform = "slack"
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[ReplyAddress, str]] = []
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()
+
+    async def send_direct(self, address: ReplyAddress, text: str) -> None:
+        self.sent.append((address, text))
+
+
+async def test_a_stopped_process_s_platform_messages_are_answered_at_start_through_the_adapter(
+    llm: ScriptedLLMServer, key_prefix: str, data_dir: Path
+) -> None:
+    message = slack_said("are you there?", dm=True)
+    left = FileJournal.open(data_dir / "journal")
+    await left.append(message)
+    left.close()  # the process stopped with the message only in its journal
+
+    settings = settings_for(llm, "anthropic", key_prefix, data_dir)
+    slack = RecordingSlack()
+    async with open_app(settings) as app:
+        assert await resume_journal(app, [slack]) == 1
+        assert app.runtime is not None and app.runtime.outage is not None
+        await asyncio.wait_for(app.runtime.outage.wait_replayed(), 60)
+    assert slack.sent == [(message.address, "echo: are you there?")]
+    assert list((data_dir / "journal").glob("*.jsonl")) == []
+
+
+async def test_an_outage_after_the_answer_was_sent_is_not_answered_twice(
+    llm: ScriptedLLMServer, key_prefix: str, data_dir: Path, owned_redis: OwnedRedis
+) -> None:
+    """Redis dies right after the reply reached the user (before the reply is stored): the message is not journaled
+    (its replay would answer a second time); the failure goes to the turn's error boundary."""
+    settings = settings_for(llm, "anthropic", key_prefix, data_dir, REDIS_URL=owned_redis.url)
+    settings = settings.model_copy(update={"redis_retry_seconds": 0.5})
+
+    class RedisDiesOnAnswer(RecordingSink):
+        async def send(self, reply: OutboundReply) -> None:
+            await super().send(reply)
+            if reply.kind is ReplyKind.MESSAGE:
+                await asyncio.to_thread(owned_redis.stop)
+
+    async with open_app(settings) as app:
+        assert app.runtime is not None and app.runtime.outage is not None
+        sink = RedisDiesOnAnswer()
+        with pytest.raises(Exception) as failure:
+            await app.runtime.handle(console_message("ida", "hello"), sink)
+        assert is_redis_outage(failure.value)
+        assert sink.messages == ["echo: hello"] and STORE_DOWN_NOTICE not in sink.notices
+        assert not app.runtime.outage.backlogged
+    assert all(path.stat().st_size == 0 for path in (data_dir / "journal").glob("*.jsonl"))
