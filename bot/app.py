@@ -312,7 +312,14 @@ async def open_app(
 
 def outage_bridge(stores: Stores, settings: Settings) -> OutageBridge:
     """The outage journal of this process (``<data dir>/journal``), adopting what stopped processes left."""
-    journal = FileJournal.open(settings.data_dir / "journal")
+    directory = settings.data_dir / "journal"
+    try:
+        journal = FileJournal.open(directory)
+    except OSError as exc:
+        raise ServiceUnavailable(
+            f"Cannot write the outage journal in {directory} ({exc.strerror or exc}). Make MEMBOT_DATA_DIR a "
+            "writable directory: messages that arrive while Redis is unreachable are kept there."
+        ) from None
     return OutageBridge(journal, is_outage=is_redis_outage, probe=stores.redis.ping)
 
 
