@@ -160,10 +160,10 @@ class _DeadlineAsyncRetry(redis.asyncio.retry.Retry):
                     raise
                 failures += 1
                 await (fail(error, failures) if with_failure_count else fail(error))
-                pause = self._backoff.compute(failures)
-                if failures > self._retries or time.monotonic() + pause > deadline:
+                remaining = deadline - time.monotonic()
+                if failures > self._retries or remaining <= 0:
                     raise error
-                await asyncio.sleep(pause)
+                await asyncio.sleep(min(self._backoff.compute(failures), remaining))
 
 
 class _DeadlineSyncRetry(redis.retry.Retry):
@@ -192,10 +192,10 @@ class _DeadlineSyncRetry(redis.retry.Retry):
                     raise
                 failures += 1
                 fail(error, failures) if with_failure_count else fail(error)
-                pause = self._backoff.compute(failures)
-                if failures > self._retries or time.monotonic() + pause > deadline:
+                remaining = deadline - time.monotonic()
+                if failures > self._retries or remaining <= 0:
                     raise error
-                time.sleep(pause)
+                time.sleep(min(self._backoff.compute(failures), remaining))
 
 
 @dataclass(frozen=True)
