@@ -39,7 +39,8 @@ from bot.events import AgentKey, utc_now
 from bot.heartbeat import HeartbeatConfig, Heartbeats
 from bot.memory_types import heartbeat_job_id
 from bot.ports import ActivityLog, FiringGuard
-from bot.redis_url import RedisResilience, SyncRedis, sync_client
+from bot.redis_retry import RedisResilience
+from bot.redis_url import SyncRedis, sync_client
 
 log = logging.getLogger(__name__)
 

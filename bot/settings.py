@@ -10,7 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.activity import parse_quiet_hours, parse_timezone
 from bot.deployment import parse_shard_ids
-from bot.redis_url import RedisResilience, parse_redis_url
+from bot.redis_retry import RedisResilience
+from bot.redis_url import parse_redis_url
 
 DEFAULT_MODELS = {"anthropic": "claude-sonnet-5-5", "openai": "gpt-5.5"}
 
