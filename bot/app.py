@@ -22,7 +22,7 @@ from bot.heartbeat import HeartbeatConfig, Heartbeats, ProactiveControl
 from bot.llm.factory import build_chat_model
 from bot.llm.metered import MeteredChatModel
 from bot.metrics import Metrics
-from bot.outage import AddressSink, OutageBridge
+from bot.outage import AddressSink, OutageBridge, OutageTolerantThrottle
 from bot.ports import ChatModel, Embedder, PlatformAdapter, ReplySink
 from bot.redis_url import async_client, redact
 from bot.repair import MemoryRepair
@@ -288,7 +288,9 @@ async def open_app(
                     admin=admin,
                     repair=repair,
                     authz=Authorizer(settings.admin_id_set),
-                    throttle=stores.throttle,
+                    throttle=OutageTolerantThrottle(stores.throttle, runtime.outage)
+                    if runtime.outage is not None
+                    else stores.throttle,
                     channel_modes=RedisChannelModes(stores.redis, keys),
                     settings=settings,
                     proactive=ProactiveControl(stores.activity, heartbeat_config.proactive),

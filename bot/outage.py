@@ -17,13 +17,21 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
 from bot.events import InboundMessage, OutboundReply, ReplyAddress, ReplyKind
-from bot.ports import JournalEntry, MessageJournal, PlatformAdapter, ReplySink
+from bot.ports import JournalEntry, MessageJournal, PlatformAdapter, ReplySink, Throttle
 
-__all__ = ["STORE_DOWN_NOTICE", "AddressSink", "OutageBridge", "TrackedSink", "is_caused_by"]
+__all__ = [
+    "STORE_DOWN_NOTICE",
+    "AddressSink",
+    "OutageBridge",
+    "OutageTolerantThrottle",
+    "TrackedSink",
+    "is_caused_by",
+]
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +110,7 @@ class OutageBridge:
         self._notified: set[tuple[str, str]] = set()
         self._backlog = 0
         self._store_back = False  # the replay found the store answering (queued messages need no notice then)
+        self._down = False  # an outage seen outside a turn (admission checks), until a probe answers
         self._answer: Answer | None = None
         self._fallback: Fallback = lambda message: None
         self._task: asyncio.Task[None] | None = None
@@ -109,13 +118,25 @@ class OutageBridge:
 
     @property
     def backlogged(self) -> bool:
-        """Whether journaled messages wait (a new message must queue behind them). False while replaying."""
-        return self._backlog > 0 and not _REPLAYING.get()
+        """Whether a new message must go to the journal: older journaled messages wait, or the store is known to
+        be down. False while replaying."""
+        return (self._backlog > 0 or self._down) and not _REPLAYING.get()
+
+    def mark_down(self) -> None:
+        """The store failed outside a turn (e.g. a rate-limit check): send messages straight to the journal, and
+        probe the store until it answers."""
+        self._down = True
+        self._store_back = False
+        self._kick()
 
     @property
     def replaying(self) -> bool:
         """Whether the current task is replaying a journaled message (its outage is raised, not held)."""
         return _REPLAYING.get()
+
+    def is_outage(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the store is unreachable."""
+        return self._is_outage(exc)
 
     def covers(self, exc: BaseException, sink: ReplySink) -> bool:
         """Whether the turn that raised ``exc`` should be journaled: the store is unreachable and the user has not
@@ -180,12 +201,13 @@ class OutageBridge:
     async def _replay(self) -> None:
         _REPLAYING.set(True)  # this task's context only
         wait = self._first_wait
-        while entries := await self._journal.pending():
+        while (entries := await self._journal.pending()) or self._down:
             if not await self._store_answers():
                 await asyncio.sleep(wait)
                 wait = min(self._max_wait, wait * 2)
                 continue
             wait = self._first_wait
+            self._down = False
             self._store_back = True
             for entry in entries:
                 if not await self._replay_one(entry):
@@ -218,6 +240,42 @@ class OutageBridge:
         self._backlog = max(0, self._backlog - 1)
         self.replayed += 1
         return True
+
+
+class OutageTolerantThrottle:
+    """The adapters' admission checks (dedupe, rate limit) during a store outage: they let the message through
+    (fail open) so that it reaches the runtime and its journal instead of being lost; the only cost is that a
+    platform's redelivery during the outage may be answered twice. While the store is known to be down they do not
+    even ask it (no retry budget spent per message)."""
+
+    def __init__(self, throttle: Throttle, bridge: OutageBridge) -> None:
+        self._throttle = throttle
+        self._bridge = bridge
+
+    async def allow(self, person: str, per_minute: int) -> bool:
+        return await self._or_open(self._throttle.allow(person, per_minute))
+
+    async def first_time(self, person: str, event_id: str, ttl_seconds: int = 86_400) -> bool:
+        return await self._or_open(self._throttle.first_time(person, event_id, ttl_seconds))
+
+    async def export(self, person: str) -> list[str]:
+        return await self._throttle.export(person)
+
+    async def erase(self, person: str) -> int:
+        return await self._throttle.erase(person)
+
+    async def _or_open(self, check: Coroutine[Any, Any, bool]) -> bool:
+        if self._bridge.backlogged:
+            check.close()
+            return True
+        try:
+            return await check
+        except Exception as exc:
+            if not self._bridge.is_outage(exc):
+                raise
+            log.warning("memory store unreachable: admission check skipped")
+            self._bridge.mark_down()
+            return True
 
 
 class _NullSink:

@@ -141,3 +141,30 @@ async def test_an_outage_after_the_answer_was_sent_is_not_answered_twice(
         assert sink.messages == ["echo: hello"] and STORE_DOWN_NOTICE not in sink.notices
         assert not app.runtime.outage.backlogged
     assert all(path.stat().st_size == 0 for path in (data_dir / "journal").glob("*.jsonl"))
+
+
+@pytest.mark.redis_aof  # the dedupe flag set before the outage is still there after it
+async def test_platform_admission_lets_a_message_through_to_the_journal_during_an_outage(
+    llm: ScriptedLLMServer, key_prefix: str, data_dir: Path, owned_redis: OwnedRedis
+) -> None:
+    """Discord and Slack check dedupe and rate limits in Redis before the runtime: during an outage those checks
+    fail open (after one retry budget, then without asking Redis), so the message is journaled, not lost."""
+    settings = settings_for(llm, "anthropic", key_prefix, data_dir, REDIS_URL=owned_redis.url)
+    settings = settings.model_copy(update={"redis_retry_seconds": 0.5})
+    async with open_app(settings) as app:
+        assert app.services is not None and app.runtime is not None and app.runtime.outage is not None
+        throttle, sink = app.services.throttle, RecordingSink()
+        message = slack_said("are you there?", dm=True)
+        person = message.agent_key.person
+        assert await throttle.first_time(person, "event-1")
+        await asyncio.to_thread(owned_redis.stop)
+        assert await throttle.first_time(person, "event-2"), "fails open after the retry budget"
+        started = asyncio.get_running_loop().time()
+        assert await throttle.allow(person, 20)
+        await app.runtime.handle(message, sink)
+        assert asyncio.get_running_loop().time() - started < 0.5, "the store is known down: no budget spent again"
+        assert sink.notices == [STORE_DOWN_NOTICE] and sink.messages == []
+        await asyncio.to_thread(owned_redis.start)
+        await asyncio.wait_for(app.runtime.outage.wait_replayed(), 60)
+        assert sink.messages == ["echo: are you there?"]
+        assert not await throttle.first_time(person, "event-1"), "dedupe works again once Redis is back"
