@@ -6,6 +6,7 @@ Nothing else in ``bot/`` imports ``memory/`` or ``adapters/``.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,13 +17,15 @@ from bot.admin import MemoryAdmin
 from bot.agent import Agent
 from bot.authz import Authorizer
 from bot.context import Budget, ContextManager
+from bot.events import InboundMessage
 from bot.health import Health
 from bot.heartbeat import HeartbeatConfig, Heartbeats, ProactiveControl
 from bot.llm.factory import build_chat_model
 from bot.llm.metered import MeteredChatModel
 from bot.llm.retry import RetryPolicy
 from bot.metrics import Metrics
-from bot.ports import ChatModel, Embedder, PlatformAdapter
+from bot.outage import AddressSink, OutageBridge, OutageTolerantThrottle
+from bot.ports import ChatModel, Embedder, PlatformAdapter, ReplySink
 from bot.redis_url import async_client, redact
 from bot.repair import MemoryRepair
 from bot.runtime import Runtime
@@ -39,6 +42,7 @@ from memory.embeddings import build_embedder
 from memory.fencing import Fencing
 from memory.indexer import RecallIndexer
 from memory.indexer_health import IndexerHealth
+from memory.journal import FileJournal
 from memory.keys import RedisKeys
 from memory.locks import RedisAgentLocks
 from memory.outbox import RecallOutbox
@@ -54,7 +58,7 @@ from memory.qdrant import (
 )
 from memory.quarantine import RedisQuarantine, set_aside_job
 from memory.recall import QdrantRecallMemory
-from memory.redis_client import ANY_REDIS_ERROR, AsyncRedis
+from memory.redis_client import ANY_REDIS_ERROR, AsyncRedis, is_redis_outage
 from memory.reindex import reindex
 from memory.store_identity import StoreConflict, StoreRegistry
 from memory.working import RedisWorkingMemory
@@ -102,11 +106,16 @@ class App:
     turns: TurnTracker = field(default_factory=TurnTracker)  # turns in flight (graceful shutdown waits for them)
 
 
+START_ERRORS: tuple[type[Exception], ...] = (*ANY_REDIS_ERROR, TimeoutError)
+
+
 async def connect_redis(settings: Settings) -> AsyncRedis:
-    client = async_client(settings.redis_url)  # a server, the master a Sentinel names, or a cluster
+    # a server, the master a Sentinel names, or a cluster; retrying blips (bot.redis_url.RedisResilience)
+    client = async_client(settings.redis_url, settings.redis_resilience())
     try:
-        await client.ping()
-    except ANY_REDIS_ERROR as exc:
+        async with asyncio.timeout(max(1.0, settings.redis_retry_seconds)):  # at start, one retry budget at most
+            await client.ping()
+    except START_ERRORS as exc:
         await client.aclose()
         raise ServiceUnavailable(
             f"Cannot reach Redis at {redact(settings.redis_url)} ({exc}). Start redis-server, or set REDIS_URL "
@@ -292,6 +301,7 @@ async def open_app(
                     guard=stores.guard,
                     config=heartbeat_config,
                     set_aside=job_quarantine(keys, settings),
+                    resilience=settings.redis_resilience(),
                 )
                 budget = Budget(settings.context_window, settings.max_output_tokens)
                 context = ContextManager(
@@ -312,6 +322,7 @@ async def open_app(
                     activity=stores.activity,
                     planner=scheduler,
                     turn_timeout=settings.turn_timeout,
+                    outage=outage_bridge(stores, settings),
                 )
                 lock = runtime.agent_lock
             admin = MemoryAdmin(
@@ -333,7 +344,9 @@ async def open_app(
                     admin=admin,
                     repair=repair,
                     authz=Authorizer(settings.admin_id_set),
-                    throttle=stores.throttle,
+                    throttle=OutageTolerantThrottle(stores.throttle, runtime.outage)
+                    if runtime.outage is not None
+                    else stores.throttle,
                     channel_modes=RedisChannelModes(stores.redis, keys),
                     settings=settings,
                     proactive=ProactiveControl(stores.activity, heartbeat_config.proactive),
@@ -348,9 +361,45 @@ async def open_app(
             finally:
                 if scheduler is not None:
                     await scheduler.shutdown()
+                if runtime is not None and runtime.outage is not None:
+                    await runtime.outage.close()  # what is left stays in the journal for the next start
     finally:
         if model is not None:
             await model.aclose()
+
+
+def outage_bridge(stores: Stores, settings: Settings) -> OutageBridge:
+    """The outage journal of this process (``<data dir>/journal``), adopting what stopped processes left."""
+    directory = settings.data_dir / "journal"
+    try:
+        journal = FileJournal.open(directory)
+    except OSError as exc:
+        raise ServiceUnavailable(
+            f"Cannot write the outage journal in {directory} ({exc.strerror or exc}). Make MEMBOT_DATA_DIR a "
+            "writable directory: messages that arrive while Redis is unreachable are kept there."
+        ) from None
+    return OutageBridge(journal, is_outage=is_redis_outage, probe=stores.redis.ping)
+
+
+async def resume_journal(app: App, adapters: Sequence[PlatformAdapter] = (), console: ReplySink | None = None) -> int:
+    """Answer (in the background) the messages a stopped process left in the journal. Console ones go to
+    ``console`` (default: printed on stdout, as the console chat does); platform ones through that platform's
+    adapter (its address-based send). Returns how many wait."""
+    if app.runtime is None or app.runtime.outage is None:
+        return 0
+    by_platform = {adapter.platform: adapter for adapter in adapters}
+    if console is None:
+        from adapters.console import ConsoleSink
+
+        console = ConsoleSink(sys.stdout, sys.stderr)
+
+    def fallback(message: InboundMessage) -> ReplySink | None:
+        if message.platform == "console":
+            return console
+        adapter = by_platform.get(message.platform)
+        return AddressSink(adapter, message.address) if adapter is not None else None
+
+    return await app.runtime.outage.start(app.runtime.handle, fallback)
 
 
 def _health(stores: Stores) -> Health:
@@ -396,7 +445,12 @@ async def list_jobs(settings: Settings) -> list[JobInfo]:
     await client.aclose()
     keys = RedisKeys(settings.redis_prefix)
     return await asyncio.to_thread(
-        read_jobs, settings.redis_url, keys.scheduler_jobs(), keys.scheduler_run_times(), job_quarantine(keys, settings)
+        read_jobs,
+        settings.redis_url,
+        keys.scheduler_jobs(),
+        keys.scheduler_run_times(),
+        job_quarantine(keys, settings),
+        settings.redis_resilience(),
     )
 
 
@@ -450,5 +504,6 @@ __all__ = [
     "open_proactive_control",
     "open_repair",
     "open_stores",
+    "resume_journal",
     "start_heartbeats",
 ]

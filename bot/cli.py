@@ -18,7 +18,7 @@ from rich.table import Table
 
 from bot.activity import InvalidProactiveSetting, ProactivePolicy
 from bot.admin import MemoryView, UnknownAgent
-from bot.app import ServiceUnavailable, list_jobs, open_app, open_proactive_control, open_repair
+from bot.app import App, ServiceUnavailable, list_jobs, open_app, open_proactive_control, open_repair, resume_journal
 from bot.audit import CLI_CAUSE, HistoryItem
 from bot.data_dir import DataDirError, adopt_legacy_data_dir, check_data_dir
 from bot.events import AgentKey, InvalidAgentKey
@@ -127,12 +127,31 @@ def chat(
             assert running.runtime is not None
             # Load the embedding model while the user types, not when their first message arrives.
             warm_up = asyncio.create_task(_warm_up(running.stores.embedder))
+            waiting = await resume_journal(running)  # answers left by a stopped process are printed here
+            if waiting:
+                err.print(f"membot: answering {waiting} saved messages from before.", highlight=False)
             if sys.stdin.isatty():
                 err.print(f"membot is listening as [bold]{key}[/]. Ctrl-D to leave.", highlight=False)
             await run_console(running.runtime.handle, key.user, working_after=settings.working_notice_after)
             await warm_up
+            await _finish_journal(running)
 
     _run(work)
+
+
+async def _finish_journal(running: App) -> None:
+    """At the end of input, wait a while for messages kept during a Redis outage to be answered; what is still
+    waiting after that stays in the journal and is answered at the next start."""
+    outage = running.runtime.outage if running.runtime is not None else None
+    if outage is None or not outage.backlogged:
+        return
+    within = max(30.0, 3 * running.settings.redis_retry_seconds)
+    err.print(f"membot: waiting up to {within:g}s for my memory to answer your saved messages.", highlight=False)
+    try:
+        async with asyncio.timeout(within):
+            await outage.wait_replayed()
+    except TimeoutError:
+        err.print("membot: my memory is still unreachable; your messages are saved and answered next time.")
 
 
 def _print_view(view: MemoryView) -> None:

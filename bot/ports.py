@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from bot.events import AgentKey, OutboundReply, ReplyAddress, Scope
+from bot.events import AgentKey, InboundMessage, OutboundReply, ReplyAddress, Scope
 from bot.llm.types import ChatMessage, Completion, SystemPrompt, ToolSpec
 from bot.memory_types import (
     ActivityRecord,
@@ -400,4 +401,32 @@ class HeartbeatPlanner(Protocol):
 
     async def conversation_active(self, agent: AgentKey, at: datetime) -> None:
         """The user spoke at ``at``: (re)schedule the agent's reflection for when the conversation has gone quiet."""
+        ...
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One message kept in the outage journal, and its id there."""
+
+    id: str
+    message: InboundMessage
+
+
+class MessageJournal(Protocol):
+    """Messages that arrived while the memory store was unreachable, durable on local disk until answered."""
+
+    async def append(self, message: InboundMessage) -> str:
+        """Keep ``message`` (durably, before returning); returns its entry id."""
+        ...
+
+    async def done(self, entry_id: str) -> None:
+        """The entry's turn stored it: it is not replayed again."""
+        ...
+
+    async def pending(self) -> list[JournalEntry]:
+        """Entries not yet answered, oldest first."""
+        ...
+
+    def close(self) -> None:
+        """Release the journal; what is pending stays for the next process."""
         ...

@@ -10,7 +10,11 @@
   Every membot transaction and script keeps its keys in one hash slot (``memory.keys``), so all of them are legal.
 
 Both the async client (memory stores, locks) and the synchronous client (the APScheduler job store) come from
-here, so every part of membot talks to the same deployment.
+here, so every part of membot talks to the same deployment, and both ride out Redis blips the same way
+(``bot.redis_retry.RedisResilience``): connection and timeout errors are retried with exponential backoff for a
+time budget, idle pooled connections are checked with a PING before use (so one a restart broke is replaced before
+a command is sent on it), and the read timeout outlasts the pauses membot promises to bridge (so a paused server
+delays a command instead of having it sent twice).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.cluster import ClusterNode, ClusterPipeline
 from redis.sentinel import Sentinel
+
+from bot.redis_retry import RedisResilience
 
 __all__ = [
     "RedisTarget",
@@ -171,32 +177,36 @@ class TransactionalRedisCluster(redis.RedisCluster):
         return pipe
 
 
-def async_client(url: str) -> aioredis.Redis | aioredis.RedisCluster:
+def async_client(url: str, resilience: RedisResilience | None = None) -> aioredis.Redis | aioredis.RedisCluster:
     """An asyncio client for ``REDIS_URL`` (not connected yet: the first command connects)."""
     target = parse_redis_url(url)
+    options = (resilience or RedisResilience()).client_options(sync=False)
     if target.kind == "server":
-        single: aioredis.Redis = aioredis.Redis.from_url(url)
+        single: aioredis.Redis = aioredis.Redis.from_url(url, **options)
         return single
     if target.kind == "cluster":
         nodes = [AsyncClusterNode(host, port) for host, port in target.nodes]
-        return aioredis.RedisCluster(startup_nodes=nodes, **_cluster_options(target))
+        return aioredis.RedisCluster(startup_nodes=nodes, **_cluster_options(target), **options)
     master, sentinel = _sentinel_options(target)
-    sentinels = AsyncSentinel(list(target.sentinels), sentinel_kwargs=sentinel, **master)  # type: ignore[no-untyped-call]
+    sentinel.update((resilience or RedisResilience()).sentinel_options())
+    sentinels = AsyncSentinel(list(target.sentinels), sentinel_kwargs=sentinel, **master, **options)  # type: ignore[no-untyped-call]
     client: SentinelMaster = sentinels.master_for(target.service, redis_class=SentinelMaster)
     client.sentinel_clients = list(sentinels.sentinels)
     return client
 
 
-def sync_client(url: str) -> SyncRedis:
+def sync_client(url: str, resilience: RedisResilience | None = None) -> SyncRedis:
     """A synchronous client for ``REDIS_URL`` (the APScheduler job store runs on it); close it with ``close()``."""
     target = parse_redis_url(url)
+    options = (resilience or RedisResilience()).client_options(sync=True)
     if target.kind == "server":
-        return redis.Redis.from_url(url)
+        return redis.Redis.from_url(url, **options)
     if target.kind == "cluster":
         nodes = [ClusterNode(host, port) for host, port in target.nodes]  # type: ignore[no-untyped-call]
-        return TransactionalRedisCluster(startup_nodes=nodes, **_cluster_options(target))
+        return TransactionalRedisCluster(startup_nodes=nodes, **_cluster_options(target), **options)
     master, sentinel = _sentinel_options(target)
-    sentinels = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel, **master)  # type: ignore[no-untyped-call]
+    sentinel.update((resilience or RedisResilience()).sentinel_options())
+    sentinels = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel, **master, **options)  # type: ignore[no-untyped-call]
     client: redis.Redis = sentinels.master_for(target.service)  # type: ignore[no-untyped-call]
     return client
 

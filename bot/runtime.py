@@ -26,6 +26,7 @@ from bot.audit import event_cause
 from bot.events import AgentKey, InboundMessage, OutboundReply, ReplyKind, Scope, utc_now
 from bot.llm.types import ChatMessage, ModelError
 from bot.memory_types import Fence, LockLost, RecallEntry
+from bot.outage import OutageBridge, TrackedSink
 from bot.ports import (
     ActivityLog,
     AgentLocks,
@@ -109,6 +110,7 @@ class Runtime:
         activity: ActivityLog | None = None,
         planner: HeartbeatPlanner | None = None,
         turn_timeout: float = 90.0,
+        outage: OutageBridge | None = None,
     ) -> None:
         self._agent = agent
         self._core = core
@@ -121,6 +123,7 @@ class Runtime:
         self._activity = activity
         self._planner = planner
         self._turn_timeout = turn_timeout
+        self.outage = outage  # journals messages while the memory store is unreachable (bot.outage)
 
     @asynccontextmanager
     async def agent_lock(
@@ -132,47 +135,69 @@ class Runtime:
             yield fence
 
     async def handle(self, message: InboundMessage, sink: ReplySink) -> TurnReport | None:
-        """Answer one user message. Returns None when the message was rejected or the turn failed.
+        """Answer one user message. Returns None when the message was rejected, the turn failed, or the message was
+        kept in the outage journal to be answered when the memory store is back.
 
-        Never raises, except on cancellation: a failure ends the turn inside ``_turn_boundary``.
+        Never raises, except on cancellation (and, while the journal is replayed, a store outage: the replay keeps
+        the entry): a failure ends the turn inside ``_turn_boundary``.
         """
         text = message.text.strip()
         if not text:
             await self._notify(sink, message, EMPTY_NOTICE)
             return None
+        outage = self.outage
+        if outage is not None and outage.backlogged:  # older journaled messages go first
+            await outage.hold(message, sink, self.handle, outage=False)
+            return None
+        tracked = TrackedSink(sink) if outage is not None else sink
         turn = _TurnState()
-        async with self._turn_boundary(message, sink, turn):
-            return await self._answer(message, text, sink, turn)
+        async with self._turn_boundary(message, tracked, turn):
+            return await self._answer(message, text, tracked, turn)
         return None  # the boundary ended the turn and told the user
 
     @asynccontextmanager
     async def _turn_boundary(self, message: InboundMessage, sink: ReplySink, turn: _TurnState) -> AsyncIterator[None]:
-        """The one error boundary of a user turn: any exception ends it with one notice and a log line.
+        """The one error boundary of a user turn: any exception ends it with one notice and a log line, or, when
+        the memory store is unreachable, puts the message in the outage journal (answered once the store is back).
 
-        To handle a new kind of failure, add an ``except`` clause above ``except Exception`` (most specific first)
-        that logs it and picks the notice (a module-level constant). ``turn.stored`` says whether the message
+        To handle a new kind of failure, add it to ``_failure_notice``. ``turn.stored`` says whether the message
         reached recall and the queue before the failure.
         """
-        where = {"agent": str(message.agent_key), "message_id": message.message_id, "stored": turn.stored}
         try:
             yield
-        except TurnDeadlineExceeded as exc:
+        except Exception as exc:
+            if not await self._journaled(exc, message, sink):
+                await self._notify(sink, message, self._failure_notice(exc, message, turn))
+
+    async def _journaled(self, exc: Exception, message: InboundMessage, sink: ReplySink) -> bool:
+        """Whether a store outage sent the message to the journal. While the journal is replayed the outage is
+        raised instead, so the replay keeps the entry and tries it again later."""
+        outage = self.outage
+        if outage is None or not outage.is_outage(exc):
+            return False
+        if outage.replaying:
+            raise exc
+        if not outage.covers(exc, sink):  # the user already has an answer: a replay would answer twice
+            return False
+        await outage.hold(message, sink, self.handle)
+        return True
+
+    def _failure_notice(self, exc: Exception, message: InboundMessage, turn: _TurnState) -> str:
+        """Log a failed turn and pick the notice its user gets (most specific failure first)."""
+        where = {"agent": str(message.agent_key), "message_id": message.message_id, "stored": turn.stored}
+        if isinstance(exc, TurnDeadlineExceeded):
             log.warning("turn deadline passed; turn abandoned", extra={**where, "seconds": self._turn_timeout})
             self._record_failure(exc)
-            notice = TURN_TIMEOUT_NOTICE
-        except ModelError as exc:  # counted in metrics where the model was called
+            return TURN_TIMEOUT_NOTICE
+        if isinstance(exc, ModelError):  # counted in metrics where the model was called
             log.warning("model unavailable; turn abandoned", extra={**where, "error": str(exc)[:200]})
-            notice = MODEL_DOWN_NOTICE
-        except LockLost as exc:  # another process took the agent over: this turn writes nothing more
+            return MODEL_DOWN_NOTICE
+        if isinstance(exc, LockLost):  # another process took the agent over: this turn writes nothing more
             log.warning("turn stopped: lock lost", extra={**where, "error": str(exc)[:200]})
-            notice = LOCK_LOST_NOTICE
-        except Exception as exc:
-            log.exception("turn failed", extra=where)
-            self._record_failure(exc)
-            notice = TURN_FAILED_NOTICE if turn.stored else NOT_SAVED_NOTICE
-        else:
-            return
-        await self._notify(sink, message, notice)
+            return LOCK_LOST_NOTICE
+        log.error("turn failed", extra=where, exc_info=exc)
+        self._record_failure(exc)
+        return TURN_FAILED_NOTICE if turn.stored else NOT_SAVED_NOTICE
 
     async def _answer(self, message: InboundMessage, text: str, sink: ReplySink, turn: _TurnState) -> TurnReport:
         model_text = text

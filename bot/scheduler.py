@@ -40,6 +40,7 @@ from bot.events import AgentKey, utc_now
 from bot.heartbeat import HeartbeatConfig, Heartbeats
 from bot.memory_types import heartbeat_job_id
 from bot.ports import ActivityLog, FiringGuard
+from bot.redis_retry import RedisResilience
 from bot.redis_url import SyncRedis, sync_client
 
 log = logging.getLogger(__name__)
@@ -154,17 +155,27 @@ class TolerantRedisJobStore(RedisJobStore):  # type: ignore[misc]
 
 
 def open_job_store(
-    redis_url: str, jobs_key: str, run_times_key: str, set_aside: UnreadableJob | None = None
+    redis_url: str,
+    jobs_key: str,
+    run_times_key: str,
+    set_aside: UnreadableJob | None = None,
+    resilience: RedisResilience | None = None,
 ) -> TolerantRedisJobStore:
-    """The job store on its own synchronous Redis client (APScheduler 3 stores are synchronous)."""
-    return TolerantRedisJobStore(sync_client(redis_url), jobs_key, run_times_key, set_aside)
+    """The job store on its own synchronous Redis client (APScheduler 3 stores are synchronous). APScheduler reads
+    due jobs on the event loop, so the client gets the brief retry budget (``RedisResilience.brief``)."""
+    client = sync_client(redis_url, (resilience or RedisResilience()).brief())
+    return TolerantRedisJobStore(client, jobs_key, run_times_key, set_aside)
 
 
 def read_jobs(
-    redis_url: str, jobs_key: str, run_times_key: str, set_aside: UnreadableJob | None = None
+    redis_url: str,
+    jobs_key: str,
+    run_times_key: str,
+    set_aside: UnreadableJob | None = None,
+    resilience: RedisResilience | None = None,
 ) -> list[JobInfo]:
     """Every stored job, soonest first, without running a scheduler (blocking: call it in a thread)."""
-    store = open_job_store(redis_url, jobs_key, run_times_key, set_aside)
+    store = open_job_store(redis_url, jobs_key, run_times_key, set_aside, resilience)
     try:
         return [JobInfo.of(job) for job in store.get_all_jobs()]
     finally:
@@ -214,9 +225,11 @@ class HeartbeatScheduler:
         config: HeartbeatConfig,
         poll_seconds: float | None = None,
         set_aside: UnreadableJob | None = None,
+        resilience: RedisResilience | None = None,
     ) -> None:
         self._set_aside = set_aside
         self._redis_url = redis_url
+        self._resilience = resilience
         self._jobs_key = jobs_key
         self._run_times_key = run_times_key
         self._activity = activity
@@ -243,7 +256,9 @@ class HeartbeatScheduler:
         self._executor = _GuardedExecutor(self)
         scheduler = AsyncIOScheduler(
             jobstores={
-                "default": open_job_store(self._redis_url, self._jobs_key, self._run_times_key, self._set_aside)
+                "default": open_job_store(
+                    self._redis_url, self._jobs_key, self._run_times_key, self._set_aside, self._resilience
+                )
             },
             executors={"default": self._executor},
             job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": MAX_INSTANCES},
@@ -344,7 +359,9 @@ class HeartbeatScheduler:
 
     async def jobs(self) -> list[JobInfo]:
         """Every stored job (of every process), soonest first."""
-        return await asyncio.to_thread(read_jobs, self._redis_url, self._jobs_key, self._run_times_key, self._set_aside)
+        return await asyncio.to_thread(
+            read_jobs, self._redis_url, self._jobs_key, self._run_times_key, self._set_aside, self._resilience
+        )
 
     # --- running -------------------------------------------------------------------------------------------
     async def run_firings(self, job: Job, run_times: list[datetime]) -> list[JobExecutionEvent]:

@@ -9,7 +9,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 
-from bot.app import App, build_adapters, start_heartbeats
+from bot.app import App, build_adapters, resume_journal, start_heartbeats
 from bot.deployment import Topology
 from bot.health import Check
 from bot.ops_http import OpsServer, ops_routes
@@ -86,6 +86,7 @@ async def serve(
                 tasks: dict[asyncio.Task[object], PlatformAdapter] = {
                     asyncio.create_task(a.run(), name=f"adapter:{a.platform}"): a for a in adapters
                 }
+                await resume_journal(app, adapters)  # messages a stopped process kept during a Redis outage
                 ending: list[asyncio.Task[object]] = [asyncio.create_task(stop.wait(), name="stop")]
                 if console is not None and not adapters:
                     ending.append(asyncio.ensure_future(console()))

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot.activity import parse_quiet_hours, parse_timezone
 from bot.data_dir import default_data_dir
 from bot.deployment import parse_shard_ids
+from bot.redis_retry import RedisResilience
 from bot.redis_url import parse_redis_url
 
 DEFAULT_MODELS = {"anthropic": "claude-sonnet-5-5", "openai": "gpt-5.5"}
@@ -47,6 +48,9 @@ class Settings(BaseSettings):
 
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
     redis_prefix: str = Field("membot", alias="MEMBOT_REDIS_PREFIX")
+    redis_retry_seconds: float = Field(10.0, alias="MEMBOT_REDIS_RETRY_SECONDS", ge=0)
+    redis_timeout: float = Field(15.0, alias="MEMBOT_REDIS_TIMEOUT", ge=1)  # > the outbox's 200 ms XREADGROUP BLOCK
+    redis_connect_timeout: float = Field(3.0, alias="MEMBOT_REDIS_CONNECT_TIMEOUT", gt=0)
     qdrant_url: str | None = Field(None, alias="QDRANT_URL")
     qdrant_api_key: SecretStr | None = Field(None, alias="QDRANT_API_KEY")
     data_dir: Path = Field(default_factory=default_data_dir, alias="MEMBOT_DATA_DIR")
@@ -116,6 +120,14 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
         return value.expanduser().absolute()  # messages name it; the store registration records it
+
+    def redis_resilience(self) -> RedisResilience:
+        """How the Redis clients retry and time out (``MEMBOT_REDIS_*``)."""
+        return RedisResilience(
+            retry_seconds=self.redis_retry_seconds,
+            socket_timeout=self.redis_timeout,
+            connect_timeout=self.redis_connect_timeout,
+        )
 
     @field_validator("redis_url")
     @classmethod

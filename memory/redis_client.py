@@ -11,9 +11,25 @@ from typing import TypeAlias
 
 import redis
 import redis.asyncio as aioredis
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import ClusterDownError, RedisClusterException, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from bot.outage import is_caused_by
 
 AsyncRedis: TypeAlias = aioredis.Redis | aioredis.RedisCluster
 SyncRedis: TypeAlias = redis.Redis | redis.RedisCluster  # the heartbeat job store's (APScheduler 3 is synchronous)
 ANY_REDIS_ERROR: tuple[type[Exception], ...] = (RedisError, RedisClusterException, OSError)
 """Errors of an unreachable Redis (redis-py's cluster errors are not all ``RedisError``)."""
+REDIS_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    RedisConnectionError,  # also MasterNotFoundError (no Sentinel names a master) and a failed-over master
+    RedisTimeoutError,
+    ClusterDownError,
+    ConnectionError,  # the builtin one: refused, reset, aborted
+)
+"""Errors that mean Redis is unreachable (its client's retries are spent), as opposed to a bad command or a bug."""
+
+
+def is_redis_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from) means Redis is unreachable."""
+    return is_caused_by(exc, REDIS_OUTAGE_ERRORS)
