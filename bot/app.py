@@ -129,7 +129,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
         outbox = RecallOutbox(redis, keys)
         counts = MemoryCounts(redis, keys)
         recall = QdrantRecallMemory(qdrant.client, qdrant.recall_collection, embedder, outbox=outbox, counts=counts)
-        indexer = RecallIndexer(outbox, recall.index, exclusive=qdrant.embedded)
+        indexer = RecallIndexer(outbox, recall.index, exclusive=qdrant.embedded, discard=recall.discard)
         try:
             await counts.ensure_counted(
                 qdrant.client, {"recall": qdrant.recall_collection, "archival": qdrant.archival_collection}

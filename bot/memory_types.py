@@ -191,6 +191,7 @@ class AuditKind(StrEnum):
     RESET = "reset"
     IMPORT = "import"
     ERASE = "erase"
+    FORGET = "forget"  # what a forget touched, in counts per store (never the text)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ PRIVATE context (a DM, the console) it returns everything of that agent.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -23,6 +23,7 @@ from bot.memory_types import (
     InsertResult,
     ProactivePrefs,
     RecallEntry,
+    SearchHit,
     SearchPage,
 )
 
@@ -108,6 +109,11 @@ class CoreMemory(Protocol):
         return (blocks removed, new version)."""
         ...
 
+    async def remove_lines(self, agent: AgentKey, label: str, lines: Sequence[str], *, cause: str) -> int:
+        """Remove the lines of block ``label`` equal to one of ``lines`` (whole lines, private mark included; never
+        part of a longer line); return how many lines were removed (0: none matched)."""
+        ...
+
     async def scrub(self, agent: AgentKey, lines: Sequence[tuple[str, str]]) -> int:
         """Remove these (label, line) lines from every kept version; return how many versions changed."""
         ...
@@ -166,6 +172,11 @@ class WorkingMemory(Protocol):
 
     async def set_pressure_alerted(self, agent: AgentKey) -> None: ...
 
+    async def rewrite(self, agent: AgentKey, redact: Callable[[str], str]) -> int:
+        """Pass every queued message's texts and both summaries through ``redact`` and store what changed, at once;
+        return how many texts changed (forget uses it)."""
+        ...
+
     async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
         """Every stored item of this agent as JSON-ready dicts (for export)."""
         ...
@@ -200,6 +211,10 @@ class RecallMemory(Protocol):
 
     async def delete(self, agent: AgentKey, ids: Sequence[str]) -> int:
         """Delete this agent's entries with these ids (others' ids are ignored); return how many."""
+        ...
+
+    async def waiting(self, agent: AgentKey, context_scope: Scope = Scope.PRIVATE) -> list[SearchHit]:
+        """The agent's messages stored but not yet searchable (``id`` is the id they will have)."""
         ...
 
 

@@ -169,6 +169,21 @@ class RedisCoreMemory:
         detail = {"private": private}
         return await self._run("mark", agent, label, "mark", unmarked(line), flag, AuditKind.CORE_MARK, cause, detail)
 
+    async def remove_lines(self, agent: AgentKey, label: str, lines: Sequence[str], *, cause: str) -> int:
+        """Remove the lines of ``label`` equal to one of ``lines`` (whole lines, mark included; a longer line that
+        contains one is kept). Return how many lines were removed (0 when none matched or the block is missing)."""
+        wanted = [line for line in lines if line and "\n" not in line]
+        if not wanted:
+            return 0
+        before = next((b for b in await self.blocks(agent) if b.label == label), None)
+        if before is None:
+            return 0
+        try:
+            await self._run("forget", agent, label, "drop_lines", "\n".join(wanted), "", AuditKind.CORE_REPLACE, cause)
+        except MemoryEditError:
+            return 0
+        return sum(1 for line in before.value.split("\n") if line in set(wanted))
+
     async def _run(
         self,
         function: str,

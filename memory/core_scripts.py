@@ -70,6 +70,16 @@ local function replace_public(text, old, new, mark)
   return table.concat(out, '\n'), found
 end
 
+-- Remove the lines equal to one of ``targets`` (newline-separated): whole lines only.
+local function drop_lines(text, targets)
+  local wanted, kept, found = {}, {}, 0
+  for _, line in ipairs(split_lines(targets)) do wanted[line] = true end
+  for _, line in ipairs(split_lines(text)) do
+    if wanted[line] then found = found + 1 else kept[#kept + 1] = line end
+  end
+  return table.concat(kept, '\n'), found
+end
+
 local function set_mark(text, base, private, mark)
   local lines, found = split_lines(text), 0
   for i, line in ipairs(lines) do
@@ -117,8 +127,9 @@ local function record(tail, label, audit)
 end
 """
 
-# ARGV: op (append | replace | replace_public | mark), label, first, second, default limit, private mark, tail.
-# mark: first is the line without its mark, second '1' (mark private) or '0' (unmark).
+# ARGV: op (append | replace | replace_public | mark | drop_lines), label, first, second, default limit, private
+# mark, tail. mark: first is the line without its mark, second '1' (mark private) or '0' (unmark). drop_lines:
+# first is the exact lines to remove, newline-separated.
 # Returns {"ok", new value, limit, version ('0': nothing changed)} | {"missing", labels...} | {"notfound"}
 #       | {"toolong", chars, limit}.
 EDIT = (
@@ -140,6 +151,8 @@ elseif op == 'replace' then
   new, found = plain_replace(current, ARGV[3], ARGV[4])
 elseif op == 'replace_public' then
   new, found = replace_public(current, ARGV[3], ARGV[4], ARGV[6])
+elseif op == 'drop_lines' then
+  new, found = drop_lines(current, ARGV[3])
 else
   new, found = set_mark(current, ARGV[3], ARGV[4] == '1', ARGV[6])
 end

@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 Kind = Literal["recall", "archival"]
 _PAGE = 1000
 
-# KEYS: the agent's counts hash. ARGV: field, change pairs. Never below zero.
+# KEYS: the agent's counts hash. ARGV: field, change pairs. Never below zero; lowering a missing (zero) count does
+# nothing, so a late delete after an erase leaves no key behind.
 _ADD = """
+if tonumber(ARGV[2]) < 0 and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 for i = 1, #ARGV, 2 do
   if redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) < 0 then
     redis.call('HSET', KEYS[1], ARGV[i], 0)

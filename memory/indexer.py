@@ -6,6 +6,16 @@ that stops mid-batch loses nothing: its claimed entries are claimed again, by it
 the only process (embedded Qdrant) or by any process after ``lease_seconds``. Point ids are deterministic, so an
 entry indexed twice is stored once. A batch that keeps failing is retried entry by entry; an entry that still
 keeps failing while others index fine goes to the dead-letter stream, where ``membot doctor`` reports it.
+
+Erased and forgotten entries are never written back (``_try_index``). An erase (``RecallOutbox.erase``, one
+script) moves the agent's epoch on and removes its entries from Redis; the agent's points are then deleted from
+Qdrant. An indexer of any process may hold such an entry: claimed before the erase, even embedded. So it checks
+the entries' epochs (and forgotten point ids) twice: right before indexing, dropping stale entries, and right after
+the upsert, deleting again what it wrote (``discard``) when an erase came in between. Why that is enough: if the
+erase's script ran before the second check, the check sees it and deletes the points; if it ran after, the upsert
+had finished (``wait=True``) before the erase deleted the agent's points from Qdrant, so that delete removes them.
+Either way no erased entry stays. A failed ``discard`` fails the attempt: the retry finds the entries stale at
+the first check and discards them again (deleting by id is idempotent).
 """
 
 from __future__ import annotations
@@ -30,6 +40,10 @@ POISON_ROUNDS = 3  # lease rounds an entry may fail alone (while others index fi
 IndexBatch = Callable[[Sequence[RecallEntry]], Awaitable[None]]
 
 
+async def _nothing_to_discard(entries: Sequence[RecallEntry]) -> None:
+    return None
+
+
 @dataclass
 class IndexerStats:
     indexed: int = 0
@@ -47,6 +61,7 @@ class RecallIndexer:
         index: IndexBatch,
         *,
         exclusive: bool,
+        discard: IndexBatch = _nothing_to_discard,
         batch_size: int = 64,
         lease_seconds: float = 60.0,
         max_attempts: int = 4,
@@ -55,6 +70,7 @@ class RecallIndexer:
     ) -> None:
         self._outbox = outbox
         self._index = index
+        self._discard = discard  # deletes what ``index`` wrote for these entries (points, counts, pointers)
         self._exclusive = exclusive
         self._batch_size = batch_size
         self._lease_ms = int(lease_seconds * 1000)
@@ -166,7 +182,15 @@ class RecallIndexer:
 
     async def _try_index(self, items: list[OutboxItem]) -> bool:
         try:
-            await self._index([item.entry for item in items if item.entry is not None])
+            stale = await self._outbox.stale(items)  # erased or forgotten since they were stored: not written
+            if stale:
+                await self._discard([i.entry for i in items if i.stream_id in stale and i.entry is not None])
+            live = [item for item in items if item.stream_id not in stale]
+            if live:
+                await self._index([item.entry for item in live if item.entry is not None])
+                erased = await self._outbox.stale(live)  # an erase ran while this batch was being indexed
+                if erased:
+                    await self._discard([i.entry for i in live if i.stream_id in erased and i.entry is not None])
         except Exception as exc:  # any store or embedder failure: retried, never dropped
             self.stats.failures += 1
             log.warning("recall indexing failed", extra={"error": type(exc).__name__, "count": len(items)})

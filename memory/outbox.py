@@ -8,7 +8,14 @@ scripts stay legal on a Redis Cluster:
   group ``indexers``, so several processes share the work and an entry a stopped process had claimed is claimed
   again by another (``XAUTOCLAIM``) instead of being lost;
 - a hash agent key → entries not yet indexed, which searches wait on and counts add in;
-- a dead-letter stream for entries that could not be indexed after retries (kept, never dropped).
+- a dead-letter stream for entries that could not be indexed after retries (kept, never dropped);
+- erase epochs (a hash, agent digest -> number of erases) and forgotten point ids (a sorted set by time).
+
+Erase and forget are final, also for entries not yet indexed: ``erase`` removes every entry of the agent from the
+stream (claimed or not, in any process), its pending count and its dead letters in ONE script, and moves the agent's
+epoch on. Every entry carries the epoch it was stored under (field ``g``), so an indexer that had already claimed
+or embedded an erased entry finds it stale (``stale``) and writes nothing, or deletes what it just wrote: see
+``memory.indexer.RecallIndexer`` for the race. ``forget`` does the same for single messages by their point ids.
 
 Per agent, it also keeps the latest indexed message of each channel (time and point id), so indexing the next
 one can mix in its vector without searching the collection.
@@ -17,6 +24,7 @@ one can mix in its vector without searching the collection.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -28,11 +36,90 @@ from redis.exceptions import ResponseError
 
 from bot.events import AgentKey, Scope
 from bot.memory_types import RecallEntry
+from memory.indexing import recall_point_id
 from memory.keys import RedisKeys
 from memory.redis_client import AsyncRedis
 from memory.search import from_rfc3339, to_rfc3339
 
 GROUP = "indexers"
+FORGOTTEN_KEPT_SECONDS = 7 * 86400  # how long a forgotten point id is refused (an indexer stalled longer is not)
+_SCAN = 500
+
+# KEYS: stream, pending hash, epochs hash. ARGV: (agent, agent digest, entry JSON) triples. Stores each entry with
+# its agent's current erase epoch and counts it as pending.
+_PUT = """
+for i = 1, #ARGV, 3 do
+  local epoch = redis.call('HGET', KEYS[3], ARGV[i + 1]) or '0'
+  redis.call('XADD', KEYS[1], '*', 'a', ARGV[i], 'e', ARGV[i + 2], 'g', epoch)
+  redis.call('HINCRBY', KEYS[2], ARGV[i], 1)
+end
+return #ARGV / 3
+"""
+
+# KEYS: stream, pending hash, dead-letter stream, epochs hash. ARGV: group, agent, agent digest.
+# Moves the agent's epoch on, then acknowledges and deletes every entry of the agent in the stream (claimed by an
+# indexer or not) and in the dead letters, and drops its pending count: all at once, so no entry of the agent
+# stored before the erase is left anywhere, and every one an indexer still holds is stale. Returns entries removed.
+_ERASE = """
+redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
+local removed = 0
+for _, key in ipairs({KEYS[1], KEYS[3]}) do
+  local start = '-'
+  while true do
+    local rows = redis.call('XRANGE', key, start, '+', 'COUNT', 500)
+    for _, row in ipairs(rows) do
+      local fields = row[2]
+      for i = 1, #fields, 2 do
+        if fields[i] == 'a' then
+          if fields[i + 1] == ARGV[2] then
+            if key == KEYS[1] then redis.pcall('XACK', key, ARGV[1], row[1]) end
+            removed = removed + redis.call('XDEL', key, row[1])
+          end
+          break
+        end
+      end
+    end
+    if #rows < 500 then break end
+    start = '(' .. rows[#rows][1]
+  end
+end
+redis.call('HDEL', KEYS[2], ARGV[2])
+return removed
+"""
+
+# KEYS: stream, pending hash, dead-letter stream, forgotten set. ARGV: group, agent, now, oldest kept, number of
+# point ids p, the p point ids, number of stream ids n, the n stream ids, then dead-letter ids. Records the point
+# ids as forgotten (dropping records older than kept) and removes the entries, lowering the pending count.
+_FORGET = """
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[4])
+local p = tonumber(ARGV[5])
+for i = 6, 5 + p do redis.call('ZADD', KEYS[4], ARGV[3], ARGV[i]) end
+local at = 6 + p
+local n = tonumber(ARGV[at])
+local removed = 0
+for i = at + 1, at + n do
+  redis.pcall('XACK', KEYS[1], ARGV[1], ARGV[i])
+  if redis.call('XDEL', KEYS[1], ARGV[i]) == 1 then
+    removed = removed + 1
+    if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
+  end
+end
+for i = at + n + 1, #ARGV do removed = removed + redis.call('XDEL', KEYS[3], ARGV[i]) end
+return removed
+"""
+
+# KEYS: one agent's latest-message hash. ARGV: point ids. Drops the channels whose latest message is one of them.
+_UNSET_LATEST = """
+local flat = redis.call('HGETALL', KEYS[1])
+local gone = {}
+for i = 1, #ARGV do gone[ARGV[i]] = true end
+local removed = 0
+for i = 1, #flat, 2 do
+  local id = string.match(flat[i + 1], '|(.*)$')
+  if id and gone[id] then removed = removed + redis.call('HDEL', KEYS[1], flat[i]) end
+end
+return removed
+"""
 
 # KEYS: stream, pending hash. ARGV: group, then stream id / agent pairs. Acks and deletes the entries and lowers
 # each agent's pending count, dropping the field at zero (an erased user leaves no trace here).
@@ -106,10 +193,17 @@ class OutboxItem:
     agent: str
     entry: RecallEntry | None
     raw: str
+    epoch: int = 0  # the agent's erase epoch when the entry was stored
+    raw_stream: str = ""  # the stream key it was read from (the outbox, or the dead letters)
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def agent_digest(agent: str) -> str:
+    """The epochs hash's field for an agent: a digest, so the hash names no one."""
+    return hashlib.sha256(agent.encode()).hexdigest()[:32]
 
 
 class RecallOutbox:
@@ -120,9 +214,15 @@ class RecallOutbox:
         self._stream = keys.recall_outbox()
         self._pending = keys.recall_outbox_pending()
         self._dead = keys.recall_outbox_dead()
+        self._epochs = keys.recall_outbox_epochs()
+        self._forgotten = keys.recall_forgotten()
         self._keys = keys
         self._ack = redis.register_script(_ACK)
         self._set_latest = redis.register_script(_SET_LATEST)
+        self._put = redis.register_script(_PUT)
+        self._erase = redis.register_script(_ERASE)
+        self._forget = redis.register_script(_FORGET)
+        self._unset_latest = redis.register_script(_UNSET_LATEST)
 
     async def ensure_group(self) -> None:
         """Create the consumer group (and the stream) if missing."""
@@ -133,14 +233,13 @@ class RecallOutbox:
                 raise
 
     async def put(self, entries: Sequence[RecallEntry]) -> None:
-        """Store entries for indexing, atomically with their agents' pending counts."""
+        """Store entries for indexing, atomically with their agents' pending counts and current erase epochs."""
         if not entries:
             return
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for entry in entries:
-                pipe.xadd(self._stream, {"a": str(entry.agent), "e": entry_to_json(entry)})
-                pipe.hincrby(self._pending, str(entry.agent), 1)
-            await pipe.execute()
+        args: list[str] = []
+        for entry in entries:
+            args.extend((str(entry.agent), agent_digest(str(entry.agent)), entry_to_json(entry)))
+        await self._put(keys=[self._stream, self._pending, self._epochs], args=args)
 
     async def pending(self, agent: AgentKey) -> int:
         """Entries of ``agent`` stored but not yet indexed (across all processes)."""
@@ -228,18 +327,74 @@ class RecallOutbox:
             await self._set_latest(keys=[self._keys.recall_latest(agent)], args=args)
 
     async def erase(self, agent: AgentKey) -> int:
-        """Remove ``agent``'s dead letters and channel pointers (its live entries are indexed and erased first)."""
+        """Remove every entry of ``agent`` (waiting, claimed by any indexer, or dead letters) and its channel
+        pointers, and make every entry an indexer still holds stale; return the entries removed."""
+        removed = int(
+            await self._erase(
+                keys=[self._stream, self._pending, self._dead, self._epochs],
+                args=[GROUP, str(agent), agent_digest(str(agent))],
+            )
+        )
         await self._redis.delete(self._keys.recall_latest(agent))
-        removed = 0
-        last = "-"
-        while True:
-            rows: Any = await self._redis.xrange(self._dead, min=last, count=500)
-            mine = [_text(sid) for sid, fields in rows if self._item(sid, fields).agent == str(agent)]
-            if mine:
-                removed += int(await self._redis.xdel(self._dead, *mine))
-            if len(rows) < 500:
-                return removed
-            last = "(" + _text(rows[-1][0])
+        return removed
+
+    async def entries_of(self, agent: AgentKey) -> list[RecallEntry]:
+        """The agent's entries not indexed: waiting, being indexed, or dead letters (for forget to find them)."""
+        return [item.entry for item in await self._items_of(agent) if item.entry is not None]
+
+    async def forget(self, agent: AgentKey, point_ids: Sequence[str]) -> int:
+        """Refuse these recall point ids to every indexer from now on, and remove the agent's entries that would
+        become them (waiting, claimed, or dead letters); return the entries removed."""
+        if not point_ids:
+            return 0
+        wanted = set(point_ids)
+        live: list[str] = []
+        dead: list[str] = []
+        for item in await self._items_of(agent):
+            if item.entry is not None and recall_point_id(item.entry) in wanted:
+                (dead if item.raw_stream == self._dead else live).append(item.stream_id)
+        now = time.time()
+        args: list[str | float | int] = [GROUP, str(agent), now, now - FORGOTTEN_KEPT_SECONDS, len(wanted), *wanted]
+        args.extend([len(live), *live, *dead])
+        return int(await self._forget(keys=[self._stream, self._pending, self._dead, self._forgotten], args=args))
+
+    async def stale(self, items: Sequence[OutboxItem]) -> set[str]:
+        """Stream ids of ``items`` an indexer must not write: erased since they were stored, or forgotten."""
+        readable = [item for item in items if item.entry is not None]
+        if not readable:
+            return set()
+        agents = sorted({item.agent for item in readable})
+        ids = [recall_point_id(item.entry) for item in readable if item.entry is not None]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self._epochs, [agent_digest(agent) for agent in agents])
+            pipe.zmscore(self._forgotten, ids)
+            epochs_raw, forgotten = await pipe.execute()
+        epochs = {agent: int(raw or 0) for agent, raw in zip(agents, epochs_raw, strict=True)}
+        return {
+            item.stream_id
+            for item, score in zip(readable, forgotten, strict=True)
+            if item.epoch < epochs[item.agent] or score is not None
+        }
+
+    async def unset_latest(self, agent: AgentKey, point_ids: Sequence[str]) -> None:
+        """Drop the agent's channel pointers that point at these (deleted) points."""
+        if point_ids:
+            await self._unset_latest(keys=[self._keys.recall_latest(agent)], args=list(point_ids))
+
+    async def _items_of(self, agent: AgentKey) -> list[OutboxItem]:
+        found: list[OutboxItem] = []
+        for key in (self._stream, self._dead):
+            start = "-"
+            while True:
+                rows: Any = await self._redis.xrange(key, min=start, count=_SCAN)
+                for sid, fields in rows:
+                    item = self._item(sid, fields, key)
+                    if item.agent == str(agent):
+                        found.append(item)
+                if len(rows) < _SCAN:
+                    break
+                start = "(" + _text(rows[-1][0])
+        return found
 
     async def close_consumer(self, consumer: str) -> None:
         """Forget ``consumer`` if it has nothing pending (deleting one with pending entries would orphan them)."""
@@ -251,11 +406,12 @@ class RecallOutbox:
             pass
 
     @staticmethod
-    def _item(stream_id: bytes | str, fields: dict[Any, Any]) -> OutboxItem:
+    def _item(stream_id: bytes | str, fields: dict[Any, Any], stream: str = "") -> OutboxItem:
         values = {_text(k): _text(v) for k, v in fields.items()}
         raw = values.get("e", "")
         try:
             entry: RecallEntry | None = entry_from_json(raw)
         except (ValueError, KeyError, TypeError):
             entry = None
-        return OutboxItem(_text(stream_id), values.get("a", ""), entry, raw)
+        epoch = int(values["g"]) if values.get("g", "").isdigit() else 0
+        return OutboxItem(_text(stream_id), values.get("a", ""), entry, raw, epoch, stream)
