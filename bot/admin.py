@@ -8,7 +8,7 @@ and private marks are in ``bot.repair``. Who may call what is decided before, by
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,12 +16,13 @@ from typing import Any
 
 from bot.chunking import chunk_text
 from bot.events import AgentKey, Scope
-from bot.memory_types import ArchivalEntry, AuditEntry, AuditKind, Block, SearchHit
+from bot.memory_types import ArchivalEntry, AuditEntry, AuditKind, Block, SearchHit, SearchPage
 from bot.ports import ActivityLog, ArchivalMemory, AuditLog, CoreMemory, RecallMemory, Throttle, WorkingMemory
 from bot.privacy import hidden_count, visible_blocks, visible_lines
 from bot.redaction import Redactor
 
 EXPORT_FORMAT = "membot-export/1"
+FORGET_PAGES = 10  # search pages of 5 a forget looks through, per store
 
 
 class UnknownAgent(LookupError):
@@ -230,11 +231,11 @@ class MemoryAdmin:
                 for line in dict.fromkeys(visible_lines(block.value.splitlines(), scope))
                 if needle in line.lower()
             )
-        waiting = [hit for hit in await self._recall.waiting(agent, scope) if _mentions(hit.text, needle)]
-        recall = await self._recall.search(agent, query, 0, scope)
-        archival = await self._archival.search(agent, query, 0, scope)
+        waiting = await self._recall.waiting(agent, scope)
+        recall = await _all_pages(self._recall.search, agent, query, scope)
+        archival = await _all_pages(self._archival.search, agent, query, scope)
         seen: set[str] = set()
-        for store, hits in (("recall", [*recall.hits, *waiting]), ("archival", archival.hits)):
+        for store, hits in (("recall", [*recall, *waiting]), ("archival", archival)):
             for hit in hits:
                 if hit.id not in seen and _mentions(hit.text, needle):
                     seen.add(hit.id)
@@ -280,6 +281,19 @@ class MemoryAdmin:
                 removed["queue_and_summary_texts"] = await self._working.rewrite(agent, redact)
                 await self.audit.record(agent, AuditEntry(AuditKind.FORGET, cause, detail={"removed": removed}))
         return sum(count for store, count in removed.items() if store != "queue_and_summary_texts")
+
+
+async def _all_pages(
+    search: Callable[[AgentKey, str, int, Scope], Awaitable[SearchPage]], agent: AgentKey, query: str, scope: Scope
+) -> list[SearchHit]:
+    """Every hit a search gives (at most ``FORGET_PAGES`` pages): forget must not stop at the first five."""
+    hits: list[SearchHit] = []
+    for number in range(FORGET_PAGES):
+        page = await search(agent, query, number, scope)
+        hits.extend(page.hits)
+        if number + 1 >= page.pages:
+            break
+    return hits
 
 
 def _mentions(text: str, query: str) -> bool:

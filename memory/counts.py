@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 Kind = Literal["recall", "archival"]
 _PAGE = 1000
 
-# KEYS: the agent's counts hash. ARGV: field, change pairs. Never below zero; lowering a missing (zero) count does
-# nothing, so a late delete after an erase leaves no key behind.
+# KEYS: the agent's counts hash. ARGV: field, change pairs. Never below zero; a hash of zeros is deleted (a missing
+# number is zero), so a late delete after an erase leaves no key behind.
 _ADD = """
 if tonumber(ARGV[2]) < 0 and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 for i = 1, #ARGV, 2 do
@@ -36,6 +36,10 @@ for i = 1, #ARGV, 2 do
     redis.call('HSET', KEYS[1], ARGV[i], 0)
   end
 end
+for _, value in ipairs(redis.call('HVALS', KEYS[1])) do
+  if tonumber(value) > 0 then return 1 end
+end
+redis.call('DEL', KEYS[1])
 return 1
 """
 
