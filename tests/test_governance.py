@@ -52,7 +52,8 @@ async def test_every_write_of_a_turn_is_audited_with_the_message_that_caused_it(
     insert, append, init = items
     assert insert.entry.detail["scope"] == "private" and insert.entry.detail["source"] == "agent"
     assert "Pixel" not in str(insert.as_dict()), "the trail holds ids, not memory text"
-    assert append.entry.version == 2 and append.change_lines() == ["+ human: [private] Name: Ann"], "learned in a DM: private"
+    assert append.entry.version == 2
+    assert append.change_lines() == ["+ human: [private] Name: Ann"], "learned in a DM: private"
     assert init.entry.version == 1 and any(line.startswith("+ persona:") for line in init.change_lines())
     assert "v2 core_append human" in append.headline and append.headline.endswith("by event:slack:m-1")
 
