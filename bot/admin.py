@@ -118,6 +118,15 @@ class MemoryAdmin:
             return
         await self.require(agent)
 
+    async def remains(self, agent: AgentKey) -> dict[str, int]:
+        """What is kept of an agent whose memory was reset or erased: core versions and audit entries (UnknownAgent
+        when nothing at all is stored)."""
+        await self.require_any(agent)
+        return {
+            "core_versions": len(await self.core.versions(agent)),
+            "audit_entries": len(await self.audit.export(agent)),
+        }
+
     async def show(self, agent: AgentKey, scope: Scope = Scope.PRIVATE) -> MemoryView:
         """The agent's memory as a context of ``scope`` may show it (counts are always totals)."""
         await self.require(agent)
