@@ -82,10 +82,19 @@ class CoreMemory(Protocol):
         ...
 
     async def replace(
-        self, agent: AgentKey, label: str, old: str, new: str, *, cause: str, public_only: bool = False
+        self,
+        agent: AgentKey,
+        label: str,
+        old: str,
+        new: str,
+        *,
+        cause: str,
+        public_only: bool = False,
+        private: bool = False,
     ) -> Block:
         """Replace ``old`` with ``new``; raise MemoryEditError (missing label/text, limit exceeded).
-        ``public_only`` leaves private lines untouched (an edit made where they are not shown)."""
+        ``public_only`` leaves private lines untouched (an edit made where they are not shown); ``private`` marks
+        the lines the edit changed private (an edit made in a DM)."""
         ...
 
     async def mark(self, agent: AgentKey, label: str, line: str, private: bool, *, cause: str) -> Block:

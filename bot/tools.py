@@ -113,10 +113,19 @@ class MemoryFunctions:
         block = await ctx.core.append(ctx.agent, label, content, cause=ctx.cause, private=_private(ctx, private))
         return f"Appended to '{label}' ({block.chars}/{block.limit} characters used)."
 
-    async def core_memory_replace(self, label: str, old_content: str, new_content: str) -> str:
+    async def core_memory_replace(
+        self, label: str, old_content: str, new_content: str, private: bool | None = None
+    ) -> str:
         ctx = self._ctx
+        public_only = ctx.scope is Scope.PUBLIC
         block = await ctx.core.replace(
-            ctx.agent, label, old_content, new_content, cause=ctx.cause, public_only=ctx.scope is Scope.PUBLIC
+            ctx.agent,
+            label,
+            old_content,
+            new_content,
+            cause=ctx.cause,
+            public_only=public_only,
+            private=_private(ctx, private),
         )
         return f"Replaced in '{label}' ({block.chars}/{block.limit} characters used)."
 

@@ -151,16 +151,25 @@ class RedisCoreMemory:
         return await self._run("core_memory_append", agent, label, "append", text, "", AuditKind.CORE_APPEND, cause)
 
     async def replace(
-        self, agent: AgentKey, label: str, old: str, new: str, *, cause: str, public_only: bool = False
+        self,
+        agent: AgentKey,
+        label: str,
+        old: str,
+        new: str,
+        *,
+        cause: str,
+        public_only: bool = False,
+        private: bool = False,
     ) -> Block:
         """Replace every occurrence of ``old`` with ``new`` (an empty ``new`` deletes the text). ``public_only``
-        (edits made in a public context) leaves private lines untouched."""
+        (edits made in a public context) leaves private lines untouched; ``private`` marks every line the edit
+        changed private (edits made in a DM)."""
         if not old:
             raise MemoryEditError(
                 f"core_memory_replace failed: old text is empty. Copy the exact text to change from block "
                 f"'{label}' and try again."
             )
-        op = "replace_public" if public_only else "replace"
+        op = ("replace_public" if public_only else "replace") + ("_mark" if private else "")
         return await self._run("core_memory_replace", agent, label, op, old, new, AuditKind.CORE_REPLACE, cause)
 
     async def mark(self, agent: AgentKey, label: str, line: str, private: bool, *, cause: str) -> Block:

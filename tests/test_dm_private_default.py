@@ -21,14 +21,19 @@ DM_FACTS = ("Quill", "asthma")
 
 
 def with_sharing(brain: Brain):  # type: ignore[no-untyped-def]
-    """``share: X`` → core_memory_append(human, X, private=false) (the user said it may be shared)."""
+    """The brain, and: ``share: X`` → core_memory_append(human, X, private=false) (the user said it may be shared);
+    ``change: OLD => NEW`` → core_memory_replace(human, OLD, NEW)."""
 
     def handler(request: ObservedRequest) -> ScriptedReply:
         last = request.messages[-1]
-        if last["role"] == "user" and user_text(last["content"]).lower().startswith("share:"):
-            fact = user_text(last["content"]).split(":", 1)[1].strip()
-            args = {"label": "human", "content": fact, "private": False, "request_heartbeat": True}
-            return ScriptedReply(tool_calls=[("core_memory_append", args)])
+        said = user_text(last["content"]) if last["role"] == "user" else ""
+        if said.lower().startswith("share:"):
+            args = {"label": "human", "content": said.split(":", 1)[1].strip(), "private": False}
+            return ScriptedReply(tool_calls=[("core_memory_append", {**args, "request_heartbeat": True})])
+        if said.lower().startswith("change:"):
+            old, new = (part.strip() for part in said.split(":", 1)[1].split("=>"))
+            args = {"label": "human", "old_content": old, "new_content": new, "request_heartbeat": True}
+            return ScriptedReply(tool_calls=[("core_memory_replace", args)])
         return brain(request)
 
     return handler
@@ -99,7 +104,20 @@ async def test_a_dm_fact_never_reaches_a_channel_prompt_search_or_public_view(ap
 
 def test_the_model_is_told_the_default() -> None:
     spec = {s.name: s for s in tool_specs()}
-    for name in ("core_memory_append", "archival_memory_insert"):
+    for name in ("core_memory_append", "core_memory_replace", "archival_memory_insert"):
         private = spec[name].parameters["properties"]["private"]
-        assert "direct message is private" in private["description"] and private.get("default") is None
+        assert "direct message" in private["description"] and private.get("default") is None
         assert "private" not in spec[name].parameters["required"]
+
+
+async def test_a_public_line_changed_in_a_dm_becomes_private(app: App, llm: ScriptedLLMServer) -> None:
+    assert app.runtime is not None
+    sink = RecordingSink()
+    await app.runtime.handle(
+        slack_said("change: Runs the book club => Runs the book club, owes it 300 EUR", dm=True), sink
+    )
+    human = {b.label: b.value for b in await app.stores.core.blocks(ANN)}["human"]
+    assert "\n[private] Runs the book club, owes it 300 EUR" in human
+    before = len(llm.requests)
+    await app.runtime.handle(slack_said("hello all", dm=False), sink)
+    assert "300 EUR" not in llm.requests[before].system
