@@ -14,8 +14,10 @@ the entries' epochs (and forgotten point ids) twice: right before indexing, drop
 the upsert, deleting again what it wrote (``discard``) when an erase came in between. Why that is enough: if the
 erase's script ran before the second check, the check sees it and deletes the points; if it ran after, the upsert
 had finished (``wait=True``) before the erase deleted the agent's points from Qdrant, so that delete removes them.
-Either way no erased entry stays. A failed ``discard`` fails the attempt: the retry finds the entries stale at
-the first check and discards them again (deleting by id is idempotent).
+Either way no erased entry stays; this relies on every erase and forget changing Redis before it deletes from
+Qdrant (``QdrantRecallMemory.erase`` and ``delete`` do). A failed ``discard`` fails the attempt: the retry finds the
+entries stale at the first check and discards them again (deleting by id is idempotent). The app passes
+``QdrantRecallMemory.discard``; without one, only the first check is made.
 """
 
 from __future__ import annotations
@@ -136,6 +138,10 @@ class RecallIndexer:
 
     async def _process(self, items: list[OutboxItem]) -> None:
         unreadable = [item for item in items if item.entry is None]
+        if unreadable:  # kept as dead letters, unless their agent was erased meanwhile
+            erased = await self._outbox.stale(unreadable)
+            await self._outbox.ack([item for item in unreadable if item.stream_id in erased])
+            unreadable = [item for item in unreadable if item.stream_id not in erased]
         if unreadable:
             log.warning("unreadable recall outbox entries moved to dead letters", extra={"count": len(unreadable)})
             await self._outbox.bury(unreadable, "unreadable entry")

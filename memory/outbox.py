@@ -360,21 +360,20 @@ class RecallOutbox:
 
     async def stale(self, items: Sequence[OutboxItem]) -> set[str]:
         """Stream ids of ``items`` an indexer must not write: erased since they were stored, or forgotten."""
-        readable = [item for item in items if item.entry is not None]
-        if not readable:
+        if not items:
             return set()
-        agents = sorted({item.agent for item in readable})
-        ids = [recall_point_id(item.entry) for item in readable if item.entry is not None]
+        agents = sorted({item.agent for item in items})
+        readable = [item for item in items if item.entry is not None]
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hmget(self._epochs, [agent_digest(agent) for agent in agents])
-            pipe.zmscore(self._forgotten, ids)
-            epochs_raw, forgotten = await pipe.execute()
+            if readable:
+                pipe.zmscore(self._forgotten, [recall_point_id(i.entry) for i in readable if i.entry is not None])
+            epochs_raw, *forgotten = await pipe.execute()
         epochs = {agent: int(raw or 0) for agent, raw in zip(agents, epochs_raw, strict=True)}
-        return {
-            item.stream_id
-            for item, score in zip(readable, forgotten, strict=True)
-            if item.epoch < epochs[item.agent] or score is not None
-        }
+        gone = {item.stream_id for item in items if item.epoch < epochs[item.agent]}
+        if readable:
+            gone.update(item.stream_id for item, score in zip(readable, forgotten[0], strict=True) if score is not None)
+        return gone
 
     async def unset_latest(self, agent: AgentKey, point_ids: Sequence[str]) -> None:
         """Drop the agent's channel pointers that point at these (deleted) points."""
