@@ -310,6 +310,10 @@ class RecallOutbox:
     def dead_letter_key(self) -> str:
         return self._dead
 
+    @property
+    def stream_key(self) -> str:
+        return self._stream
+
     async def latest(self, agent: AgentKey, channel: str) -> tuple[datetime, str] | None:
         """Time and point id of the latest indexed message of ``agent`` in ``channel``, if known."""
         raw = await self._redis.hget(self._keys.recall_latest(agent), channel)
