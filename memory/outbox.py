@@ -36,6 +36,7 @@ from redis.exceptions import ResponseError
 
 from bot.events import AgentKey, Scope
 from bot.memory_types import RecallEntry
+from memory import outbox_scripts
 from memory.indexing import recall_point_id
 from memory.keys import RedisKeys
 from memory.redis_client import AsyncRedis
@@ -44,82 +45,6 @@ from memory.search import from_rfc3339, to_rfc3339
 GROUP = "indexers"
 FORGOTTEN_KEPT_SECONDS = 7 * 86400  # how long a forgotten point id is refused (an indexer stalled longer is not)
 _SCAN = 500
-
-# KEYS: stream, pending hash, epochs hash. ARGV: (agent, agent digest, entry JSON) triples. Stores each entry with
-# its agent's current erase epoch and counts it as pending.
-_PUT = """
-for i = 1, #ARGV, 3 do
-  local epoch = redis.call('HGET', KEYS[3], ARGV[i + 1]) or '0'
-  redis.call('XADD', KEYS[1], '*', 'a', ARGV[i], 'e', ARGV[i + 2], 'g', epoch)
-  redis.call('HINCRBY', KEYS[2], ARGV[i], 1)
-end
-return #ARGV / 3
-"""
-
-# KEYS: stream, pending hash, dead-letter stream, epochs hash. ARGV: group, agent, agent digest.
-# Moves the agent's epoch on, then acknowledges and deletes every entry of the agent in the stream (claimed by an
-# indexer or not) and in the dead letters, and drops its pending count: all at once, so no entry of the agent
-# stored before the erase is left anywhere, and every one an indexer still holds is stale. Returns entries removed.
-_ERASE = """
-redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
-local removed = 0
-for _, key in ipairs({KEYS[1], KEYS[3]}) do
-  local start = '-'
-  while true do
-    local rows = redis.call('XRANGE', key, start, '+', 'COUNT', 500)
-    for _, row in ipairs(rows) do
-      local fields = row[2]
-      for i = 1, #fields, 2 do
-        if fields[i] == 'a' then
-          if fields[i + 1] == ARGV[2] then
-            if key == KEYS[1] then redis.pcall('XACK', key, ARGV[1], row[1]) end
-            removed = removed + redis.call('XDEL', key, row[1])
-          end
-          break
-        end
-      end
-    end
-    if #rows < 500 then break end
-    start = '(' .. rows[#rows][1]
-  end
-end
-redis.call('HDEL', KEYS[2], ARGV[2])
-return removed
-"""
-
-# KEYS: stream, pending hash, dead-letter stream, forgotten set. ARGV: group, agent, now, oldest kept, number of
-# point ids p, the p point ids, number of stream ids n, the n stream ids, then dead-letter ids. Records the point
-# ids as forgotten (dropping records older than kept) and removes the entries, lowering the pending count.
-_FORGET = """
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[4])
-local p = tonumber(ARGV[5])
-for i = 6, 5 + p do redis.call('ZADD', KEYS[4], ARGV[3], ARGV[i]) end
-local at = 6 + p
-local n = tonumber(ARGV[at])
-local removed = 0
-for i = at + 1, at + n do
-  redis.pcall('XACK', KEYS[1], ARGV[1], ARGV[i])
-  if redis.call('XDEL', KEYS[1], ARGV[i]) == 1 then
-    removed = removed + 1
-    if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
-  end
-end
-for i = at + n + 1, #ARGV do removed = removed + redis.call('XDEL', KEYS[3], ARGV[i]) end
-return removed
-"""
-
-# KEYS: one agent's latest-message hash. ARGV: point ids. Drops the channels whose latest message is one of them.
-_UNSET_LATEST = """
-local flat = redis.call('HGETALL', KEYS[1])
-local gone = {}
-for i = 1, #ARGV do gone[ARGV[i]] = true end
-local removed = 0
-for i = 1, #flat, 2 do
-  local id = string.match(flat[i + 1], '|(.*)$')
-  if id and gone[id] then removed = removed + redis.call('HDEL', KEYS[1], flat[i]) end
-end
-return removed
-"""
 
 # KEYS: stream, pending hash. ARGV: group, then stream id / agent pairs. Acks and deletes the entries and lowers
 # each agent's pending count, dropping the field at zero (an erased user leaves no trace here).
@@ -219,10 +144,10 @@ class RecallOutbox:
         self._keys = keys
         self._ack = redis.register_script(_ACK)
         self._set_latest = redis.register_script(_SET_LATEST)
-        self._put = redis.register_script(_PUT)
-        self._erase = redis.register_script(_ERASE)
-        self._forget = redis.register_script(_FORGET)
-        self._unset_latest = redis.register_script(_UNSET_LATEST)
+        self._put = redis.register_script(outbox_scripts.PUT)
+        self._erase = redis.register_script(outbox_scripts.ERASE)
+        self._forget = redis.register_script(outbox_scripts.FORGET)
+        self._unset_latest = redis.register_script(outbox_scripts.UNSET_LATEST)
 
     async def ensure_group(self) -> None:
         """Create the consumer group (and the stream) if missing."""
