@@ -255,16 +255,21 @@ class RecallOutbox:
         for agent, args in by_agent.items():
             await self._set_latest(keys=[self._keys.recall_latest(agent)], args=args)
 
-    async def erase(self, agent: AgentKey) -> int:
+    async def erase(self, agent: AgentKey) -> set[str]:
         """Remove every entry of ``agent`` (waiting, claimed by any indexer, or dead letters) and its channel
-        pointers, and make every entry an indexer still holds stale; return the entries removed."""
-        removed = int(
-            await self._erase(
-                keys=[self._stream, self._pending, self._dead, self._epochs],
-                args=[GROUP, str(agent), agent_digest(str(agent))],
-            )
+        pointers, and make every entry an indexer still holds stale; return the point ids the removed entries would
+        have had (``unreadable:<stream id>`` for an entry that cannot be read)."""
+        reply: list[Any] = await self._erase(
+            keys=[self._stream, self._pending, self._dead, self._epochs],
+            args=[GROUP, str(agent), agent_digest(str(agent))],
         )
         await self._redis.delete(self._keys.recall_latest(agent))
+        removed: set[str] = set()
+        for stream_id, raw in zip(reply[::2], reply[1::2], strict=True):
+            try:
+                removed.add(recall_point_id(entry_from_json(raw)))
+            except (ValueError, KeyError, TypeError):
+                removed.add(f"unreadable:{_text(stream_id)}")
         return removed
 
     async def entries_of(self, agent: AgentKey) -> list[RecallEntry]:

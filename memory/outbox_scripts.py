@@ -19,23 +19,25 @@ return #ARGV / 3
 # KEYS: stream, pending hash, dead-letter stream, epochs hash. ARGV: group, agent, agent digest.
 # Moves the agent's epoch on, then acknowledges and deletes every entry of the agent in the stream (claimed by an
 # indexer or not) and in the dead letters, and drops its pending count: all at once, so no entry of the agent
-# stored before the erase is left anywhere, and every one an indexer still holds is stale. Returns entries removed.
+# stored before the erase is left anywhere, and every one an indexer still holds is stale. Returns the removed
+# entries as stream id, entry JSON pairs.
 ERASE = """
 redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
-local removed = 0
+local removed = {}
 for _, key in ipairs({KEYS[1], KEYS[3]}) do
   local start = '-'
   while true do
     local rows = redis.call('XRANGE', key, start, '+', 'COUNT', 500)
     for _, row in ipairs(rows) do
-      local fields = row[2]
+      local fields, agent, entry = row[2], nil, ''
       for i = 1, #fields, 2 do
-        if fields[i] == 'a' then
-          if fields[i + 1] == ARGV[2] then
-            if key == KEYS[1] then redis.pcall('XACK', key, ARGV[1], row[1]) end
-            removed = removed + redis.call('XDEL', key, row[1])
-          end
-          break
+        if fields[i] == 'a' then agent = fields[i + 1] elseif fields[i] == 'e' then entry = fields[i + 1] end
+      end
+      if agent == ARGV[2] then
+        if key == KEYS[1] then redis.pcall('XACK', key, ARGV[1], row[1]) end
+        if redis.call('XDEL', key, row[1]) == 1 then
+          removed[#removed + 1] = row[1]
+          removed[#removed + 1] = entry
         end
       end
     end

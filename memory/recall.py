@@ -260,13 +260,22 @@ class QdrantRecallMemory:
         """Remove every message of ``agent``: first from the outbox (waiting, claimed by an indexer, dead letters;
         no indexer writes them afterwards, see ``memory.indexer``), then from Qdrant. Works during an embeddings
         outage: nothing waits for the indexer."""
-        removed = await self._outbox.erase(agent) if self._outbox is not None else 0
+        removed = await self._outbox.erase(agent) if self._outbox is not None else set()
         for channel in [c for c in self._latest if c[0] == str(agent)]:
             del self._latest[channel]
-        removed += await delete_matching(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
+        mine = agent_filter(agent, Scope.PRIVATE)
+        offset: Any = None
+        while True:  # the point ids, so a message both indexed and still in the outbox is counted once
+            records, offset = await self._client.scroll(
+                self._collection, scroll_filter=mine, limit=1000, offset=offset, with_payload=False
+            )
+            removed.update(str(r.id) for r in records)
+            if offset is None:
+                break
+        await delete_matching(self._client, self._collection, mine)
         if self._counts is not None:
             await self._counts.forget(agent, "recall")
-        return removed
+        return len(removed)
 
     async def delete(self, agent: AgentKey, ids: Sequence[str]) -> int:
         """Delete this agent's messages with these point ids, indexed or still in the outbox; no indexer writes
