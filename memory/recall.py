@@ -11,6 +11,7 @@ messages are indexed, so a search always sees what was said, and ``count`` adds 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from datetime import datetime
@@ -93,6 +94,7 @@ class QdrantRecallMemory:
         self._max_results = max_results
         self._mode: SearchMode = mode
         self._latest: OrderedDict[tuple[str, str], tuple[datetime, str]] = OrderedDict()
+        self._gave_up: dict[str, float] = {}  # agent -> when a catch-up last gave up (monotonic)
 
     async def add(self, entries: Sequence[RecallEntry]) -> None:
         """Store messages (blank texts are skipped): into the outbox when there is one, else indexed now."""
@@ -247,9 +249,22 @@ class QdrantRecallMemory:
         return indexed + await self._outbox.pending(agent)
 
     async def _catch_up(self, agent: AgentKey) -> None:
-        """Wait until the background indexer has indexed ``agent``'s messages (bounded; logged if it gives up)."""
-        if self._outbox is not None and not await self._outbox.wait_indexed(agent, within=self._catch_up_seconds):
-            log.warning("recall read before the agent's newest messages were indexed", extra={"agent": str(agent)})
+        """Wait until the background indexer has indexed ``agent``'s messages (bounded; logged if it gives up).
+
+        Having given up (the embedder is down, say), it does not wait again for ``catch_up_seconds``: a forget
+        or a turn that reads recall several times during an outage waits once, not once per read.
+        """
+        if self._outbox is None:
+            return
+        key = str(agent)
+        gave_up = self._gave_up.get(key)
+        recently = gave_up is not None and time.monotonic() - gave_up < self._catch_up_seconds
+        if await self._outbox.wait_indexed(agent, within=0.0 if recently else self._catch_up_seconds):
+            self._gave_up.pop(key, None)
+            return
+        if not recently:
+            self._gave_up[key] = time.monotonic()
+            log.warning("recall read before the agent's newest messages were indexed", extra={"agent": key})
 
     async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
         await self._catch_up(agent)

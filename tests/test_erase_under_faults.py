@@ -4,6 +4,7 @@ runs, and nothing of the user is in Qdrant or Redis but the record of the erase.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,26 @@ async def _idle(redis_client: aioredis.Redis, app: App) -> bool:
 
 async def _recall_texts(app: App) -> list[str]:
     return [str(item["text"]) for item in await app.stores.recall.export(ANN)]
+
+
+async def test_forget_during_an_embeddings_outage_takes_messages_not_yet_indexed(
+    app: App, llm: ScriptedLLMServer
+) -> None:
+    assert app.runtime is not None
+    sink = RecordingSink()
+    await app.runtime.handle(slack_said("my name is Ann", dm=True), sink)
+    assert await app.stores.outbox.wait_indexed(ANN, within=20)
+    llm.embeddings_down = True
+    await app.runtime.handle(slack_said("my bank PIN is 4711", dm=True), sink)
+    started = time.monotonic()
+    candidates = await app.admin.forget_candidates(ANN, "bank PIN")  # search by words; waits for the indexer once
+    assert "my bank PIN is 4711" in [c.text for c in candidates if c.store == "recall"]
+    await app.admin.forget(ANN, candidates, cause="user:slack:U1")
+    assert time.monotonic() - started < 25
+    assert not any("4711" in hit.text for hit in await app.stores.recall.waiting(ANN))
+
+    llm.embeddings_down = False
+    await app.runtime.handle(slack_said("hello again", dm=True), sink)
+    assert await app.stores.outbox.wait_indexed(ANN, within=30)
+    assert not any("4711" in text for text in await _recall_texts(app))
+    assert "4711" not in str([m.to_json() for m in await app.stores.working.messages(ANN)])
