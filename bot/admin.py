@@ -8,7 +8,7 @@ and private marks are in ``bot.repair``. Who may call what is decided before, by
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,7 +16,7 @@ from typing import Any
 
 from bot.chunking import chunk_text
 from bot.events import AgentKey, Scope
-from bot.memory_types import ArchivalEntry, AuditEntry, AuditKind, Block, MemoryEditError, SearchHit
+from bot.memory_types import ArchivalEntry, AuditEntry, AuditKind, Block, SearchHit, SearchPage
 from bot.ports import (
     ActivityLog,
     ArchivalMemory,
@@ -28,8 +28,10 @@ from bot.ports import (
     WorkingMemory,
 )
 from bot.privacy import hidden_count, visible_blocks, visible_lines
+from bot.redaction import Redactor
 
 EXPORT_FORMAT = "membot-export/1"
+FORGET_PAGES = 10  # search pages of 5 a forget looks through, per store
 
 
 class UnknownAgent(LookupError):
@@ -74,6 +76,7 @@ class ForgetCandidate:
     store: str  # "recall" | "archival" | "core:<label>"
     id: str  # point id, or the exact line for core
     text: str
+    query: str = ""  # what the user asked to forget (the queue and summaries are redacted by it)
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,15 @@ class MemoryAdmin:
         if await self.core.version(agent) or await self.audit.history(agent, 1):
             return
         await self.require(agent)
+
+    async def remains(self, agent: AgentKey) -> dict[str, int]:
+        """What is kept of an agent whose memory was reset or erased: core versions and audit entries (UnknownAgent
+        when nothing at all is stored)."""
+        await self.require_any(agent)
+        return {
+            "core_versions": len(await self.core.versions(agent)),
+            "audit_entries": len(await self.audit.export(agent)),
+        }
 
     async def show(self, agent: AgentKey, scope: Scope = Scope.PRIVATE) -> MemoryView:
         """The agent's memory as a context of ``scope`` may show it (counts are always totals)."""
@@ -233,8 +245,8 @@ class MemoryAdmin:
     async def forget_candidates(
         self, agent: AgentKey, query: str, scope: Scope = Scope.PRIVATE
     ) -> list[ForgetCandidate]:
-        """What ``forget(query)`` would remove: top recall/archival matches and core lines containing the query,
-        as far as a context of ``scope`` may show them."""
+        """What ``forget(query)`` would remove: top recall/archival matches (and messages not yet indexed) and the
+        core lines containing the query, as far as a context of ``scope`` may show them."""
         await self.require(agent)
         needle = query.strip().lower()
         if not needle:
@@ -242,35 +254,41 @@ class MemoryAdmin:
         found: list[ForgetCandidate] = []
         for block in await self.core.blocks(agent):
             found.extend(
-                ForgetCandidate(f"core:{block.label}", line, line)
-                for line in visible_lines(block.value.splitlines(), scope)
+                ForgetCandidate(f"core:{block.label}", line, line, query)
+                for line in dict.fromkeys(visible_lines(block.value.splitlines(), scope))
                 if needle in line.lower()
             )
-        recall = await self._recall.search(agent, query, 0, scope)
-        archival = await self._archival.search(agent, query, 0, scope)
-        found.extend(ForgetCandidate("recall", hit.id, hit.text) for hit in recall.hits if _mentions(hit.text, needle))
-        found.extend(
-            ForgetCandidate("archival", hit.id, hit.text) for hit in archival.hits if _mentions(hit.text, needle)
-        )
+        waiting = await self._recall.waiting(agent, scope)
+        recall = await _all_pages(self._recall.search, agent, query, scope)
+        archival = await _all_pages(self._archival.search, agent, query, scope)
+        seen: set[str] = set()
+        for store, hits in (("recall", [*recall, *waiting]), ("archival", archival)):
+            for hit in hits:
+                if hit.id not in seen and _mentions(hit.text, needle):
+                    seen.add(hit.id)
+                    found.append(ForgetCandidate(store, hit.id, hit.text, query))
         return found
 
     async def forget(self, agent: AgentKey, candidates: list[ForgetCandidate], *, cause: str) -> int:
         """Remove the given candidates (as returned by forget_candidates); return how many were removed.
 
-        Forgotten core lines are also removed from every kept core version, so no rollback brings them back.
+        Core lines are removed whole (never part of a longer line) and from every kept core version, so no
+        rollback brings them back; recall messages also from the outbox (no indexer writes them later). The queue
+        and both summaries are redacted (``bot.redaction``: no model call, so forget works in a model outage).
+        The audit trail records what was removed, in ids and counts, never the text.
         """
-        removed = 0
+        removed: dict[str, int] = {}
         forgotten: list[tuple[str, str]] = []
         async with self.lock(agent):
+            lines_by_label: dict[str, list[str]] = {}
             for candidate in candidates:
                 if candidate.store.startswith("core:"):
-                    label = candidate.store.split(":", 1)[1]
-                    try:
-                        await self.core.replace(agent, label, candidate.id, "", cause=cause)
-                    except MemoryEditError:
-                        continue
-                    forgotten.append((label, candidate.id))
-                    removed += 1
+                    lines_by_label.setdefault(candidate.store.split(":", 1)[1], []).append(candidate.id)
+            for label, lines in lines_by_label.items():
+                count = await self.core.remove_lines(agent, label, lines, cause=cause)
+                if count:
+                    forgotten.extend((label, line) for line in lines)
+                    removed["core_lines"] = removed.get("core_lines", 0) + count
             if forgotten:
                 scrubbed = await self.core.scrub(agent, forgotten)
                 detail = {"lines": len(forgotten), "versions": scrubbed}
@@ -279,12 +297,30 @@ class MemoryAdmin:
                 ("recall", AuditKind.RECALL_DELETE, self._recall.delete),
                 ("archival", AuditKind.ARCHIVAL_DELETE, self._archival.delete),
             ):
-                ids = [c.id for c in candidates if c.store == store]
+                ids = list(dict.fromkeys(c.id for c in candidates if c.store == store))
                 if ids:
                     count = await delete(agent, ids)
-                    removed += count
+                    removed[store] = count
                     await self.audit.record(agent, AuditEntry(kind, cause, detail={"ids": ids, "deleted": count}))
-        return removed
+            queries = {c.query for c in candidates if c.query}
+            redact = Redactor(" ".join(sorted(queries)) if len(queries) == 1 else "", [c.text for c in candidates])
+            if candidates:
+                removed["queue_and_summary_texts"] = await self._working.rewrite(agent, redact)
+                await self.audit.record(agent, AuditEntry(AuditKind.FORGET, cause, detail={"removed": removed}))
+        return sum(count for store, count in removed.items() if store != "queue_and_summary_texts")
+
+
+async def _all_pages(
+    search: Callable[[AgentKey, str, int, Scope], Awaitable[SearchPage]], agent: AgentKey, query: str, scope: Scope
+) -> list[SearchHit]:
+    """Every hit a search gives (at most ``FORGET_PAGES`` pages): forget must not stop at the first five."""
+    hits: list[SearchHit] = []
+    for number in range(FORGET_PAGES):
+        page = await search(agent, query, number, scope)
+        hits.extend(page.hits)
+        if number + 1 >= page.pages:
+            break
+    return hits
 
 
 def _mentions(text: str, query: str) -> bool:

@@ -164,7 +164,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
         recall = QdrantRecallMemory(
             qdrant.client, qdrant.recall_collection, embedder, outbox=outbox, counts=counts, indexer_health=health
         )
-        indexer = RecallIndexer(outbox, recall.index, exclusive=qdrant.embedded, health=health)
+        indexer = RecallIndexer(outbox, recall.index, exclusive=qdrant.embedded, health=health, discard=recall.discard)
         try:
             await counts.ensure_counted(
                 qdrant.client, {"recall": qdrant.recall_collection, "archival": qdrant.archival_collection}

@@ -118,7 +118,7 @@ def describe(entry: AuditEntry) -> str:
         return f"{detail.get('source')}: {detail.get('stored')} of {detail.get('chunks')} passage(s) stored "
     if kind == AuditKind.QUARANTINE:
         return f"unreadable {detail.get('store')} item set aside ({str(detail.get('reason', ''))[:60]}) "
-    if kind in (AuditKind.RESET, AuditKind.ERASE):
+    if kind in (AuditKind.RESET, AuditKind.ERASE, AuditKind.FORGET):
         removed = detail.get("removed") or {}
         counts = ", ".join(f"{count} {store}" for store, count in removed.items()) if removed else "everything"
         return f"removed {counts} "

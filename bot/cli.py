@@ -1,5 +1,6 @@
-"""The ``membot`` command line: chat, run, memory show|export|reset|erase|history|rollback|proactive|reindex,
-jobs list, doctor. Memory commands are the operator's: not checked by ``bot.authz``, audited as ``cli``."""
+"""The ``membot`` command line: chat, run, memory show|export|reset|forget|erase|history|rollback|proactive|reindex,
+jobs list, doctor. Memory commands are the operator's: not checked by ``bot.authz``, audited as ``cli``. Every
+memory command given an agent with nothing stored exits 1 with one line saying so."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bot.activity import InvalidProactiveSetting, ProactivePolicy
-from bot.admin import MemoryView, UnknownAgent
+from bot.admin import ForgetCandidate, MemoryView, UnknownAgent
 from bot.app import App, ServiceUnavailable, list_jobs, open_app, open_proactive_control, open_repair, resume_journal
 from bot.audit import CLI_CAUSE, HistoryItem
 from bot.data_dir import DataDirError, adopt_legacy_data_dir, check_data_dir
@@ -183,15 +184,34 @@ def memory_show(
     key = _agent_key(agent_key)
     settings = _stores_settings()
 
-    async def work() -> MemoryView:
+    async def work() -> MemoryView | dict[str, int]:
         async with open_app(settings, with_model=False) as running:
-            return await running.admin.show(key)
+            try:
+                return await running.admin.show(key)
+            except UnknownAgent:  # reset or erased: say what is kept (UnknownAgent again when nothing is)
+                return await running.admin.remains(key)
 
     view = _run(work)
-    if as_json:
+    if isinstance(view, dict):
+        _print_remains(key, view, as_json)
+    elif as_json:
         typer.echo(json.dumps(view.as_dict(), indent=2, ensure_ascii=False))
     else:
         _print_view(view)
+
+
+def _print_remains(key: AgentKey, kept: dict[str, int], as_json: bool) -> None:
+    hint = (
+        f"`membot memory history {key}` lists the changes, `membot memory rollback {key} --to N` brings core memory "
+        f"back, `membot memory erase {key} --yes` removes what is kept"
+    )
+    if as_json:
+        typer.echo(json.dumps({"agent": str(key), "memory": None, "kept": kept, "hint": hint}, indent=2))
+        return
+    typer.echo(
+        f"No memory is stored for {key} (it was reset or erased). Kept: {kept['core_versions']} core version(s) "
+        f"and {kept['audit_entries']} audit entr{'y' if kept['audit_entries'] == 1 else 'ies'}.\n{hint}."
+    )
 
 
 @memory_app.command("export")
@@ -262,6 +282,41 @@ def memory_erase(
     _print_removed(key, _run(work), as_json, "erased")
 
 
+@memory_app.command("forget")
+def memory_forget(
+    agent_key: Annotated[str, typer.Argument(help="The agent whose memories to forget.")],
+    words: Annotated[str, typer.Argument(help="What to forget, e.g. 'bank PIN'.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was forgotten as JSON.")] = False,
+) -> None:
+    """Forget what matches WORDS: matching recall messages (also those not indexed yet) and archival notes, core
+    lines containing the words (whole lines), and the sentences about them in the queue and both summaries."""
+    key = _agent_key(agent_key)
+    if not words.strip():
+        raise _fail("say what to forget: WORDS is empty", 2)
+    settings = _settings()
+
+    async def work() -> tuple[list[ForgetCandidate], int]:
+        async with open_app(settings, with_model=False) as running:
+            candidates = await running.admin.forget_candidates(key, words)
+            if not candidates:
+                return candidates, 0
+            if not yes:
+                for candidate in candidates:
+                    err.print(f"  {candidate.store}: {candidate.text[:200]}", highlight=False, markup=False)
+                _confirm(False, f"Forget these {len(candidates)} item(s) of {key}? This cannot be undone")
+            return candidates, await running.admin.forget(key, candidates, cause=CLI_CAUSE)
+
+    candidates, removed = _run(work)
+    if as_json:
+        stores = sorted({c.store for c in candidates})
+        typer.echo(json.dumps({"agent": str(key), "matched": len(candidates), "removed": removed, "stores": stores}))
+    elif not candidates:
+        typer.echo(f"nothing of {key} matches {words!r}")
+    else:
+        typer.echo(f"forgot {removed} item(s) of {key} matching {words!r}")
+
+
 def _print_removed(key: AgentKey, removed: dict[str, int], as_json: bool, verb: str) -> None:
     if as_json:
         typer.echo(json.dumps({"agent": str(key), "removed": removed}))
@@ -282,6 +337,7 @@ def memory_history(
 
     async def work() -> list[HistoryItem]:
         async with open_repair(settings) as repair:
+            await repair.require(key)
             return await repair.history(key, limit=limit)
 
     items = _run(work)
@@ -309,6 +365,7 @@ def memory_rollback(
 
     async def work() -> RollbackResult:
         async with open_repair(settings) as repair:
+            await repair.require(key)
             return await repair.rollback(key, to, cause=CLI_CAUSE)
 
     result = _run(work)
@@ -342,6 +399,8 @@ def memory_proactive(
     settings = _settings()
 
     async def work() -> ProactivePolicy:
+        async with open_repair(settings) as repair:
+            await repair.require(key)  # membot never talked with this user: nothing to send them
         async with open_proactive_control(settings) as control:
             return await control.set(
                 key, state is Switch.on, quiet_hours=quiet_hours, timezone=timezone, max_per_day=max_per_day

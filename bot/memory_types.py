@@ -192,6 +192,7 @@ class AuditKind(StrEnum):
     IMPORT = "import"
     ERASE = "erase"
     QUARANTINE = "quarantine"  # an unreadable stored item was moved aside (``memory.quarantine``)
+    FORGET = "forget"  # what a forget touched, in counts per store (never the text)
 
 
 @dataclass(frozen=True)

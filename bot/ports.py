@@ -28,6 +28,7 @@ from bot.memory_types import (
     InsertResult,
     ProactivePrefs,
     RecallEntry,
+    SearchHit,
     SearchPage,
 )
 
@@ -106,9 +107,11 @@ class CoreMemory(Protocol):
         cause: str,
         public_only: bool = False,
         fence: Fence | None = None,
+        private: bool = False,
     ) -> Block:
         """Replace ``old`` with ``new``; raise MemoryEditError (missing label/text, limit exceeded).
-        ``public_only`` leaves private lines untouched (an edit made where they are not shown)."""
+        ``public_only`` leaves private lines untouched (an edit made where they are not shown); ``private`` marks
+        the lines the edit changed private (an edit made in a DM)."""
         ...
 
     async def mark(self, agent: AgentKey, label: str, line: str, private: bool, *, cause: str) -> Block:
@@ -130,6 +133,11 @@ class CoreMemory(Protocol):
     async def reset(self, agent: AgentKey, *, cause: str) -> tuple[int, int]:
         """Remove the blocks but keep the versions (the empty core becomes one, audited by the caller);
         return (blocks removed, new version)."""
+        ...
+
+    async def remove_lines(self, agent: AgentKey, label: str, lines: Sequence[str], *, cause: str) -> int:
+        """Remove the lines of block ``label`` equal to one of ``lines`` (whole lines, private mark included; never
+        part of a longer line); return how many lines were removed (0: none matched)."""
         ...
 
     async def scrub(self, agent: AgentKey, lines: Sequence[tuple[str, str]]) -> int:
@@ -192,6 +200,11 @@ class WorkingMemory(Protocol):
 
     async def set_pressure_alerted(self, agent: AgentKey, *, fence: Fence | None = None) -> None: ...
 
+    async def rewrite(self, agent: AgentKey, redact: Callable[[str], str]) -> int:
+        """Pass every queued message's texts and both summaries through ``redact`` and store what changed, at once;
+        return how many texts changed (forget uses it)."""
+        ...
+
     async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
         """Every stored item of this agent as JSON-ready dicts (for export)."""
         ...
@@ -226,6 +239,10 @@ class RecallMemory(Protocol):
 
     async def delete(self, agent: AgentKey, ids: Sequence[str]) -> int:
         """Delete this agent's entries with these ids (others' ids are ignored); return how many."""
+        ...
+
+    async def waiting(self, agent: AgentKey, context_scope: Scope = Scope.PRIVATE) -> list[SearchHit]:
+        """The agent's messages stored but not yet searchable (``id`` is the id they will have)."""
         ...
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
+from bot.admin import UnknownAgent
 from bot.audit import HistoryItem, history_items, versions_needed
 from bot.events import AgentKey, Scope
 from bot.memory_types import PRIVATE_MARK, Block, MemoryEditError
@@ -46,6 +47,12 @@ class MemoryRepair:
         self._core = core
         self._audit = audit
         self._lock = lock
+
+    async def require(self, agent: AgentKey) -> None:
+        """Raise UnknownAgent when nothing of ``agent`` is in Redis: no core memory, versions or audit trail."""
+        if await self._core.version(agent) or await self._core.exists(agent) or await self._audit.history(agent, 1):
+            return
+        raise UnknownAgent(f"no memory is stored for {agent}")
 
     async def history(
         self, agent: AgentKey, *, limit: int = 20, scope: Scope = Scope.PRIVATE, before: str | None = None

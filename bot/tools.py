@@ -109,20 +109,26 @@ class MemoryFunctions:
         await self._ctx.send(message)
         return "Sent."
 
-    async def core_memory_append(self, label: str, content: str, private: bool = False) -> str:
+    async def core_memory_append(self, label: str, content: str, private: bool | None = None) -> str:
         ctx = self._ctx
-        block = await ctx.core.append(ctx.agent, label, content, cause=ctx.cause, private=private, fence=ctx.fence)
+        block = await ctx.core.append(
+            ctx.agent, label, content, cause=ctx.cause, private=_private(ctx, private), fence=ctx.fence
+        )
         return f"Appended to '{label}' ({block.chars}/{block.limit} characters used)."
 
-    async def core_memory_replace(self, label: str, old_content: str, new_content: str) -> str:
+    async def core_memory_replace(
+        self, label: str, old_content: str, new_content: str, private: bool | None = None
+    ) -> str:
         ctx = self._ctx
+        public_only = ctx.scope is Scope.PUBLIC
         block = await ctx.core.replace(
             ctx.agent,
             label,
             old_content,
             new_content,
             cause=ctx.cause,
-            public_only=ctx.scope is Scope.PUBLIC,
+            public_only=public_only,
+            private=_private(ctx, private),
             fence=ctx.fence,
         )
         return f"Replaced in '{label}' ({block.chars}/{block.limit} characters used)."
@@ -144,7 +150,7 @@ class MemoryFunctions:
         result = await self._ctx.recall.search_date(self._ctx.agent, start, end, page, self._ctx.scope)
         return self._shown(result, "messages")
 
-    async def archival_memory_insert(self, content: str) -> str:
+    async def archival_memory_insert(self, content: str, private: bool | None = None) -> str:
         if not content.strip():
             raise ToolFailure("content is empty; write the note to store")
         normalized = _normalize(content)
@@ -156,7 +162,7 @@ class MemoryFunctions:
             agent=self._ctx.agent,
             text=content,
             timestamp=datetime.now(UTC),
-            scope=self._ctx.scope,
+            scope=Scope.PRIVATE if _private(self._ctx, private) else Scope.PUBLIC,
             source=self._ctx.archival_source,
         )
         result = await self._ctx.archival.insert(entry, fence=self._ctx.fence)
@@ -176,6 +182,13 @@ class MemoryFunctions:
     def _shown(self, page: SearchPage, what: str) -> str:
         self._ctx.surfaced.update(_normalize(hit.text) for hit in page.hits)
         return format_page(page, what)
+
+
+def _private(ctx: ToolContext, private: bool | None) -> bool:
+    """Whether memory written now is private: as the model says, else as the turn is (a DM, the console and
+    heartbeats are private; a channel is public). So a fact learned in a DM stays out of channels unless the user
+    said it may be shared (``private: false``)."""
+    return ctx.scope is Scope.PRIVATE if private is None else private
 
 
 def _check_page(page: int) -> None:

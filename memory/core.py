@@ -196,15 +196,17 @@ class RedisCoreMemory:
         cause: str,
         public_only: bool = False,
         fence: Fence | None = None,
+        private: bool = False,
     ) -> Block:
         """Replace every occurrence of ``old`` with ``new`` (an empty ``new`` deletes the text). ``public_only``
-        (edits made in a public context) leaves private lines untouched."""
+        (edits made in a public context) leaves private lines untouched; ``private`` marks every line the edit
+        changed private (edits made in a DM)."""
         if not old:
             raise MemoryEditError(
                 f"core_memory_replace failed: old text is empty. Copy the exact text to change from block "
                 f"'{label}' and try again."
             )
-        op = "replace_public" if public_only else "replace"
+        op = ("replace_public" if public_only else "replace") + ("_mark" if private else "")
         return await self._run(
             "core_memory_replace", agent, label, op, old, new, AuditKind.CORE_REPLACE, cause, fence=fence
         )
@@ -214,6 +216,21 @@ class RedisCoreMemory:
         flag = "1" if private else "0"
         detail = {"private": private}
         return await self._run("mark", agent, label, "mark", unmarked(line), flag, AuditKind.CORE_MARK, cause, detail)
+
+    async def remove_lines(self, agent: AgentKey, label: str, lines: Sequence[str], *, cause: str) -> int:
+        """Remove the lines of ``label`` equal to one of ``lines`` (whole lines, mark included; a longer line that
+        contains one is kept). Return how many lines were removed (0 when none matched or the block is missing)."""
+        wanted = [line for line in lines if line and "\n" not in line]
+        if not wanted:
+            return 0
+        before = next((b for b in await self.blocks(agent) if b.label == label), None)
+        if before is None:
+            return 0
+        try:
+            await self._run("forget", agent, label, "drop_lines", "\n".join(wanted), "", AuditKind.CORE_REPLACE, cause)
+        except MemoryEditError:
+            return 0
+        return sum(1 for line in before.value.split("\n") if line in set(wanted))
 
     async def _run(
         self,

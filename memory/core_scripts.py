@@ -77,6 +77,27 @@ local function replace_public(text, old, new, mark)
   return table.concat(out, '\n'), found
 end
 
+-- Mark private every non-empty line of ``after`` that is not a line of ``before`` (what an edit changed).
+local function mark_changed(before, after, mark)
+  local old = {}
+  for _, line in ipairs(split_lines(before)) do old[line] = true end
+  local lines = split_lines(after)
+  for i, line in ipairs(lines) do
+    if not old[line] and line ~= '' and not is_private(line, mark) then lines[i] = mark .. ' ' .. line end
+  end
+  return table.concat(lines, '\n')
+end
+
+-- Remove the lines equal to one of ``targets`` (newline-separated): whole lines only.
+local function drop_lines(text, targets)
+  local wanted, kept, found = {}, {}, 0
+  for _, line in ipairs(split_lines(targets)) do wanted[line] = true end
+  for _, line in ipairs(split_lines(text)) do
+    if wanted[line] then found = found + 1 else kept[#kept + 1] = line end
+  end
+  return table.concat(kept, '\n'), found
+end
+
 local function set_mark(text, base, private, mark)
   local lines, found = split_lines(text), 0
   for i, line in ipairs(lines) do
@@ -124,9 +145,10 @@ local function record(tail, label, audit)
 end
 """
 
-# ARGV: op (append | replace | replace_public | mark), label, first, second, default limit, private mark, tail,
-# fencing token.
-# mark: first is the line without its mark, second '1' (mark private) or '0' (unmark).
+# ARGV: op (append | replace | replace_public | mark | drop_lines; a replace op may end in _mark: then the lines it
+# changes are marked private), label, first, second, default limit, private mark, tail, fencing token. mark: first is
+# the line without its mark, second '1' (mark private) or '0' (unmark). drop_lines: first is the exact lines to
+# remove, newline-separated.
 # Returns {"ok", new value, limit, version ('0': nothing changed)} | {"missing", labels...} | {"notfound"}
 #       | {"toolong", chars, limit}.
 EDIT = (
@@ -145,14 +167,17 @@ local new, found
 if op == 'append' then
   if current == '' then new = ARGV[3] else new = current .. '\n' .. ARGV[3] end
   found = 1
-elseif op == 'replace' then
+elseif op == 'replace' or op == 'replace_mark' then
   new, found = plain_replace(current, ARGV[3], ARGV[4])
-elseif op == 'replace_public' then
+elseif op == 'replace_public' or op == 'replace_public_mark' then
   new, found = replace_public(current, ARGV[3], ARGV[4], ARGV[6])
+elseif op == 'drop_lines' then
+  new, found = drop_lines(current, ARGV[3])
 else
   new, found = set_mark(current, ARGV[3], ARGV[4] == '1', ARGV[6])
 end
 if found == 0 then return {'notfound'} end
+if string.sub(op, -5) == '_mark' then new = mark_changed(current, new, ARGV[6]) end
 if new == current then return {'ok', new, tostring(limit), '0'} end
 -- characters, not bytes: count every byte that does not continue a UTF-8 sequence
 local chars = select(2, string.gsub(new, '[^\128-\191]', ''))

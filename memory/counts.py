@@ -27,13 +27,19 @@ log = logging.getLogger(__name__)
 Kind = Literal["recall", "archival"]
 _PAGE = 1000
 
-# KEYS: the agent's counts hash. ARGV: field, change pairs. Never below zero.
+# KEYS: the agent's counts hash. ARGV: field, change pairs. Never below zero; a hash of zeros is deleted (a missing
+# number is zero), so a late delete after an erase leaves no key behind.
 _ADD = """
+if tonumber(ARGV[2]) < 0 and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 for i = 1, #ARGV, 2 do
   if redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) < 0 then
     redis.call('HSET', KEYS[1], ARGV[i], 0)
   end
 end
+for _, value in ipairs(redis.call('HVALS', KEYS[1])) do
+  if tonumber(value) > 0 then return 1 end
+end
+redis.call('DEL', KEYS[1])
 return 1
 """
 

@@ -11,6 +11,17 @@ Failures back off exponentially (``memory.indexer_health``): the batch in hand i
 2 s ... up to 30 s, with one warning per step, until the store or the embedder is back (a full disk, an embeddings
 outage); the entries wait in Redis meanwhile. While draining at shutdown it backs off the same way, and stops as
 soon as the next try would come after the drain's deadline.
+Erased and forgotten entries are never written back (``_try_index``). An erase (``RecallOutbox.erase``, one
+script) moves the agent's epoch on and removes its entries from Redis; the agent's points are then deleted from
+Qdrant. An indexer of any process may hold such an entry: claimed before the erase, even embedded. So it checks
+the entries' epochs (and forgotten point ids) twice: right before indexing, dropping stale entries, and right after
+the upsert, deleting again what it wrote (``discard``) when an erase came in between. Why that is enough: if the
+erase's script ran before the second check, the check sees it and deletes the points; if it ran after, the upsert
+had finished (``wait=True``) before the erase deleted the agent's points from Qdrant, so that delete removes them.
+Either way no erased entry stays; this relies on every erase and forget changing Redis before it deletes from
+Qdrant (``QdrantRecallMemory.erase`` and ``delete`` do). A failed ``discard`` fails the attempt: the retry finds the
+entries stale at the first check and discards them again (deleting by id is idempotent). The app passes
+``QdrantRecallMemory.discard``; without one, only the first check is made.
 """
 
 from __future__ import annotations
@@ -37,6 +48,10 @@ OUTAGE_PROBES = 3  # when this many entries of a failing batch also fail alone, 
 IndexBatch = Callable[[Sequence[RecallEntry]], Awaitable[None]]
 
 
+async def _nothing_to_discard(entries: Sequence[RecallEntry]) -> None:
+    return None
+
+
 @dataclass
 class IndexerStats:
     indexed: int = 0
@@ -58,6 +73,7 @@ class RecallIndexer:
         index: IndexBatch,
         *,
         exclusive: bool,
+        discard: IndexBatch = _nothing_to_discard,
         batch_size: int = 64,
         lease_seconds: float = 60.0,
         max_attempts: int = 4,
@@ -68,6 +84,7 @@ class RecallIndexer:
     ) -> None:
         self._outbox = outbox
         self._index = index
+        self._discard = discard  # deletes what ``index`` wrote for these entries (points, counts, pointers)
         self._exclusive = exclusive
         self._batch_size = batch_size
         self._lease_ms = int(lease_seconds * 1000)
@@ -141,6 +158,10 @@ class RecallIndexer:
     async def _process(self, items: list[OutboxItem]) -> bool:
         """Index ``items`` (dead-lettering unreadable ones); False when stopping interrupted it."""
         unreadable = [item for item in items if item.entry is None]
+        if unreadable:  # kept as dead letters, unless their agent was erased meanwhile
+            erased = await self._outbox.stale(unreadable)
+            await self._outbox.ack([item for item in unreadable if item.stream_id in erased])
+            unreadable = [item for item in unreadable if item.stream_id not in erased]
         if unreadable:
             log.warning("unreadable recall outbox entries moved to dead letters", extra={"count": len(unreadable)})
             await self._outbox.bury(unreadable, "unreadable entry")
@@ -235,7 +256,15 @@ class RecallIndexer:
 
     async def _try_index(self, items: list[OutboxItem]) -> bool:
         try:
-            await self._index([item.entry for item in items if item.entry is not None])
+            stale = await self._outbox.stale(items)  # erased or forgotten since they were stored: not written
+            if stale:
+                await self._discard([i.entry for i in items if i.stream_id in stale and i.entry is not None])
+            live = [item for item in items if item.stream_id not in stale]
+            if live:
+                await self._index([item.entry for item in live if item.entry is not None])
+                erased = await self._outbox.stale(live)  # an erase ran while this batch was being indexed
+                if erased:
+                    await self._discard([i.entry for i in live if i.stream_id in erased and i.entry is not None])
         except Exception as exc:  # any store or embedder failure: retried, never dropped
             self.stats.failures += 1
             self._last_error = exc  # logged once per backoff step by _pause

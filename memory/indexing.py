@@ -12,12 +12,29 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from bot.memory_types import RecallEntry
+from memory.search import to_rfc3339
+
 CONTEXT_WEIGHT = 0.5
 CONTEXT_GAP = timedelta(hours=3)  # a longer pause starts a new conversation: no context across it
+_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://membot.invalid/recall")
+
+
+def recall_point_id(entry: RecallEntry) -> str:
+    """Deterministic point id, so adding the same message again overwrites instead of duplicating.
+
+    Keyed by the platform message id when there is one (several replies to one message differ by text),
+    else by the timestamp. The outbox uses it too: a forgotten message is known by its point id.
+    """
+    digest = hashlib.sha256(entry.text.encode()).hexdigest()
+    anchor = f"id:{entry.message_id}" if entry.message_id else f"at:{to_rfc3339(entry.timestamp)}"
+    return str(uuid.uuid5(_NAMESPACE, f"{entry.agent}|{entry.platform}|{entry.role}|{anchor}|{digest}"))
 
 
 def dense_text(author: str | None, text: str) -> str:

@@ -3,7 +3,7 @@
 On a Redis Cluster, the keys of one script or MULTI transaction must share a hash slot. So:
 
 - per-agent keys wrap the agent key in a hash tag (``{discord:123:456}``): all keys of one agent share a slot;
-- the recall outbox's three keys share the tag ``{recall}``, the scheduler's two keys the tag ``{scheduler}``;
+- the recall outbox's five keys share the tag ``{recall}``, the scheduler's two keys the tag ``{scheduler}``;
 - the global indexes (``agents``, ``activity-index``), the per-person rate-limit and dedupe flags and the firing
   guards have no tag: nothing changes them in the same script or transaction as another key (the stores write
   them in separate commands, and say why that is safe where it happens).
@@ -91,6 +91,15 @@ class RedisKeys:
     def recall_outbox_dead(self) -> str:
         """Stream: outbox entries that could not be indexed after retries, kept for an admin to inspect."""
         return f"{self.prefix}:outbox-dead:{{recall}}"
+
+    def recall_outbox_epochs(self) -> str:
+        """Hash: digest of an agent key -> the agent's erase epoch (every erase adds one). Each outbox entry carries
+        the epoch it was stored under; an indexer drops an entry whose epoch is older (see ``memory.outbox``)."""
+        return f"{self.prefix}:outbox-epochs:{{recall}}"
+
+    def recall_forgotten(self) -> str:
+        """Sorted set: recall point ids forgotten (score: when, epoch seconds); no indexer writes them again."""
+        return f"{self.prefix}:outbox-forgotten:{{recall}}"
 
     def recall_latest(self, agent: AgentKey) -> str:
         """Hash: channel -> "time|point id" of the agent's latest indexed message there (for context mixing)."""

@@ -8,7 +8,14 @@ scripts stay legal on a Redis Cluster:
   group ``indexers``, so several processes share the work and an entry a stopped process had claimed is claimed
   again by another (``XAUTOCLAIM``) instead of being lost;
 - a hash agent key → entries not yet indexed, which searches wait on and counts add in;
-- a dead-letter stream for entries that could not be indexed after retries (kept, never dropped).
+- a dead-letter stream for entries that could not be indexed after retries (kept, never dropped);
+- erase epochs (a hash, agent digest -> number of erases) and forgotten point ids (a sorted set by time).
+
+Erase and forget are final, also for entries not yet indexed: ``erase`` removes every entry of the agent from the
+stream (claimed or not, in any process), its pending count and its dead letters in ONE script, and moves the agent's
+epoch on. Every entry carries the epoch it was stored under (field ``g``), so an indexer that had already claimed
+or embedded an erased entry finds it stale (``stale``) and writes nothing, or deletes what it just wrote: see
+``memory.indexer.RecallIndexer`` for the race. ``forget`` does the same for single messages by their point ids.
 
 Per agent, it also keeps the latest indexed message of each channel (time and point id), so indexing the next
 one can mix in its vector without searching the collection.
@@ -17,6 +24,7 @@ one can mix in its vector without searching the collection.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -28,12 +36,16 @@ from redis.exceptions import ResponseError
 
 from bot.events import AgentKey, Scope
 from bot.memory_types import Fence, RecallEntry
+from memory import outbox_scripts
 from memory.fencing import Fencing
+from memory.indexing import recall_point_id
 from memory.keys import RedisKeys
 from memory.redis_client import AsyncRedis
 from memory.search import from_rfc3339, to_rfc3339
 
 GROUP = "indexers"
+FORGOTTEN_KEPT_SECONDS = 7 * 86400  # how long a forgotten point id is refused (an indexer stalled longer is not)
+_SCAN = 500
 
 # KEYS: stream, pending hash. ARGV: group, then stream id / agent pairs. Acks and deletes the entries and lowers
 # each agent's pending count, dropping the field at zero (an erased user leaves no trace here).
@@ -107,10 +119,17 @@ class OutboxItem:
     agent: str
     entry: RecallEntry | None
     raw: str
+    epoch: int = 0  # the agent's erase epoch when the entry was stored
+    raw_stream: str = ""  # the stream key it was read from (the outbox, or the dead letters)
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def agent_digest(agent: str) -> str:
+    """The epochs hash's field for an agent: a digest, so the hash names no one."""
+    return hashlib.sha256(agent.encode()).hexdigest()[:32]
 
 
 class RecallOutbox:
@@ -121,10 +140,16 @@ class RecallOutbox:
         self._stream = keys.recall_outbox()
         self._pending = keys.recall_outbox_pending()
         self._dead = keys.recall_outbox_dead()
+        self._epochs = keys.recall_outbox_epochs()
+        self._forgotten = keys.recall_forgotten()
         self._keys = keys
         self._fencing = Fencing(redis, keys)
         self._ack = redis.register_script(_ACK)
         self._set_latest = redis.register_script(_SET_LATEST)
+        self._put = redis.register_script(outbox_scripts.PUT)
+        self._erase = redis.register_script(outbox_scripts.ERASE)
+        self._forget = redis.register_script(outbox_scripts.FORGET)
+        self._unset_latest = redis.register_script(outbox_scripts.UNSET_LATEST)
 
     async def ensure_group(self) -> None:
         """Create the consumer group (and the stream) if missing."""
@@ -135,7 +160,7 @@ class RecallOutbox:
                 raise
 
     async def put(self, entries: Sequence[RecallEntry], *, fence: Fence | None = None) -> None:
-        """Store entries for indexing, atomically with their agents' pending counts.
+        """Store entries for indexing, atomically with their agents' pending counts and current erase epochs.
 
         With a ``fence``, first check that it still holds the lock of each entry's agent (LockLost otherwise): the
         outbox is in another cluster slot than the lock, so the check is a command of its own (``memory.fencing``).
@@ -144,11 +169,10 @@ class RecallOutbox:
             return
         for agent in {entry.agent for entry in entries} if fence is not None else ():
             await self._fencing.check(fence, agent)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for entry in entries:
-                pipe.xadd(self._stream, {"a": str(entry.agent), "e": entry_to_json(entry)})
-                pipe.hincrby(self._pending, str(entry.agent), 1)
-            await pipe.execute()
+        args: list[str] = []
+        for entry in entries:
+            args.extend((str(entry.agent), agent_digest(str(entry.agent)), entry_to_json(entry)))
+        await self._put(keys=[self._stream, self._pending, self._epochs], args=args)
 
     async def pending(self, agent: AgentKey) -> int:
         """Entries of ``agent`` stored but not yet indexed (across all processes)."""
@@ -219,6 +243,10 @@ class RecallOutbox:
     def dead_letter_key(self) -> str:
         return self._dead
 
+    @property
+    def stream_key(self) -> str:
+        return self._stream
+
     async def latest(self, agent: AgentKey, channel: str) -> tuple[datetime, str] | None:
         """Time and point id of the latest indexed message of ``agent`` in ``channel``, if known."""
         raw = await self._redis.hget(self._keys.recall_latest(agent), channel)
@@ -235,19 +263,79 @@ class RecallOutbox:
         for agent, args in by_agent.items():
             await self._set_latest(keys=[self._keys.recall_latest(agent)], args=args)
 
-    async def erase(self, agent: AgentKey) -> int:
-        """Remove ``agent``'s dead letters and channel pointers (its live entries are indexed and erased first)."""
+    async def erase(self, agent: AgentKey) -> set[str]:
+        """Remove every entry of ``agent`` (waiting, claimed by any indexer, or dead letters) and its channel
+        pointers, and make every entry an indexer still holds stale; return the point ids the removed entries would
+        have had (``unreadable:<stream id>`` for an entry that cannot be read)."""
+        reply: list[Any] = await self._erase(
+            keys=[self._stream, self._pending, self._dead, self._epochs],
+            args=[GROUP, str(agent), agent_digest(str(agent))],
+        )
         await self._redis.delete(self._keys.recall_latest(agent))
-        removed = 0
-        last = "-"
-        while True:
-            rows: Any = await self._redis.xrange(self._dead, min=last, count=500)
-            mine = [_text(sid) for sid, fields in rows if self._item(sid, fields).agent == str(agent)]
-            if mine:
-                removed += int(await self._redis.xdel(self._dead, *mine))
-            if len(rows) < 500:
-                return removed
-            last = "(" + _text(rows[-1][0])
+        removed: set[str] = set()
+        for stream_id, raw in zip(reply[::2], reply[1::2], strict=True):
+            try:
+                removed.add(recall_point_id(entry_from_json(raw)))
+            except (ValueError, KeyError, TypeError):
+                removed.add(f"unreadable:{_text(stream_id)}")
+        return removed
+
+    async def entries_of(self, agent: AgentKey) -> list[RecallEntry]:
+        """The agent's entries not indexed: waiting, being indexed, or dead letters (for forget to find them)."""
+        return [item.entry for item in await self._items_of(agent) if item.entry is not None]
+
+    async def forget(self, agent: AgentKey, point_ids: Sequence[str]) -> int:
+        """Refuse these recall point ids to every indexer from now on, and remove the agent's entries that would
+        become them (waiting, claimed, or dead letters); return the entries removed."""
+        if not point_ids:
+            return 0
+        wanted = set(point_ids)
+        live: list[str] = []
+        dead: list[str] = []
+        for item in await self._items_of(agent):
+            if item.entry is not None and recall_point_id(item.entry) in wanted:
+                (dead if item.raw_stream == self._dead else live).append(item.stream_id)
+        now = time.time()
+        args: list[str | float | int] = [GROUP, str(agent), now, now - FORGOTTEN_KEPT_SECONDS, len(wanted), *wanted]
+        args.extend([len(live), *live, *dead])
+        return int(await self._forget(keys=[self._stream, self._pending, self._dead, self._forgotten], args=args))
+
+    async def stale(self, items: Sequence[OutboxItem]) -> set[str]:
+        """Stream ids of ``items`` an indexer must not write: erased since they were stored, or forgotten."""
+        if not items:
+            return set()
+        agents = sorted({item.agent for item in items})
+        readable = [item for item in items if item.entry is not None]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self._epochs, [agent_digest(agent) for agent in agents])
+            if readable:
+                pipe.zmscore(self._forgotten, [recall_point_id(i.entry) for i in readable if i.entry is not None])
+            epochs_raw, *forgotten = await pipe.execute()
+        epochs = {agent: int(raw or 0) for agent, raw in zip(agents, epochs_raw, strict=True)}
+        gone = {item.stream_id for item in items if item.epoch < epochs[item.agent]}
+        if readable:
+            gone.update(item.stream_id for item, score in zip(readable, forgotten[0], strict=True) if score is not None)
+        return gone
+
+    async def unset_latest(self, agent: AgentKey, point_ids: Sequence[str]) -> None:
+        """Drop the agent's channel pointers that point at these (deleted) points."""
+        if point_ids:
+            await self._unset_latest(keys=[self._keys.recall_latest(agent)], args=list(point_ids))
+
+    async def _items_of(self, agent: AgentKey) -> list[OutboxItem]:
+        found: list[OutboxItem] = []
+        for key in (self._stream, self._dead):
+            start = "-"
+            while True:
+                rows: Any = await self._redis.xrange(key, min=start, count=_SCAN)
+                for sid, fields in rows:
+                    item = self._item(sid, fields, key)
+                    if item.agent == str(agent):
+                        found.append(item)
+                if len(rows) < _SCAN:
+                    break
+                start = "(" + _text(rows[-1][0])
+        return found
 
     async def close_consumer(self, consumer: str) -> None:
         """Forget ``consumer`` if it has nothing pending (deleting one with pending entries would orphan them)."""
@@ -259,11 +347,12 @@ class RecallOutbox:
             pass
 
     @staticmethod
-    def _item(stream_id: bytes | str, fields: dict[Any, Any]) -> OutboxItem:
+    def _item(stream_id: bytes | str, fields: dict[Any, Any], stream: str = "") -> OutboxItem:
         values = {_text(k): _text(v) for k, v in fields.items()}
         raw = values.get("e", "")
         try:
             entry: RecallEntry | None = entry_from_json(raw)
         except (ValueError, KeyError, TypeError):
             entry = None
-        return OutboxItem(_text(stream_id), values.get("a", ""), entry, raw)
+        epoch = int(values["g"]) if values.get("g", "").isdigit() else 0
+        return OutboxItem(_text(stream_id), values.get("a", ""), entry, raw, epoch, stream)

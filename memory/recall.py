@@ -12,10 +12,8 @@ wait: they see what is indexed at once.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from datetime import datetime
@@ -24,11 +22,11 @@ from typing import Any, cast
 from qdrant_client import AsyncQdrantClient, models
 
 from bot.events import AgentKey, Scope
-from bot.memory_types import PAGE_SIZE, Fence, RecallEntry, SearchPage
+from bot.memory_types import PAGE_SIZE, Fence, RecallEntry, SearchHit, SearchPage
 from bot.ports import Embedder
 from memory.counts import MemoryCounts
 from memory.indexer_health import IndexerHealth
-from memory.indexing import CONTEXT_GAP, contextualize, dense_text, sparse_text
+from memory.indexing import CONTEXT_GAP, contextualize, dense_text, recall_point_id, sparse_text
 from memory.outbox import RecallOutbox
 from memory.qdrant import DENSE, MAX_RESULTS, SPARSE
 from memory.search import (
@@ -54,18 +52,6 @@ from memory.sparse import document_vector
 log = logging.getLogger(__name__)
 
 _REMEMBERED_CHANNELS = 4096  # channels whose latest message id is kept in memory (saves a filtered scroll)
-_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://membot.invalid/recall")
-
-
-def recall_point_id(entry: RecallEntry) -> str:
-    """Deterministic point id, so adding the same message again overwrites instead of duplicating.
-
-    Keyed by the platform message id when there is one (several replies to one message differ by text),
-    else by the timestamp.
-    """
-    digest = hashlib.sha256(entry.text.encode()).hexdigest()
-    anchor = f"id:{entry.message_id}" if entry.message_id else f"at:{to_rfc3339(entry.timestamp)}"
-    return str(uuid.uuid5(_NAMESPACE, f"{entry.agent}|{entry.platform}|{entry.role}|{anchor}|{digest}"))
 
 
 def _payload(entry: RecallEntry) -> dict[str, Any]:
@@ -113,6 +99,7 @@ class QdrantRecallMemory:
         self._max_results = max_results
         self._mode: SearchMode = mode
         self._latest: OrderedDict[tuple[str, str], tuple[datetime, str]] = OrderedDict()
+        self._gave_up: dict[str, float] = {}  # agent -> when a catch-up last gave up (monotonic)
 
     async def add(self, entries: Sequence[RecallEntry], *, fence: Fence | None = None) -> None:
         """Store messages (blank texts are skipped): into the outbox when there is one, else indexed now.
@@ -283,19 +270,27 @@ class QdrantRecallMemory:
     async def _catch_up(self, agent: AgentKey) -> None:
         """Wait until the background indexer has indexed ``agent``'s messages (bounded; logged if it gives up).
 
-        Not while the indexer is backing off: the read then goes on at once with what is indexed.
+        Not while the indexer is backing off: the read then goes on at once with what is indexed. Having given up
+        (the embedder is down, say), it does not wait again for ``catch_up_seconds``: a forget or a turn that reads
+        recall several times during an outage waits once, not once per read.
         """
         if self._outbox is None:
             return
-        deadline = time.monotonic() + self._catch_up_seconds
+        key = str(agent)
+        gave_up = self._gave_up.get(key)
+        recently = gave_up is not None and time.monotonic() - gave_up < self._catch_up_seconds
+        deadline = time.monotonic() + (0.0 if recently else self._catch_up_seconds)
         while not self._indexer_backing_off():
-            left = deadline - time.monotonic()
+            left = max(0.0, deadline - time.monotonic())
             if await self._outbox.wait_indexed(agent, within=min(left, 0.25) if self._indexer_health else left):
+                self._gave_up.pop(key, None)
                 return
             if time.monotonic() >= deadline:
-                log.warning("recall read before the agent's newest messages were indexed", extra={"agent": str(agent)})
+                if not recently:
+                    self._gave_up[key] = time.monotonic()
+                    log.warning("recall read before the agent's newest messages were indexed", extra={"agent": key})
                 return
-        log.info("recall read while the indexer backs off: newest messages may be missing", extra={"agent": str(agent)})
+        log.info("recall read while the indexer backs off: newest messages may be missing", extra={"agent": key})
 
     def _indexer_backing_off(self) -> bool:
         return self._indexer_health is not None and self._indexer_health.backing_off
@@ -306,21 +301,59 @@ class QdrantRecallMemory:
         return export_records("recall", records)
 
     async def erase(self, agent: AgentKey) -> int:
-        """Remove every message of ``agent``: the outbox is drained into Qdrant first, then all is deleted."""
-        await self._catch_up(agent)
-        if self._outbox is not None:
-            await self._outbox.erase(agent)
+        """Remove every message of ``agent``: first from the outbox (waiting, claimed by an indexer, dead letters;
+        no indexer writes them afterwards, see ``memory.indexer``), then from Qdrant. Works during an embeddings
+        outage: nothing waits for the indexer."""
+        removed = await self._outbox.erase(agent) if self._outbox is not None else set()
         for channel in [c for c in self._latest if c[0] == str(agent)]:
             del self._latest[channel]
-        removed = await delete_matching(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
+        mine = agent_filter(agent, Scope.PRIVATE)
+        offset: Any = None
+        while True:  # the point ids, so a message both indexed and still in the outbox is counted once
+            records, offset = await self._client.scroll(
+                self._collection, scroll_filter=mine, limit=1000, offset=offset, with_payload=False
+            )
+            removed.update(str(r.id) for r in records)
+            if offset is None:
+                break
+        await delete_matching(self._client, self._collection, mine)
         if self._counts is not None:
             await self._counts.forget(agent, "recall")
-        return removed
+        return len(removed)
 
     async def delete(self, agent: AgentKey, ids: Sequence[str]) -> int:
-        """Delete this agent's entries with these ids; return how many were deleted."""
-        await self._catch_up(agent)
+        """Delete this agent's messages with these point ids, indexed or still in the outbox; no indexer writes
+        them again. Return how many were deleted."""
+        waiting = await self._outbox.forget(agent, ids) if self._outbox is not None else 0
+        return waiting + await self._delete_points(agent, ids)
+
+    async def discard(self, entries: Sequence[RecallEntry]) -> None:
+        """Undo ``index`` for these entries (erased or forgotten while being indexed): points, counts, pointers."""
+        by_agent: dict[AgentKey, list[str]] = defaultdict(list)
+        for entry in entries:
+            by_agent[entry.agent].append(recall_point_id(entry))
+        for agent, ids in by_agent.items():
+            await self._delete_points(agent, ids)
+
+    async def _delete_points(self, agent: AgentKey, ids: Sequence[str]) -> int:
         scopes = await delete_ids(self._client, self._collection, agent, ids)
         if self._counts is not None:
             await self._counts.add(agent, "recall", scopes, sign=-1)
+        gone = set(ids)
+        for channel, (_, point_id) in list(self._latest.items()):
+            if point_id in gone:
+                del self._latest[channel]
+        if self._outbox is not None:
+            await self._outbox.unset_latest(agent, ids)
         return len(scopes)
+
+    async def waiting(self, agent: AgentKey, context_scope: Scope = Scope.PRIVATE) -> list[SearchHit]:
+        """The agent's messages not yet searchable (still in the outbox, e.g. during an embeddings outage), as far
+        as a context of ``context_scope`` may see them."""
+        if self._outbox is None:
+            return []
+        return [
+            SearchHit(recall_point_id(e), e.text, e.timestamp, 0.0, role=e.role, author=e.author)
+            for e in await self._outbox.entries_of(agent)
+            if context_scope is Scope.PRIVATE or e.scope is Scope.PUBLIC
+        ]

@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from bot.events import AgentKey, Scope
@@ -178,6 +179,41 @@ class RedisWorkingMemory:
         with refused_as_lock_lost(fence):
             await self._set_flag(keys=keys, args=[fence_token(fence, agent)])
 
+    async def rewrite(self, agent: AgentKey, redact: Callable[[str], str]) -> int:
+        """Pass every queued message's texts (content, tool-call arguments' strings) and both summaries through
+        ``redact``; store the changes at once (MULTI/EXEC, a new queue generation). Callers hold the agent's lock,
+        so no turn appends meanwhile. Return how many texts changed."""
+        queue_key = self._keys.queue(agent)
+        summary_keys = (self._keys.summary(agent), self._keys.summary_public(agent))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.lrange(queue_key, 0, -1)
+            pipe.mget(summary_keys)
+            raw, summaries = await pipe.execute()
+        changed = 0
+        items: list[str] = []
+        for item in raw:
+            message = ChatMessage.from_json(item)
+            redacted = _redact_message(message, redact)
+            changed += redacted != message
+            items.append(redacted.to_json() if redacted != message else _text(item))
+        new_summaries: dict[str, str] = {}
+        for key, value in zip(summary_keys, summaries, strict=True):
+            if value is not None and redact(_text(value)) != _text(value):
+                new_summaries[key] = redact(_text(value))
+        changed += len(new_summaries)
+        if not changed:
+            return 0
+        self._cache.pop(str(agent), None)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(queue_key)
+            if items:
+                pipe.rpush(queue_key, *items)
+            pipe.set(self._keys.queue_generation(agent), uuid.uuid4().hex)
+            for key, value in new_summaries.items():
+                pipe.set(key, value)
+            await pipe.execute()
+        return changed
+
     async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
         summary, public = await self.summary(agent), await self.summary(agent, Scope.PUBLIC)
         items: list[dict[str, Any]] = [{"kind": "summary", "text": summary}] if summary else []
@@ -206,3 +242,28 @@ class RedisWorkingMemory:
             )
             queued, has_summary, _ = await pipe.execute()
         return int(queued) + int(has_summary)
+
+
+def _redact_message(message: ChatMessage, redact: Callable[[str], str]) -> ChatMessage:
+    calls = tuple(replace(call, arguments=_redact_arguments(call.arguments, redact)) for call in message.tool_calls)
+    return replace(message, content=redact(message.content), tool_calls=calls)
+
+
+def _redact_arguments(arguments: str, redact: Callable[[str], str]) -> str:
+    """Redact the string values of a tool call's JSON arguments (the raw text when it is not JSON)."""
+    try:
+        data = json.loads(arguments)
+    except ValueError:
+        return redact(arguments)
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return redact(value)
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        return value
+
+    redacted = walk(data)
+    return arguments if redacted == data else json.dumps(redacted, ensure_ascii=False)

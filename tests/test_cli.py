@@ -81,8 +81,34 @@ def test_memory_show_export_reset(env: dict[str, str], tmp_path: Path) -> None:
     assert refused.returncode != 0 and "--yes" in refused.stderr
     reset = membot(["memory", "reset", "console:dora", "--yes", "--json"], env, tmp_path)
     assert reset.returncode == 0, reset.stderr
-    gone = membot(["memory", "show", "console:dora"], env, tmp_path)
-    assert gone.returncode != 0 and "no memory is stored for console:dora" in gone.stderr
+    gone = membot(["memory", "show", "console:dora"], env, tmp_path)  # says what a reset keeps, and how to erase it
+    assert gone.returncode == 0, gone.stderr
+    assert "No memory is stored for console:dora (it was reset or erased)" in gone.stdout
+    assert "core version(s)" in gone.stdout and "membot memory erase console:dora --yes" in gone.stdout
+    kept = json.loads(membot(["memory", "show", "console:dora", "--json"], env, tmp_path).stdout)
+    assert kept["memory"] is None and kept["kept"]["core_versions"] == 3 and kept["kept"]["audit_entries"] == 4
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["show"],
+        ["export"],
+        ["reset", "--yes"],
+        ["forget", "--yes"],
+        ["erase", "--yes"],
+        ["history"],
+        ["rollback", "--to", "1"],
+        ["proactive", "on"],
+    ],
+)
+def test_every_memory_command_refuses_an_unknown_agent(env: dict[str, str], tmp_path: Path, command: list[str]) -> None:
+    name, *options = command
+    args = ["memory", name, "console:nobody", *(["PIN"] if name == "forget" else []), *options]
+    unknown = membot(args, env, tmp_path)
+    assert unknown.returncode == 1, (unknown.stdout, unknown.stderr)
+    assert "no memory is stored for console:nobody" in unknown.stderr and "Traceback" not in unknown.stderr
+    assert unknown.stdout == ""
 
 
 def test_unknown_and_invalid_agent_keys(env: dict[str, str], tmp_path: Path) -> None:
@@ -170,13 +196,13 @@ def test_memory_history_rollback_and_erase(env: dict[str, str], tmp_path: Path, 
     assert listed.returncode == 0, listed.stderr
     items = json.loads(listed.stdout)
     assert [(i["kind"], i["version"]) for i in items] == [("core_append", 3), ("core_append", 2), ("core_init", 1)]
-    assert items[0]["changes"] == [{"label": "human", "removed": [], "added": ["Name: Hanna"]}]
+    assert items[0]["changes"] == [{"label": "human", "removed": [], "added": ["[private] Name: Hanna"]}]
     assert items[0]["cause"].startswith("event:console:")
     assert rolled.returncode == 0, rolled.stderr
     assert "back to version 2 (now version 4)" in rolled.stdout and "Name: Hanna" not in rolled.stdout
     assert shown.returncode == 1 and "in use by another membot process" in shown.stderr, "show needs Qdrant"
     text = membot(["memory", "history", "console:hana", "--limit", "1"], env, tmp_path)
-    assert "v4 core_rollback · to v2 by cli" in text.stdout and "- human: Name: Hanna" in text.stdout
+    assert "v4 core_rollback · to v2 by cli" in text.stdout and "- human: [private] Name: Hanna" in text.stdout
     missing = membot(["memory", "rollback", "console:hana", "--to", "40"], env, tmp_path)
     assert missing.returncode == 1 and "version 40 of console:hana is not kept; versions 1 to 4 are" in missing.stderr
 
@@ -187,3 +213,16 @@ def test_memory_history_rollback_and_erase(env: dict[str, str], tmp_path: Path, 
     assert json.loads(erased.stdout)["removed"]["audit_entries"] == 4
     [record] = json.loads(membot(["memory", "history", "console:hana", "--json"], env, tmp_path).stdout)
     assert (record["kind"], record["cause"]) == ("erase", "cli")
+
+
+def test_memory_forget_removes_the_words_everywhere(env: dict[str, str], tmp_path: Path) -> None:
+    membot(["chat", "--user", "fred"], env, tmp_path, b"my name is Fred\nmy bank PIN is 4711\n")
+    refused = membot(["memory", "forget", "console:fred", "bank PIN"], env, tmp_path)
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    forgot = membot(["memory", "forget", "console:fred", "bank PIN", "--yes", "--json"], env, tmp_path)
+    assert forgot.returncode == 0, forgot.stderr
+    assert json.loads(forgot.stdout)["removed"] >= 1
+    exported = membot(["memory", "export", "console:fred"], env, tmp_path).stdout
+    assert "4711" not in exported and "Name: Fred" in exported
+    nothing = membot(["memory", "forget", "console:fred", "bank PIN", "--yes"], env, tmp_path)
+    assert nothing.returncode == 0 and "nothing of console:fred matches" in nothing.stdout

@@ -52,7 +52,8 @@ async def test_every_write_of_a_turn_is_audited_with_the_message_that_caused_it(
     insert, append, init = items
     assert insert.entry.detail["scope"] == "private" and insert.entry.detail["source"] == "agent"
     assert "Pixel" not in str(insert.as_dict()), "the trail holds ids, not memory text"
-    assert append.entry.version == 2 and append.change_lines() == ["+ human: Name: Ann"]
+    assert append.entry.version == 2
+    assert append.change_lines() == ["+ human: [private] Name: Ann"], "learned in a DM: private"
     assert init.entry.version == 1 and any(line.startswith("+ persona:") for line in init.change_lines())
     assert "v2 core_append human" in append.headline and append.headline.endswith("by event:slack:m-1")
 
@@ -62,14 +63,14 @@ async def test_rollback_restores_core_memory_and_is_itself_audited(app: App) -> 
     assert "Name: Bea" in await human(app)
     result = await app.repair.rollback(ANN, 2, cause="admin:slack:UADMIN")
     assert (result.to, result.version) == (2, 4)
-    assert (await human(app)).endswith("\nName: Ann")
+    assert (await human(app)).endswith("\n[private] Name: Ann")
     [latest] = await app.repair.history(ANN, limit=1)
     assert (latest.entry.kind, latest.entry.cause, dict(latest.entry.detail)) == (
         "core_rollback",
         "admin:slack:UADMIN",
         {"to": 2},
     )
-    assert latest.change_lines() == ["- human: Name: Bea"]
+    assert latest.change_lines() == ["- human: [private] Name: Bea"]
     with pytest.raises(VersionNotKept, match="versions 1 to 4 are"):
         await app.repair.rollback(ANN, 99, cause="cli")
 
@@ -81,9 +82,9 @@ async def test_reset_keeps_the_trail_and_core_versions_and_erase_keeps_only_its_
     assert not await app.stores.core.exists(ANN) and await app.stores.archival.count(ANN) == 0
     [reset, *older] = await app.repair.history(ANN)
     assert reset.entry.kind == AuditKind.RESET and reset.entry.detail["removed"]["archival"] == 1
-    assert "- human: Name: Ann" in reset.change_lines() and len(older) == 3
+    assert "- human: [private] Name: Ann" in reset.change_lines() and len(older) == 3
     await app.repair.rollback(ANN, 2, cause="cli")  # an admin brings core memory back after a mistaken reset
-    assert (await human(app)).endswith("\nName: Ann")
+    assert (await human(app)).endswith("\n[private] Name: Ann")
     erased = await app.admin.erase(ANN, cause="user:slack:U1")
     assert erased["audit_entries"] == 5
     [only] = await app.repair.history(ANN)
@@ -97,14 +98,14 @@ async def test_forget_deletes_everywhere_and_leaves_no_copy_for_a_rollback(app: 
     assert {c.store for c in candidates} == {"core:human", "recall", "archival"}
     await app.admin.forget(ANN, candidates, cause="user:slack:U1")
     assert all("Name: Ann" not in "".join(v.blocks.values()) for v in await app.stores.core.versions(ANN))
-    kinds = [i.entry.kind for i in await app.repair.history(ANN, limit=4)]
-    assert kinds == ["archival_delete", "recall_delete", "core_scrub", "core_replace"]
+    kinds = [i.entry.kind for i in await app.repair.history(ANN, limit=5)]
+    assert kinds == ["forget", "archival_delete", "recall_delete", "core_scrub", "core_replace"]
     await app.repair.rollback(ANN, 2, cause="cli")
     assert "Name: Ann" not in await human(app)
 
 
 async def test_private_lines_stay_out_of_public_turns_views_and_admin_history(app: App, llm: ScriptedLLMServer) -> None:
-    await talk(app, "my name is Ann")
+    await talk(app, "my name is Ann", dm=False)  # learned in a channel: public
     assert app.stores.core is not None
     await app.stores.core.append(ANN, "human", "Has asthma", cause="event:slack:x", private=True)
     await app.stores.core.append(ANN, "human", "Works at the bakery", cause="event:slack:y")
@@ -138,7 +139,7 @@ async def test_import_is_audited_with_the_stored_passage_ids(app: App) -> None:
 
 
 async def test_marking_a_line_private_in_a_full_block_says_why_it_failed(app: App) -> None:
-    await talk(app, "my name is Ann")
+    await talk(app, "my name is Ann", dm=False)
     block = {b.label: b for b in await app.stores.core.blocks(ANN)}["human"]
     await app.stores.core.set_limit(ANN, "human", block.chars + 3)
     with pytest.raises(MemoryEditError, match=r"'human' is too full to mark more lines private .* 0 line"):

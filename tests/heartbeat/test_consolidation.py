@@ -40,7 +40,9 @@ async def test_a_full_core_block_is_condensed_into_archival_memory(
         assert size > 0.7 * 260
         outcome = await heartbeats_for(app).consolidate(FLO)
         assert outcome.status is Status.DONE and outcome.condensed == ("human",)
-        assert await human_block(app, FLO) == "Name: Flo\nDetails are in archival memory."
+        assert (
+            await human_block(app, FLO) == "Name: Flo\n[private] Details are in archival memory."
+        )  # a heartbeat: private
         [note] = await app.stores.archival.export(FLO)
         assert all(line in note["text"] for line in DETAILS) and note["source"] == "reflection"
         event = llm.requests[0].messages[-1]["content"]

@@ -99,7 +99,11 @@ async def test_a_message_during_a_reflection_waits_for_it_and_no_core_update_is_
         kinds = ["heartbeat" if heartbeat_event(r.messages) else "turn" for r in llm.requests]
         assert kinds == ["turn", "turn", "heartbeat", "heartbeat", "turn", "turn"]  # reflection first, whole
         lines = (await human_block(app, cy)).splitlines()
-        assert lines[-3:] == ["Name: Cy", "Reflection: 1 new message(s) reviewed.", "Name: Cyrus"]
+        assert lines[-3:] == [  # learned in private (the console, a heartbeat): private lines
+            "[private] Name: Cy",
+            "[private] Reflection: 1 new message(s) reviewed.",
+            "[private] Name: Cyrus",
+        ]
         record = await app.stores.activity.get(cy)
         assert record.has_news and record.messages_since == 1  # the new message waits for the next reflection
 

@@ -18,6 +18,7 @@ from adapters.console import console_message
 from bot.app import App, list_jobs, open_app, start_heartbeats
 from bot.events import AgentKey, utc_now
 from bot.heartbeat import HeartbeatConfig
+from bot.privacy import unmarked
 from bot.scheduler import HeartbeatScheduler, open_job_store
 from bot.serve import serve
 from bot.settings import Settings
@@ -44,7 +45,7 @@ def second_scheduler(app: App) -> HeartbeatScheduler:
 
 
 async def reflections_of(app: App, agent: AgentKey) -> int:
-    return sum(line.startswith(REFLECTED) for line in (await human_block(app, agent)).splitlines())
+    return sum(unmarked(line).startswith(REFLECTED) for line in (await human_block(app, agent)).splitlines())
 
 
 async def test_jobs_survive_a_scheduler_restart(llm: ScriptedLLMServer, make_settings: Callable[..., Settings]) -> None:

@@ -60,6 +60,8 @@ SHARED_OPERATIONS = {
         KEYS.recall_outbox(),
         KEYS.recall_outbox_pending(),
         KEYS.recall_outbox_dead(),
+        KEYS.recall_outbox_epochs(),
+        KEYS.recall_forgotten(),
     ],
     "APScheduler job store (MULTI) and the jobs an erase removes (MULTI: HDEL, ZREM)": [
         KEYS.scheduler_jobs(),

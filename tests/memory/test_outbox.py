@@ -39,7 +39,9 @@ async def started(
     outbox: RecallOutbox, recall: QdrantRecallMemory, *, exclusive: bool = True, lease_seconds: float = 60.0
 ) -> AsyncIterator[RecallIndexer]:
     """A running indexer (as a process starts one), closed at the end of the block."""
-    running = RecallIndexer(outbox, recall.index, exclusive=exclusive, lease_seconds=lease_seconds)
+    running = RecallIndexer(
+        outbox, recall.index, exclusive=exclusive, lease_seconds=lease_seconds, discard=recall.discard
+    )
     await running.start()
     try:
         yield running
@@ -150,7 +152,7 @@ async def test_an_unreadable_entry_is_kept_aside_and_the_rest_indexed(
         await asyncio.sleep(0.05)
     assert await outbox.dead_letters() == 1
     assert await redis_client.xlen(keys.recall_outbox()) == 0
-    assert await outbox.erase(ALICE) == 1  # an erase removes the user's dead letters too
+    assert len(await outbox.erase(ALICE)) == 1  # an erase removes the user's dead letters too
     assert await outbox.dead_letters() == 0
 
 
@@ -204,6 +206,7 @@ async def test_close_indexes_what_is_waiting(
 
 async def test_erase_takes_messages_still_in_the_outbox(
     queued_recall: QdrantRecallMemory,
+    outbox: RecallOutbox,
     indexer: RecallIndexer,
     store: QdrantStore,
     redis_client: aioredis.Redis,
@@ -212,6 +215,7 @@ async def test_erase_takes_messages_still_in_the_outbox(
     await queued_recall.add([recall_entry(ALICE, "secret plans", 0), recall_entry(BOB, "bob's note", 0)])
     await queued_recall.erase(ALICE)
     assert await queued_recall.count(ALICE) == 0
+    assert await outbox.wait_indexed(BOB, within=10)
     assert await indexed(store) == 1
     assert await outbox_is_empty(redis_client, keys)
 

@@ -146,6 +146,12 @@ class SlackHarness:
         assert reply.status == 200, reply
         await self.settle()
 
+    async def say_in_channel(self, user: str, text: str, channel: str = "C0GENERAL") -> None:
+        """A mention in a public channel (what is learned there is public), answered before returning."""
+        reply = await self.send_event(self.mention(user, channel, text))
+        assert reply.status == 200, reply
+        await self.settle()
+
     async def settle(self) -> None:
         """Wait until the adapter's background work (turns, commands) is done."""
         await asyncio.wait_for(self.adapter.drain(), 30)

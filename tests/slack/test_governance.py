@@ -148,8 +148,8 @@ async def test_erase_leaves_nothing_of_the_person_in_redis_or_qdrant_and_keeps_o
 
 
 async def test_history_rollback_and_private_marks_from_slack(slack: SlackHarness) -> None:
-    await slack.say_dm(ANN, "my name is Ann")
-    await slack.say_dm(ANN, "my name is Anna")
+    await slack.say_in_channel(ANN, "my name is Ann")  # said in public: public lines
+    await slack.say_in_channel(ANN, "my name is Anna")
     _, url = await slack.command(ANN, "history", channel=f"D{ANN}", channel_name="directmessage")
     answer = await _answer(slack, url)
     text = all_text(answer["blocks"])
@@ -176,7 +176,7 @@ async def test_history_rollback_and_private_marks_from_slack(slack: SlackHarness
 
 
 async def test_workspace_admins_see_history_without_private_lines_and_can_roll_back(slack: SlackHarness) -> None:
-    await slack.say_dm(ANN, "my name is Ann")
+    await slack.say_in_channel(ANN, "my name is Ann")
     await slack.app.stores.core.append(slack.agent(ANN), "human", "Owes Bob money", cause="t", private=True)
     _, url = await slack.command(BOB, f"admin history <@{ANN}>")
     assert "only server admins" in (await _answer(slack, url))["text"]

@@ -12,8 +12,9 @@ from tests.slack.harness import SlackHarness, all_text, buttons
 
 
 async def _meet(slack: SlackHarness) -> None:
-    await slack.say_dm(ANN, "my name is Ann")
-    await slack.say_dm(BOB, "my name is Bob")
+    """Ann and Bob tell their names in a channel (so the names are public memory)."""
+    await slack.say_in_channel(ANN, "my name is Ann")
+    await slack.say_in_channel(BOB, "my name is Bob")
 
 
 async def _answer(slack: SlackHarness, response_url: str) -> dict:
@@ -115,7 +116,7 @@ async def test_search_answers_ephemerally(slack: SlackHarness) -> None:
 
 
 async def test_search_from_a_channel_leaves_out_what_was_said_in_dms(slack: SlackHarness) -> None:
-    await _meet(slack)
+    await slack.say_dm(ANN, "my name is Ann")
     _, response_url = await slack.command(ANN, "search name")
     answer = all_text(await _answer(slack, response_url))
     assert "my name is Ann" not in answer and "only what was said in public" in answer

@@ -105,7 +105,7 @@ async def test_two_servers_and_dms_are_separate_memories_no_member_reaches(
 ) -> None:
     await tell_canaries(harness)
     before = await scan(harness, redis_client, key_prefix)
-    dm_private = ALICE_DM.canaries[1:]  # recall and archival of a DM are private (core lines: the xfail on Slack)
+    dm_private = ALICE_DM.canaries[1:]  # recall and archival of a DM are private (core lines: tested on Slack)
     assert_confined(before, owners(*MEMBERS), dm_private)
 
     server = harness.llm

@@ -203,7 +203,7 @@ async def test_the_same_person_in_a_channel_never_gets_what_they_told_in_a_dm(
     assert server.pending == 0
     requests = server.requests[before:]
     results = tool_results(requests, INJECTION)
-    dm_only = private_canaries(ANN1)  # recall and archival told in the DM (core lines: see the xfail test below)
+    dm_only = private_canaries(ANN1)  # recall and archival told in the DM (core lines: see the next test)
     assert f"{ANN1.tag}CLUB5150" in "\n".join(results), "public memory is found (control)"
     assert leaks(results, dm_only) == [] and leaks(map(given_text, requests), dm_only) == []
     assert leaks([str(p.get("text")) for p in slack.slack.posted(ANN1.channel)], dm_only) == []
@@ -214,7 +214,6 @@ async def test_the_same_person_in_a_channel_never_gets_what_they_told_in_a_dm(
     assert_confined(after, owners(*PEOPLE), private_canaries(*PEOPLE))
 
 
-@pytest.mark.xfail(strict=True, reason="needs DM-private default from branch erase")
 async def test_a_dm_fact_told_without_a_private_flag_never_reaches_a_channel(
     slack: SlackHarness, redis_client: aioredis.Redis, key_prefix: str
 ) -> None:
