@@ -13,7 +13,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 import redis.asyncio as aioredis
 
 from bot.events import AgentKey, Scope
