@@ -30,7 +30,6 @@ __all__ = [
     "OutageBridge",
     "OutageTolerantThrottle",
     "TrackedSink",
-    "is_caused_by",
 ]
 
 log = logging.getLogger(__name__)
@@ -43,18 +42,6 @@ REPLAY_FAILED_NOTICE = "Sorry, something went wrong while answering your earlier
 Answer = Callable[[InboundMessage, ReplySink], Awaitable[object]]
 Fallback = Callable[[InboundMessage], ReplySink | None]
 _REPLAYING: contextvars.ContextVar[bool] = contextvars.ContextVar("membot_replaying", default=False)
-
-
-def is_caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
-    """Whether ``exc`` or an exception it was raised from (``__cause__``/``__context__``) is one of ``kinds``."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kinds):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
 
 
 class AddressSink:

@@ -15,8 +15,6 @@ from redis.exceptions import ClusterDownError, RedisClusterException, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot.outage import is_caused_by
-
 AsyncRedis: TypeAlias = aioredis.Redis | aioredis.RedisCluster
 SyncRedis: TypeAlias = redis.Redis | redis.RedisCluster  # the heartbeat job store's (APScheduler 3 is synchronous)
 ANY_REDIS_ERROR: tuple[type[Exception], ...] = (RedisError, RedisClusterException, OSError)
@@ -33,3 +31,15 @@ REDIS_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 def is_redis_outage(exc: BaseException) -> bool:
     """Whether ``exc`` (or an error it was raised from) means Redis is unreachable."""
     return is_caused_by(exc, REDIS_OUTAGE_ERRORS)
+
+
+def is_caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """Whether ``exc`` or an exception it was raised from (``__cause__``/``__context__``) is one of ``kinds``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kinds):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False

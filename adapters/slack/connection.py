@@ -30,11 +30,11 @@ LISTENER_PROBE_SECONDS = 3.0
 LISTENER_PROBE_TIMEOUT = 2.0
 
 
-async def watch_socket(socket_client: AsyncBaseSocketModeClient, connections: PlatformConnections) -> None:
+async def watch_socket(socket_mode: AsyncBaseSocketModeClient, connections: PlatformConnections) -> None:
     """Report the Socket Mode connection until cancelled."""
     connections.expect(SOCKET)
     while True:
-        if await socket_client.is_connected():
+        if await socket_mode.is_connected():
             connections.up(SOCKET, "socket mode connected")
         else:
             connections.down(SOCKET, "socket mode disconnected; slack_sdk is reconnecting")
