@@ -24,7 +24,7 @@ from bot.llm.factory import build_chat_model
 from bot.llm.metered import MeteredChatModel
 from bot.llm.retry import RetryPolicy
 from bot.metrics import Metrics
-from bot.outage import AddressSink, OutageBridge, OutageTolerantThrottle
+from bot.outage import AddressSink, OutageBridge, OutageTolerantChannelModes, OutageTolerantThrottle
 from bot.ports import ChatModel, Embedder, PlatformAdapter, ReplySink
 from bot.redis_url import async_client, redact
 from bot.repair import MemoryRepair
@@ -347,7 +347,9 @@ async def open_app(
                     throttle=OutageTolerantThrottle(stores.throttle, runtime.outage)
                     if runtime.outage is not None
                     else stores.throttle,
-                    channel_modes=RedisChannelModes(stores.redis, keys),
+                    channel_modes=OutageTolerantChannelModes(RedisChannelModes(stores.redis, keys), runtime.outage)
+                    if runtime.outage is not None
+                    else RedisChannelModes(stores.redis, keys),
                     settings=settings,
                     proactive=ProactiveControl(stores.activity, heartbeat_config.proactive),
                 )
