@@ -118,12 +118,21 @@ def chat(
     ] = None,
 ) -> None:
     """Chat with membot in this terminal (also works with piped input: one message per line)."""
-    from adapters.console import run_console
+    from adapters.console import ConsoleInterrupts, run_console
 
     settings = _stores_settings()
     key = _agent_key(f"console:{_console_name(user)}")
 
     async def work() -> None:
+        interrupts = ConsoleInterrupts.install(sys.stderr)
+        try:
+            await chat_until_done(interrupts)
+        except asyncio.CancelledError:
+            if interrupts.interrupted:
+                raise KeyboardInterrupt from None  # exit 130, as an interrupted command does
+            raise
+
+    async def chat_until_done(interrupts: ConsoleInterrupts) -> None:
         async with open_app(settings) as running:
             assert running.runtime is not None
             # Load the embedding model while the user types, not when their first message arrives.
@@ -133,7 +142,9 @@ def chat(
                 err.print(f"membot: answering {waiting} saved messages from before.", highlight=False)
             if sys.stdin.isatty():
                 err.print(f"membot is listening as [bold]{key}[/]. Ctrl-D to leave.", highlight=False)
-            await run_console(running.runtime.handle, key.user, working_after=settings.working_notice_after)
+            await run_console(
+                running.runtime.handle, key.user, working_after=settings.working_notice_after, interrupts=interrupts
+            )
             await warm_up
             await _finish_journal(running)
 
