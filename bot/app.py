@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from bot.admin import MemoryAdmin
@@ -60,6 +61,7 @@ from memory.quarantine import RedisQuarantine, set_aside_job
 from memory.recall import QdrantRecallMemory
 from memory.redis_client import ANY_REDIS_ERROR, AsyncRedis, is_redis_outage
 from memory.reindex import reindex
+from memory.storage_faults import storage_problem
 from memory.store_identity import StoreConflict, StoreRegistry
 from memory.working import RedisWorkingMemory
 
@@ -402,6 +404,18 @@ async def resume_journal(app: App, adapters: Sequence[PlatformAdapter] = (), con
         return AddressSink(adapter, message.address) if adapter is not None else None
 
     return await app.runtime.outage.start(app.runtime.handle, fallback)
+
+
+def storage_failure(exc: BaseException, data_dir: Path | None = None) -> str | None:
+    """Why a command failed on the data disk (full, read-only, an I/O error), looking through the exception's
+    causes, or None when it did not fail on the disk."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        problem = storage_problem(seen, data_dir if data_dir is not None and data_dir.is_dir() else None)
+        if problem is not None:
+            return problem
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _health(stores: Stores) -> Health:
