@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from adapters.discord.attachments import IMPORT_FAILED_NOTICE
 from bot.outage import STORE_DOWN_NOTICE
 from memory.keys import RedisKeys
 from tests.discord.conftest import DiscordHarness, harness, resume_gateway_url  # noqa: F401  (fixtures)
@@ -65,3 +66,23 @@ async def test_channel_modes_fail_open_and_messages_reach_the_journal(
     assert reply.json["content"] == "echo: what about saturday?", "the thread's mode set during the outage holds"
     modes_key = RedisKeys(harness.app.settings.redis_prefix).channel_modes("discord")
     assert await harness.app.stores.redis.hget(modes_key, str(THREAD)) in (b"always", "always")
+
+
+async def test_a_dm_with_a_file_during_an_outage_is_told_and_answered_when_redis_returns(
+    harness: DiscordHarness,  # noqa: F811
+    owned_redis: OwnedRedis,
+) -> None:
+    discord_api = harness.discord
+    await asyncio.to_thread(owned_redis.stop)
+    notes = discord_api.attachment("notes.md", b"# Trip\nLeave at 7.", "text/markdown")
+    sent = await discord_api.send_message(ALICE, "packing list ready?", attachments=(notes,))
+    first, second = await answer_to(discord_api, sent, count=2)
+    assert first.json["content"] == IMPORT_FAILED_NOTICE, "the file could not be imported: said so"
+    assert second.json["content"] == STORE_DOWN_NOTICE, "the text still reached the journal"
+
+    await asyncio.to_thread(owned_redis.start)
+    await eventually(
+        lambda: [c.json["content"] for c in replies_to(discord_api, sent)][-1:] == ["echo: packing list ready?"],
+        within=60,
+        what="the DM's answer after the outage",
+    )
