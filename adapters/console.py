@@ -2,7 +2,8 @@
 
 Works interactively and piped. Notices from membot itself go to stderr, so stdout holds only the bot's words
 (also the "still thinking" line shown when a turn takes a while). Stdin is read on the event loop, never in a
-thread blocked in ``readline``, so Ctrl-C at the prompt quits at once (a second Ctrl-C forces).
+thread blocked in ``readline``, so Ctrl-C at the prompt quits at once; during a turn the answer is finished first,
+and a second Ctrl-C quits at once whatever is running (``ConsoleInterrupts``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 import io
 import os
+import signal
 import stat
 import sys
 import uuid
@@ -136,6 +138,60 @@ def decode_line(raw: bytes, line_number: int, err: TextIO) -> str:
         return raw.decode("utf-8", errors="replace")
 
 
+class ConsoleInterrupts:
+    """Ctrl-C in the console chat. At the prompt it cancels ``main`` (the chat closes cleanly). During a turn the
+    answer is finished first (a notice says so), then ``main`` is cancelled. A second Ctrl-C quits at once,
+    whatever is running or closing: nothing is lost, since the message was stored before the model was asked and
+    the outage journal is written durably (``force`` defaults to ``os._exit(130)``)."""
+
+    FINISHING = "membot: finishing this answer, then quitting (Ctrl-C again to quit now)."
+    STOPPED = "membot: stopped."
+
+    def __init__(self, main: asyncio.Task[object], err: TextIO, force: Callable[[], object] | None = None) -> None:
+        self._main = main
+        self._err = err
+        self._force = force or (lambda: os._exit(130))
+        self.interrupted = False
+        self._turns = 0
+
+    @classmethod
+    def install(cls, err: TextIO) -> ConsoleInterrupts:
+        """Handle SIGINT on the running loop for the current task (the chat's main task)."""
+        main = asyncio.current_task()
+        assert main is not None, "install from inside the chat's task"
+        interrupts = cls(main, err)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupts.on_interrupt)
+        return interrupts
+
+    def on_interrupt(self) -> None:
+        if self.interrupted:
+            self._say(self.STOPPED)
+            sys.stdout.flush()
+            self._force()
+            return
+        self.interrupted = True
+        if self._turns:
+            self._say(self.FINISHING)
+        else:
+            self._main.cancel()
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Around one turn: a Ctrl-C meanwhile waits for its end."""
+        self._turns += 1
+        try:
+            yield
+        finally:
+            self._turns -= 1
+            if self.interrupted and not self._turns:
+                self._main.cancel()
+
+    def _say(self, line: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._err.write(f"\n{line}\n")
+            self._err.flush()
+
+
 def console_message(user: str, text: str) -> InboundMessage:
     """One console line as the runtime's normalized message (a private conversation with ``user``)."""
     return InboundMessage(
@@ -158,9 +214,10 @@ async def run_console(
     out: TextIO | None = None,
     err: TextIO | None = None,
     working_after: float = 3.0,
+    interrupts: ConsoleInterrupts | None = None,
 ) -> None:
     """Read messages until EOF and hand each to ``handle`` in order (``working_after``: seconds into a turn before
-    "still thinking" is shown)."""
+    "still thinking" is shown; ``interrupts``: a Ctrl-C during a turn waits for its end)."""
     stdin = stdin or sys.stdin.buffer
     out = out or sys.stdout
     err = err or sys.stderr
@@ -179,6 +236,10 @@ async def run_console(
         text = decode_line(raw.rstrip(b"\r\n"), line_number, err)
         if interactive and not text.strip():
             continue
-        await handle(console_message(user, text), sink)
+        if interrupts is None:
+            await handle(console_message(user, text), sink)
+            continue
+        async with interrupts.turn():
+            await handle(console_message(user, text), sink)
     if interactive:
         err.write("\n")

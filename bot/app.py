@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from bot.admin import MemoryAdmin
@@ -24,7 +25,7 @@ from bot.llm.factory import build_chat_model
 from bot.llm.metered import MeteredChatModel
 from bot.llm.retry import RetryPolicy
 from bot.metrics import Metrics
-from bot.outage import AddressSink, OutageBridge, OutageTolerantThrottle
+from bot.outage import AddressSink, OutageBridge, OutageTolerantChannelModes, OutageTolerantThrottle
 from bot.ports import ChatModel, Embedder, PlatformAdapter, ReplySink
 from bot.redis_url import async_client, redact
 from bot.repair import MemoryRepair
@@ -60,6 +61,7 @@ from memory.quarantine import RedisQuarantine, set_aside_job
 from memory.recall import QdrantRecallMemory
 from memory.redis_client import ANY_REDIS_ERROR, AsyncRedis, is_redis_outage
 from memory.reindex import reindex
+from memory.storage_faults import storage_problem
 from memory.store_identity import StoreConflict, StoreRegistry
 from memory.working import RedisWorkingMemory
 
@@ -347,7 +349,9 @@ async def open_app(
                     throttle=OutageTolerantThrottle(stores.throttle, runtime.outage)
                     if runtime.outage is not None
                     else stores.throttle,
-                    channel_modes=RedisChannelModes(stores.redis, keys),
+                    channel_modes=OutageTolerantChannelModes(RedisChannelModes(stores.redis, keys), runtime.outage)
+                    if runtime.outage is not None
+                    else RedisChannelModes(stores.redis, keys),
                     settings=settings,
                     proactive=ProactiveControl(stores.activity, heartbeat_config.proactive),
                 )
@@ -400,6 +404,18 @@ async def resume_journal(app: App, adapters: Sequence[PlatformAdapter] = (), con
         return AddressSink(adapter, message.address) if adapter is not None else None
 
     return await app.runtime.outage.start(app.runtime.handle, fallback)
+
+
+def storage_failure(exc: BaseException, data_dir: Path | None = None) -> str | None:
+    """Why a command failed on the data disk (full, read-only, an I/O error), looking through the exception's
+    causes, or None when it did not fail on the disk."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        problem = storage_problem(seen, data_dir if data_dir is not None and data_dir.is_dir() else None)
+        if problem is not None:
+            return problem
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _health(stores: Stores) -> Health:

@@ -19,7 +19,16 @@ from rich.table import Table
 
 from bot.activity import InvalidProactiveSetting, ProactivePolicy
 from bot.admin import ForgetCandidate, MemoryView, UnknownAgent
-from bot.app import App, ServiceUnavailable, list_jobs, open_app, open_proactive_control, open_repair, resume_journal
+from bot.app import (
+    App,
+    ServiceUnavailable,
+    list_jobs,
+    open_app,
+    open_proactive_control,
+    open_repair,
+    resume_journal,
+    storage_failure,
+)
 from bot.audit import CLI_CAUSE, HistoryItem
 from bot.data_dir import DataDirError, adopt_legacy_data_dir, check_data_dir
 from bot.events import AgentKey, InvalidAgentKey
@@ -95,6 +104,23 @@ def _run(work: Callable[[], Awaitable[T]]) -> T:
         raise _fail(f"{exc}. See `membot memory history`.") from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    except Exception as exc:
+        data_dir = _data_dir()
+        problem = storage_failure(exc, data_dir)
+        if problem is None:
+            raise
+        raise _fail(
+            f"{problem} (MEMBOT_DATA_DIR {data_dir or 'unknown'}), so the command did not finish. Free some space "
+            "on that disk (or make it writable) and run the command again."
+        ) from None
+
+
+def _data_dir() -> Path | None:
+    """The configured data directory, for messages about it (None when the settings cannot be read)."""
+    try:
+        return load_settings().data_dir.resolve()
+    except Exception:
+        return None
 
 
 def _console_name(user: str | None) -> str:
@@ -118,12 +144,21 @@ def chat(
     ] = None,
 ) -> None:
     """Chat with membot in this terminal (also works with piped input: one message per line)."""
-    from adapters.console import run_console
+    from adapters.console import ConsoleInterrupts, run_console
 
     settings = _stores_settings()
     key = _agent_key(f"console:{_console_name(user)}")
 
     async def work() -> None:
+        interrupts = ConsoleInterrupts.install(sys.stderr)
+        try:
+            await chat_until_done(interrupts)
+        except asyncio.CancelledError:
+            if interrupts.interrupted:
+                raise KeyboardInterrupt from None  # exit 130, as an interrupted command does
+            raise
+
+    async def chat_until_done(interrupts: ConsoleInterrupts) -> None:
         async with open_app(settings) as running:
             assert running.runtime is not None
             # Load the embedding model while the user types, not when their first message arrives.
@@ -133,7 +168,9 @@ def chat(
                 err.print(f"membot: answering {waiting} saved messages from before.", highlight=False)
             if sys.stdin.isatty():
                 err.print(f"membot is listening as [bold]{key}[/]. Ctrl-D to leave.", highlight=False)
-            await run_console(running.runtime.handle, key.user, working_after=settings.working_notice_after)
+            await run_console(
+                running.runtime.handle, key.user, working_after=settings.working_notice_after, interrupts=interrupts
+            )
             await warm_up
             await _finish_journal(running)
 
@@ -294,7 +331,7 @@ def memory_forget(
     key = _agent_key(agent_key)
     if not words.strip():
         raise _fail("say what to forget: WORDS is empty", 2)
-    settings = _settings()
+    settings = _stores_settings()
 
     async def work() -> tuple[list[ForgetCandidate], int]:
         async with open_app(settings, with_model=False) as running:

@@ -22,12 +22,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from bot.events import InboundMessage, OutboundReply, ReplyAddress, ReplyKind
-from bot.ports import JournalEntry, MessageJournal, PlatformAdapter, ReplySink, Throttle
+from bot.ports import ChannelModes, JournalEntry, MessageJournal, PlatformAdapter, ReplySink, Throttle
 
 __all__ = [
     "STORE_DOWN_NOTICE",
     "AddressSink",
     "OutageBridge",
+    "OutageTolerantChannelModes",
     "OutageTolerantThrottle",
     "TrackedSink",
 ]
@@ -263,6 +264,72 @@ class OutageTolerantThrottle:
             log.warning("memory store unreachable: admission check skipped")
             self._bridge.mark_down()
             return True
+
+
+class OutageTolerantChannelModes:
+    """Channel reply modes during a store outage, so that a message decided by its channel's mode still reaches
+    the runtime and its journal: a read answers what this process last read or wrote for the channel (the default
+    mode, "mention", for one it never saw), a write is kept in-process and written once the store answers again.
+    While the store is known to be down the store is not asked (no retry budget spent per message)."""
+
+    DEFAULT = "mention"
+    MODES = ("mention", "always")
+
+    def __init__(self, modes: ChannelModes, bridge: OutageBridge, *, max_channels: int = 10_000) -> None:
+        self._modes = modes
+        self._bridge = bridge
+        self._max = max_channels
+        self._known: dict[tuple[str, str], str] = {}  # the last mode read or written, per channel (bounded)
+        self._unwritten: dict[tuple[str, str], str] = {}  # writes made during the outage, written when it ends
+
+    async def get(self, platform: str, channel_id: str) -> str:
+        channel = (platform, channel_id)
+        if not self._bridge.backlogged:
+            try:
+                await self._write_unwritten()
+                mode = await self._modes.get(platform, channel_id)
+            except Exception as exc:
+                self._down_or_raise(exc)
+            else:
+                self._remember(channel, mode)
+                return mode
+        return self._unwritten.get(channel) or self._known.get(channel, self.DEFAULT)
+
+    async def set(self, platform: str, channel_id: str, mode: str) -> None:
+        if mode not in self.MODES:
+            raise ValueError(f"unknown channel mode {mode!r}; use one of {', '.join(self.MODES)}")
+        channel = (platform, channel_id)
+        if not self._bridge.backlogged:
+            try:
+                await self._write_unwritten()
+                await self._modes.set(platform, channel_id, mode)
+            except Exception as exc:
+                self._down_or_raise(exc)
+            else:
+                self._unwritten.pop(channel, None)
+                self._remember(channel, mode)
+                return
+        log.warning("memory store unreachable: channel mode kept in this process until it answers")
+        self._unwritten[channel] = mode
+        self._remember(channel, mode)
+
+    def _down_or_raise(self, exc: Exception) -> None:
+        if not self._bridge.is_outage(exc):
+            raise exc
+        log.warning("memory store unreachable: channel mode read from this process")
+        self._bridge.mark_down()
+
+    async def _write_unwritten(self) -> None:
+        while self._unwritten:
+            (platform, channel_id), mode = next(iter(self._unwritten.items()))
+            await self._modes.set(platform, channel_id, mode)
+            self._unwritten.pop((platform, channel_id), None)
+
+    def _remember(self, channel: tuple[str, str], mode: str) -> None:
+        self._known.pop(channel, None)
+        self._known[channel] = mode
+        while len(self._known) > self._max:
+            self._known.pop(next(iter(self._known)))
 
 
 class _NullSink:

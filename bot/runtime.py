@@ -220,10 +220,16 @@ class Runtime:
 
         async with self.agent_lock(agent, on_wait=busy) as fence:
             await self._ensure_core(agent, cause, fence)
-            # recall first: whatever reached the queue is then always in recall too (a crash between loses nothing)
-            await self._recall.add([self._recall_entry(message, "user", text, message.author_name)], fence=fence)
-            packed = ChatMessage("user", pack_user_message(message, model_text), private=message.scope is Scope.PRIVATE)
-            await self._working.append(agent, [packed], fence=fence)
+            if not await self._already_queued(message):
+                # recall first: whatever reached the queue is then in recall too (a crash between loses nothing)
+                await self._recall.add([self._recall_entry(message, "user", text, message.author_name)], fence=fence)
+                packed = ChatMessage(
+                    "user",
+                    pack_user_message(message, model_text),
+                    private=message.scope is Scope.PRIVATE,
+                    message_id=message.message_id,
+                )
+                await self._working.append(agent, [packed], fence=fence)
             turn.stored = True
             await self._note_activity(message)
 
@@ -241,6 +247,14 @@ class Runtime:
             await self._notify(sink, message, NO_REPLY_NOTICE)
         log.info("turn done", extra={"agent": str(agent), "steps": report.steps, "sent": report.messages_sent})
         return report
+
+    async def _already_queued(self, message: InboundMessage) -> bool:
+        """Whether a replayed message is in the queue already (the outage struck its first turn after storing it):
+        then it is answered without being stored twice. Only replays are checked (no extra read per turn)."""
+        if self.outage is None or not self.outage.replaying or not message.message_id:
+            return False
+        queued = await self._working.messages(message.agent_key)
+        return any(item.role == "user" and item.message_id == message.message_id for item in queued)
 
     async def _run_with_deadline(self, ctx: ToolContext, *, expects_reply: bool) -> TurnReport:
         """The step loop, bounded by ``turn_timeout`` (every model call, retry and step included)."""

@@ -36,7 +36,7 @@ from memory import core_scripts
 from memory.audit import DEFAULT_AUDIT_MAX_ENTRIES, stamp
 from memory.fencing import refused_as_lock_lost
 from memory.keys import RedisKeys
-from memory.quarantine import RedisQuarantine, Where, reason_of
+from memory.quarantine import RedisQuarantine, Where, reason_of, wrong_types_set_aside
 from memory.redis_client import AsyncRedis
 
 DEFAULT_BLOCK_LIMIT = 2000
@@ -100,6 +100,21 @@ class RedisCoreMemory:
         self._reset = redis.register_script(core_scripts.RESET)
         self._scrub = redis.register_script(core_scripts.SCRUB)
 
+    @property
+    def quarantine(self) -> RedisQuarantine:
+        return self._quarantine
+
+    def typed_keys(self, agent: AgentKey) -> dict[str, tuple[str, str]]:
+        """The agent's core-memory keys and their Redis types (a mistyped one is quarantined)."""
+        k = self._keys
+        return {
+            k.core_blocks(agent): ("core_block", "hash"),
+            k.core_limits(agent): ("core_limit", "hash"),
+            k.meta(agent): ("core_meta", "hash"),
+            k.core_versions(agent): ("core_version", "hash"),
+            k.core_version(agent): ("core_version_counter", "string"),
+        }
+
     def default_limit(self, label: str) -> int:
         return self._limits.get(label, self._block_limit)
 
@@ -119,6 +134,7 @@ class RedisCoreMemory:
         encoded = json.dumps(dict(detail), ensure_ascii=False, sort_keys=True) if detail else ""
         return [stamp(datetime.now(UTC)), kind.value, cause, self.versions_kept, self._audit_max, encoded]
 
+    @wrong_types_set_aside
     async def ensure(
         self, agent: AgentKey, defaults: dict[str, str], *, cause: str, fence: Fence | None = None
     ) -> None:
@@ -143,6 +159,7 @@ class RedisCoreMemory:
             await self._ensure(keys=self._script_keys(agent), args=args)
         await self._redis.sadd(self._keys.agents(), str(agent))
 
+    @wrong_types_set_aside
     async def blocks(self, agent: AgentKey) -> list[Block]:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self._keys.core_blocks(agent))
@@ -165,6 +182,7 @@ class RedisCoreMemory:
             for label in sorted(values, key=_label_order)
         ]
 
+    @wrong_types_set_aside
     async def append(
         self,
         agent: AgentKey,
@@ -186,6 +204,7 @@ class RedisCoreMemory:
             "core_memory_append", agent, label, "append", text, "", AuditKind.CORE_APPEND, cause, fence=fence
         )
 
+    @wrong_types_set_aside
     async def replace(
         self,
         agent: AgentKey,
@@ -211,12 +230,14 @@ class RedisCoreMemory:
             "core_memory_replace", agent, label, op, old, new, AuditKind.CORE_REPLACE, cause, fence=fence
         )
 
+    @wrong_types_set_aside
     async def mark(self, agent: AgentKey, label: str, line: str, private: bool, *, cause: str) -> Block:
         """Mark every line equal to ``line`` (mark ignored) private, or remove the mark; MemoryEditError if none."""
         flag = "1" if private else "0"
         detail = {"private": private}
         return await self._run("mark", agent, label, "mark", unmarked(line), flag, AuditKind.CORE_MARK, cause, detail)
 
+    @wrong_types_set_aside
     async def remove_lines(self, agent: AgentKey, label: str, lines: Sequence[str], *, cause: str) -> int:
         """Remove the lines of ``label`` equal to one of ``lines`` (whole lines, mark included; a longer line that
         contains one is kept). Return how many lines were removed (0 when none matched or the block is missing)."""
@@ -272,6 +293,7 @@ class RedisCoreMemory:
             "core_memory_replace, or move details to archival_memory_insert, then try again."
         )
 
+    @wrong_types_set_aside
     async def set_limit(self, agent: AgentKey, label: str, limit: int) -> None:
         """Give one agent's block its own limit (for admins); refuses a limit below the block's current size."""
         block = next((b for b in await self.blocks(agent) if b.label == label), None)
@@ -282,10 +304,12 @@ class RedisCoreMemory:
         await self._redis.hset(self._keys.core_limits(agent), label, str(limit))
 
     # --- versions ------------------------------------------------------------------------------------------
+    @wrong_types_set_aside
     async def version(self, agent: AgentKey) -> int:
         """The agent's newest core version (0 before any core write)."""
         return int(await self._redis.get(self._keys.core_version(agent)) or 0)
 
+    @wrong_types_set_aside
     async def versions(self, agent: AgentKey, numbers: Sequence[int] | None = None) -> list[CoreVersion]:
         """The kept versions (or those of ``numbers`` that are kept), oldest first."""
         key = self._keys.core_versions(agent)
@@ -319,6 +343,7 @@ class RedisCoreMemory:
             agent, store=store, key=key, where=where, raw=raw, reason=reason_of(exc), field=field
         )
 
+    @wrong_types_set_aside
     async def rollback(self, agent: AgentKey, version: int, *, cause: str) -> int:
         """Restore the blocks of ``version`` as a new version (audited); return the new version number.
 
@@ -334,6 +359,7 @@ class RedisCoreMemory:
             raise VersionNotKept(f"{agent} has no core memory versions")
         raise VersionNotKept(f"version {version} of {agent} is not kept; versions {oldest} to {newest} are")
 
+    @wrong_types_set_aside
     async def reset(self, agent: AgentKey, *, cause: str) -> tuple[int, int]:
         """Remove the blocks, limits and metadata but keep the versions (a rollback can undo a reset): the empty
         core becomes a new version, audited by the caller. Returns (blocks removed, new version)."""
@@ -341,6 +367,7 @@ class RedisCoreMemory:
         await self._redis.srem(self._keys.agents(), str(agent))
         return int(removed), int(version)
 
+    @wrong_types_set_aside
     async def scrub(self, agent: AgentKey, lines: Sequence[tuple[str, str]]) -> int:
         """Remove these (label, line) lines, private mark ignored, from every kept version; return how many
         versions changed. Forgetting a line calls this, so no rollback brings it back."""
@@ -350,6 +377,7 @@ class RedisCoreMemory:
         return int(await self._scrub(keys=self._script_keys(agent), args=[PRIVATE_MARK, *pairs]))
 
     # --- the rest ------------------------------------------------------------------------------------------
+    @wrong_types_set_aside
     async def last_modified(self, agent: AgentKey) -> datetime | None:
         raw = await self._redis.hget(self._keys.meta(agent), "modified")
         if raw is None:
@@ -368,6 +396,7 @@ class RedisCoreMemory:
         members = await self._redis.smembers(self._keys.agents())
         return sorted(AgentKey.parse(_text(m)) for m in members)
 
+    @wrong_types_set_aside
     async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
         """Blocks, metadata and every kept version."""
         items: list[dict[str, Any]] = [

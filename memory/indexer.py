@@ -36,6 +36,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from redis.exceptions import ResponseError
+
 from bot.memory_types import RecallEntry
 from memory.indexer_health import IndexerHealth
 from memory.outbox import OutboxItem, RecallOutbox
@@ -152,6 +154,11 @@ class RecallIndexer:
                 else:
                     self._recovered()  # nothing waits to be indexed
             except ANY_REDIS_ERROR as exc:
+                if _group_gone(exc) and not self._stopping:  # Redis restarted without its data: nothing to wait for
+                    log.warning("the recall outbox's consumer group is gone (Redis lost its data); creating it again")
+                    with contextlib.suppress(*ANY_REDIS_ERROR):
+                        await self._outbox.ensure_group()
+                        continue
                 if self._stopping or not await self._pause(exc, "cannot reach Redis"):
                     return
 
@@ -276,3 +283,8 @@ class RecallIndexer:
         self.stats.indexed += len(items)
         self.stats.batches += 1
         return True
+
+
+def _group_gone(exc: BaseException) -> bool:
+    """Whether Redis answered that the outbox's stream or consumer group does not exist (NOGROUP)."""
+    return isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP")

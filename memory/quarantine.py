@@ -6,6 +6,10 @@ store that finds it moves it, in one script, from where it was to the agent's qu
 (``RedisKeys.quarantine``) and records a ``quarantine`` entry in the audit trail (store, reason; never the text).
 The move happens only if the item is still there unchanged, so two readers never quarantine it twice.
 
+A key of the wrong Redis type (a list where a string belongs: Redis answers WRONGTYPE) is set aside whole the same
+way (``set_aside_wrong_types``, its contents as JSON text): the stores whose methods carry ``@wrong_types_set_aside``
+move the agent's mistyped keys when a command meets WRONGTYPE, then run the command once more.
+
 ``memory show`` counts the quarantined items, ``memory export`` includes them (the raw value, as text or base64),
 and reset and erase remove them with the rest of the agent's memory.
 """
@@ -13,14 +17,21 @@ and reset and erase remove them with the rest of the agent's memory.
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import logging
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar, cast
+
+from redis.exceptions import ResponseError
 
 from bot.events import AgentKey
 from memory.audit import DEFAULT_AUDIT_MAX_ENTRIES, stamp
 from memory.keys import RedisKeys
 from memory.redis_client import AsyncRedis, SyncRedis
+
+log = logging.getLogger(__name__)
 
 Where = Literal["list", "hash", "string"]
 QUARANTINE_CAUSE = "read"  # the cause of a quarantine: a read found the item unreadable
@@ -43,6 +54,19 @@ redis.call('RPUSH', KEYS[2], ARGV[4])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'at', ARGV[5], 'kind', 'quarantine', 'cause', ARGV[6],
   'detail', ARGV[8])
 if KEYS[4] then redis.call('SET', KEYS[4], ARGV[9]) end
+return 1
+"""
+
+# KEYS: the key, quarantine list, audit stream. ARGV: expected type, DUMP of the key as read, record JSON, now, cause,
+# audit max entries, detail JSON. Moves the key only while it has a wrong type and is unchanged (its DUMP).
+_MOVE_KEY = """
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'none' or kind == ARGV[1] then return 0 end
+if redis.call('DUMP', KEYS[1]) ~= ARGV[2] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'at', ARGV[4], 'kind', 'quarantine', 'cause', ARGV[5],
+  'detail', ARGV[7])
 return 1
 """
 
@@ -72,6 +96,7 @@ class RedisQuarantine:
         self._keys = keys
         self._audit_max = audit_max_entries
         self._move = redis.register_script(_MOVE)
+        self._move_key = redis.register_script(_MOVE_KEY)
 
     async def move(
         self,
@@ -102,6 +127,49 @@ class RedisQuarantine:
             keys.append(generation[0])
             args.append(generation[1])
         return bool(await self._move(keys=keys, args=args))
+
+    async def set_aside_wrong_types(self, agent: AgentKey, expected: Mapping[str, tuple[str, str]]) -> int:
+        """Move each of ``expected``'s keys (key -> (store, Redis type)) that holds another type to the quarantine;
+        return how many were moved."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in expected:
+                pipe.type(key)
+            kinds = [_text(kind) for kind in await pipe.execute()]
+        moved = 0
+        for (key, (store, wanted)), kind in zip(expected.items(), kinds, strict=True):
+            if kind in ("none", wanted):
+                continue
+            dump = await self._redis.dump(key)
+            if dump is None:
+                continue
+            reason = f"WRONGTYPE: a {kind} where a {wanted} belongs"
+            now = stamp(datetime.now(UTC))
+            contents = json.dumps(_jsonable(await self._contents(key, kind)), ensure_ascii=False)
+            record = {"store": store, "key": key, "reason": reason, "at": now, "type": kind, "raw": contents}
+            detail = json.dumps({"store": store, "reason": reason})
+            args: list[str | bytes | int] = [wanted, dump, json.dumps(record, ensure_ascii=False), now]
+            args += [QUARANTINE_CAUSE, self._audit_max, detail]
+            keys = [key, self._keys.quarantine(agent), self._keys.audit(agent)]
+            if await self._move_key(keys=keys, args=args):
+                log.warning("a key of the wrong type was quarantined", extra={"agent": str(agent), "store": store})
+                moved += 1
+        return moved
+
+    async def _contents(self, key: str, kind: str) -> Any:
+        """What a key of type ``kind`` holds, read by the command for that type."""
+        if kind == "string":
+            return await self._redis.get(key)
+        if kind == "list":
+            return await self._redis.lrange(key, 0, -1)
+        if kind == "hash":
+            return await self._redis.hgetall(key)
+        if kind == "set":
+            return sorted(await self._redis.smembers(key))
+        if kind == "zset":
+            return await self._redis.zrange(key, 0, -1, withscores=True)
+        if kind == "stream":
+            return await self._redis.xrange(key)
+        return None
 
     async def count(self, agent: AgentKey) -> int:
         return int(await self._redis.llen(self._keys.quarantine(agent)))
@@ -145,3 +213,51 @@ def set_aside_job(
         pipe.xadd(keys.audit(agent), audit, maxlen=audit_max_entries, approximate=True)  # type: ignore[arg-type]
         pipe.execute()
     return True
+
+
+class TypedKeys(Protocol):
+    """A store whose keys have known Redis types (for ``wrong_types_set_aside``)."""
+
+    @property
+    def quarantine(self) -> RedisQuarantine: ...
+
+    def typed_keys(self, agent: AgentKey) -> dict[str, tuple[str, str]]:
+        """The agent's keys of this store: key -> (store name, Redis type)."""
+        ...
+
+
+F = TypeVar("F", bound=Callable[..., Coroutine[Any, Any, Any]])
+
+
+def wrong_types_set_aside(method: F) -> F:
+    """Run a store method (on a ``TypedKeys`` store, the agent its first argument); when Redis answers WRONGTYPE,
+    quarantine the agent's mistyped keys and run it once more."""
+
+    @functools.wraps(method)
+    async def run(store: TypedKeys, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(store, *args, **kwargs)
+        except ResponseError as exc:
+            agent = args[0] if args else kwargs["agent"]
+            if "WRONGTYPE" not in str(exc) or not await store.quarantine.set_aside_wrong_types(
+                agent, store.typed_keys(agent)
+            ):
+                raise
+        return await method(store, *args, **kwargs)
+
+    return cast(F, run)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _jsonable(value: Any) -> Any:
+    """Redis replies as JSON: bytes as text (undecodable bytes replaced), tuples and dicts walked."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return {str(_jsonable(k)): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    return value

@@ -25,7 +25,7 @@ from bot.llm.types import ChatMessage
 from bot.memory_types import Fence, fence_token
 from memory.fencing import guard_lua, refused_as_lock_lost
 from memory.keys import RedisKeys
-from memory.quarantine import RedisQuarantine, reason_of
+from memory.quarantine import RedisQuarantine, reason_of, wrong_types_set_aside
 from memory.redis_client import AsyncRedis
 
 CACHED_QUEUES = 256  # parsed queues kept per process (the agents that spoke last)
@@ -75,6 +75,22 @@ class RedisWorkingMemory:
         self._evict = redis.register_script(_EVICT)
         self._set_flag = redis.register_script(_SET_FLAG)
 
+    @property
+    def quarantine(self) -> RedisQuarantine:
+        return self._quarantine
+
+    def typed_keys(self, agent: AgentKey) -> dict[str, tuple[str, str]]:
+        """The agent's working-memory keys and their Redis types (a mistyped one is quarantined)."""
+        k = self._keys
+        return {
+            k.queue(agent): ("queue", "list"),
+            k.queue_generation(agent): ("queue_generation", "string"),
+            k.summary(agent): ("summary", "string"),
+            k.summary_public(agent): ("public_summary", "string"),
+            k.pressure_alerted(agent): ("pressure_flag", "string"),
+        }
+
+    @wrong_types_set_aside
     async def messages(self, agent: AgentKey) -> list[ChatMessage]:
         key = str(agent)
         cached = self._cache.get(key)
@@ -130,6 +146,7 @@ class RedisWorkingMemory:
         while len(self._cache) > CACHED_QUEUES:
             self._cache.popitem(last=False)
 
+    @wrong_types_set_aside
     async def append(self, agent: AgentKey, messages: Sequence[ChatMessage], *, fence: Fence | None = None) -> None:
         if not messages:
             return
@@ -138,6 +155,7 @@ class RedisWorkingMemory:
         with refused_as_lock_lost(fence):
             await self._append(keys=keys, args=args)
 
+    @wrong_types_set_aside
     async def summary(self, agent: AgentKey, scope: Scope = Scope.PRIVATE) -> str:
         key = self._keys.summary_public(agent) if scope is Scope.PUBLIC else self._keys.summary(agent)
         while True:
@@ -150,6 +168,7 @@ class RedisWorkingMemory:
                 store = "public_summary" if scope is Scope.PUBLIC else "summary"
                 await self._quarantine.move(agent, store=store, key=key, where="string", raw=raw, reason=reason_of(exc))
 
+    @wrong_types_set_aside
     async def evict(
         self, agent: AgentKey, count: int, new_summary: str, new_public_summary: str, *, fence: Fence | None = None
     ) -> None:
@@ -170,15 +189,18 @@ class RedisWorkingMemory:
         with refused_as_lock_lost(fence):
             await self._evict(keys=keys, args=args)
 
+    @wrong_types_set_aside
     async def pressure_alerted(self, agent: AgentKey) -> bool:
         """Whether the memory-pressure alert was already raised in this eviction cycle."""
         return bool(await self._redis.exists(self._keys.pressure_alerted(agent)))
 
+    @wrong_types_set_aside
     async def set_pressure_alerted(self, agent: AgentKey, *, fence: Fence | None = None) -> None:
         keys = [self._keys.pressure_alerted(agent), self._keys.lock(agent)]
         with refused_as_lock_lost(fence):
             await self._set_flag(keys=keys, args=[fence_token(fence, agent)])
 
+    @wrong_types_set_aside
     async def rewrite(self, agent: AgentKey, redact: Callable[[str], str]) -> int:
         """Pass every queued message's texts (content, tool-call arguments' strings) and both summaries through
         ``redact``; store the changes at once (MULTI/EXEC, a new queue generation). Callers hold the agent's lock,
@@ -214,6 +236,7 @@ class RedisWorkingMemory:
             await pipe.execute()
         return changed
 
+    @wrong_types_set_aside
     async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
         summary, public = await self.summary(agent), await self.summary(agent, Scope.PUBLIC)
         items: list[dict[str, Any]] = [{"kind": "summary", "text": summary}] if summary else []

@@ -14,6 +14,7 @@ from bot.ports import ReplySink
 
 log = logging.getLogger(__name__)
 
+IMPORT_FAILED_NOTICE = "I couldn't import your file right now; please send it again in a while."
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".text"})
 MAX_IMPORT_BYTES = 1_000_000
 
@@ -53,8 +54,13 @@ async def import_attachment(attachment: discord.Attachment, agent: AgentKey, adm
 
 
 async def import_attachments(message: discord.Message, agent: AgentKey, admin: MemoryAdmin, sink: ReplySink) -> None:
-    """Import every attachment of a DM, confirming each one to the sender."""
+    """Import every attachment of a DM, confirming each one to the sender. An import that fails (the memory store
+    is unreachable, a bug) is logged and told; it never keeps the message's text from its turn."""
     async with sink.typing():
         for attachment in message.attachments:
-            text = await import_attachment(attachment, agent, admin, event_cause(agent.platform, str(message.id)))
+            try:
+                text = await import_attachment(attachment, agent, admin, event_cause(agent.platform, str(message.id)))
+            except Exception:
+                log.exception("an attachment could not be imported", extra={"message_id": message.id})
+                text = IMPORT_FAILED_NOTICE
             await sink.send(OutboundReply(text, ReplyKind.NOTICE, str(message.id)))

@@ -4,7 +4,7 @@
   current WebSocket open, ping/pong answered), polled twice a second. The SDK reconnects by itself (on a close
   frame, a ``disconnect`` envelope, or a failed ping), so this only watches.
 - HTTP mode (``slack:http``): the listener is bound and answering: a GET of the events path on the bound port
-  (any HTTP status counts; it is POST-only) every few seconds.
+  (any HTTP status counts; it is POST-only) every few seconds, on a new connection each time.
 
 Either connection counts as down from the moment the adapter starts until it first works.
 """
@@ -45,7 +45,10 @@ async def watch_listener(url: str, connections: PlatformConnections) -> None:
     """Report whether the HTTP listener at ``url`` answers, until cancelled."""
     connections.expect(HTTP_LISTENER)
     timeout = aiohttp.ClientTimeout(total=LISTENER_PROBE_TIMEOUT)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    # a new connection per probe, as Slack and a load balancer open them: a kept-alive one is still served by a
+    # listener that no longer accepts connections
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         while True:
             try:
                 async with session.get(url) as response:

@@ -22,6 +22,7 @@ from .sink import SlackSink
 
 log = logging.getLogger(__name__)
 
+IMPORT_FAILED_NOTICE = "I couldn't import your files right now; please send them again in a while."
 RATE_LIMIT_NOTICE = (
     "You're sending messages faster than I can keep up with (at most {limit} a minute), so I'm skipping them "
     "until the minute is over. Please send this one again in a moment."
@@ -100,8 +101,14 @@ async def _answer(
 
 
 async def _import(deps: SlackDeps, message: SlackMessage, sink: SlackSink) -> None:
+    """Import the DM's files; a failed import (the memory store unreachable, a bug) is logged and told, and never
+    keeps the message's text from its turn."""
     agent = AgentKey("slack", message.team_id, message.user_id)
     cause = event_cause("slack", message.ts)
-    lines = await import_files(deps.client, deps.bot_token, deps.services.admin, agent, message.files, cause)
+    try:
+        lines = await import_files(deps.client, deps.bot_token, deps.services.admin, agent, message.files, cause)
+    except Exception:
+        log.exception("files could not be imported", extra={"ts": message.ts})
+        lines = [IMPORT_FAILED_NOTICE]
     if lines:
         await sink.send(OutboundReply("\n".join(lines), ReplyKind.NOTICE, message.ts))

@@ -31,7 +31,8 @@ class ChatMessage:
     - ``tool``: the result of the call ``tool_call_id`` to function ``name``.
 
     ``private``: said or done in a private context (a DM, the console, a heartbeat); a turn in a channel does not
-    see it (``bot.context``). The providers ignore it.
+    see it (``bot.context``). ``message_id``: the platform message a user entry stores (a replayed message is
+    recognised by it and not queued twice). The providers ignore both.
     """
 
     role: Role
@@ -40,11 +41,14 @@ class ChatMessage:
     tool_call_id: str | None = None
     name: str | None = None
     private: bool = False
+    message_id: str | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
         if not self.private:
             del data["private"]
+        if self.message_id is None:
+            del data["message_id"]
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
@@ -58,6 +62,7 @@ class ChatMessage:
             tool_call_id=data.get("tool_call_id"),
             name=data.get("name"),
             private=bool(data.get("private", False)),
+            message_id=data.get("message_id"),
         )
 
 

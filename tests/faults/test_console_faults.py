@@ -6,15 +6,19 @@ meets several faults in a row, so each test also shows the process goes on after
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pty
+import select
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from adapters.console import ConsoleInterrupts
 from bot.events import AgentKey
 from bot.runtime import MODEL_DOWN_NOTICE, NO_REPLY_NOTICE, TURN_TIMEOUT_NOTICE
 from tests.faults.model_faults import (
@@ -28,7 +32,7 @@ from tests.faults.model_faults import (
     requests_for,
 )
 from tests.scenario import settings_for
-from tests.standins.llm_server import ScriptedLLMServer
+from tests.standins.llm_server import ScriptedLLMServer, ScriptedReply
 
 FAST_RETRIES = {"MEMBOT_LLM_RETRY_ATTEMPTS": 2, "MEMBOT_LLM_RETRY_DELAY": 0.01}
 
@@ -152,6 +156,67 @@ def test_ctrl_c_at_the_prompt_quits_at_once(llm: ScriptedLLMServer, key_prefix: 
         for stream in (chat.stdout, chat.stderr):
             if stream is not None:
                 stream.close()
+
+
+def read_until(fd: int, marker: bytes, seen: bytes = b"", within: float = 120) -> bytes:
+    """Read ``fd`` until ``marker`` was seen (everything read so far is returned)."""
+    deadline = time.monotonic() + within
+    while marker not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{marker!r} not seen in {seen!r}"
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            chunk = os.read(fd, 4096)
+            assert chunk, f"stream closed before {marker!r}: {seen!r}"
+            seen += chunk
+    return seen
+
+
+def test_a_second_ctrl_c_quits_at_once_while_a_turn_runs(
+    llm: ScriptedLLMServer, key_prefix: str, data_dir: Path, tmp_path: Path
+) -> None:
+    settings = settings_for(llm, "openai", key_prefix, data_dir)
+    never = threading.Event()
+    llm.push(ScriptedReply(tool_calls=[("send_message", {"message": "never said"})], hold=never))
+    controller, terminal = pty.openpty()
+    chat = subprocess.Popen(
+        [*MEMBOT, "chat", "--user", "ivy"],
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=chat_env(settings),
+        cwd=tmp_path,
+    )
+    os.close(terminal)
+    try:
+        assert chat.stderr is not None and chat.stdout is not None
+        seen = read_until(chat.stderr.fileno(), b"you> ")
+        os.write(controller, b"tell me a long story\n")
+        deadline = time.monotonic() + 60
+        while not llm.requests:  # the turn is running: the model holds it
+            assert time.monotonic() < deadline and chat.poll() is None
+            time.sleep(0.05)
+        chat.send_signal(signal.SIGINT)
+        seen = read_until(chat.stderr.fileno(), ConsoleInterrupts.FINISHING.encode(), seen)
+        assert chat.poll() is None, "the first Ctrl-C lets the answer finish"
+        chat.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        code = chat.wait(timeout=30)
+        assert time.monotonic() - started < 5, "the second Ctrl-C quits at once"
+        assert code == 130
+        rest = seen + chat.stderr.read()
+        assert ConsoleInterrupts.STOPPED.encode() in rest and b"Traceback" not in rest
+        assert b"never said" not in chat.stdout.read()
+    finally:
+        never.set()
+        if chat.poll() is None:
+            chat.kill()
+            chat.wait()
+        os.close(controller)
+        for stream in (chat.stdout, chat.stderr):
+            if stream is not None:
+                stream.close()
+    assert "tell me a long story" in asyncio.run(recall_texts(settings, AgentKey.console("ivy"))), "it is kept"
 
 
 @pytest.mark.parametrize("user", ["", "   "])

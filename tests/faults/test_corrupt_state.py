@@ -131,3 +131,42 @@ def test_an_unreadable_heartbeat_job_is_set_aside_with_its_agent(
     assert base64.b64decode(record["raw_base64"]) == b"\x80\x05 not a pickle"
     history = membot(["memory", "history", AGENT, "--json"], env, tmp_path)
     assert [item["kind"] for item in json.loads(history.stdout)] == ["quarantine"]
+
+
+def test_keys_of_the_wrong_redis_type_are_set_aside_and_everything_else_keeps_working(
+    env: dict[str, str], tmp_path: Path, key_prefix: str
+) -> None:
+    told = membot(["chat", "--user", "lea"], env, tmp_path, b"my name is Lea\n")
+    assert told.stdout.splitlines() == ["membot> Got it, I'll remember that."], told.stderr
+    keys = RedisKeys(key_prefix)
+    agent = AgentKey.parse(AGENT)
+    client = syncredis.Redis.from_url(REDIS_URL)
+    try:  # each key replaced by one of another type (Redis answers WRONGTYPE to the commands we use on them)
+        client.delete(keys.queue(agent), keys.summary(agent), keys.core_limits(agent), keys.meta(agent))
+        client.set(keys.queue(agent), "a string where the queue belongs")
+        client.rpush(keys.summary(agent), "a list", "where the summary belongs")
+        client.sadd(keys.core_limits(agent), "a set")
+        client.set(keys.meta(agent), "a string where a hash belongs")
+    finally:
+        client.close()
+
+    chat = membot(["chat", "--user", "lea"], env, tmp_path, b"what is my name?\n")
+    assert chat.returncode == 0, chat.stderr
+    assert chat.stdout.splitlines() == ["membot> Your name is Lea."]
+
+    shown = membot(["memory", "show", AGENT, "--json"], env, tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    view = json.loads(shown.stdout)
+    assert view["quarantined"] == 4 and "Name: Lea" in view["core"]["human"]["value"]
+    exported = membot(["memory", "export", AGENT], env, tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    document = json.loads(exported.stdout)
+    by_store = {item["store"]: item for item in document["quarantine"]}
+    assert sorted(by_store) == ["core_limit", "core_meta", "queue", "summary"]
+    assert by_store["queue"]["reason"] == "WRONGTYPE: a string where a list belongs"
+    assert json.loads(by_store["summary"]["raw"]) == ["a list", "where the summary belongs"]
+    assert by_store["core_limit"]["type"] == "set"
+    audited = [item for item in document["audit"] if item["kind"] == "quarantine"]
+    assert len(audited) == 4
+    queued = [item["content"] for item in document["working"] if item["kind"] == "queued_message"]
+    assert any("what is my name?" in text for text in queued), "the new message was queued after the set-aside"

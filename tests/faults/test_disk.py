@@ -213,3 +213,41 @@ def test_a_full_data_disk_at_start_is_one_line(llm: ScriptedLLMServer, key_prefi
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert str(data) in line and "No space left on device" in line and "free some space" in line
+
+
+ADMIN_COMMANDS = {
+    "erase": ["memory", "erase", "console:xu", "--yes"],
+    "reset": ["memory", "reset", "console:xu", "--yes"],
+    "forget": ["memory", "forget", "console:xu", "spare key", "--yes"],
+}
+
+
+@pytest.mark.parametrize("room", [0, 64 * 1024], ids=["full", "nearly-full"])
+@pytest.mark.parametrize("command", sorted(ADMIN_COMMANDS))
+def test_memory_admin_on_a_full_disk_is_one_line_and_nothing_is_reported_done(
+    llm: ScriptedLLMServer, key_prefix: str, tmp_path: Path, command: str, room: int
+) -> None:
+    """`memory erase/reset/forget` with embedded Qdrant on a full disk (also one with a little room, so the start
+    check passes and the store's SQLite write fails): one line, a non-zero exit; after freeing space the same
+    command finishes and its effect is there."""
+    data = tmp_path / "data"
+    with tmpfs(data, "16m"):
+        env = chat_env(llm, key_prefix, data)
+        told = membot(["chat", "--user", "xu"], env, tmp_path, f"hello\nremember: {NOTE}\n".encode())
+        assert told.returncode == 0, told.stderr
+        before = json.loads(membot(["memory", "export", "console:xu"], env, tmp_path).stdout)
+        filler = fill_up(data)
+        os.truncate(filler, max(0, filler.stat().st_size - room))
+
+        failed = membot(ADMIN_COMMANDS[command], env, tmp_path)
+        filler.unlink()
+        assert failed.returncode != 0
+        assert "Traceback" not in failed.stderr and failed.stdout == "", "nothing is reported as done"
+        [line] = failed.stderr.strip().splitlines()
+        assert str(data) in line and ("No space left on device" in line or "disk" in line), line
+
+        after = json.loads(membot(["memory", "export", "console:xu"], env, tmp_path).stdout)
+        assert after["archival"] == before["archival"], "a command that did not finish did not half-remove notes"
+        done = membot(ADMIN_COMMANDS[command], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith({"erase": "erased", "reset": "cleared", "forget": "forgot"}[command])

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from adapters.discord import build_discord_adapter
 from adapters.slack import build_slack_adapter
@@ -268,3 +269,49 @@ def test_a_connection_fails_health_only_after_the_grace_period() -> None:
 def _quiet_sdk_logs(caplog: pytest.LogCaptureFixture) -> None:
     """The SDKs log every failed reconnect at ERROR: expected here."""
     caplog.set_level("CRITICAL", logger="discord")
+
+
+async def test_slack_http_listener_down_while_running_turns_healthz_503_then_recovers(
+    llm: ScriptedLLMServer, key_prefix: str, data_dir: Path
+) -> None:
+    """The events listener stops answering while `membot run` goes on (/healthz on its own port): 503 naming
+    ``slack:http`` once it has been down longer than the grace period, 200 once its port answers again."""
+    async with SlackStandIn() as slack:
+        listener_port = free_port()
+        settings = slack_settings(
+            llm,
+            key_prefix,
+            data_dir,
+            slack,
+            SLACK_SIGNING_SECRET="secret",
+            SLACK_HTTP_HOST="127.0.0.1",
+            SLACK_HTTP_PORT=listener_port,
+            MEMBOT_HTTP_HOST="127.0.0.1",
+        )
+        async with open_app(settings) as app:
+            assert app.services is not None
+            adapter = build_slack_adapter(app.services)
+            async with running(app, adapter) as healthz:
+                await until(healthz, 200, "slack:http", connected=True)
+
+                await adapter.stop_accepting()  # type: ignore[attr-defined]  # the listener closes its port
+                down_at = time.monotonic()
+                report = await until(healthz, 503, "slack:http", connected=False)
+                assert time.monotonic() - down_at >= GRACE, "a gap shorter than the grace period stays healthy"
+                assert report["status"] == "unhealthy" and healthy_others(report, "slack:http")
+                assert "not answering" in report["components"]["slack:http"]["detail"]
+
+                # the port answers again (a listener restarted on it): healthy again, no restart of membot
+                async def events(request: web.Request) -> web.Response:
+                    return web.Response(text="ok")
+
+                back = web.Application()
+                back.router.add_post("/slack/events", events)
+                runner = web.AppRunner(back)
+                await runner.setup()
+                try:
+                    await web.TCPSite(runner, "127.0.0.1", listener_port).start()
+                    report = await until(healthz, 200, "slack:http", connected=True)
+                    assert report["status"] != "unhealthy"
+                finally:
+                    await runner.cleanup()
