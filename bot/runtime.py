@@ -170,15 +170,20 @@ class Runtime:
                 await self._notify(sink, message, self._failure_notice(exc, message, turn))
 
     async def _journaled(self, exc: Exception, message: InboundMessage, sink: ReplySink) -> bool:
-        """Whether a store outage sent the message to the journal. While the journal is replayed the outage is
-        raised instead, so the replay keeps the entry and tries it again later."""
+        """Whether a store outage ended the turn without a notice: the message went to the journal, or the user
+        already had the answer (a replay would answer twice). While the journal is replayed the outage is raised
+        instead, so the replay keeps the entry and tries it again later."""
         outage = self.outage
         if outage is None or not outage.is_outage(exc):
             return False
         if outage.replaying:
             raise exc
         if not outage.covers(exc, sink):  # the user already has an answer: a replay would answer twice
-            return False
+            log.warning(
+                "memory store unreachable after the answer was sent; the rest of the turn was not stored",
+                extra={"agent": str(message.agent_key), "message_id": message.message_id},
+            )
+            return True
         await outage.hold(message, sink, self.handle)
         return True
 
