@@ -13,41 +13,33 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from bot.admin import MemoryAdmin
-from bot.agent import Agent
-from bot.authz import Authorizer
-from bot.context import Budget, ContextManager
-from bot.events import InboundMessage
-from bot.health import Health
-from bot.heartbeat import HeartbeatConfig, Heartbeats, ProactiveControl
+from bot.admin.authz import Authorizer
+from bot.admin.memory import MemoryAdmin
+from bot.admin.repair import MemoryRepair
+from bot.core.agent import Agent
+from bot.core.context import Budget, ContextManager
+from bot.core.events import InboundMessage
+from bot.core.ports import ChatModel, Embedder, PlatformAdapter, ReplySink
 from bot.llm.factory import build_chat_model
 from bot.llm.metered import MeteredChatModel
 from bot.llm.retry import RetryPolicy
-from bot.metrics import Metrics
-from bot.outage import AddressSink, OutageBridge, OutageTolerantThrottle
-from bot.ports import ChatModel, Embedder, PlatformAdapter, ReplySink
-from bot.redis_url import async_client, redact
-from bot.repair import MemoryRepair
-from bot.runtime import Runtime
-from bot.scheduler import HeartbeatScheduler, JobInfo, UnreadableJob, read_jobs
+from bot.ops.health import Health
+from bot.ops.metrics import Metrics
+from bot.ops.scheduler import HeartbeatScheduler, JobInfo, UnreadableJob, read_jobs
+from bot.runtime.heartbeat import HeartbeatConfig, Heartbeats, ProactiveControl
+from bot.runtime.outage import AddressSink, OutageBridge, OutageTolerantThrottle
+from bot.runtime.runtime import Runtime
+from bot.runtime.turns import ObservedRuntime, TurnTracker
 from bot.services import Services
 from bot.settings import ConfigError, Settings
-from bot.turns import ObservedRuntime, TurnTracker
-from memory.activity import RedisActivityLog, RedisFiringGuard
-from memory.archival import QdrantArchivalMemory
-from memory.audit import RedisAuditLog
-from memory.core import RedisCoreMemory
-from memory.counts import MemoryCounts
-from memory.embeddings import build_embedder
-from memory.fencing import Fencing
-from memory.indexer import RecallIndexer
-from memory.indexer_health import IndexerHealth
 from memory.journal import FileJournal
-from memory.keys import RedisKeys
-from memory.locks import RedisAgentLocks
-from memory.outbox import RecallOutbox
-from memory.platform_state import RedisChannelModes, RedisThrottle
-from memory.qdrant import (
+from memory.qdrant.archival import QdrantArchivalMemory
+from memory.qdrant.embeddings import build_embedder
+from memory.qdrant.indexer import RecallIndexer
+from memory.qdrant.indexer_health import IndexerHealth
+from memory.qdrant.recall import QdrantRecallMemory
+from memory.qdrant.reindex import reindex
+from memory.qdrant.store import (
     CollectionNames,
     QdrantInUseError,
     QdrantSetupError,
@@ -56,12 +48,20 @@ from memory.qdrant import (
     connect_qdrant,
     open_qdrant,
 )
-from memory.quarantine import RedisQuarantine, set_aside_job
-from memory.recall import QdrantRecallMemory
-from memory.redis_client import ANY_REDIS_ERROR, AsyncRedis, is_redis_outage
-from memory.reindex import reindex
-from memory.store_identity import StoreConflict, StoreRegistry
-from memory.working import RedisWorkingMemory
+from memory.redis.activity import RedisActivityLog, RedisFiringGuard
+from memory.redis.audit import RedisAuditLog
+from memory.redis.client import ANY_REDIS_ERROR, AsyncRedis, is_redis_outage
+from memory.redis.core import RedisCoreMemory
+from memory.redis.counts import MemoryCounts
+from memory.redis.fencing import Fencing
+from memory.redis.keys import RedisKeys
+from memory.redis.locks import RedisAgentLocks
+from memory.redis.outbox import RecallOutbox
+from memory.redis.platform_state import RedisChannelModes, RedisThrottle
+from memory.redis.quarantine import RedisQuarantine, set_aside_job
+from memory.redis.store_identity import StoreConflict, StoreRegistry
+from memory.redis.url import async_client, redact
+from memory.redis.working import RedisWorkingMemory
 
 
 class ServiceUnavailable(Exception):
@@ -110,7 +110,7 @@ START_ERRORS: tuple[type[Exception], ...] = (*ANY_REDIS_ERROR, TimeoutError)
 
 
 async def connect_redis(settings: Settings) -> AsyncRedis:
-    # a server, the master a Sentinel names, or a cluster; retrying blips (bot.redis_url.RedisResilience)
+    # a server, the master a Sentinel names, or a cluster; retrying blips (memory.redis.url.RedisResilience)
     client = async_client(settings.redis_url, settings.redis_resilience())
     try:
         async with asyncio.timeout(max(1.0, settings.redis_retry_seconds)):  # at start, one retry budget at most
@@ -148,7 +148,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
         except (QdrantInUseError, QdrantUnavailableError, QdrantSetupError) as exc:
             await embedder.aclose()
             raise ServiceUnavailable(str(exc)) from None
-        try:  # one store per Redis namespace (memory/store_identity.py): only it drains the recall outbox
+        try:  # one store per Redis namespace (memory/redis/store_identity.py): only it drains the recall outbox
             if settings.qdrant_url:
                 await registry.claim_server(redact(settings.qdrant_url))
             else:

@@ -1,5 +1,5 @@
 """The ``membot`` command line: chat, run, memory show|export|reset|forget|erase|history|rollback|proactive|reindex,
-jobs list, doctor. Memory commands are the operator's: not checked by ``bot.authz``, audited as ``cli``. Every
+jobs list, doctor. Memory commands are the operator's: not checked by ``bot.admin.authz``, audited as ``cli``. Every
 memory command given an agent with nothing stored exits 1 with one line saying so."""
 
 from __future__ import annotations
@@ -17,16 +17,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bot.activity import InvalidProactiveSetting, ProactivePolicy
-from bot.admin import ForgetCandidate, MemoryView, UnknownAgent
+from bot.admin.audit import CLI_CAUSE, HistoryItem
+from bot.admin.memory import ForgetCandidate, MemoryView, UnknownAgent
+from bot.admin.repair import RollbackResult
 from bot.app import App, ServiceUnavailable, list_jobs, open_app, open_proactive_control, open_repair, resume_journal
-from bot.audit import CLI_CAUSE, HistoryItem
-from bot.data_dir import DataDirError, adopt_legacy_data_dir, check_data_dir
-from bot.events import AgentKey, InvalidAgentKey
-from bot.logs import configure_logging
-from bot.memory_types import VersionNotKept
-from bot.ports import Embedder
-from bot.repair import RollbackResult
+from bot.core.events import AgentKey, InvalidAgentKey
+from bot.core.memory_types import VersionNotKept
+from bot.core.ports import Embedder
+from bot.ops.data_dir import DataDirError, adopt_legacy_data_dir, check_data_dir
+from bot.ops.logs import configure_logging
+from bot.runtime.proactive import InvalidProactiveSetting, ProactivePolicy
 from bot.settings import ConfigError, Settings, load_settings
 
 app = typer.Typer(help="membot: a chat companion with long-term memory.", no_args_is_help=True, add_completion=False)
@@ -430,7 +430,7 @@ def run(
     With no platform configured and a terminal attached, a console chat runs beside the scheduler instead.
     """
     from adapters.console import run_console
-    from bot.serve import serve
+    from bot.ops.serve import serve
 
     key = _agent_key(f"console:{_console_name(user)}")
     settings = _stores_settings()
@@ -491,7 +491,7 @@ def memory_reindex() -> None:
 @app.command()
 def doctor() -> None:
     """Check configuration and connections, and say what to fix."""
-    from bot.doctor import run_checks
+    from bot.ops.doctor import run_checks
 
     settings = _settings()  # the data directory is one of the checks
     results = asyncio.run(run_checks(settings))

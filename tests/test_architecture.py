@@ -6,7 +6,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPOSITION_ROOTS = {"bot/app.py", "bot/cli.py"}
+# settings validates REDIS_URL with memory.redis.url; the scheduler keeps its jobs in Redis (memory.redis)
+COMPOSITION_ROOTS = {"bot/app.py", "bot/cli.py", "bot/settings.py", "bot/ops/scheduler.py"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -31,7 +31,7 @@ class ChatMessage:
     - ``tool``: the result of the call ``tool_call_id`` to function ``name``.
 
     ``private``: said or done in a private context (a DM, the console, a heartbeat); a turn in a channel does not
-    see it (``bot.context``). The providers ignore it.
+    see it (``bot.core.context``). The providers ignore it.
     """
 
     role: Role

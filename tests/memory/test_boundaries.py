@@ -1,4 +1,4 @@
-"""The stores satisfy the Protocols of ``bot.ports``, and ``memory/`` only imports types and Protocols from ``bot/``."""
+"""The stores satisfy the Protocols of ``bot.core.ports``, and ``memory/`` imports only types and Protocols."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from qdrant_client import AsyncQdrantClient
 
-from bot.ports import AgentLocks, ArchivalMemory, CoreMemory, Embedder, RecallMemory, WorkingMemory
-from memory.archival import QdrantArchivalMemory
-from memory.core import RedisCoreMemory
-from memory.embeddings import HashingEmbedder, LocalEmbedder, OpenAIEmbedder
-from memory.keys import RedisKeys
-from memory.locks import RedisAgentLocks
-from memory.recall import QdrantRecallMemory
-from memory.working import RedisWorkingMemory
+from bot.core.ports import AgentLocks, ArchivalMemory, CoreMemory, Embedder, RecallMemory, WorkingMemory
+from memory.qdrant.archival import QdrantArchivalMemory
+from memory.qdrant.embeddings import HashingEmbedder, LocalEmbedder, OpenAIEmbedder
+from memory.qdrant.recall import QdrantRecallMemory
+from memory.redis.core import RedisCoreMemory
+from memory.redis.keys import RedisKeys
+from memory.redis.locks import RedisAgentLocks
+from memory.redis.working import RedisWorkingMemory
 
 MEMORY = Path(__file__).resolve().parents[2] / "memory"
-ALLOWED_FROM_BOT = {"bot.events", "bot.memory_types", "bot.ports", "bot.llm.types"}
+ALLOWED_FROM_BOT = {"bot.core.events", "bot.core.memory_types", "bot.core.ports", "bot.llm.types"}
 
 
 def test_memory_imports_only_types_and_protocols_from_bot() -> None:
