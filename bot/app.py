@@ -26,10 +26,10 @@ from bot.llm.retry import RetryPolicy
 from bot.ops.health import Health
 from bot.ops.metrics import Metrics
 from bot.ops.scheduler import HeartbeatScheduler, JobInfo, UnreadableJob, read_jobs
+from bot.ops.turns import ObservedRuntime, TurnTracker
 from bot.runtime.heartbeat import HeartbeatConfig, Heartbeats, ProactiveControl
 from bot.runtime.outage import AddressSink, OutageBridge, OutageTolerantThrottle
 from bot.runtime.runtime import Runtime
-from bot.runtime.turns import ObservedRuntime, TurnTracker
 from bot.services import Services
 from bot.settings import ConfigError, Settings
 from memory.journal import FileJournal

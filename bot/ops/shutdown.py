@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 from bot.core.ports import PlatformAdapter
 from bot.ops.health import Health
 from bot.ops.scheduler import HeartbeatScheduler
-from bot.runtime.turns import TurnTracker
+from bot.ops.turns import TurnTracker
 
 __all__ = ["Drainable", "HttpMountable", "drain"]
 
