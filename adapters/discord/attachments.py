@@ -7,9 +7,9 @@ from pathlib import PurePath
 
 import discord
 
-from bot.admin.audit import event_cause
 from bot.admin.memory import MemoryAdmin
 from bot.core.events import AgentKey, OutboundReply, ReplyKind, Scope
+from bot.core.memory_types import event_cause
 from bot.core.ports import ReplySink
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from bot.admin.audit import event_cause
 from bot.core.events import AgentKey, OutboundReply, ReplyKind
+from bot.core.memory_types import event_cause
 from bot.runtime.runtime import TURN_FAILED_NOTICE
 
 from .deps import SlackDeps

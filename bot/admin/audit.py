@@ -31,16 +31,6 @@ CORE_KINDS = frozenset(
 MAX_LINE_CHARS = 200
 
 
-def event_cause(platform: str, message_id: str | None) -> str:
-    """The cause of writes made while answering a message."""
-    return f"event:{platform}:{message_id or 'unknown'}"
-
-
-def heartbeat_cause(kind: str) -> str:
-    """The cause of writes made by a heartbeat ("reflection", "consolidation")."""
-    return f"heartbeat:{kind}"
-
-
 @dataclass(frozen=True)
 class CoreChange:
     """The lines one core write removed from and added to one block."""

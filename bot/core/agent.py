@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 from bot.core.context import ContextManager
 from bot.core.events import Scope
@@ -18,7 +19,6 @@ from bot.core.ports import ChatModel, WorkingMemory
 from bot.core.prompts import load_prompt
 from bot.core.tools import ToolContext, execute_tool, tool_specs
 from bot.llm.types import ChatMessage, Completion, ContextOverflowError
-from bot.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,17 @@ class TurnReport:
     plain_text_delivered: bool = False  # plain text after a reminder became the reply
 
 
+class ToolCallMetrics(Protocol):
+    """Where the agent counts the functions the model called (``bot.ops.metrics.Metrics`` in a running membot)."""
+
+    def memory_operation(self, operation: str, ok: bool) -> None: ...
+
+
+class _Unmeasured:
+    def memory_operation(self, operation: str, ok: bool) -> None:
+        """Nothing counts these calls."""
+
+
 class Agent:
     """Runs turns for any agent: all per-agent state lives in the stores, so one Agent serves every user."""
 
@@ -48,9 +59,9 @@ class Agent:
         context: ContextManager,
         *,
         max_steps: int,
-        metrics: Metrics | None = None,
+        metrics: ToolCallMetrics | None = None,
     ) -> None:
-        self._metrics = metrics or Metrics()
+        self._metrics = metrics or _Unmeasured()
         self._model = model
         self._working = working
         self._context = context

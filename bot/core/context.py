@@ -19,6 +19,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from bot.core.events import AgentKey, Scope
 from bot.core.memory_types import Fence
@@ -27,7 +28,6 @@ from bot.core.privacy import visible_text
 from bot.core.prompts import load_prompt
 from bot.llm.pairing import pair_tool_calls
 from bot.llm.types import ChatMessage, ModelError, SystemPrompt, ToolSpec
-from bot.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,17 @@ def render_for_summary(messages: Sequence[ChatMessage]) -> str:
     )
 
 
+class EvictionMetrics(Protocol):
+    """Where evictions are counted (``bot.ops.metrics.Metrics`` in a running membot)."""
+
+    def evicted(self, messages: int) -> None: ...
+
+
+class _Unmeasured:
+    def evicted(self, messages: int) -> None:
+        """Nothing counts evictions."""
+
+
 class ContextManager:
     """Builds each step's prompt within the token budget, alerting and evicting as the queue grows."""
 
@@ -107,9 +118,9 @@ class ContextManager:
         recall: RecallMemory,
         archival: ArchivalMemory,
         budget: Budget,
-        metrics: Metrics | None = None,
+        metrics: EvictionMetrics | None = None,
     ) -> None:
-        self._metrics = metrics or Metrics()
+        self._metrics = metrics or _Unmeasured()
         self._model = model
         self._core = core
         self._working = working

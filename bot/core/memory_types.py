@@ -214,6 +214,16 @@ class AuditEntry:
     id: str = ""  # the stream entry id, filled in when read back
 
 
+def event_cause(platform: str, message_id: str | None) -> str:
+    """The cause of writes made while answering a message."""
+    return f"event:{platform}:{message_id or 'unknown'}"
+
+
+def heartbeat_cause(kind: str) -> str:
+    """The cause of writes made by a heartbeat ("reflection", "consolidation")."""
+    return f"heartbeat:{kind}"
+
+
 @dataclass(frozen=True)
 class CoreVersion:
     """The whole core memory of an agent after one write: version numbers count every core write of the agent."""

@@ -43,7 +43,7 @@ class ToolContext:
     archival: ArchivalMemory
     audit: AuditLog
     send: Callable[[str], Awaitable[None]]
-    cause: str  # bot.admin.audit.event_cause(...) for a message, heartbeat_cause(...) for a heartbeat
+    cause: str  # bot.core.memory_types.event_cause(...) for a message, heartbeat_cause(...) for a heartbeat
     surfaced: set[str] = field(default_factory=set)  # normalized texts shown by searches during this turn
     archival_source: str = "agent"  # ArchivalEntry.source of notes inserted in this turn ("reflection" in heartbeats)
     fence: Fence | None = (

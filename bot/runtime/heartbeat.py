@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Protocol
 
-from bot.admin.audit import heartbeat_cause
 from bot.core.events import AgentKey, ReplyAddress, Scope, utc_now
 from bot.core.memory_types import (
     ActivityRecord,
@@ -31,6 +31,7 @@ from bot.core.memory_types import (
     Fence,
     ProactivePrefs,
     RecallEntry,
+    heartbeat_cause,
 )
 from bot.core.ports import ActivityLog, ArchivalMemory, AuditLog, CoreMemory, PlatformAdapter, RecallMemory
 from bot.core.prompts import load_prompt
@@ -38,13 +39,27 @@ from bot.core.tools import ToolFailure
 from bot.llm.types import ModelError
 from bot.runtime.proactive import InvalidProactiveSetting, ProactivePolicy, parse_quiet_hours, parse_timezone
 from bot.runtime.runtime import EventFailed, Runtime
-from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
 SILENT = "Proactive message allowed: no ({reason}). Do not call `send_message`: nothing you send now reaches the user."
 CONSOLIDATION_SILENT = "this is a consolidation heartbeat"
 _WORDS = re.compile(r"\w+")
+
+
+class HeartbeatSettings(Protocol):
+    """The settings heartbeats read (``bot.settings.Settings`` has them; the runtime does not import it)."""
+
+    @property
+    def reflect_after_minutes(self) -> float: ...
+    @property
+    def consolidate_every_minutes(self) -> float: ...
+    @property
+    def proactive_max_per_day(self) -> int: ...
+    @property
+    def quiet_hours(self) -> str: ...
+    @property
+    def timezone(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -61,7 +76,7 @@ class HeartbeatConfig:
     active_for: timedelta = timedelta(days=30)  # consolidation stops for agents quiet longer than this
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> HeartbeatConfig:
+    def from_settings(cls, settings: HeartbeatSettings) -> HeartbeatConfig:
         return cls(
             reflect_after=timedelta(minutes=settings.reflect_after_minutes),
             consolidate_every=timedelta(minutes=settings.consolidate_every_minutes),

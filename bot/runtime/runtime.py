@@ -21,10 +21,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC
 
-from bot.admin.audit import event_cause
 from bot.core.agent import Agent, TurnReport
 from bot.core.events import AgentKey, InboundMessage, OutboundReply, ReplyKind, Scope, utc_now
-from bot.core.memory_types import Fence, LockLost, RecallEntry
+from bot.core.memory_types import Fence, LockLost, RecallEntry, event_cause
 from bot.core.ports import (
     ActivityLog,
     AgentLocks,
