@@ -1,17 +1,15 @@
-"""The ``membot`` command line: chat, run, memory show|export|reset|forget|erase|history|rollback|proactive|reindex,
-jobs list, doctor. Memory commands are the operator's: not checked by ``bot.admin.authz``, audited as ``cli``. Every
-memory command given an agent with nothing stored exits 1 with one line saying so."""
+"""``membot memory``: show, export, reset, erase, forget, history, rollback, proactive, reindex.
+
+Memory commands are the operator's: not checked by ``bot.admin.authz``, audited as ``cli``. Every memory command
+given an agent with nothing stored exits 1 with one line saying so."""
 
 from __future__ import annotations
 
-import asyncio
-import getpass
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,139 +18,10 @@ from rich.table import Table
 from bot.admin.audit import CLI_CAUSE, HistoryItem
 from bot.admin.memory import ForgetCandidate, MemoryView, UnknownAgent
 from bot.admin.repair import RollbackResult
-from bot.app import App, ServiceUnavailable, list_jobs, open_app, open_proactive_control, open_repair, resume_journal
-from bot.core.events import AgentKey, InvalidAgentKey
-from bot.core.memory_types import VersionNotKept
-from bot.core.ports import Embedder
-from bot.ops.data_dir import DataDirError, adopt_legacy_data_dir, check_data_dir
-from bot.ops.logs import configure_logging
+from bot.app import open_app, open_proactive_control, open_repair
+from bot.cli.common import command_settings, err, fail, memory_app, parse_agent_key, run_work, stores_settings
+from bot.core.events import AgentKey
 from bot.runtime.proactive import InvalidProactiveSetting, ProactivePolicy
-from bot.settings import ConfigError, Settings, load_settings
-
-app = typer.Typer(help="membot: a chat companion with long-term memory.", no_args_is_help=True, add_completion=False)
-memory_app = typer.Typer(help="See, export, repair or erase what membot remembers about someone.", no_args_is_help=True)
-app.add_typer(memory_app, name="memory")
-jobs_app = typer.Typer(help="See the scheduled heartbeat jobs.", no_args_is_help=True)
-app.add_typer(jobs_app, name="jobs")
-
-err = Console(stderr=True)
-T = TypeVar("T")
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        raise _fail(str(exc), 2) from None
-    configure_logging(settings.log_level)
-    settings, notice = adopt_legacy_data_dir(settings)
-    if notice:
-        err.print(f"membot: {notice}", highlight=False, soft_wrap=True)
-    return settings
-
-
-def _stores_settings() -> Settings:
-    """Settings for a command that opens the memory stores: embedded Qdrant needs a writable data directory."""
-    settings = _settings()
-    if not settings.qdrant_url:
-        try:
-            check_data_dir(settings.data_dir)
-        except DataDirError as exc:
-            raise _fail(str(exc), 2) from None
-    return settings
-
-
-async def _warm_up(embedder: Embedder) -> None:
-    """Load or reach the embedder now; when it is down, say so once and chat on (searches use words meanwhile)."""
-    try:
-        await embedder.embed(["warm-up"])
-    except Exception as exc:
-        err.print(
-            f"membot: embeddings are unavailable ({type(exc).__name__}); chatting on, searching by words until "
-            "they answer. New messages are kept and indexed later.",
-            highlight=False,
-            soft_wrap=True,
-        )
-
-
-def _run(work: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine, turning configuration and service errors into one clear line and a non-zero exit."""
-    try:
-        return asyncio.run(work())  # type: ignore[arg-type]
-    except ConfigError as exc:
-        raise _fail(str(exc), 2) from None
-    except ServiceUnavailable as exc:
-        raise _fail(str(exc)) from None
-    except UnknownAgent as exc:
-        hint = "Agent keys look like console:<name>, discord:<guild|dm>:<user>, slack:<team>:<user>."
-        raise _fail(f"{exc}. {hint}") from None
-    except VersionNotKept as exc:
-        raise _fail(f"{exc}. See `membot memory history`.") from None
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-
-
-def _console_name(user: str | None) -> str:
-    """The console user's name: ``--user`` when given (never blank), else the login name."""
-    if user is not None and not user.strip():
-        raise _fail("--user must not be empty: give a name, e.g. --user alice (or leave --user out).", 2)
-    return user.strip() if user is not None else (getpass.getuser() or "you")
-
-
-def _agent_key(text: str) -> AgentKey:
-    try:
-        return AgentKey.parse(text)
-    except InvalidAgentKey as exc:
-        raise _fail(str(exc), 2) from None
-
-
-@app.command()
-def chat(
-    user: Annotated[
-        str | None, typer.Option("--user", "-u", help="Your name; your memory lives under console:NAME.")
-    ] = None,
-) -> None:
-    """Chat with membot in this terminal (also works with piped input: one message per line)."""
-    from adapters.console import run_console
-
-    settings = _stores_settings()
-    key = _agent_key(f"console:{_console_name(user)}")
-
-    async def work() -> None:
-        async with open_app(settings) as running:
-            assert running.runtime is not None
-            # Load the embedding model while the user types, not when their first message arrives.
-            warm_up = asyncio.create_task(_warm_up(running.stores.embedder))
-            waiting = await resume_journal(running)  # answers left by a stopped process are printed here
-            if waiting:
-                err.print(f"membot: answering {waiting} saved messages from before.", highlight=False)
-            if sys.stdin.isatty():
-                err.print(f"membot is listening as [bold]{key}[/]. Ctrl-D to leave.", highlight=False)
-            await run_console(running.runtime.handle, key.user, working_after=settings.working_notice_after)
-            await warm_up
-            await _finish_journal(running)
-
-    _run(work)
-
-
-async def _finish_journal(running: App) -> None:
-    """At the end of input, wait a while for messages kept during a Redis outage to be answered; what is still
-    waiting after that stays in the journal and is answered at the next start."""
-    outage = running.runtime.outage if running.runtime is not None else None
-    if outage is None or not outage.backlogged:
-        return
-    within = max(30.0, 3 * running.settings.redis_retry_seconds)
-    err.print(f"membot: waiting up to {within:g}s for my memory to answer your saved messages.", highlight=False)
-    try:
-        async with asyncio.timeout(within):
-            await outage.wait_replayed()
-    except TimeoutError:
-        err.print("membot: my memory is still unreachable; your messages are saved and answered next time.")
 
 
 def _print_view(view: MemoryView) -> None:
@@ -181,8 +50,8 @@ def memory_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Show an agent's core memory and how much it remembers."""
-    key = _agent_key(agent_key)
-    settings = _stores_settings()
+    key = parse_agent_key(agent_key)
+    settings = stores_settings()
 
     async def work() -> MemoryView | dict[str, int]:
         async with open_app(settings, with_model=False) as running:
@@ -191,7 +60,7 @@ def memory_show(
             except UnknownAgent:  # reset or erased: say what is kept (UnknownAgent again when nothing is)
                 return await running.admin.remains(key)
 
-    view = _run(work)
+    view = run_work(work)
     if isinstance(view, dict):
         _print_remains(key, view, as_json)
     elif as_json:
@@ -221,14 +90,14 @@ def memory_export(
     as_json: Annotated[bool, typer.Option("--json", help="Accepted for symmetry; export is always JSON.")] = True,
 ) -> None:
     """Export everything stored about an agent as one JSON document."""
-    key = _agent_key(agent_key)
-    settings = _stores_settings()
+    key = parse_agent_key(agent_key)
+    settings = stores_settings()
 
     async def work() -> dict[str, Any]:
         async with open_app(settings, with_model=False) as running:
             return await running.admin.export(key)
 
-    document = json.dumps(_run(work), indent=2, ensure_ascii=False)
+    document = json.dumps(run_work(work), indent=2, ensure_ascii=False)
     if output is None:
         typer.echo(document)
     else:
@@ -240,7 +109,7 @@ def _confirm(yes: bool, question: str) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise _fail("refusing to erase memory without confirmation; pass --yes", 2)
+        raise fail("refusing to erase memory without confirmation; pass --yes", 2)
     typer.confirm(question, abort=True)
 
 
@@ -252,15 +121,15 @@ def memory_reset(
 ) -> None:
     """Clear what membot remembers about an agent (core, queue, summary, recall, archival, heartbeats); the audit
     trail and core versions stay, so `memory rollback` can bring core memory back. `memory erase` removes all."""
-    key = _agent_key(agent_key)
-    settings = _stores_settings()
+    key = parse_agent_key(agent_key)
+    settings = stores_settings()
     _confirm(yes, f"Clear all memory of {key}? Recall and archival memory cannot be brought back")
 
     async def work() -> dict[str, int]:
         async with open_app(settings, with_model=False) as running:
             return await running.admin.reset(key, cause=CLI_CAUSE)
 
-    _print_removed(key, _run(work), as_json, "cleared")
+    _print_removed(key, run_work(work), as_json, "cleared")
 
 
 @memory_app.command("erase")
@@ -271,15 +140,15 @@ def memory_erase(
 ) -> None:
     """Erase everything stored about an agent: memory, core versions, audit trail (but the record of this erase),
     heartbeat jobs, rate-limit and dedupe keys."""
-    key = _agent_key(agent_key)
-    settings = _stores_settings()
+    key = parse_agent_key(agent_key)
+    settings = stores_settings()
     _confirm(yes, f"Erase everything stored about {key}? This cannot be undone")
 
     async def work() -> dict[str, int]:
         async with open_app(settings, with_model=False) as running:
             return await running.admin.erase(key, cause=CLI_CAUSE)
 
-    _print_removed(key, _run(work), as_json, "erased")
+    _print_removed(key, run_work(work), as_json, "erased")
 
 
 @memory_app.command("forget")
@@ -291,10 +160,10 @@ def memory_forget(
 ) -> None:
     """Forget what matches WORDS: matching recall messages (also those not indexed yet) and archival notes, core
     lines containing the words (whole lines), and the sentences about them in the queue and both summaries."""
-    key = _agent_key(agent_key)
+    key = parse_agent_key(agent_key)
     if not words.strip():
-        raise _fail("say what to forget: WORDS is empty", 2)
-    settings = _settings()
+        raise fail("say what to forget: WORDS is empty", 2)
+    settings = command_settings()
 
     async def work() -> tuple[list[ForgetCandidate], int]:
         async with open_app(settings, with_model=False) as running:
@@ -307,7 +176,7 @@ def memory_forget(
                 _confirm(False, f"Forget these {len(candidates)} item(s) of {key}? This cannot be undone")
             return candidates, await running.admin.forget(key, candidates, cause=CLI_CAUSE)
 
-    candidates, removed = _run(work)
+    candidates, removed = run_work(work)
     if as_json:
         stores = sorted({c.store for c in candidates})
         typer.echo(json.dumps({"agent": str(key), "matched": len(candidates), "removed": removed, "stores": stores}))
@@ -332,15 +201,15 @@ def memory_history(
 ) -> None:
     """List the audit trail: every memory write, newest first, with its cause and the core lines it changed.
     Needs Redis only: works while `membot run` is running."""
-    key = _agent_key(agent_key)
-    settings = _settings()
+    key = parse_agent_key(agent_key)
+    settings = command_settings()
 
     async def work() -> list[HistoryItem]:
         async with open_repair(settings) as repair:
             await repair.require(key)
             return await repair.history(key, limit=limit)
 
-    items = _run(work)
+    items = run_work(work)
     if as_json:
         typer.echo(json.dumps([item.as_dict() for item in items], indent=2, ensure_ascii=False))
         return
@@ -360,15 +229,15 @@ def memory_rollback(
 ) -> None:
     """Restore core memory as it was at a version; the rollback is itself a new version (undo it the same way).
     Takes the agent's lock (waits for a turn in progress); needs Redis only: works while `membot run` is running."""
-    key = _agent_key(agent_key)
-    settings = _settings()
+    key = parse_agent_key(agent_key)
+    settings = command_settings()
 
     async def work() -> RollbackResult:
         async with open_repair(settings) as repair:
             await repair.require(key)
             return await repair.rollback(key, to, cause=CLI_CAUSE)
 
-    result = _run(work)
+    result = run_work(work)
     if as_json:
         blocks = {b.label: b.value for b in result.blocks}
         typer.echo(json.dumps({"agent": str(key), "to": result.to, "version": result.version, "core": blocks}))
@@ -395,8 +264,8 @@ def memory_proactive(
     as_json: Annotated[bool, typer.Option("--json", help="Print the resulting setting as JSON.")] = False,
 ) -> None:
     """Turn proactive messages (sent by reflections, opt-in) on or off for one user."""
-    key = _agent_key(agent_key)
-    settings = _settings()
+    key = parse_agent_key(agent_key)
+    settings = command_settings()
 
     async def work() -> ProactivePolicy:
         async with open_repair(settings) as repair:
@@ -407,9 +276,9 @@ def memory_proactive(
             )
 
     try:
-        policy = _run(work)
+        policy = run_work(work)
     except InvalidProactiveSetting as exc:
-        raise _fail(str(exc), 2) from None
+        raise fail(str(exc), 2) from None
     if as_json:
         quiet = str(policy.quiet_hours) if policy.quiet_hours else None
         document = {"agent": str(key), "enabled": policy.enabled, "max_per_day": policy.max_per_day}
@@ -419,89 +288,18 @@ def memory_proactive(
         typer.echo(f"proactive messages for {key}: {policy.describe()}")
 
 
-@app.command()
-def run(
-    user: Annotated[
-        str | None, typer.Option("--user", "-u", help="Name for the console chat (when no platform is set).")
-    ] = None,
-) -> None:
-    """Start every chat platform whose credentials are set, plus the heartbeat scheduler (Ctrl-C stops).
-
-    With no platform configured and a terminal attached, a console chat runs beside the scheduler instead.
-    """
-    from adapters.console import run_console
-    from bot.ops.serve import serve
-
-    key = _agent_key(f"console:{_console_name(user)}")
-    settings = _stores_settings()
-    interactive = sys.stdin.isatty() and not (settings.discord_token or settings.slack_bot_token)
-
-    async def work() -> int:
-        async with open_app(settings) as running:
-            assert running.runtime is not None
-            handle = running.runtime.handle
-
-            async def console() -> None:
-                err.print(f"membot is listening as [bold]{key}[/], with heartbeats. Ctrl-D to leave.", highlight=False)
-                await run_console(handle, key.user, working_after=settings.working_notice_after)
-
-            def notify(text: str) -> None:
-                err.print(f"membot: {text}", highlight=False, soft_wrap=True)
-
-            return await serve(running, notify, console=console if interactive else None)
-
-    raise typer.Exit(_run(work))
-
-
-@jobs_app.command("list")
-def jobs_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
-    """Show every scheduled heartbeat job (reflection, consolidation) and when it runs next."""
-    settings = _settings()
-    jobs = _run(lambda: list_jobs(settings))
-    if as_json:
-        typer.echo(json.dumps([job.as_dict() for job in jobs], indent=2))
-        return
-    if not jobs:
-        typer.echo("no heartbeat jobs are scheduled")
-        return
-    table = Table("job id", "kind", "agent", "next run (UTC)", "trigger")
-    for job in jobs:
-        when = f"{job.next_run_time:%Y-%m-%d %H:%M:%S}" if job.next_run_time else "paused"
-        table.add_row(job.id, job.kind, job.agent, when, job.trigger)
-    Console(width=200).print(table, highlight=False)
-
-
 @memory_app.command("reindex")
 def memory_reindex() -> None:
     """Rebuild the search vectors of recall and archival memory after an upgrade (stop membot first)."""
     from bot.app import reindex_memory
 
-    settings = _stores_settings()
+    settings = stores_settings()
 
     def progress(name: str, done: int, total: int) -> None:
         err.print(f"{name}: {done}/{total}", end="\r", highlight=False)
 
-    done = _run(lambda: reindex_memory(settings, progress))
+    done = run_work(lambda: reindex_memory(settings, progress))
     if not done:
         typer.echo("Nothing to do: every collection is already indexed by this membot.")
     for name, count in done.items():
         typer.echo(f"{name}: {count} points reindexed")
-
-
-@app.command()
-def doctor() -> None:
-    """Check configuration and connections, and say what to fix."""
-    from bot.ops.doctor import run_checks
-
-    settings = _settings()  # the data directory is one of the checks
-    results = asyncio.run(run_checks(settings))
-    failed = False
-    for name, ok, detail in results:
-        mark = "[green]ok[/]" if ok else "[red]FAIL[/]"
-        Console().print(f"{mark}  {name}: {detail}", highlight=False, soft_wrap=True)
-        failed = failed or not ok
-    raise typer.Exit(1 if failed else 0)
-
-
-def main() -> None:
-    app()
