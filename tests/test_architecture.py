@@ -2,7 +2,8 @@
 
 bot/core (the domain) imports no other layer of bot/; bot/core and bot/runtime import no infrastructure package;
 memory/ implements bot/core's ports and imports nothing else of bot/; adapters/ use the core's public types and a
-short, explicit list of bot/ modules; only the composition root (bot/app.py, bot/cli/) knows memory/ and adapters/.
+short, explicit list of bot/ modules; only the composition root (bot/app.py, bot/stores.py, bot/cli/) knows memory/
+and adapters/.
 Every import counts, including the ones inside functions.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 INFRASTRUCTURE = {"redis", "qdrant_client", "apscheduler", "discord", "slack", "slack_bolt", "slack_sdk"}
 UPPER_LAYERS = ("bot.runtime", "bot.admin", "bot.ops", "bot.app", "bot.cli", "bot.services", "bot.settings")
-COMPOSITION_ROOTS = ("bot/app.py", "bot/cli/")
+COMPOSITION_ROOTS = ("bot/app.py", "bot/stores.py", "bot/cli/")
 # Modules of bot/ that reach memory/ for a reason of their own (each is a later step of issue #14):
 KNOWS_MEMORY = {
     "bot/settings.py": "checks REDIS_URL with memory.redis.url.parse_redis_url and builds the retry policy",

@@ -11,12 +11,12 @@ import typer
 from rich.console import Console
 
 from bot.admin.memory import UnknownAgent
-from bot.app import ServiceUnavailable
 from bot.core.events import AgentKey, InvalidAgentKey
 from bot.core.memory_types import VersionNotKept
 from bot.ops.data_dir import DataDirError, adopt_legacy_data_dir, check_data_dir
 from bot.ops.logs import configure_logging
 from bot.settings import ConfigError, Settings, load_settings
+from bot.stores import ServiceUnavailable
 
 app = typer.Typer(help="membot: a chat companion with long-term memory.", no_args_is_help=True, add_completion=False)
 memory_app = typer.Typer(help="See, export, repair or erase what membot remembers about someone.", no_args_is_help=True)

@@ -18,10 +18,11 @@ from rich.table import Table
 from bot.admin.audit import CLI_CAUSE, HistoryItem
 from bot.admin.memory import ForgetCandidate, MemoryView, UnknownAgent
 from bot.admin.repair import RollbackResult
-from bot.app import open_app, open_proactive_control, open_repair
+from bot.app import open_app
 from bot.cli.common import command_settings, err, fail, memory_app, parse_agent_key, run_work, stores_settings
 from bot.core.events import AgentKey
 from bot.runtime.proactive import InvalidProactiveSetting, ProactivePolicy
+from bot.stores import open_proactive_control, open_repair
 
 
 def _print_view(view: MemoryView) -> None:
@@ -291,7 +292,7 @@ def memory_proactive(
 @memory_app.command("reindex")
 def memory_reindex() -> None:
     """Rebuild the search vectors of recall and archival memory after an upgrade (stop membot first)."""
-    from bot.app import reindex_memory
+    from bot.stores import reindex_memory
 
     settings = stores_settings()
 

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bot.app import App, list_jobs, open_app, resume_journal
+from bot.app import App, open_app, resume_journal
 from bot.cli.common import (
     app,
     command_settings,
@@ -23,6 +23,7 @@ from bot.cli.common import (
     stores_settings,
 )
 from bot.core.ports import Embedder
+from bot.stores import list_jobs
 
 
 async def _warm_up(embedder: Embedder) -> None:

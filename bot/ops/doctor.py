@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bot.app import ServiceUnavailable, Stores, build_model, connect_redis, open_stores
+from bot.app import build_model
 from bot.ops.data_dir import DataDirError, check_data_dir
 from bot.settings import ConfigError, Settings
+from bot.stores import ServiceUnavailable, Stores, connect_redis, open_stores
 
 Check = tuple[str, bool, str]
 

@@ -13,10 +13,11 @@ import pytest
 import redis
 
 from adapters.console import console_message
-from bot.app import App, list_jobs, open_app, start_heartbeats
+from bot.app import App, open_app, start_heartbeats
 from bot.core.events import AgentKey
 from bot.core.memory_types import ProactivePrefs
 from bot.ops.doctor import run_checks
+from bot.stores import list_jobs
 from memory.redis.keys import RedisKeys
 from memory.redis.url import parse_redis_url
 from tests.ops.helpers import LocalRedisCluster, redis_cluster

@@ -12,8 +12,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from adapters.console import console_message
-from bot.app import list_jobs, open_app, start_heartbeats
+from bot.app import open_app, start_heartbeats
 from bot.settings import ConfigError, load_settings
+from bot.stores import list_jobs
 from memory.redis.keys import RedisKeys
 from memory.redis.url import RedisTarget, async_client, parse_redis_url, redact
 from tests.ops.helpers import free_port, redis_server, wait_for_port
