@@ -14,7 +14,6 @@ from functools import partial
 from bot.admin.repair import MemoryRepair
 from bot.core.ports import Embedder
 from bot.ops.health import Health
-from bot.ops.scheduler import JobInfo, UnreadableJob, read_jobs
 from bot.runtime.heartbeat import HeartbeatConfig, ProactiveControl
 from bot.settings import ConfigError, Settings
 from memory.qdrant.archival import QdrantArchivalMemory
@@ -38,6 +37,7 @@ from memory.redis.client import ANY_REDIS_ERROR, AsyncRedis
 from memory.redis.core import RedisCoreMemory
 from memory.redis.counts import MemoryCounts
 from memory.redis.fencing import Fencing
+from memory.redis.jobstore import JobInfo, UnreadableJob, read_jobs
 from memory.redis.keys import RedisKeys
 from memory.redis.locks import RedisAgentLocks
 from memory.redis.outbox import RecallOutbox

@@ -18,11 +18,12 @@ from adapters.console import console_message
 from bot.app import App, open_app, start_heartbeats
 from bot.core.events import AgentKey, utc_now
 from bot.core.privacy import unmarked
-from bot.ops.scheduler import HeartbeatScheduler, open_job_store
+from bot.ops.scheduler import HeartbeatScheduler
 from bot.ops.serve import serve
 from bot.runtime.heartbeat import HeartbeatConfig
 from bot.settings import Settings
 from bot.stores import list_jobs
+from memory.redis.jobstore import open_job_store
 from memory.redis.keys import RedisKeys
 from memory.redis.store_identity import STORE_ID_FILE
 from tests.heartbeat.conftest import RecordingAdapter, heartbeats_for, human_block, reflection_events
