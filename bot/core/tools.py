@@ -46,9 +46,7 @@ class ToolContext:
     cause: str  # bot.core.memory_types.event_cause(...) for a message, heartbeat_cause(...) for a heartbeat
     surfaced: set[str] = field(default_factory=set)  # normalized texts shown by searches during this turn
     archival_source: str = "agent"  # ArchivalEntry.source of notes inserted in this turn ("reflection" in heartbeats)
-    fence: Fence | None = (
-        None  # the turn's holding of the agent's lock: its memory writes carry it (bot.core.memory_types)
-    )
+    fence: Fence | None = None  # the turn's holding of the agent's lock: its memory writes carry it (memory_types)
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ async def test_a_query_naming_a_speaker_finds_their_message(recall: QdrantRecall
     )
     for mode in ("hybrid", "dense", "sparse"):
         memory = QdrantRecallMemory(recall._client, recall._collection, recall._embedder, mode=mode)
-        top = (await memory.qdrant.search(ALICE, "What did Melanie go to yesterday?", 0, Scope.PRIVATE)).hits[0]
+        top = (await memory.search(ALICE, "What did Melanie go to yesterday?", 0, Scope.PRIVATE)).hits[0]
         assert top.author == "Melanie", mode
 
 
