@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import BinaryIO, TextIO
 
-from bot.events import InboundMessage, OutboundReply, ReplyKind
+from bot.core.events import InboundMessage, OutboundReply, ReplyKind
 
 PREFIX = "membot> "
 CONTINUATION = " " * len(PREFIX)

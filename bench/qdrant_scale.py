@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 from qdrant_client import AsyncQdrantClient, models
 
-from bot.events import AgentKey, Scope
-from memory.qdrant import DENSE, RECALL_KEYWORDS, SPARSE, ensure_collection
-from memory.search import agent_filter, hybrid_query, to_rfc3339, to_sparse
-from memory.sparse import SparseTerms
+from bot.core.events import AgentKey, Scope
+from memory.qdrant.search import agent_filter, hybrid_query, to_rfc3339, to_sparse
+from memory.qdrant.sparse import SparseTerms
+from memory.qdrant.store import DENSE, RECALL_KEYWORDS, SPARSE, ensure_collection
 
 DIMS = 384
 VOCABULARY = 50_000

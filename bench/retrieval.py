@@ -31,13 +31,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.events import AgentKey, Scope
-from bot.memory_types import PAGE_SIZE, RecallEntry
-from bot.ports import Embedder
-from memory.embeddings import LocalEmbedder
-from memory.qdrant import open_qdrant
-from memory.recall import QdrantRecallMemory, recall_point_id
-from memory.search import SEARCH_MODES, SearchMode
+from bot.core.events import AgentKey, Scope
+from bot.core.memory_types import PAGE_SIZE, RecallEntry
+from bot.core.ports import Embedder
+from memory.qdrant.embeddings import LocalEmbedder
+from memory.qdrant.recall import QdrantRecallMemory, recall_point_id
+from memory.qdrant.search import SEARCH_MODES, SearchMode
+from memory.qdrant.store import open_qdrant
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "locomo" / "locomo_dev.json"
 KS = (5, 10, 20)

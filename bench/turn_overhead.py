@@ -35,13 +35,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from bot.app import open_app
-from bot.events import InboundMessage, OutboundReply
+from bot.core.events import InboundMessage, OutboundReply
 from bot.llm.tokens import TokenCounter
 from bot.llm.types import ChatMessage, Completion, SystemPrompt, ToolCall, ToolSpec, Usage
-from bot.redis_url import sync_client
-from bot.runtime import Runtime
+from bot.runtime.runtime import Runtime
 from bot.settings import Settings
-from memory.outbox import RecallOutbox
+from memory.redis.outbox import RecallOutbox
+from memory.redis.url import sync_client
 
 
 class InstantModel:

@@ -1,94 +1,41 @@
-"""Composition root: the one place that builds clients and stores from settings and wires the runtime.
+"""Composition root: the one place that builds the model, the runtime and its services from settings, on the stores
+``bot/stores.py`` opens, and resumes the outage journal.
 
-Nothing else in ``bot/`` imports ``memory/`` or ``adapters/``.
+Nothing else in ``bot/`` imports ``memory/`` or ``adapters/`` (but ``bot/stores.py`` and ``bot/cli/``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from functools import partial
-from pathlib import Path
 from typing import Any
 
-from bot.admin import MemoryAdmin
-from bot.agent import Agent
-from bot.authz import Authorizer
-from bot.context import Budget, ContextManager
-from bot.events import InboundMessage
-from bot.health import Health
-from bot.heartbeat import HeartbeatConfig, Heartbeats, ProactiveControl
+from bot.admin.authz import Authorizer
+from bot.admin.memory import MemoryAdmin
+from bot.admin.repair import MemoryRepair
+from bot.core.agent import Agent
+from bot.core.context import Budget, ContextManager
+from bot.core.events import InboundMessage
+from bot.core.ports import ChatModel, PlatformAdapter, ReplySink
 from bot.llm.factory import build_chat_model
 from bot.llm.metered import MeteredChatModel
 from bot.llm.retry import RetryPolicy
-from bot.metrics import Metrics
-from bot.outage import AddressSink, OutageBridge, OutageTolerantChannelModes, OutageTolerantThrottle
-from bot.ports import ChatModel, Embedder, PlatformAdapter, ReplySink
-from bot.redis_url import async_client, redact
-from bot.repair import MemoryRepair
-from bot.runtime import Runtime
-from bot.scheduler import HeartbeatScheduler, JobInfo, UnreadableJob, read_jobs
+from bot.ops.health import Health
+from bot.ops.metrics import Metrics
+from bot.ops.scheduler import HeartbeatScheduler
+from bot.ops.turns import ObservedRuntime, TurnTracker
+from bot.runtime.heartbeat import HeartbeatConfig, Heartbeats, ProactiveControl
+from bot.runtime.outage import AddressSink, OutageBridge, OutageTolerantChannelModes, OutageTolerantThrottle
+from bot.runtime.runtime import Runtime
 from bot.services import Services
 from bot.settings import ConfigError, Settings
-from bot.turns import ObservedRuntime, TurnTracker
-from memory.activity import RedisActivityLog, RedisFiringGuard
-from memory.archival import QdrantArchivalMemory
-from memory.audit import RedisAuditLog
-from memory.core import RedisCoreMemory
-from memory.counts import MemoryCounts
-from memory.embeddings import build_embedder
-from memory.fencing import Fencing
-from memory.indexer import RecallIndexer
-from memory.indexer_health import IndexerHealth
+from bot.stores import ServiceUnavailable, Stores, job_quarantine, open_stores, store_health
 from memory.journal import FileJournal
-from memory.keys import RedisKeys
-from memory.locks import RedisAgentLocks
-from memory.outbox import RecallOutbox
-from memory.platform_state import RedisChannelModes, RedisThrottle
-from memory.qdrant import (
-    CollectionNames,
-    QdrantInUseError,
-    QdrantSetupError,
-    QdrantStore,
-    QdrantUnavailableError,
-    connect_qdrant,
-    open_qdrant,
-)
-from memory.quarantine import RedisQuarantine, set_aside_job
-from memory.recall import QdrantRecallMemory
-from memory.redis_client import ANY_REDIS_ERROR, AsyncRedis, is_redis_outage
-from memory.reindex import reindex
-from memory.storage_faults import storage_problem
-from memory.store_identity import StoreConflict, StoreRegistry
-from memory.working import RedisWorkingMemory
-
-
-class ServiceUnavailable(Exception):
-    """A backing service (Redis, Qdrant) cannot be reached; the message says what to do."""
-
-
-@dataclass
-class Stores:
-    """Every memory store, opened from settings."""
-
-    redis: AsyncRedis
-    qdrant: QdrantStore
-    embedder: Embedder
-    core: RedisCoreMemory
-    working: RedisWorkingMemory
-    recall: QdrantRecallMemory
-    archival: QdrantArchivalMemory
-    locks: RedisAgentLocks
-    activity: RedisActivityLog
-    guard: RedisFiringGuard
-    audit: RedisAuditLog
-    throttle: RedisThrottle
-    outbox: RecallOutbox
-    indexer: RecallIndexer
-    quarantine: RedisQuarantine
+from memory.redis.client import is_redis_outage
+from memory.redis.keys import RedisKeys
+from memory.redis.platform_state import RedisChannelModes
 
 
 @dataclass
@@ -106,158 +53,6 @@ class App:
     metrics: Metrics = field(default_factory=Metrics)
     health: Health = field(default_factory=lambda: Health({}))
     turns: TurnTracker = field(default_factory=TurnTracker)  # turns in flight (graceful shutdown waits for them)
-
-
-START_ERRORS: tuple[type[Exception], ...] = (*ANY_REDIS_ERROR, TimeoutError)
-
-
-async def connect_redis(settings: Settings) -> AsyncRedis:
-    # a server, the master a Sentinel names, or a cluster; retrying blips (bot.redis_url.RedisResilience)
-    client = async_client(settings.redis_url, settings.redis_resilience())
-    try:
-        async with asyncio.timeout(max(1.0, settings.redis_retry_seconds)):  # at start, one retry budget at most
-            await client.ping()
-    except START_ERRORS as exc:
-        await client.aclose()
-        raise ServiceUnavailable(
-            f"Cannot reach Redis at {redact(settings.redis_url)} ({exc}). Start redis-server, or set REDIS_URL "
-            "to a Redis that answers."
-        ) from None
-    return client
-
-
-@asynccontextmanager
-async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
-    redis = await connect_redis(settings)
-    try:
-        keys = RedisKeys(settings.redis_prefix)
-        embedder = _embedder(settings)
-        registry = StoreRegistry(redis, keys, redis_description=redact(settings.redis_url))
-        try:
-            if not settings.qdrant_url:  # refuse another namespace's store before creating anything
-                await registry.check_embedded(settings.data_dir / "qdrant")
-            qdrant = await open_qdrant(
-                url=settings.qdrant_url,
-                api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
-                path=settings.data_dir / "qdrant",
-                dimensions=embedder.dimensions,
-                embedder_name=embedder.name,
-                prefix=settings.redis_prefix,
-            )
-        except StoreConflict as exc:
-            await embedder.aclose()
-            raise ConfigError(str(exc)) from None
-        except (QdrantInUseError, QdrantUnavailableError, QdrantSetupError) as exc:
-            await embedder.aclose()
-            raise ServiceUnavailable(str(exc)) from None
-        try:  # one store per Redis namespace (memory/store_identity.py): only it drains the recall outbox
-            if settings.qdrant_url:
-                await registry.claim_server(redact(settings.qdrant_url))
-            else:
-                await registry.claim_embedded(settings.data_dir / "qdrant")
-        except StoreConflict as exc:
-            await qdrant.close()
-            await embedder.aclose()
-            raise ConfigError(str(exc)) from None
-        outbox = RecallOutbox(redis, keys)
-        counts = MemoryCounts(redis, keys)
-        # shared: recall reads do not wait for an indexer that is backing off
-        health = IndexerHealth(storage_dir=settings.data_dir / "qdrant" if qdrant.embedded else None)
-        recall = QdrantRecallMemory(
-            qdrant.client, qdrant.recall_collection, embedder, outbox=outbox, counts=counts, indexer_health=health
-        )
-        indexer = RecallIndexer(outbox, recall.index, exclusive=qdrant.embedded, health=health, discard=recall.discard)
-        try:
-            await counts.ensure_counted(
-                qdrant.client, {"recall": qdrant.recall_collection, "archival": qdrant.archival_collection}
-            )
-            await indexer.start()
-            quarantine = RedisQuarantine(redis, keys, settings.audit_max_entries)
-            yield Stores(
-                redis=redis,
-                qdrant=qdrant,
-                embedder=embedder,
-                core=core_memory(redis, keys, settings),
-                working=RedisWorkingMemory(redis, keys, quarantine),
-                recall=recall,
-                archival=QdrantArchivalMemory(
-                    qdrant.client, qdrant.archival_collection, embedder, counts=counts, fencing=Fencing(redis, keys)
-                ),
-                locks=agent_locks(redis, keys, settings),
-                activity=RedisActivityLog(redis, keys),
-                guard=RedisFiringGuard(redis, keys),
-                audit=RedisAuditLog(redis, keys, settings.audit_max_entries),
-                throttle=RedisThrottle(redis, keys),
-                outbox=outbox,
-                indexer=indexer,
-                quarantine=quarantine,
-            )
-        finally:
-            await indexer.close()
-            await qdrant.close()
-            await embedder.aclose()
-    finally:
-        await redis.aclose()
-
-
-def core_memory(redis: AsyncRedis, keys: RedisKeys, settings: Settings) -> RedisCoreMemory:
-    return RedisCoreMemory(
-        redis,
-        keys,
-        block_limit=settings.core_block_limit,
-        versions_kept=settings.core_versions_kept,
-        audit_max_entries=settings.audit_max_entries,
-        quarantine=RedisQuarantine(redis, keys, settings.audit_max_entries),
-    )
-
-
-def job_quarantine(keys: RedisKeys, settings: Settings) -> UnreadableJob:
-    """Where the heartbeat job store sets aside a job it cannot read: its agent's quarantine."""
-    return partial(set_aside_job, keys=keys, audit_max_entries=settings.audit_max_entries)
-
-
-def agent_locks(redis: AsyncRedis, keys: RedisKeys, settings: Settings) -> RedisAgentLocks:
-    return RedisAgentLocks(
-        redis,
-        keys,
-        lease_seconds=settings.lock_lease_seconds,
-        renew_seconds=settings.lock_renew_seconds,
-        wait_seconds=settings.lock_wait_seconds,
-        busy_notice_seconds=settings.busy_notice_seconds,
-    )
-
-
-def _embedder(settings: Settings) -> Embedder:
-    try:
-        return build_embedder(
-            settings.embedder,
-            openai_api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
-            openai_base_url=settings.openai_base_url,
-            openai_model=settings.openai_embedding_model,
-            openai_dimensions=settings.embedding_dimensions,
-            hashing_dimensions=settings.embedding_dimensions or 384,
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-async def reindex_memory(settings: Settings, progress: Callable[[str, int, int], None]) -> dict[str, int]:
-    """Rebuild the search vectors of both collections from their stored text (after an upgrade changed them)."""
-    embedder = _embedder(settings)
-    try:
-        client = connect_qdrant(
-            url=settings.qdrant_url,
-            api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
-            path=settings.data_dir / "qdrant",
-        )
-    except (QdrantInUseError, QdrantUnavailableError) as exc:
-        await embedder.aclose()
-        raise ServiceUnavailable(str(exc)) from None
-    try:
-        return await reindex(client, CollectionNames.with_prefix(settings.redis_prefix), embedder, progress)
-    finally:
-        await client.close()
-        await embedder.aclose()
 
 
 def build_model(settings: Settings) -> ChatModel:
@@ -358,7 +153,17 @@ async def open_app(
             indexer = stores.indexer.stats
             metrics.track_indexer(lambda: (indexer.indexed, indexer.failures, indexer.buried))
             app = App(
-                settings, stores, model, runtime, admin, repair, services, scheduler, metrics, _health(stores), turns
+                settings,
+                stores,
+                model,
+                runtime,
+                admin,
+                repair,
+                services,
+                scheduler,
+                metrics,
+                store_health(stores),
+                turns,
             )
             try:
                 yield app
@@ -406,36 +211,6 @@ async def resume_journal(app: App, adapters: Sequence[PlatformAdapter] = (), con
     return await app.runtime.outage.start(app.runtime.handle, fallback)
 
 
-def storage_failure(exc: BaseException, data_dir: Path | None = None) -> str | None:
-    """Why a command failed on the data disk (full, read-only, an I/O error), looking through the exception's
-    causes, or None when it did not fail on the disk."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        problem = storage_problem(seen, data_dir if data_dir is not None and data_dir.is_dir() else None)
-        if problem is not None:
-            return problem
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def _health(stores: Stores) -> Health:
-    """Checks of the stores every process needs (``membot run`` adds the scheduler's)."""
-
-    async def redis() -> str:
-        await stores.redis.ping()
-        return "ping answered"
-
-    async def qdrant() -> str:
-        collections = await stores.qdrant.client.get_collections()
-        where = "embedded" if stores.qdrant.embedded else "server"
-        return f"{where}, {len(collections.collections)} collections"
-
-    async def indexer() -> str:  # backing off is reported, not unhealthy: membot still answers, nothing is lost
-        return stores.indexer.health.describe()
-
-    return Health({"redis": redis, "qdrant": qdrant, "recall_indexer": indexer})
-
-
 async def start_heartbeats(app: App, adapters: Sequence[PlatformAdapter]) -> HeartbeatScheduler:
     """Start the app's heartbeat scheduler; proactive messages go out through ``adapters`` (by platform)."""
     if app.scheduler is None or app.runtime is None:
@@ -455,45 +230,6 @@ async def start_heartbeats(app: App, adapters: Sequence[PlatformAdapter]) -> Hea
     return app.scheduler
 
 
-async def list_jobs(settings: Settings) -> list[JobInfo]:
-    """Every scheduled heartbeat job, read from Redis alone (works while `membot run` holds embedded Qdrant)."""
-    client = await connect_redis(settings)
-    await client.aclose()
-    keys = RedisKeys(settings.redis_prefix)
-    return await asyncio.to_thread(
-        read_jobs,
-        settings.redis_url,
-        keys.scheduler_jobs(),
-        keys.scheduler_run_times(),
-        job_quarantine(keys, settings),
-        settings.redis_resilience(),
-    )
-
-
-@asynccontextmanager
-async def open_repair(settings: Settings) -> AsyncIterator[MemoryRepair]:
-    """History and rollback on Redis alone (no Qdrant, no model), with the agents' cross-process locks."""
-    client = await connect_redis(settings)
-    try:
-        keys = RedisKeys(settings.redis_prefix)
-        core = core_memory(client, keys, settings)
-        audit = RedisAuditLog(client, keys, settings.audit_max_entries)
-        yield MemoryRepair(core, audit, agent_locks(client, keys, settings).hold)
-    finally:
-        await client.aclose()
-
-
-@asynccontextmanager
-async def open_proactive_control(settings: Settings) -> AsyncIterator[ProactiveControl]:
-    """Proactive-message choices on Redis alone (no Qdrant, no model)."""
-    client = await connect_redis(settings)
-    try:
-        activity = RedisActivityLog(client, RedisKeys(settings.redis_prefix))
-        yield ProactiveControl(activity, HeartbeatConfig.from_settings(settings).proactive)
-    finally:
-        await client.aclose()
-
-
 def build_adapters(services: Services) -> list[PlatformAdapter]:
     """The platform adapters whose credentials are configured (imported only when used)."""
     settings = services.settings
@@ -511,15 +247,10 @@ def build_adapters(services: Services) -> list[PlatformAdapter]:
 
 __all__ = [
     "App",
-    "ConfigError",
-    "ServiceUnavailable",
-    "Stores",
     "build_adapters",
-    "list_jobs",
+    "build_model",
     "open_app",
-    "open_proactive_control",
-    "open_repair",
-    "open_stores",
+    "outage_bridge",
     "resume_journal",
     "start_heartbeats",
 ]

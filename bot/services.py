@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bot.admin import MemoryAdmin
-from bot.authz import Authorizer
-from bot.connections import PlatformConnections
-from bot.heartbeat import ProactiveControl
-from bot.ports import ChannelModes, Throttle
-from bot.repair import MemoryRepair
-from bot.runtime import Runtime
+from bot.admin.authz import Authorizer
+from bot.admin.memory import MemoryAdmin
+from bot.admin.repair import MemoryRepair
+from bot.core.ports import ChannelModes, Throttle
+from bot.ops.connections import PlatformConnections
+from bot.runtime.heartbeat import ProactiveControl
+from bot.runtime.runtime import Runtime
 from bot.settings import Settings
 
 

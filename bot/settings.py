@@ -8,11 +8,11 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.activity import parse_quiet_hours, parse_timezone
-from bot.data_dir import default_data_dir
-from bot.deployment import parse_shard_ids
-from bot.redis_retry import RedisResilience
-from bot.redis_url import parse_redis_url
+from bot.ops.data_dir import default_data_dir
+from bot.ops.deployment import parse_shard_ids
+from bot.runtime.proactive import parse_quiet_hours, parse_timezone
+from memory.redis.retry import RedisResilience
+from memory.redis.url import parse_redis_url
 
 DEFAULT_MODELS = {"anthropic": "claude-sonnet-5-5", "openai": "gpt-5.5"}
 

@@ -27,8 +27,8 @@ from typing import IO, Any
 
 import portalocker
 
-from bot.events import Attachment, ChannelMessage, InboundMessage
-from bot.ports import JournalEntry
+from bot.core.events import Attachment, ChannelMessage, InboundMessage
+from bot.core.ports import JournalEntry
 
 __all__ = ["FileJournal", "JournalEntry", "message_from_json", "message_to_json"]
 

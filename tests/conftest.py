@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from bot.data_dir import default_data_dir
+from bot.ops.data_dir import default_data_dir
 from tests.standins.brain import Brain
 from tests.standins.llm_server import ScriptedLLMServer
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bot.events import InboundMessage, OutboundReply, ReplyKind
+from bot.core.events import InboundMessage, OutboundReply, ReplyKind
 from bot.settings import Settings
 from tests.conftest import REDIS_URL
 from tests.standins.llm_server import ScriptedLLMServer

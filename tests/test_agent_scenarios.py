@@ -10,8 +10,8 @@ import pytest
 
 from adapters.console import console_message
 from bot.app import open_app
-from bot.events import AgentKey
-from bot.runtime import EMPTY_NOTICE, MODEL_DOWN_NOTICE
+from bot.core.events import AgentKey
+from bot.runtime.runtime import EMPTY_NOTICE, MODEL_DOWN_NOTICE
 from tests.scenario import RecordingSink, settings_for
 from tests.standins.llm_server import ScriptedLLMServer, ScriptedReply
 

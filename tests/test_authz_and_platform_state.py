@@ -8,11 +8,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from adapters.console import console_message
+from bot.admin.authz import Action, Actor, Authorizer, Forbidden
 from bot.app import open_app
-from bot.authz import Action, Actor, Authorizer, Forbidden
-from bot.events import AgentKey
-from memory.keys import RedisKeys
-from memory.platform_state import RedisChannelModes, RedisThrottle
+from bot.core.events import AgentKey
+from memory.redis.keys import RedisKeys
+from memory.redis.platform_state import RedisChannelModes, RedisThrottle
 from tests.scenario import RecordingSink, settings_for
 from tests.standins.brain import Brain
 from tests.standins.llm_server import ScriptedLLMServer

@@ -1,4 +1,4 @@
-"""The README's "Who may do what" table is what bot/authz.py decides: every cell, plus the cases around it."""
+"""The README's "Who may do what" table is what bot/admin/authz.py decides: every cell, plus the cases around it."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.authz import Action, Actor, Authorizer, Forbidden
-from bot.events import AgentKey, Scope
-from bot.tools import TOOL_NAMES, tool_specs
+from bot.admin.authz import Action, Actor, Authorizer, Forbidden
+from bot.core.events import AgentKey, Scope
+from bot.core.tools import TOOL_NAMES, tool_specs
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 MEMBER = AgentKey("discord", "g1", "u2")  # a member's memory in server g1

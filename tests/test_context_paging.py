@@ -7,12 +7,12 @@ from pathlib import Path
 
 from adapters.console import console_message
 from bot.app import open_app
-from bot.context import Budget, cut_points
-from bot.events import AgentKey
+from bot.core.context import Budget, cut_points
+from bot.core.events import AgentKey
+from bot.core.tools import tool_specs
 from bot.llm.pairing import pair_tool_calls
 from bot.llm.tokens import TokenCounter
 from bot.llm.types import ChatMessage, SystemPrompt, ToolCall
-from bot.tools import tool_specs
 from tests.scenario import RecordingSink, settings_for
 from tests.standins.brain import is_summary_request
 from tests.standins.llm_server import ObservedRequest, ScriptedLLMServer

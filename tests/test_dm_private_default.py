@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from bot.app import App, open_app
-from bot.events import AgentKey, Scope
-from bot.tools import tool_specs
+from bot.core.events import AgentKey, Scope
+from bot.core.tools import tool_specs
 from tests.scenario import RecordingSink, settings_for, slack_said
 from tests.standins.brain import Brain, user_text
 from tests.standins.llm_server import ObservedRequest, ScriptedLLMServer, ScriptedReply

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.app import App, open_app
-from bot.events import AgentKey, Scope
+from bot.core.events import AgentKey, Scope
 from tests.scenario import RecordingSink, eventually, settings_for, slack_said
 from tests.standins.llm_server import ScriptedLLMServer
 

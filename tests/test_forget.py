@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.admin.redaction import FORGOTTEN, Redactor
 from bot.app import App, open_app
-from bot.events import AgentKey, Scope
-from bot.redaction import FORGOTTEN, Redactor
+from bot.core.events import AgentKey, Scope
 from tests.scenario import RecordingSink, settings_for, slack_said
 from tests.standins.brain import Brain, is_summary_request
 from tests.standins.llm_server import ObservedRequest, ScriptedLLMServer, ScriptedReply

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.admin import UnknownAgent
+from bot.admin.memory import UnknownAgent
 from bot.app import App, open_app
-from bot.events import AgentKey, InboundMessage, Scope
-from bot.memory_types import AuditKind, MemoryEditError, VersionNotKept
+from bot.core.events import AgentKey, InboundMessage, Scope
+from bot.core.memory_types import AuditKind, MemoryEditError, VersionNotKept
 from tests.scenario import RecordingSink, settings_for, slack_said
 from tests.standins.llm_server import ScriptedLLMServer
 

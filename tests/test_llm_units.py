@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from bot.core.ports import ChatModel
 from bot.llm import anthropic as anthropic_wire
 from bot.llm import openai as openai_wire
 from bot.llm.anthropic import AnthropicChatModel
@@ -17,7 +18,6 @@ from bot.llm.pairing import MISSING_RESULT
 from bot.llm.retry import RetryPolicy, Transient, call_with_retry, parse_retry_after, transient_status
 from bot.llm.tokens import CLAUDE_TOKEN_FACTOR, TokenCounter, raw_message_tokens
 from bot.llm.types import ChatMessage, ModelError, SystemPrompt, ToolCall, ToolSpec
-from bot.ports import ChatModel
 
 TOOL = ToolSpec("send_message", "Send a message.", {"type": "object", "properties": {"message": {"type": "string"}}})
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from memory.keys import RedisKeys
-from memory.store_identity import STORE_ID_FILE, StoreConflict, StoreRegistry
+from memory.redis.keys import RedisKeys
+from memory.redis.store_identity import STORE_ID_FILE, StoreConflict, StoreRegistry
 from tests.scenario import env_for, settings_for
 from tests.standins.llm_server import ScriptedLLMServer
 from tests.test_cli import MEMBOT, membot

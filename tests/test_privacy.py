@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bot.app import App, open_app
-from bot.events import AgentKey, Scope
-from memory.dates import query_window
+from bot.core.events import AgentKey, Scope
+from memory.qdrant.dates import query_window
 from tests.scenario import RecordingSink, settings_for, slack_said
 from tests.standins.brain import is_summary_request
 from tests.standins.llm_server import ObservedRequest, ScriptedLLMServer, ScriptedReply

@@ -8,7 +8,7 @@ Layout: ``adapter`` (the PlatformAdapter: run, send_direct, REST base) · ``clie
 from __future__ import annotations
 
 from adapters.discord.adapter import DiscordAdapter
-from bot.ports import PlatformAdapter
+from bot.core.ports import PlatformAdapter
 from bot.services import Services
 
 

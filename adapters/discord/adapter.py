@@ -18,7 +18,7 @@ from discord.http import Route
 
 from adapters.discord.client import CONNECTION_PREFIX, MembotClient
 from adapters.discord.sink import send_chunks
-from bot.events import ReplyAddress
+from bot.core.events import ReplyAddress
 from bot.services import Services
 from bot.settings import ConfigError
 

@@ -7,10 +7,10 @@ from pathlib import PurePath
 
 import discord
 
-from bot.admin import MemoryAdmin
-from bot.audit import event_cause
-from bot.events import AgentKey, OutboundReply, ReplyKind, Scope
-from bot.ports import ReplySink
+from bot.admin.memory import MemoryAdmin
+from bot.core.events import AgentKey, OutboundReply, ReplyKind, Scope
+from bot.core.memory_types import event_cause
+from bot.core.ports import ReplySink
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import discord
 from adapters.discord.commands import MembotTree
 from adapters.discord.gateway import GatewayPin, IdentifySpacing
 from adapters.discord.inbound import InboundHandler
-from bot.deployment import Topology
+from bot.ops.deployment import Topology
 from bot.services import Services
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Slash commands: ``/memory show|search|forget|reset|export|proactive|history|rollback|private|public`` for
 everyone, ``/membot channel|user`` for admins.
 
-Every command decides permission through ``bot.authz`` first; a refusal or "nothing stored" is answered
+Every command decides permission through ``bot.admin.authz`` first; a refusal or "nothing stored" is answered
 politely and only to the caller (ephemeral). Erasing commands show what they would erase and wait for a button.
 What a command shows follows ``Authorizer.view_scope``: in a server channel, and to admins, private core lines
 and the summary are left out. Every write is audited with the caller as its cause.
@@ -30,11 +30,11 @@ from adapters.discord.render import (
     render_rollback,
 )
 from adapters.discord.split import split_message
-from bot.activity import InvalidProactiveSetting
-from bot.admin import UnknownAgent
-from bot.authz import Action, Actor, Forbidden
-from bot.events import AgentKey, Scope
-from bot.memory_types import MemoryEditError, VersionNotKept
+from bot.admin.authz import Action, Actor, Forbidden
+from bot.admin.memory import UnknownAgent
+from bot.core.events import AgentKey, Scope
+from bot.core.memory_types import MemoryEditError, VersionNotKept
+from bot.runtime.proactive import InvalidProactiveSetting
 from bot.services import Services
 
 log = logging.getLogger(__name__)

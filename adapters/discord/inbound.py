@@ -24,8 +24,8 @@ from adapters.discord.normalize import (
     to_inbound,
 )
 from adapters.discord.sink import DiscordReplySink
-from bot.events import ChannelMessage, OutboundReply, ReplyKind
-from bot.runtime import TURN_FAILED_NOTICE
+from bot.core.events import ChannelMessage, OutboundReply, ReplyKind
+from bot.runtime.runtime import TURN_FAILED_NOTICE
 from bot.services import Services
 
 log = logging.getLogger(__name__)

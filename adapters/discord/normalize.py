@@ -13,7 +13,7 @@ from enum import StrEnum
 
 import discord
 
-from bot.events import AgentKey, Attachment, ChannelMessage, InboundMessage
+from bot.core.events import AgentKey, Attachment, ChannelMessage, InboundMessage
 
 PLATFORM = "discord"
 RECENT_CONTEXT_SIZE = 5

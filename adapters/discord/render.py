@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 from discord.utils import escape_markdown, escape_mentions
 
-from bot.admin import ForgetCandidate, MemoryView
-from bot.audit import HistoryItem
-from bot.events import Scope
-from bot.memory_types import Block, SearchHit
-from bot.repair import MarkResult, RollbackResult
+from bot.admin.audit import HistoryItem
+from bot.admin.memory import ForgetCandidate, MemoryView
+from bot.admin.repair import MarkResult, RollbackResult
+from bot.core.events import Scope
+from bot.core.memory_types import Block, SearchHit
 
 SNIPPET_CHARS = 200
 MAX_LISTED = 10

@@ -13,7 +13,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import discord
 
 from adapters.discord.split import split_message
-from bot.events import OutboundReply
+from bot.core.events import OutboundReply
 
 log = logging.getLogger(__name__)
 

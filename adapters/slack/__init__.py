@@ -8,7 +8,7 @@ Modules: ``app`` (transport, adapter), ``listeners`` (Bolt registrations), ``con
 
 from __future__ import annotations
 
-from bot.ports import PlatformAdapter
+from bot.core.ports import PlatformAdapter
 from bot.services import Services
 
 from .app import SlackAdapter, SlackMode, choose_mode

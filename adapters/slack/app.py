@@ -24,7 +24,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.events import ReplyAddress
+from bot.core.events import ReplyAddress
 from bot.services import Services
 from bot.settings import ConfigError, Settings
 

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.admin import ForgetCandidate, MemoryView
-from bot.audit import HistoryItem
-from bot.events import AgentKey, Scope
-from bot.memory_types import Block as CoreBlock
-from bot.memory_types import SearchHit
-from bot.repair import MarkResult, RollbackResult
+from bot.admin.audit import HistoryItem
+from bot.admin.memory import ForgetCandidate, MemoryView
+from bot.admin.repair import MarkResult, RollbackResult
+from bot.core.events import AgentKey, Scope
+from bot.core.memory_types import Block as CoreBlock
+from bot.core.memory_types import SearchHit
 
 from .mrkdwn import escape
 

@@ -5,7 +5,7 @@
 show|reset|history|rollback @user`` for workspace admins and the ids in ``MEMBOT_ADMIN_IDS``. ``forget`` and
 ``reset`` (the full erase) only answer with what would happen and a confirm button; the erasing happens when the
 button is pressed (:func:`handle_action`). Permission and what may be shown (``view_scope``: everything only in a DM
-with membot, to the user or a bot admin) are decided by ``bot.authz.Authorizer`` alone; this module only gathers
+with membot, to the user or a bot admin) are decided by ``bot.admin.authz.Authorizer`` alone; this module only gathers
 the facts it needs (is the caller a workspace admin? is this a DM?).
 """
 
@@ -19,11 +19,11 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.activity import InvalidProactiveSetting
-from bot.admin import UnknownAgent
-from bot.authz import Action, Actor, Forbidden
-from bot.events import AgentKey, InvalidAgentKey, Scope
-from bot.memory_types import MemoryEditError, VersionNotKept
+from bot.admin.authz import Action, Actor, Forbidden
+from bot.admin.memory import UnknownAgent
+from bot.core.events import AgentKey, InvalidAgentKey, Scope
+from bot.core.memory_types import MemoryEditError, VersionNotKept
+from bot.runtime.proactive import InvalidProactiveSetting
 
 from .blocks import (
     CANCEL_ACTION,

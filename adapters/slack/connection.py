@@ -17,7 +17,7 @@ import logging
 import aiohttp
 from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 
-from bot.connections import PlatformConnections
+from bot.ops.connections import PlatformConnections
 
 __all__ = ["HTTP_LISTENER", "SOCKET", "watch_listener", "watch_socket"]
 

@@ -11,9 +11,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from bot.audit import event_cause
-from bot.events import AgentKey, OutboundReply, ReplyKind
-from bot.runtime import TURN_FAILED_NOTICE
+from bot.core.events import AgentKey, OutboundReply, ReplyKind
+from bot.core.memory_types import event_cause
+from bot.runtime.runtime import TURN_FAILED_NOTICE
 
 from .deps import SlackDeps
 from .files import import_files

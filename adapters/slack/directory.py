@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.events import ChannelMessage
+from bot.core.events import ChannelMessage
 
 from .normalize import recent_from_history
 

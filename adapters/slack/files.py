@@ -13,8 +13,8 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.admin import MemoryAdmin
-from bot.events import AgentKey, Scope
+from bot.admin.memory import MemoryAdmin
+from bot.core.events import AgentKey, Scope
 
 from .normalize import SlackFile
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.admin import ForgetCandidate, MemoryView, UnknownAgent
-from bot.authz import Action, Actor, Forbidden
-from bot.events import AgentKey, InvalidAgentKey
+from bot.admin.authz import Action, Actor, Forbidden
+from bot.admin.memory import ForgetCandidate, MemoryView, UnknownAgent
+from bot.core.events import AgentKey, InvalidAgentKey
 
 from .blocks import (
     HOME_FORGET_ACTION,

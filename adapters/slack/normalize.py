@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from bot.events import Attachment, ChannelMessage, InboundMessage
+from bot.core.events import Attachment, ChannelMessage, InboundMessage
 
 # Subtypes that are a person saying something new; everything else (message_changed, message_deleted,
 # bot_message, channel_join, ...) is ignored.

@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.events import OutboundReply, ReplyKind
+from bot.core.events import OutboundReply, ReplyKind
 
 from .mrkdwn import format_reply
 

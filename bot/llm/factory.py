@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from bot.core.ports import ChatModel
 from bot.llm.retry import RetryPolicy
-from bot.ports import ChatModel
 
 __all__ = ["PROVIDERS", "build_chat_model"]
 

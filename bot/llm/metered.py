@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from bot.core.ports import ChatModel
 from bot.llm.types import ChatMessage, Completion, ModelError, SystemPrompt, ToolSpec
-from bot.metrics import Metrics
-from bot.ports import ChatModel
+from bot.ops.metrics import Metrics
 
 __all__ = ["MeteredChatModel"]
 

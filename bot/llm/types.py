@@ -31,7 +31,7 @@ class ChatMessage:
     - ``tool``: the result of the call ``tool_call_id`` to function ``name``.
 
     ``private``: said or done in a private context (a DM, the console, a heartbeat); a turn in a channel does not
-    see it (``bot.context``). ``message_id``: the platform message a user entry stores (a replayed message is
+    see it (``bot.core.context``). ``message_id``: the platform message a user entry stores (a replayed message is
     recognised by it and not queued twice). The providers ignore both.
     """
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from bot.admin import UnknownAgent
-from bot.events import AgentKey
+from bot.admin.memory import UnknownAgent
+from bot.core.events import AgentKey
 from tests.discord.conftest import DiscordHarness
 from tests.discord.helpers import MENTION, answer_to
 from tests.standins.discord_server import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from bot.events import AgentKey
+from bot.core.events import AgentKey
 from tests.discord.conftest import DiscordHarness
 from tests.discord.helpers import MENTION, answer_to, model_saw
 from tests.discord.test_commands import ALICE_HERE, flags_of, introduce, responses, text_of

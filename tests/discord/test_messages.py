@@ -16,10 +16,10 @@ import pytest
 
 from adapters.discord import build_discord_adapter
 from bot.app import open_app
-from bot.events import AgentKey, ReplyAddress
-from bot.runtime import NOT_SAVED_NOTICE
+from bot.core.events import AgentKey, ReplyAddress
+from bot.runtime.runtime import NOT_SAVED_NOTICE
 from bot.settings import ConfigError
-from memory.keys import RedisKeys
+from memory.redis.keys import RedisKeys
 from tests.discord.conftest import DiscordHarness
 from tests.discord.helpers import MENTION, answer_to, model_saw, replies_to, sentinel
 from tests.scenario import settings_for

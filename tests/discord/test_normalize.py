@@ -7,7 +7,7 @@ import pytest
 from adapters.discord.adapter import discord_rest_base, rest_base
 from adapters.discord.attachments import is_text_document
 from adapters.discord.normalize import Addressing, Reason, agent_for, answer_reason, clean_text
-from bot.chunking import chunk_text
+from bot.admin.chunking import chunk_text
 from bot.settings import ConfigError
 
 BOT_ID = 42

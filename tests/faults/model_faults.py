@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import open_app
-from bot.events import AgentKey
-from bot.prompts import load_prompt
+from bot.core.events import AgentKey
+from bot.core.prompts import load_prompt
 from bot.settings import Settings
 from tests.scenario import env_for
 from tests.standins.brain import Brain, user_text

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from adapters.console import ConsoleInterrupts
-from bot.events import AgentKey
-from bot.runtime import MODEL_DOWN_NOTICE, NO_REPLY_NOTICE, TURN_TIMEOUT_NOTICE
+from bot.core.events import AgentKey
+from bot.runtime.runtime import MODEL_DOWN_NOTICE, NO_REPLY_NOTICE, TURN_TIMEOUT_NOTICE
 from tests.faults.model_faults import (
     MEMBOT,
     MODEL_DOWN_FAULTS,

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import redis as syncredis
 
-from bot.events import AgentKey
-from memory.keys import RedisKeys
+from bot.core.events import AgentKey
+from memory.redis.keys import RedisKeys
 from tests.conftest import REDIS_URL
 from tests.ops.helpers import MEMBOT, membot_env
 from tests.scenario import settings_for

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from bot.events import AgentKey
-from bot.runtime import MODEL_DOWN_NOTICE, TURN_FAILED_NOTICE, TURN_TIMEOUT_NOTICE
-from memory.keys import RedisKeys
+from bot.core.events import AgentKey
+from bot.runtime.runtime import MODEL_DOWN_NOTICE, TURN_FAILED_NOTICE, TURN_TIMEOUT_NOTICE
+from memory.redis.keys import RedisKeys
 from tests.discord.conftest import DiscordHarness, harness, resume_gateway_url  # noqa: F401  (fixtures)
 from tests.discord.helpers import answer_to
 from tests.faults.model_faults import FaultyModel
@@ -40,7 +40,7 @@ async def test_a_store_failing_inside_a_tool_ends_the_turn_with_a_notice(
     await harness.app.stores.redis.delete(audit_key)
     await harness.app.stores.redis.set(audit_key, "damaged")
 
-    with caplog.at_level(logging.ERROR, logger="bot.runtime"):
+    with caplog.at_level(logging.ERROR, logger="bot.runtime.runtime"):
         broken = await discord_api.send_message(ALICE, "remember: my locker code is 4711")
         [notice] = await answer_to(discord_api, broken)
 

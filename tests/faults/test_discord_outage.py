@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from adapters.discord.attachments import IMPORT_FAILED_NOTICE
-from bot.outage import STORE_DOWN_NOTICE
-from memory.keys import RedisKeys
+from bot.runtime.outage import STORE_DOWN_NOTICE
+from memory.redis.keys import RedisKeys
 from tests.discord.conftest import DiscordHarness, harness, resume_gateway_url  # noqa: F401  (fixtures)
 from tests.discord.helpers import MENTION, answer_to, replies_to
 from tests.faults.conftest import OwnedRedis

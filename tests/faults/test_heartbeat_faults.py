@@ -11,10 +11,10 @@ import pytest
 
 from adapters.console import console_message
 from bot.app import open_app
-from bot.events import AgentKey
-from bot.heartbeat import Status
+from bot.core.events import AgentKey
+from bot.runtime.heartbeat import Status
 from bot.settings import Settings
-from memory.keys import RedisKeys
+from memory.redis.keys import RedisKeys
 from tests.heartbeat.conftest import QUIET, heartbeats_for, make_settings  # noqa: F401  (fixture)
 from tests.scenario import RecordingSink
 from tests.standins.brain import Brain, heartbeat_event
@@ -58,7 +58,7 @@ async def test_a_store_failing_during_a_reflection_is_logged_and_retried_later(
         audit_key = RedisKeys(app.settings.redis_prefix).audit(agent)
         await app.stores.redis.delete(audit_key)
         await app.stores.redis.set(audit_key, "damaged")  # the reflection's core write cannot be audited
-        with caplog.at_level(logging.ERROR, logger="bot.runtime"):
+        with caplog.at_level(logging.ERROR, logger="bot.runtime.runtime"):
             outcome = await heartbeats_for(app).reflect(agent)
         await app.stores.redis.delete(audit_key)
         record = await app.stores.activity.get(agent)

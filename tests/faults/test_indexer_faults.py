@@ -22,14 +22,14 @@ import pytest
 import redis.asyncio as aioredis
 from openai import AsyncOpenAI
 
-from bot.events import Scope
-from memory.embeddings import OpenAIEmbedder
-from memory.indexer import RecallIndexer
-from memory.indexer_health import IndexerHealth
-from memory.keys import RedisKeys
-from memory.outbox import RecallOutbox
-from memory.qdrant import QdrantStore, open_qdrant
-from memory.recall import QdrantRecallMemory
+from bot.core.events import Scope
+from memory.qdrant.embeddings import OpenAIEmbedder
+from memory.qdrant.indexer import RecallIndexer
+from memory.qdrant.indexer_health import IndexerHealth
+from memory.qdrant.recall import QdrantRecallMemory
+from memory.qdrant.store import QdrantStore, open_qdrant
+from memory.redis.keys import RedisKeys
+from memory.redis.outbox import RecallOutbox
 from tests.memory.helpers import ALICE, T0, recall_entry
 from tests.scenario import env_for, eventually, settings_for
 from tests.standins.llm_server import ScriptedLLMServer
@@ -62,7 +62,7 @@ def outbox(redis_client: aioredis.Redis, key_prefix: str) -> RecallOutbox:
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture, text: str) -> int:
-    mine = [r for r in caplog.records if r.name == "memory.indexer" and r.levelno == logging.WARNING]
+    mine = [r for r in caplog.records if r.name == "memory.qdrant.indexer" and r.levelno == logging.WARNING]
     return sum(1 for record in mine if text in record.getMessage())
 
 
@@ -73,7 +73,7 @@ async def test_draining_while_the_embeddings_api_is_down_backs_off_and_ends_in_t
     outbox: RecallOutbox,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="memory.indexer")
+    caplog.set_level(logging.WARNING, logger="memory.qdrant.indexer")
     recall = QdrantRecallMemory(store.client, store.recall_collection, remote, outbox=outbox)
     indexer = RecallIndexer(outbox, recall.index, exclusive=True, retry_seconds=0.05, batch_size=16)
     llm.embeddings_down = True

@@ -11,8 +11,8 @@ import pytest
 
 from adapters.console import console_message
 from bot.app import open_app, resume_journal
-from bot.events import Attachment, ChannelMessage, OutboundReply, ReplyAddress, ReplyKind, utc_now
-from bot.outage import STORE_DOWN_NOTICE
+from bot.core.events import Attachment, ChannelMessage, OutboundReply, ReplyAddress, ReplyKind, utc_now
+from bot.runtime.outage import STORE_DOWN_NOTICE
 from memory.journal import FileJournal, message_from_json, message_to_json
 from tests.faults.conftest import OwnedRedis
 from tests.scenario import RecordingSink, eventually, settings_for, slack_said

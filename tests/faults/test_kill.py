@@ -19,11 +19,11 @@ import redis.asyncio as aioredis
 
 from adapters.console import console_message
 from bot.app import open_app
-from bot.events import AgentKey
-from bot.runtime import BUSY_NOTICE, LOCK_LOST_NOTICE
+from bot.core.events import AgentKey
+from bot.runtime.runtime import BUSY_NOTICE, LOCK_LOST_NOTICE
 from bot.settings import ConfigError, load_settings
-from memory.keys import RedisKeys
-from memory.locks import RedisAgentLocks
+from memory.redis.keys import RedisKeys
+from memory.redis.locks import RedisAgentLocks
 from tests.ops.helpers import MEMBOT, membot_env
 from tests.ops.slack_process import membot_run, posted, slack_settings
 from tests.scenario import RecordingSink, eventually, settings_for

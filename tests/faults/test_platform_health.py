@@ -19,10 +19,10 @@ from aiohttp import web
 from adapters.discord import build_discord_adapter
 from adapters.slack import build_slack_adapter
 from bot.app import App, open_app
-from bot.connections import PlatformConnections
-from bot.health import Health
-from bot.ports import PlatformAdapter
-from bot.serve import serve
+from bot.core.ports import PlatformAdapter
+from bot.ops.connections import PlatformConnections
+from bot.ops.health import Health
+from bot.ops.serve import serve
 from tests.discord.helpers import answer_to
 from tests.ops.helpers import free_port
 from tests.scenario import eventually, settings_for

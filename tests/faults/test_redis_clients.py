@@ -9,8 +9,8 @@ import pytest
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from bot.redis_retry import RedisResilience
-from bot.redis_url import async_client, sync_client
+from memory.redis.retry import RedisResilience
+from memory.redis.url import async_client, sync_client
 from tests.faults.conftest import OwnedRedis
 
 RESILIENCE = RedisResilience(retry_seconds=4, socket_timeout=12, connect_timeout=2, health_check_interval=1)

@@ -22,7 +22,7 @@ import pytest
 
 from adapters.console import console_message
 from bot.app import open_app
-from bot.outage import STORE_DOWN_NOTICE
+from bot.runtime.outage import STORE_DOWN_NOTICE
 from tests.faults.conftest import OwnedRedis
 from tests.ops.helpers import free_port
 from tests.ops.test_endpoints import serving

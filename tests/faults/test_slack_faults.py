@@ -4,8 +4,8 @@ notice where the answer would be, a "thinking" message while a slow turn runs, a
 from __future__ import annotations
 
 from adapters.slack.mrkdwn import format_reply
-from bot.runtime import MODEL_DOWN_NOTICE, NO_REPLY_NOTICE, TURN_FAILED_NOTICE, TURN_TIMEOUT_NOTICE
-from memory.keys import RedisKeys
+from bot.runtime.runtime import MODEL_DOWN_NOTICE, NO_REPLY_NOTICE, TURN_FAILED_NOTICE, TURN_TIMEOUT_NOTICE
+from memory.redis.keys import RedisKeys
 from tests.faults.model_faults import FaultyModel
 from tests.slack.conftest import ANN, MakeSlack, llm, make_slack  # noqa: F401  (fixtures)
 from tests.slack.harness import SlackHarness

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from adapters.slack.mrkdwn import format_reply
-from bot.outage import STORE_DOWN_NOTICE
+from bot.runtime.outage import STORE_DOWN_NOTICE
 from tests.faults.conftest import OwnedRedis
 from tests.scenario import eventually
 from tests.slack.conftest import ANN, BOB, MakeSlack, llm, make_slack  # noqa: F401  (fixtures)

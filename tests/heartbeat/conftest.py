@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from bot.app import App
-from bot.events import AgentKey, InboundMessage, ReplyAddress
-from bot.heartbeat import HeartbeatConfig, Heartbeats
-from bot.ports import PlatformAdapter
+from bot.core.events import AgentKey, InboundMessage, ReplyAddress
+from bot.core.ports import PlatformAdapter
+from bot.runtime.heartbeat import HeartbeatConfig, Heartbeats
 from bot.settings import Settings
 from tests.scenario import settings_for
 from tests.standins.brain import heartbeat_event

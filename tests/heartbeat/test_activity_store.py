@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
 
-from bot.events import AgentKey, ReplyAddress, Scope
-from bot.memory_types import ProactivePrefs
-from memory.activity import RedisActivityLog, RedisFiringGuard
-from memory.keys import RedisKeys
+from bot.core.events import AgentKey, ReplyAddress, Scope
+from bot.core.memory_types import ProactivePrefs
+from memory.redis.activity import RedisActivityLog, RedisFiringGuard
+from memory.redis.keys import RedisKeys
 
 GUS = AgentKey("slack", "T1", "gus")
 T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from adapters.console import console_message
 from bot.app import App, open_app, start_heartbeats
-from bot.events import AgentKey, Scope
-from bot.heartbeat import Status, keep_and_drop, merged_text
-from bot.memory_types import ArchivalEntry, DuplicatePair, SearchHit
+from bot.core.events import AgentKey, Scope
+from bot.core.memory_types import ArchivalEntry, DuplicatePair, SearchHit
+from bot.runtime.heartbeat import Status, keep_and_drop, merged_text
 from bot.settings import Settings
 from tests.heartbeat.conftest import heartbeats_for, human_block
 from tests.scenario import RecordingSink, eventually

@@ -8,10 +8,16 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from bot.activity import InvalidProactiveSetting, ProactivePolicy, QuietHours, parse_quiet_hours, parse_timezone
 from bot.app import App, open_app
-from bot.events import AgentKey, utc_now
-from bot.heartbeat import Heartbeats, ReflectionOutcome, Status
+from bot.core.events import AgentKey, utc_now
+from bot.runtime.heartbeat import Heartbeats, ReflectionOutcome, Status
+from bot.runtime.proactive import (
+    InvalidProactiveSetting,
+    ProactivePolicy,
+    QuietHours,
+    parse_quiet_hours,
+    parse_timezone,
+)
 from bot.settings import Settings
 from tests.heartbeat.conftest import QUIET, RecordingAdapter, heartbeats_for, message, reflection_events
 from tests.scenario import RecordingSink

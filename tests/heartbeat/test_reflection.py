@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 from adapters.console import console_message
 from bot.app import App, open_app, start_heartbeats
-from bot.events import AgentKey, utc_now
-from bot.heartbeat import Status
+from bot.core.events import AgentKey, utc_now
+from bot.runtime.heartbeat import Status
 from bot.settings import Settings
 from tests.heartbeat.conftest import QUIET, heartbeats_for, human_block, reflection_events
 from tests.scenario import RecordingSink, eventually

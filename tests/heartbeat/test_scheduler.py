@@ -15,15 +15,17 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from adapters.console import console_message
-from bot.app import App, list_jobs, open_app, start_heartbeats
-from bot.events import AgentKey, utc_now
-from bot.heartbeat import HeartbeatConfig
-from bot.privacy import unmarked
-from bot.scheduler import HeartbeatScheduler, open_job_store
-from bot.serve import serve
+from bot.app import App, open_app, start_heartbeats
+from bot.core.events import AgentKey, utc_now
+from bot.core.privacy import unmarked
+from bot.ops.scheduler import HeartbeatScheduler
+from bot.ops.serve import serve
+from bot.runtime.heartbeat import HeartbeatConfig
 from bot.settings import Settings
-from memory.keys import RedisKeys
-from memory.store_identity import STORE_ID_FILE
+from bot.stores import list_jobs
+from memory.redis.jobstore import open_job_store
+from memory.redis.keys import RedisKeys
+from memory.redis.store_identity import STORE_ID_FILE
 from tests.heartbeat.conftest import RecordingAdapter, heartbeats_for, human_block, reflection_events
 from tests.scenario import RecordingSink, env_for, eventually
 from tests.standins.llm_server import ScriptedLLMServer
@@ -127,7 +129,7 @@ async def test_two_membot_run_processes_share_one_redis_and_reflect_once(
     for name in ("one", "two"):  # each its own embedded Qdrant; both on the same Redis prefix
         data = tmp_path / name
         (data / "qdrant").mkdir(parents=True)  # with the chat's store id: membot refuses two stores on one prefix
-        (data / "qdrant" / STORE_ID_FILE).write_text(store_id)  # (memory/store_identity.py); a server is shared
+        (data / "qdrant" / STORE_ID_FILE).write_text(store_id)  # (memory/redis/store_identity.py); a server is shared
         processes.append(
             await asyncio.create_subprocess_exec(
                 *[sys.executable, "-m", "bot", "run"],

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.events import AgentKey
-from bot.tools import TOOL_NAMES
+from bot.core.events import AgentKey
+from bot.core.tools import TOOL_NAMES
 from tests.standins.llm_server import ObservedRequest, ScriptedReply
 
 INJECTION = (

@@ -16,7 +16,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from qdrant_client import AsyncQdrantClient
 
-from bot.events import AgentKey
+from bot.core.events import AgentKey
 from tests.standins.llm_server import ObservedRequest
 
 FIGURES: list[str] = []  # "test: N keys, M points" per scan, printed at the end of each test (pytest -s)

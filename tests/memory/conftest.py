@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from memory.archival import QdrantArchivalMemory
-from memory.core import RedisCoreMemory
-from memory.embeddings import HashingEmbedder
-from memory.keys import RedisKeys
-from memory.qdrant import QdrantStore, open_qdrant
-from memory.recall import QdrantRecallMemory
-from memory.working import RedisWorkingMemory
+from memory.qdrant.archival import QdrantArchivalMemory
+from memory.qdrant.embeddings import HashingEmbedder
+from memory.qdrant.recall import QdrantRecallMemory
+from memory.qdrant.store import QdrantStore, open_qdrant
+from memory.redis.core import RedisCoreMemory
+from memory.redis.keys import RedisKeys
+from memory.redis.working import RedisWorkingMemory
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bot.events import AgentKey, Scope
-from bot.memory_types import RecallEntry
+from bot.core.events import AgentKey, Scope
+from bot.core.memory_types import RecallEntry
 
 ALICE = AgentKey.console("alice")
 BOB = AgentKey("discord", "guild1", "bob")

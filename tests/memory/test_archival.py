@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from bot.events import AgentKey, Scope
-from bot.memory_types import ArchivalEntry, MemoryEditError
-from memory.archival import QdrantArchivalMemory, text_hash
-from memory.embeddings import HashingEmbedder
-from memory.qdrant import QdrantStore
+from bot.core.events import AgentKey, Scope
+from bot.core.memory_types import ArchivalEntry, MemoryEditError
+from memory.qdrant.archival import QdrantArchivalMemory, text_hash
+from memory.qdrant.embeddings import HashingEmbedder
+from memory.qdrant.store import QdrantStore
 from tests.memory.helpers import ALICE, BOB, T0
 
 

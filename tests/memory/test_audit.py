@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
-from bot.memory_types import AuditEntry, AuditKind
-from memory.audit import RedisAuditLog
-from memory.keys import RedisKeys
+from bot.core.memory_types import AuditEntry, AuditKind
+from memory.redis.audit import RedisAuditLog
+from memory.redis.keys import RedisKeys
 from tests.memory.helpers import ALICE, BOB
 
 

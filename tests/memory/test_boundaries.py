@@ -1,35 +1,18 @@
-"""The stores satisfy the Protocols of ``bot.ports``, and ``memory/`` only imports types and Protocols from ``bot/``."""
+"""The stores satisfy the Protocols of ``bot.core.ports`` (what memory/ may import: tests/test_architecture.py)."""
 
 from __future__ import annotations
-
-import ast
-from pathlib import Path
 
 import redis.asyncio as aioredis
 from qdrant_client import AsyncQdrantClient
 
-from bot.ports import AgentLocks, ArchivalMemory, CoreMemory, Embedder, RecallMemory, WorkingMemory
-from memory.archival import QdrantArchivalMemory
-from memory.core import RedisCoreMemory
-from memory.embeddings import HashingEmbedder, LocalEmbedder, OpenAIEmbedder
-from memory.keys import RedisKeys
-from memory.locks import RedisAgentLocks
-from memory.recall import QdrantRecallMemory
-from memory.working import RedisWorkingMemory
-
-MEMORY = Path(__file__).resolve().parents[2] / "memory"
-ALLOWED_FROM_BOT = {"bot.events", "bot.memory_types", "bot.ports", "bot.llm.types"}
-
-
-def test_memory_imports_only_types_and_protocols_from_bot() -> None:
-    for module in sorted(MEMORY.glob("*.py")):
-        for node in ast.walk(ast.parse(module.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            for name in names:
-                if name == "bot" or name.startswith("bot."):
-                    assert name in ALLOWED_FROM_BOT, f"{module.name} imports {name}"
+from bot.core.ports import AgentLocks, ArchivalMemory, CoreMemory, Embedder, RecallMemory, WorkingMemory
+from memory.qdrant.archival import QdrantArchivalMemory
+from memory.qdrant.embeddings import HashingEmbedder, LocalEmbedder, OpenAIEmbedder
+from memory.qdrant.recall import QdrantRecallMemory
+from memory.redis.core import RedisCoreMemory
+from memory.redis.keys import RedisKeys
+from memory.redis.locks import RedisAgentLocks
+from memory.redis.working import RedisWorkingMemory
 
 
 def _typed_against_protocols(redis: aioredis.Redis, qdrant: AsyncQdrantClient) -> None:

@@ -1,6 +1,6 @@
 """On a Redis Cluster the keys of one Lua script, MULTI transaction or multi-key command must share a hash slot.
 
-Each group below is the keys one such operation uses (see ``memory.keys``); the slot is Redis Cluster's own
+Each group below is the keys one such operation uses (see ``memory.redis.keys``); the slot is Redis Cluster's own
 (CRC16 of the hash tag, ``redis.crc.key_slot``). ``tests/ops/test_redis_cluster.py`` runs them on a real cluster.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from redis.crc import key_slot
 
-from bot.events import AgentKey
-from memory.keys import RedisKeys
+from bot.core.events import AgentKey
+from memory.redis.keys import RedisKeys
 
 KEYS = RedisKeys("membot-slots")
 AGENTS = [AgentKey("discord", "123", "456"), AgentKey("slack", "T0", "U1"), AgentKey.console("sam")]

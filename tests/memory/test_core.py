@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 import redis.asyncio as aioredis
 
-from bot.memory_types import MemoryEditError
-from memory.core import RedisCoreMemory
-from memory.keys import RedisKeys
+from bot.core.memory_types import MemoryEditError
+from memory.redis.core import RedisCoreMemory
+from memory.redis.keys import RedisKeys
 from tests.memory.helpers import ALICE, BOB
 
 DEFAULTS = {"persona": "I am membot.", "human": ""}

@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
-from bot.events import AgentKey, Scope
-from bot.memory_types import ArchivalEntry
-from memory.archival import QdrantArchivalMemory
-from memory.counts import Kind, MemoryCounts
-from memory.embeddings import HashingEmbedder
-from memory.keys import RedisKeys
-from memory.qdrant import QdrantStore
-from memory.recall import QdrantRecallMemory
+from bot.core.events import AgentKey, Scope
+from bot.core.memory_types import ArchivalEntry
+from memory.qdrant.archival import QdrantArchivalMemory
+from memory.qdrant.embeddings import HashingEmbedder
+from memory.qdrant.recall import QdrantRecallMemory
+from memory.qdrant.store import QdrantStore
+from memory.redis.counts import Kind, MemoryCounts
+from memory.redis.keys import RedisKeys
 from tests.memory.helpers import ALICE, BOB, recall_entry
 
 PUBLIC = Scope.PUBLIC

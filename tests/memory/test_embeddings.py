@@ -9,8 +9,8 @@ import httpx2 as httpx
 import pytest
 from openai import AsyncOpenAI
 
-from memory.embeddings import HashingEmbedder, LocalEmbedder, OpenAIEmbedder, build_embedder
-from memory.sparse import document_vector, query_vector, term_id, tokenize
+from memory.qdrant.embeddings import HashingEmbedder, LocalEmbedder, OpenAIEmbedder, build_embedder
+from memory.qdrant.sparse import document_vector, query_vector, term_id, tokenize
 
 
 async def test_hashing_embedder_is_deterministic_and_normalized() -> None:

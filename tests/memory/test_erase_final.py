@@ -14,15 +14,15 @@ from collections.abc import Sequence
 import pytest
 import redis.asyncio as aioredis
 
-from bot.events import AgentKey, Scope
-from memory.counts import MemoryCounts
-from memory.embeddings import HashingEmbedder, OpenAIEmbedder
-from memory.indexer import RecallIndexer
-from memory.indexing import recall_point_id
-from memory.keys import RedisKeys
-from memory.outbox import GROUP, RecallOutbox, entry_to_json
-from memory.qdrant import QdrantStore
-from memory.recall import QdrantRecallMemory
+from bot.core.events import AgentKey, Scope
+from memory.qdrant.embeddings import HashingEmbedder, OpenAIEmbedder
+from memory.qdrant.indexer import RecallIndexer
+from memory.qdrant.indexing import recall_point_id
+from memory.qdrant.recall import QdrantRecallMemory
+from memory.qdrant.store import QdrantStore
+from memory.redis.counts import MemoryCounts
+from memory.redis.keys import RedisKeys
+from memory.redis.outbox import GROUP, RecallOutbox, entry_to_json
 from tests.memory.helpers import ALICE, BOB, recall_entry
 from tests.scenario import eventually
 from tests.standins.llm_server import ScriptedLLMServer

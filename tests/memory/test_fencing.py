@@ -12,18 +12,18 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from bot.events import Scope
+from bot.core.events import Scope
+from bot.core.memory_types import ArchivalEntry, Fence, LockLost
 from bot.llm.types import ChatMessage
-from bot.memory_types import ArchivalEntry, Fence, LockLost
-from memory.archival import QdrantArchivalMemory
-from memory.core import RedisCoreMemory
-from memory.embeddings import HashingEmbedder
-from memory.fencing import Fencing
-from memory.keys import RedisKeys
-from memory.locks import RedisAgentLocks
-from memory.outbox import RecallOutbox
-from memory.qdrant import QdrantStore
-from memory.working import RedisWorkingMemory
+from memory.qdrant.archival import QdrantArchivalMemory
+from memory.qdrant.embeddings import HashingEmbedder
+from memory.qdrant.store import QdrantStore
+from memory.redis.core import RedisCoreMemory
+from memory.redis.fencing import Fencing
+from memory.redis.keys import RedisKeys
+from memory.redis.locks import RedisAgentLocks
+from memory.redis.outbox import RecallOutbox
+from memory.redis.working import RedisWorkingMemory
 from tests.memory.helpers import ALICE, BOB, T0, recall_entry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,7 +105,7 @@ async def test_the_stale_holder_leaving_keeps_the_new_holders_lock(
 
 
 def test_a_fence_guards_only_its_own_agent() -> None:
-    from bot.memory_types import fence_token
+    from bot.core.memory_types import fence_token
 
     with pytest.raises(ValueError, match="cannot guard a write of"):
         fence_token(Fence(ALICE, "1:x"), BOB)
@@ -145,9 +145,9 @@ async def test_a_killed_holder_frees_the_agent_within_one_lease(
     script = textwrap.dedent(
         f"""
         import asyncio, redis.asyncio as aioredis
-        from bot.events import AgentKey
-        from memory.keys import RedisKeys
-        from memory.locks import RedisAgentLocks
+        from bot.core.events import AgentKey
+        from memory.redis.keys import RedisKeys
+        from memory.redis.locks import RedisAgentLocks
 
         async def main():
             client = aioredis.Redis.from_url({redis_url!r})

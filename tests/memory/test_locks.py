@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from bot.events import AgentKey
-from memory.keys import RedisKeys
-from memory.locks import AgentLockTimeout, RedisAgentLocks
+from bot.core.events import AgentKey
+from memory.redis.keys import RedisKeys
+from memory.redis.locks import AgentLockTimeout, RedisAgentLocks
 from tests.memory.helpers import ALICE, BOB
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,9 +97,9 @@ async def test_lock_holds_across_processes(redis_client: aioredis.Redis, redis_u
     script = textwrap.dedent(
         f"""
         import asyncio, redis.asyncio as aioredis
-        from bot.events import AgentKey
-        from memory.keys import RedisKeys
-        from memory.locks import RedisAgentLocks
+        from bot.core.events import AgentKey
+        from memory.redis.keys import RedisKeys
+        from memory.redis.locks import RedisAgentLocks
 
         async def main():
             client = aioredis.Redis.from_url({redis_url!r})

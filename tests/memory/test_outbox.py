@@ -13,13 +13,13 @@ from contextlib import asynccontextmanager
 import pytest
 import redis.asyncio as aioredis
 
-from bot.events import Scope
-from memory.embeddings import HashingEmbedder, OpenAIEmbedder
-from memory.indexer import RecallIndexer
-from memory.keys import RedisKeys
-from memory.outbox import RecallOutbox
-from memory.qdrant import QdrantStore
-from memory.recall import QdrantRecallMemory
+from bot.core.events import Scope
+from memory.qdrant.embeddings import HashingEmbedder, OpenAIEmbedder
+from memory.qdrant.indexer import RecallIndexer
+from memory.qdrant.recall import QdrantRecallMemory
+from memory.qdrant.store import QdrantStore
+from memory.redis.keys import RedisKeys
+from memory.redis.outbox import RecallOutbox
 from tests.memory.helpers import ALICE, BOB, recall_entry
 from tests.standins.llm_server import ScriptedLLMServer
 

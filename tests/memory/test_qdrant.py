@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.events import Scope
-from memory.embeddings import HashingEmbedder
-from memory.qdrant import (
+from bot.core.events import Scope
+from memory.qdrant.embeddings import HashingEmbedder
+from memory.qdrant.recall import QdrantRecallMemory
+from memory.qdrant.search import from_rfc3339, to_rfc3339
+from memory.qdrant.store import (
     CollectionNames,
     QdrantInUseError,
     QdrantSetupError,
@@ -22,8 +24,6 @@ from memory.qdrant import (
     is_embedded,
     open_qdrant,
 )
-from memory.recall import QdrantRecallMemory
-from memory.search import from_rfc3339, to_rfc3339
 from tests.memory.helpers import ALICE, T0, recall_entry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,7 +72,7 @@ async def test_locked_by_another_process(data_dir: Path) -> None:
     script = textwrap.dedent(
         f"""
         import asyncio, sys
-        from memory.qdrant import open_qdrant
+        from memory.qdrant.store import open_qdrant
 
         async def main():
             store = await open_qdrant(path={str(data_dir / "qdrant")!r}, dimensions=384)

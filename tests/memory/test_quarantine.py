@@ -8,9 +8,9 @@ import json
 import redis.asyncio as aioredis
 
 from bot.llm.types import ChatMessage
-from memory.keys import RedisKeys
-from memory.quarantine import RedisQuarantine
-from memory.working import RedisWorkingMemory
+from memory.redis.keys import RedisKeys
+from memory.redis.quarantine import RedisQuarantine
+from memory.redis.working import RedisWorkingMemory
 from tests.memory.helpers import ALICE
 
 

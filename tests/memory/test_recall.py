@@ -6,11 +6,11 @@ from datetime import timedelta
 
 import pytest
 
-from bot.events import Scope
-from bot.memory_types import MemoryEditError
-from memory.embeddings import HashingEmbedder
-from memory.qdrant import QdrantStore
-from memory.recall import QdrantRecallMemory
+from bot.core.events import Scope
+from bot.core.memory_types import MemoryEditError
+from memory.qdrant.embeddings import HashingEmbedder
+from memory.qdrant.recall import QdrantRecallMemory
+from memory.qdrant.store import QdrantStore
 from tests.memory.helpers import ALICE, BOB, T0, recall_entry
 
 

@@ -8,15 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.events import Scope
-from bot.memory_types import ArchivalEntry, RecallEntry
-from memory.archival import QdrantArchivalMemory
-from memory.dates import TimeWindow, query_window
-from memory.embeddings import HashingEmbedder
-from memory.indexing import CONTEXT_GAP, dense_text, sparse_text, with_context
-from memory.qdrant import DENSE, INDEX_VERSION, CollectionNames, QdrantSetupError, QdrantStore, ensure_collections
-from memory.recall import QdrantRecallMemory, recall_point_id
-from memory.reindex import index_version, reindex
+from bot.core.events import Scope
+from bot.core.memory_types import ArchivalEntry, RecallEntry
+from memory.qdrant.archival import QdrantArchivalMemory
+from memory.qdrant.dates import TimeWindow, query_window
+from memory.qdrant.embeddings import HashingEmbedder
+from memory.qdrant.indexing import CONTEXT_GAP, dense_text, sparse_text, with_context
+from memory.qdrant.recall import QdrantRecallMemory, recall_point_id
+from memory.qdrant.reindex import index_version, reindex
+from memory.qdrant.store import DENSE, INDEX_VERSION, CollectionNames, QdrantSetupError, QdrantStore, ensure_collections
 from tests.memory.helpers import ALICE, T0, recall_entry
 
 

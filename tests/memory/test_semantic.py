@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.events import Scope
-from memory.embeddings import LocalEmbedder
-from memory.qdrant import open_qdrant
-from memory.recall import QdrantRecallMemory
+from bot.core.events import Scope
+from memory.qdrant.embeddings import LocalEmbedder
+from memory.qdrant.recall import QdrantRecallMemory
+from memory.qdrant.store import open_qdrant
 from tests.memory.helpers import ALICE, BOB, recall_entry
 
 

@@ -1,14 +1,14 @@
-"""Core memory versions, private marks and their audit entries on a real Redis (the Lua scripts of memory.core)."""
+"""Core memory versions, private marks and their audit entries on a real Redis (memory.redis.core's Lua scripts)."""
 
 from __future__ import annotations
 
 import pytest
 import redis.asyncio as aioredis
 
-from bot.memory_types import AuditKind, MemoryEditError, VersionNotKept
-from memory.audit import RedisAuditLog
-from memory.core import RedisCoreMemory
-from memory.keys import RedisKeys
+from bot.core.memory_types import AuditKind, MemoryEditError, VersionNotKept
+from memory.redis.audit import RedisAuditLog
+from memory.redis.core import RedisCoreMemory
+from memory.redis.keys import RedisKeys
 from tests.memory.helpers import ALICE, BOB
 
 DEFAULTS = {"persona": "I am membot.", "human": ""}

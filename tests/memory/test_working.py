@@ -8,8 +8,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.llm.types import ChatMessage, ToolCall
-from memory.keys import RedisKeys
-from memory.working import RedisWorkingMemory
+from memory.redis.keys import RedisKeys
+from memory.redis.working import RedisWorkingMemory
 from tests.memory.helpers import ALICE, BOB
 
 CONVERSATION = [

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.deployment import Topology, parse_shard_ids
+from bot.ops.deployment import Topology, parse_shard_ids
 from bot.settings import ConfigError, Settings
 from tests.ops.helpers import MEMBOT, membot_env
 from tests.scenario import settings_for

@@ -12,9 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.console import console_message
 from bot.app import App, open_app
-from bot.events import AgentKey
-from bot.metrics import Metrics
-from bot.serve import serve
+from bot.core.events import AgentKey
+from bot.ops.metrics import Metrics
+from bot.ops.serve import serve
 from tests.ops.helpers import free_port, redis_server
 from tests.scenario import RecordingSink, eventually, settings_for
 from tests.standins.llm_server import ScriptedLLMServer

@@ -13,12 +13,13 @@ import pytest
 import redis
 
 from adapters.console import console_message
-from bot.app import App, list_jobs, open_app, start_heartbeats
-from bot.doctor import run_checks
-from bot.events import AgentKey
-from bot.memory_types import ProactivePrefs
-from bot.redis_url import parse_redis_url
-from memory.keys import RedisKeys
+from bot.app import App, open_app, start_heartbeats
+from bot.core.events import AgentKey
+from bot.core.memory_types import ProactivePrefs
+from bot.ops.doctor import run_checks
+from bot.stores import list_jobs
+from memory.redis.keys import RedisKeys
+from memory.redis.url import parse_redis_url
 from tests.ops.helpers import LocalRedisCluster, redis_cluster
 from tests.scenario import RecordingSink, eventually, settings_for
 from tests.standins.llm_server import ScriptedLLMServer

@@ -12,10 +12,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from adapters.console import console_message
-from bot.app import list_jobs, open_app, start_heartbeats
-from bot.redis_url import RedisTarget, async_client, parse_redis_url, redact
+from bot.app import open_app, start_heartbeats
 from bot.settings import ConfigError, load_settings
-from memory.keys import RedisKeys
+from bot.stores import list_jobs
+from memory.redis.keys import RedisKeys
+from memory.redis.url import RedisTarget, async_client, parse_redis_url, redact
 from tests.ops.helpers import free_port, redis_server, wait_for_port
 from tests.scenario import RecordingSink, settings_for
 from tests.standins.llm_server import ScriptedLLMServer

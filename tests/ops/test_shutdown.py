@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 
 from bot.app import open_app
-from bot.events import AgentKey
+from bot.core.events import AgentKey
 from tests.ops.slack_process import Running, membot_run, posted, slack_settings
 from tests.scenario import eventually
 from tests.standins.llm_server import ScriptedLLMServer, ScriptedReply

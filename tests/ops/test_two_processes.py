@@ -6,8 +6,8 @@ agents run side by side. Every message reaches the agent's queue (Redis) and rec
 
 What this does not cover: each process keeps recall in its own embedded Qdrant here (no Qdrant server can run on
 this machine), so recall is checked as the union of the two stores, and a search in one process cannot see what
-the other stored. membot refuses two embedded stores on one Redis namespace (memory/store_identity.py), so the test
-gives both directories one store id, standing in for the one shared store a Qdrant server would be. A deployment
+the other stored. membot refuses two embedded stores on one Redis namespace (memory/redis/store_identity.py), so the
+test gives both directories one store id, standing in for the one shared store a Qdrant server would be. A deployment
 sets MEMBOT_REPLICAS and QDRANT_URL, and membot refuses replicas without it (tests/ops/test_deployment.py).
 """
 
@@ -22,8 +22,8 @@ from pathlib import Path
 import aiohttp
 
 from bot.app import open_app
-from bot.events import AgentKey
-from memory.store_identity import STORE_ID_FILE
+from bot.core.events import AgentKey
+from memory.redis.store_identity import STORE_ID_FILE
 from tests.ops.slack_process import Running, membot_run, posted, slack_settings
 from tests.scenario import eventually
 from tests.standins.brain import Brain

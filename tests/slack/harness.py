@@ -16,7 +16,7 @@ import aiohttp
 
 from adapters.slack import SlackAdapter
 from bot.app import App
-from bot.events import AgentKey
+from bot.core.events import AgentKey
 from tests.standins.brain import Brain
 from tests.standins.llm_server import ScriptedLLMServer
 from tests.standins.slack_api import ApiCall, SlackStandIn

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.admin import UnknownAgent
+from bot.admin.memory import UnknownAgent
 from tests.slack.conftest import ANN, BOB
 from tests.slack.harness import SlackHarness, all_text, buttons
 

@@ -6,7 +6,7 @@ import json
 
 from adapters.slack import SlackAdapter
 from bot.app import build_adapters
-from bot.events import ReplyAddress
+from bot.core.events import ReplyAddress
 from tests.slack.conftest import ANN, BOB, MakeSlack
 from tests.slack.harness import BOT, SlackHarness, texts
 from tests.standins.llm_server import ScriptedReply

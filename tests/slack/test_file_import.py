@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.events import Scope
+from bot.core.events import Scope
 from tests.slack.conftest import ANN, BOB
 from tests.slack.harness import BOT, SlackHarness, texts
 

@@ -9,7 +9,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bot.app import start_heartbeats
-from bot.events import Scope
+from bot.core.events import Scope
 from tests.scenario import eventually
 from tests.slack.conftest import ADA, ANN, BOB, MakeSlack
 from tests.slack.harness import SlackHarness, all_text, buttons

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bot.admin import UnknownAgent
+from bot.admin.memory import UnknownAgent
 from tests.slack.conftest import ADA, ANN, BOB, MakeSlack
 from tests.slack.harness import SlackHarness, all_text, buttons
 

@@ -10,7 +10,7 @@ import pytest
 from adapters.slack import SlackMode, choose_mode
 from adapters.slack.app import api_base_url
 from adapters.slack.normalize import Trigger, clean_text, parse_event, recent_from_history, to_inbound, trigger
-from bot.events import AgentKey, Scope
+from bot.core.events import AgentKey, Scope
 from bot.settings import ConfigError, Settings
 
 BOT = "UBOT"

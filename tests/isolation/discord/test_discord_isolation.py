@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from bot.events import AgentKey
+from bot.core.events import AgentKey
 from tests.discord.conftest import DiscordHarness
 from tests.discord.helpers import MENTION, answer_to
 from tests.discord.test_commands import responses, text_of

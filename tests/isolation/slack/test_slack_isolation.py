@@ -15,7 +15,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bot.events import AgentKey, Scope
+from bot.core.events import AgentKey, Scope
 from tests.isolation.attack import EXPECTED_FAILURES, INJECTION, attack, given_text, offered_only_memory_functions
 from tests.isolation.scan import Snapshot, assert_confined, leaks, record, snapshot, tool_results
 from tests.scenario import eventually

@@ -1,0 +1,145 @@
+"""``membot run``: every configured chat platform, the heartbeat scheduler and the health/metrics endpoints, until
+SIGINT or SIGTERM; then a graceful stop (``bot.ops.shutdown``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+
+from bot.app import App, build_adapters, resume_journal, start_heartbeats
+from bot.core.ports import PlatformAdapter
+from bot.ops.deployment import Topology
+from bot.ops.health import Check
+from bot.ops.http import OpsServer, ops_routes
+from bot.ops.scheduler import HeartbeatScheduler
+from bot.ops.shutdown import HttpMountable, drain
+from bot.settings import ConfigError
+
+log = logging.getLogger(__name__)
+
+NO_PLATFORM = (
+    "No chat platform is configured, so membot runs heartbeats only (reflection, consolidation). To connect one, "
+    "set DISCORD_TOKEN for Discord, or SLACK_BOT_TOKEN with SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET "
+    "(HTTP) for Slack."
+)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event, force: asyncio.Event) -> Iterator[None]:
+    """The first SIGINT or SIGTERM sets ``stop`` (graceful); a second one sets ``force`` (stop waiting)."""
+    loop = asyncio.get_running_loop()
+    handled = []
+
+    def on_signal() -> None:
+        (force if stop.is_set() else stop).set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # e.g. not the main thread
+            loop.add_signal_handler(sig, on_signal)
+            handled.append(sig)
+    try:
+        yield
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+
+
+async def serve(
+    app: App,
+    notify: Callable[[str], None],
+    stop: asyncio.Event | None = None,
+    adapters: Sequence[PlatformAdapter] | None = None,
+    console: Callable[[], Awaitable[None]] | None = None,
+) -> int:
+    """Run the adapters (default: those configured), the scheduler and the health/metrics endpoints until ``stop``
+    is set (SIGINT and SIGTERM set it) or an adapter stops by itself; then stop gracefully (``bot.ops.shutdown``).
+    Returns the exit code: 0 after a requested stop, 1 when an adapter stopped.
+
+    ``console``: with no platform configured, this console chat runs beside the scheduler; its end stops membot.
+    """
+    if app.services is None:
+        raise RuntimeError("membot run needs the runtime (open the app with a model)")
+    topology = Topology.from_settings(app.settings)
+    topology.check()
+    stop = stop or asyncio.Event()
+    force = asyncio.Event()
+    adapters = build_adapters(app.services) if adapters is None else list(adapters)
+    ops: OpsServer | None = None
+    code = 0
+    try:
+        scheduler = await start_heartbeats(app, adapters)
+        app.health.add("scheduler", scheduler_check(scheduler))
+        app.health.watch(app.services.connections, app.settings.health_grace_seconds)
+        try:
+            ops = await start_ops_endpoints(app, adapters)  # after the scheduler: /healthz checks it from the start
+            with _stop_on_signals(stop, force):
+                if topology.several_processes:
+                    notify(f"this process is {topology.describe()}; they share Redis and the Qdrant server")
+                if adapters:
+                    names = ", ".join(adapter.platform for adapter in adapters)
+                    notify(f"membot is running on {names}, with heartbeats. Ctrl-C stops it.")
+                elif console is None:
+                    notify(NO_PLATFORM)
+                tasks: dict[asyncio.Task[object], PlatformAdapter] = {
+                    asyncio.create_task(a.run(), name=f"adapter:{a.platform}"): a for a in adapters
+                }
+                await resume_journal(app, adapters)  # messages a stopped process kept during a Redis outage
+                ending: list[asyncio.Task[object]] = [asyncio.create_task(stop.wait(), name="stop")]
+                if console is not None and not adapters:
+                    ending.append(asyncio.ensure_future(console()))
+                try:
+                    done, _ = await asyncio.wait([*ending, *tasks], return_when=asyncio.FIRST_COMPLETED)
+                    await drain(
+                        adapters=[a for task, a in tasks.items() if not task.done()],
+                        turns=app.turns,
+                        scheduler=scheduler,
+                        health=app.health,
+                        grace=app.settings.shutdown_timeout,
+                        notify=notify,
+                        force=force,
+                    )
+                finally:
+                    for task in [*ending, *tasks]:
+                        task.cancel()
+                    await asyncio.gather(*ending, *tasks, return_exceptions=True)
+                for task in done & tasks.keys():
+                    problem = "it stopped" if task.cancelled() or task.exception() is None else repr(task.exception())
+                    notify(f"the {tasks[task].platform} adapter stopped ({problem}); shutting down.")
+                    code = 1
+        finally:
+            await scheduler.shutdown()
+    finally:
+        if ops is not None:
+            await ops.stop()
+    return code
+
+
+def scheduler_check(scheduler: HeartbeatScheduler) -> Check:
+    async def check() -> str:
+        if not scheduler.running:
+            raise RuntimeError("the heartbeat scheduler is not running")
+        return "running"
+
+    return check
+
+
+async def start_ops_endpoints(app: App, adapters: Sequence[PlatformAdapter]) -> OpsServer | None:
+    """Mount /healthz and /metrics on adapters with an HTTP server (Slack HTTP mode), and serve them on
+    ``MEMBOT_HTTP_HOST:MEMBOT_HTTP_PORT`` unless that is one of those servers or the port is empty (off)."""
+    settings = app.settings
+    routes = ops_routes(app.health, app.metrics)
+    mounted = {address for a in adapters if isinstance(a, HttpMountable) and (address := a.mount(routes))}
+    if settings.http_port is None or (settings.http_port and (settings.http_host, settings.http_port) in mounted):
+        return None
+    server = OpsServer(routes, settings.http_host, settings.http_port)
+    try:
+        await server.start()
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot serve /healthz and /metrics on {settings.http_host}:{settings.http_port} ({exc.strerror or exc}). "
+            "Set MEMBOT_HTTP_PORT to a free port, or leave it empty to turn these endpoints off."
+        ) from None
+    return server

@@ -1,0 +1,82 @@
+"""Redis state that platform adapters share across processes: rate limits, event dedupe, channel modes."""
+
+from __future__ import annotations
+
+import time
+
+from memory.redis.client import AsyncRedis
+from memory.redis.keys import RedisKeys
+
+CHANNEL_MODES = ("mention", "always")
+
+
+class RedisThrottle:
+    """``Throttle`` on Redis: fixed one-minute windows (INCR + EXPIRE in one transaction) and SET NX dedupe.
+
+    Keys name the person (``rate:<person>:<minute>``, ``seen:<person>:<event id>``), so an erase finds them with
+    SCAN; they expire on their own after two minutes and a day.
+    """
+
+    def __init__(self, redis: AsyncRedis, keys: RedisKeys) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    async def allow(self, person: str, per_minute: int) -> bool:
+        key = self._keys.rate_limit(person, int(time.time() // 60))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 120)
+            count, _ = await pipe.execute()
+        return int(count) <= per_minute
+
+    async def first_time(self, person: str, event_id: str, ttl_seconds: int = 86_400) -> bool:
+        return bool(await self._redis.set(self._keys.inbound_seen(person, event_id), 1, nx=True, ex=ttl_seconds))
+
+    async def export(self, person: str) -> list[str]:
+        return sorted(await scan_keys(self._redis, self._keys.person_patterns(person)))
+
+    async def erase(self, person: str) -> int:
+        return await delete_keys(self._redis, await scan_keys(self._redis, self._keys.person_patterns(person)))
+
+
+async def scan_keys(redis: AsyncRedis, patterns: list[str]) -> list[str]:
+    """Every key matching one of ``patterns`` (SCAN: incremental, never blocks Redis)."""
+    found: set[str] = set()
+    for pattern in patterns:
+        async for key in redis.scan_iter(match=pattern, count=1000):
+            found.add(key.decode() if isinstance(key, bytes) else str(key))
+    return sorted(found)
+
+
+async def delete_keys(redis: AsyncRedis, keys: list[str]) -> int:
+    """Delete ``keys`` with one DEL per key, batched in one non-transactional pipeline; return how many existed.
+
+    For keys of any hash slots that need no atomicity (flags and counters that expire on their own): a cluster
+    refuses one DEL or MULTI across slots, while a plain pipeline is split per node.
+    """
+    if not keys:
+        return 0
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.delete(key)
+        return sum(int(deleted) for deleted in await pipe.execute())
+
+
+class RedisChannelModes:
+    """``ChannelModes`` on Redis: one hash per platform."""
+
+    def __init__(self, redis: AsyncRedis, keys: RedisKeys) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    async def get(self, platform: str, channel_id: str) -> str:
+        value = await self._redis.hget(self._keys.channel_modes(platform), channel_id)
+        return value.decode() if isinstance(value, bytes) else (value or "mention")
+
+    async def set(self, platform: str, channel_id: str, mode: str) -> None:
+        if mode not in CHANNEL_MODES:
+            raise ValueError(f"unknown channel mode {mode!r}; use one of {', '.join(CHANNEL_MODES)}")
+        if mode == "mention":
+            await self._redis.hdel(self._keys.channel_modes(platform), channel_id)
+        else:
+            await self._redis.hset(self._keys.channel_modes(platform), channel_id, mode)
