@@ -15,19 +15,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.admin.chunking import chunk_text
+from bot.admin.ports import (
+    ActivityAdmin,
+    ArchivalAdmin,
+    AuditTrail,
+    CoreAdmin,
+    PersonState,
+    Quarantine,
+    RecallAdmin,
+    WorkingAdmin,
+)
 from bot.admin.redaction import Redactor
 from bot.core.events import AgentKey, Scope
 from bot.core.memory_types import ArchivalEntry, AuditEntry, AuditKind, Block, SearchHit, SearchPage
-from bot.core.ports import (
-    ActivityLog,
-    ArchivalMemory,
-    AuditLog,
-    CoreMemory,
-    Quarantine,
-    RecallMemory,
-    Throttle,
-    WorkingMemory,
-)
 from bot.core.privacy import hidden_count, visible_blocks, visible_lines
 
 EXPORT_FORMAT = "membot-export/1"
@@ -94,15 +94,15 @@ class MemoryAdmin:
 
     def __init__(
         self,
-        core: CoreMemory,
-        working: WorkingMemory,
-        recall: RecallMemory,
-        archival: ArchivalMemory,
+        core: CoreAdmin,
+        working: WorkingAdmin,
+        recall: RecallAdmin,
+        archival: ArchivalAdmin,
         lock: Callable[[AgentKey], AbstractAsyncContextManager[object]],
         *,
-        audit: AuditLog,
-        activity: ActivityLog | None = None,
-        throttle: Throttle | None = None,
+        audit: AuditTrail,
+        activity: ActivityAdmin | None = None,
+        throttle: PersonState | None = None,
         quarantine: Quarantine | None = None,
     ) -> None:
         self._quarantine = quarantine

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from bot.admin.audit import HistoryItem, history_items, versions_needed
 from bot.admin.memory import UnknownAgent
+from bot.admin.ports import AuditHistory, CoreRepair
 from bot.core.events import AgentKey, Scope
 from bot.core.memory_types import PRIVATE_MARK, Block, MemoryEditError
-from bot.core.ports import AuditLog, CoreMemory
 from bot.core.privacy import is_private, visible_blocks, visible_lines
 
 MAX_HISTORY = 200
@@ -42,7 +42,7 @@ class MemoryRepair:
     """History, rollback and private marks of an agent's memory."""
 
     def __init__(
-        self, core: CoreMemory, audit: AuditLog, lock: Callable[[AgentKey], AbstractAsyncContextManager[object]]
+        self, core: CoreRepair, audit: AuditHistory, lock: Callable[[AgentKey], AbstractAsyncContextManager[object]]
     ) -> None:
         self._core = core
         self._audit = audit

@@ -1,4 +1,7 @@
-"""The Protocols the runtime depends on; ``memory/``, ``bot/llm/`` and ``adapters/`` implement them.
+"""The Protocols a turn depends on; ``memory/``, ``bot/llm/`` and ``adapters/`` implement them.
+
+Each port holds only what the core and the runtime call: the wider operations of the admin commands (export,
+erase, rollback, scrub ...) are in ``bot/admin/ports.py``, those of heartbeats in ``bot/runtime/heartbeat_ports.py``.
 
 Search methods take ``context_scope``: searching from a PUBLIC context returns only public entries; from a
 PRIVATE context (a DM, the console) it returns everything of that agent.
@@ -13,21 +16,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from bot.core.events import AgentKey, InboundMessage, OutboundReply, ReplyAddress, Scope
 from bot.core.memory_types import (
-    ActivityRecord,
     ArchivalEntry,
     AuditEntry,
     Block,
-    CoreVersion,
-    DuplicatePair,
     Fence,
     InsertResult,
-    ProactivePrefs,
     RecallEntry,
-    SearchHit,
     SearchPage,
 )
 from bot.llm.types import ChatMessage, Completion, SystemPrompt, ToolSpec
@@ -114,47 +112,7 @@ class CoreMemory(Protocol):
         the lines the edit changed private (an edit made in a DM)."""
         ...
 
-    async def mark(self, agent: AgentKey, label: str, line: str, private: bool, *, cause: str) -> Block:
-        """Mark the lines equal to ``line`` private (or public again); MemoryEditError if there is none."""
-        ...
-
-    async def version(self, agent: AgentKey) -> int:
-        """The newest core version (0 before any core write)."""
-        ...
-
-    async def versions(self, agent: AgentKey, numbers: Sequence[int] | None = None) -> list[CoreVersion]:
-        """The kept versions (or the kept ones among ``numbers``), oldest first."""
-        ...
-
-    async def rollback(self, agent: AgentKey, version: int, *, cause: str) -> int:
-        """Restore the blocks of ``version`` as a new version; return it. Raises VersionNotKept."""
-        ...
-
-    async def reset(self, agent: AgentKey, *, cause: str) -> tuple[int, int]:
-        """Remove the blocks but keep the versions (the empty core becomes one, audited by the caller);
-        return (blocks removed, new version)."""
-        ...
-
-    async def remove_lines(self, agent: AgentKey, label: str, lines: Sequence[str], *, cause: str) -> int:
-        """Remove the lines of block ``label`` equal to one of ``lines`` (whole lines, private mark included; never
-        part of a longer line); return how many lines were removed (0: none matched)."""
-        ...
-
-    async def scrub(self, agent: AgentKey, lines: Sequence[tuple[str, str]]) -> int:
-        """Remove these (label, line) lines from every kept version; return how many versions changed."""
-        ...
-
     async def last_modified(self, agent: AgentKey) -> datetime | None: ...
-
-    async def exists(self, agent: AgentKey) -> bool: ...
-
-    async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
-        """Every stored item of this agent, versions included, as JSON-ready dicts (for export)."""
-        ...
-
-    async def erase(self, agent: AgentKey) -> int:
-        """Remove everything of this agent, versions included; return how many blocks were removed."""
-        ...
 
 
 class AuditLog(Protocol):
@@ -162,18 +120,6 @@ class AuditLog(Protocol):
 
     async def record(self, agent: AgentKey, entry: AuditEntry) -> str:
         """Add ``entry``; return its id."""
-        ...
-
-    async def history(self, agent: AgentKey, limit: int, before: str | None = None) -> list[AuditEntry]:
-        """Up to ``limit`` entries, newest first; ``before`` (an entry id) pages back past that entry."""
-        ...
-
-    async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
-        """Every entry, oldest first, as JSON-ready dicts."""
-        ...
-
-    async def erase(self, agent: AgentKey, final: AuditEntry) -> int:
-        """Remove every entry and record ``final`` (the erase itself) in one step; return how many were removed."""
         ...
 
 
@@ -200,19 +146,6 @@ class WorkingMemory(Protocol):
 
     async def set_pressure_alerted(self, agent: AgentKey, *, fence: Fence | None = None) -> None: ...
 
-    async def rewrite(self, agent: AgentKey, redact: Callable[[str], str]) -> int:
-        """Pass every queued message's texts and both summaries through ``redact`` and store what changed, at once;
-        return how many texts changed (forget uses it)."""
-        ...
-
-    async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
-        """Every stored item of this agent as JSON-ready dicts (for export)."""
-        ...
-
-    async def erase(self, agent: AgentKey) -> int:
-        """Remove everything of this agent; return how many items were removed."""
-        ...
-
 
 class RecallMemory(Protocol):
     """Every message ever exchanged, searchable by meaning and by date."""
@@ -229,22 +162,6 @@ class RecallMemory(Protocol):
         """How many entries a search from ``context_scope`` could find."""
         ...
 
-    async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
-        """Every stored item of this agent as JSON-ready dicts (for export)."""
-        ...
-
-    async def erase(self, agent: AgentKey) -> int:
-        """Remove everything of this agent; return how many items were removed."""
-        ...
-
-    async def delete(self, agent: AgentKey, ids: Sequence[str]) -> int:
-        """Delete this agent's entries with these ids (others' ids are ignored); return how many."""
-        ...
-
-    async def waiting(self, agent: AgentKey, context_scope: Scope = Scope.PRIVATE) -> list[SearchHit]:
-        """The agent's messages stored but not yet searchable (``id`` is the id they will have)."""
-        ...
-
 
 class ArchivalMemory(Protocol):
     """Unbounded notes the agent writes; near-duplicate inserts are reported, not stored twice."""
@@ -257,26 +174,6 @@ class ArchivalMemory(Protocol):
         """How many entries a search from ``context_scope`` could find."""
         ...
 
-    async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
-        """Every stored item of this agent as JSON-ready dicts (for export)."""
-        ...
-
-    async def erase(self, agent: AgentKey) -> int:
-        """Remove everything of this agent; return how many items were removed."""
-        ...
-
-    async def delete(self, agent: AgentKey, ids: Sequence[str]) -> int:
-        """Delete this agent's entries with these ids (others' ids are ignored); return how many."""
-        ...
-
-    async def near_duplicates(self, agent: AgentKey, threshold: float) -> list[DuplicatePair]:
-        """Pairs of the agent's entries (same scope) at least ``threshold`` similar, most similar first."""
-        ...
-
-    async def merge(self, agent: AgentKey, keep_id: str, drop_ids: Sequence[str], text: str) -> None:
-        """Rewrite entry ``keep_id`` to ``text`` with copies of the dropped entries in it, then delete those."""
-        ...
-
 
 class AgentLocks(Protocol):
     """A lock per agent that holds across processes, with a short lease renewed while it is held."""
@@ -286,20 +183,6 @@ class AgentLocks(Protocol):
     ) -> AbstractAsyncContextManager[Fence]:
         """Hold the agent's lock; the value is this holding's fence. ``on_wait`` is awaited once if the lock is
         busy for a few seconds (to tell the user), and the wait ends with ``TimeoutError`` at the wait limit."""
-        ...
-
-
-class Quarantine(Protocol):
-    """Stored items of an agent that did not parse, moved aside by the stores that found them."""
-
-    async def count(self, agent: AgentKey) -> int: ...
-
-    async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
-        """Every quarantined item with its raw value, store and reason, as JSON-ready dicts."""
-        ...
-
-    async def erase(self, agent: AgentKey) -> int:
-        """Remove every quarantined item; return how many."""
         ...
 
 
@@ -358,58 +241,11 @@ class PlatformAdapter(Protocol):
         ...
 
 
-class ActivityLog(Protocol):
-    """Per-agent conversation activity and proactive-message choices, shared by every process."""
+class ActivityRecorder(Protocol):
+    """Where the runtime counts a user's messages toward the next reflection (shared by every process)."""
 
     async def record_message(self, agent: AgentKey, address: ReplyAddress, at: datetime) -> None:
         """A user message arrived at ``at`` from ``address`` (counted toward the next reflection)."""
-        ...
-
-    async def get(self, agent: AgentKey) -> ActivityRecord: ...
-
-    async def mark_reflected(self, agent: AgentKey, at: datetime, seen: int) -> None:
-        """A reflection that started at ``at`` covered ``seen`` messages."""
-        ...
-
-    async def forget(self, agent: AgentKey) -> None:
-        """Drop the activity record (the agent's memory was erased); proactive choices stay."""
-        ...
-
-    async def erase(self, agent: AgentKey) -> None:
-        """Remove everything heartbeats keep about the agent: activity, proactive choice and counters, scheduled
-        jobs and their firing guards."""
-        ...
-
-    async def export(self, agent: AgentKey) -> dict[str, Any]:
-        """Everything heartbeats keep about the agent, as a JSON-ready dict."""
-        ...
-
-    async def recent_agents(self, since: datetime) -> list[AgentKey]:
-        """Agents whose user spoke at or after ``since``."""
-        ...
-
-    async def proactive_prefs(self, agent: AgentKey) -> ProactivePrefs: ...
-
-    async def set_proactive_prefs(self, agent: AgentKey, prefs: ProactivePrefs) -> None: ...
-
-    async def proactive_sent(self, agent: AgentKey, day: str) -> int:
-        """Proactive messages sent to the agent's user on local date ``day`` (YYYY-MM-DD)."""
-        ...
-
-    async def take_proactive_slot(self, agent: AgentKey, day: str, cap: int) -> bool:
-        """Atomically count one proactive message on ``day`` if fewer than ``cap`` were sent; False otherwise."""
-        ...
-
-    async def return_proactive_slot(self, agent: AgentKey, day: str) -> None:
-        """Give back a slot whose message could not be delivered."""
-        ...
-
-
-class FiringGuard(Protocol):
-    """Makes each scheduled firing of a job run once, however many schedulers see it."""
-
-    async def claim(self, job_id: str, fire_time: datetime, ttl_seconds: float) -> bool:
-        """True for the first claim of (job, fire time) across processes; False for every later one."""
         ...
 
 

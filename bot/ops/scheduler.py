@@ -34,8 +34,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.core.events import AgentKey, utc_now
 from bot.core.memory_types import heartbeat_job_id
-from bot.core.ports import ActivityLog, FiringGuard
 from bot.runtime.heartbeat import HeartbeatConfig, Heartbeats
+from bot.runtime.heartbeat_ports import ActivitySchedule, FiringGuard
 from memory.redis.jobstore import JobInfo, UnreadableJob, open_job_store, read_jobs
 from memory.redis.retry import RedisResilience
 
@@ -104,7 +104,7 @@ class HeartbeatScheduler:
         redis_url: str,
         jobs_key: str,
         run_times_key: str,
-        activity: ActivityLog,
+        activity: ActivitySchedule,
         guard: FiringGuard,
         config: HeartbeatConfig,
         poll_seconds: float | None = None,

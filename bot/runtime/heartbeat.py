@@ -33,10 +33,11 @@ from bot.core.memory_types import (
     RecallEntry,
     heartbeat_cause,
 )
-from bot.core.ports import ActivityLog, ArchivalMemory, AuditLog, CoreMemory, PlatformAdapter, RecallMemory
+from bot.core.ports import AuditLog, PlatformAdapter, RecallMemory
 from bot.core.prompts import load_prompt
 from bot.core.tools import ToolFailure
 from bot.llm.types import ModelError
+from bot.runtime.heartbeat_ports import ArchivalUpkeep, CoreUpkeep, HeartbeatActivity, ProactivePrefsStore
 from bot.runtime.proactive import InvalidProactiveSetting, ProactivePolicy, parse_quiet_hours, parse_timezone
 from bot.runtime.runtime import EventFailed, Runtime
 
@@ -185,10 +186,10 @@ class Heartbeats:
         self,
         *,
         runtime: Runtime,
-        activity: ActivityLog,
-        core: CoreMemory,
+        activity: HeartbeatActivity,
+        core: CoreUpkeep,
         recall: RecallMemory,
-        archival: ArchivalMemory,
+        archival: ArchivalUpkeep,
         audit: AuditLog,
         adapters: Mapping[str, PlatformAdapter],
         config: HeartbeatConfig,
@@ -337,7 +338,7 @@ class Heartbeats:
 class ProactiveControl:
     """Turn proactive messages on or off for a user (``membot memory proactive`` and the platform commands)."""
 
-    def __init__(self, activity: ActivityLog, defaults: ProactivePolicy) -> None:
+    def __init__(self, activity: ProactivePrefsStore, defaults: ProactivePolicy) -> None:
         self._activity = activity
         self._defaults = defaults
 

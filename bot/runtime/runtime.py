@@ -25,7 +25,7 @@ from bot.core.agent import Agent, TurnReport
 from bot.core.events import AgentKey, InboundMessage, OutboundReply, ReplyKind, Scope, utc_now
 from bot.core.memory_types import Fence, LockLost, RecallEntry, event_cause
 from bot.core.ports import (
-    ActivityLog,
+    ActivityRecorder,
     AgentLocks,
     ArchivalMemory,
     AuditLog,
@@ -106,7 +106,7 @@ class Runtime:
         audit: AuditLog,
         locks: AgentLocks,
         max_message_chars: int,
-        activity: ActivityLog | None = None,
+        activity: ActivityRecorder | None = None,
         planner: HeartbeatPlanner | None = None,
         turn_timeout: float = 90.0,
         outage: OutageBridge | None = None,

@@ -1,7 +1,8 @@
 """Heartbeat state on Redis: per-agent conversation activity, proactive choices and counters, firing guards.
 
-``RedisActivityLog`` implements ``bot.core.ports.ActivityLog``; ``RedisFiringGuard`` implements
-``bot.core.ports.FiringGuard`` with ``SET NX PX`` so that one scheduled firing runs once however many schedulers see it.
+``RedisActivityLog`` implements the activity ports (``bot.runtime.heartbeat_ports``, ``ActivityRecorder`` of
+``bot.core.ports``, ``ActivityAdmin`` of ``bot.admin.ports``); ``RedisFiringGuard`` implements ``FiringGuard`` of
+``bot.runtime.heartbeat_ports`` with ``SET NX PX``: one scheduled firing runs once however many schedulers see it.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def _moment(raw: str | None) -> datetime | None:
 
 
 class RedisActivityLog:
-    """``ActivityLog`` on Redis: one hash per agent, an index of agents by last message, proactive counters."""
+    """The activity ports on Redis: one hash per agent, an index of agents by last message, proactive counters."""
 
     def __init__(self, redis: AsyncRedis, keys: RedisKeys) -> None:
         self._redis = redis
