@@ -9,7 +9,9 @@ of them, so every firing first claims ``<prefix>:jobrun:<job id>:<fire time>`` (
 ``FiringGuard``) and runs only where the claim succeeds. Each process also polls the store, so jobs another process
 added are seen without waiting for this one's own timer.
 
-Job functions reach the live services through a context variable that this module's executor sets for each firing.
+The stored job functions below are names, not code to call: this scheduler's executor runs each firing on the
+scheduler instance that owns it (``HeartbeatScheduler.run_firings`` looks the function up among its own handlers),
+so the jobs need no module-level state to find the live ``Heartbeats``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import contextlib
 import logging
 import traceback
 from collections import deque
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -44,26 +45,20 @@ log = logging.getLogger(__name__)
 GUARD_TTL_SECONDS = 86_400.0  # a firing is remembered for a day: far longer than schedulers can disagree
 RECENT_RUNS = 1000  # firings remembered in ``HeartbeatScheduler.runs`` (for logs and tests)
 MAX_INSTANCES = 16  # firings of one job may overlap (a reflection waiting for a turn); the agent lock serializes them
-_CURRENT: ContextVar[HeartbeatScheduler] = ContextVar("membot_heartbeat_scheduler")
 
 
-def _current() -> HeartbeatScheduler:
-    try:
-        return _CURRENT.get()
-    except LookupError:
-        raise RuntimeError("heartbeat jobs run only inside a started HeartbeatScheduler") from None
-
-
-# The store keeps these two by import path ("bot.ops.scheduler:reflect_job"): renaming one makes APScheduler drop the
-# stored jobs (``_reconcile`` plans them again at the next start).
+# The store keeps these two by import path ("bot.ops.scheduler:reflect_job", and "bot.scheduler:reflect_job" for jobs
+# stored before the move): renaming one makes APScheduler drop the stored jobs (``_reconcile`` plans them again at
+# the next start). They name the job; ``HeartbeatScheduler.run_firings`` runs it on the scheduler that fired it.
 async def reflect_job(agent: str) -> None:
-    """Job ``reflect:<agent>``: reflect on the quiet conversation."""
-    await _current().run_reflection(AgentKey.parse(agent))
+    """Job ``reflect:<agent>``: reflect on the quiet conversation (run by ``HeartbeatScheduler.run_reflection``)."""
+    raise RuntimeError(f"heartbeat jobs run only through a HeartbeatScheduler (reflect {agent})")
 
 
 async def consolidate_job(agent: str) -> None:
-    """Job ``consolidate:<agent>``: merge archival duplicates and condense full core blocks."""
-    await _current().run_consolidation(AgentKey.parse(agent))
+    """Job ``consolidate:<agent>``: merge archival duplicates and condense full core blocks (run by
+    ``HeartbeatScheduler.run_consolidation``)."""
+    raise RuntimeError(f"heartbeat jobs run only through a HeartbeatScheduler (consolidate {agent})")
 
 
 class _GuardedExecutor(AsyncIOExecutor):  # type: ignore[misc]
@@ -126,6 +121,7 @@ class HeartbeatScheduler:
         self._poller: asyncio.Task[None] | None = None
         self._heartbeats: Heartbeats | None = None
         self._consolidating: set[AgentKey] = set()
+        self._handlers: dict[Any, Any] = {reflect_job: self._reflect_job, consolidate_job: self._consolidate_job}
         self.runs: deque[tuple[str, datetime]] = deque(maxlen=RECENT_RUNS)  # (job id, fire time) run here, newest last
 
     @property
@@ -251,28 +247,31 @@ class HeartbeatScheduler:
     async def run_firings(self, job: Job, run_times: list[datetime]) -> list[JobExecutionEvent]:
         """Run each firing of ``job`` that this process is first to claim; return APScheduler's events."""
         events: list[JobExecutionEvent] = []
-        token = _CURRENT.set(self)
-        try:
-            for run_time in run_times:
-                if not await self._guard.claim(job.id, run_time, GUARD_TTL_SECONDS):
-                    log.info("firing already claimed elsewhere", extra={"job": job.id, "fire_time": str(run_time)})
-                    continue
-                self.runs.append((job.id, run_time))
-                try:
-                    await job.func(*job.args, **job.kwargs)
-                except Exception as exc:
-                    log.exception("heartbeat job failed", extra={"job": job.id})
-                    trace = "".join(traceback.format_tb(exc.__traceback__))
-                    events.append(
-                        JobExecutionEvent(
-                            EVENT_JOB_ERROR, job.id, job._jobstore_alias, run_time, exception=exc, traceback=trace
-                        )
+        run = self._handlers.get(job.func, job.func)  # a stored job function names its handler here
+        for run_time in run_times:
+            if not await self._guard.claim(job.id, run_time, GUARD_TTL_SECONDS):
+                log.info("firing already claimed elsewhere", extra={"job": job.id, "fire_time": str(run_time)})
+                continue
+            self.runs.append((job.id, run_time))
+            try:
+                await run(*job.args, **job.kwargs)
+            except Exception as exc:
+                log.exception("heartbeat job failed", extra={"job": job.id})
+                trace = "".join(traceback.format_tb(exc.__traceback__))
+                events.append(
+                    JobExecutionEvent(
+                        EVENT_JOB_ERROR, job.id, job._jobstore_alias, run_time, exception=exc, traceback=trace
                     )
-                else:
-                    events.append(JobExecutionEvent(EVENT_JOB_EXECUTED, job.id, job._jobstore_alias, run_time))
-        finally:
-            _CURRENT.reset(token)
+                )
+            else:
+                events.append(JobExecutionEvent(EVENT_JOB_EXECUTED, job.id, job._jobstore_alias, run_time))
         return events
+
+    async def _reflect_job(self, agent: str) -> None:
+        await self.run_reflection(AgentKey.parse(agent))
+
+    async def _consolidate_job(self, agent: str) -> None:
+        await self.run_consolidation(AgentKey.parse(agent))
 
     def _live(self) -> Heartbeats:
         if self._heartbeats is None:
