@@ -31,7 +31,7 @@ from bot.runtime.outage import AddressSink, OutageBridge, OutageTolerantChannelM
 from bot.runtime.runtime import Runtime
 from bot.services import Services
 from bot.settings import ConfigError, Settings
-from bot.stores import ServiceUnavailable, Stores, job_quarantine, open_stores, store_health
+from bot.stores import ServiceUnavailable, Stores, heartbeat_job_store, open_stores, store_health
 from memory.journal import FileJournal
 from memory.redis.client import is_redis_outage
 from memory.redis.keys import RedisKeys
@@ -91,14 +91,10 @@ async def open_app(
             heartbeat_config = HeartbeatConfig.from_settings(settings)
             if model is not None:
                 scheduler = HeartbeatScheduler(
-                    redis_url=settings.redis_url,
-                    jobs_key=keys.scheduler_jobs(),
-                    run_times_key=keys.scheduler_run_times(),
+                    job_store=heartbeat_job_store(settings),
                     activity=stores.activity,
                     guard=stores.guard,
                     config=heartbeat_config,
-                    set_aside=job_quarantine(keys, settings),
-                    resilience=settings.redis_resilience(),
                 )
                 budget = Budget(settings.context_window, settings.max_output_tokens)
                 context = ContextManager(

@@ -13,6 +13,7 @@ from functools import partial
 from pathlib import Path
 
 from bot.admin.repair import MemoryRepair
+from bot.core.memory_types import JobInfo
 from bot.core.ports import Embedder
 from bot.ops.health import Health
 from bot.runtime.heartbeat import HeartbeatConfig, ProactiveControl
@@ -38,7 +39,7 @@ from memory.redis.client import ANY_REDIS_ERROR, AsyncRedis
 from memory.redis.core import RedisCoreMemory
 from memory.redis.counts import MemoryCounts
 from memory.redis.fencing import Fencing
-from memory.redis.jobstore import JobInfo, UnreadableJob, read_jobs
+from memory.redis.jobstore import SharedJobStore, UnreadableJob
 from memory.redis.keys import RedisKeys
 from memory.redis.locks import RedisAgentLocks
 from memory.redis.outbox import RecallOutbox
@@ -249,9 +250,13 @@ async def list_jobs(settings: Settings) -> list[JobInfo]:
     """Every scheduled heartbeat job, read from Redis alone (works while `membot run` holds embedded Qdrant)."""
     client = await connect_redis(settings)
     await client.aclose()
+    return await asyncio.to_thread(heartbeat_job_store(settings).read)
+
+
+def heartbeat_job_store(settings: Settings) -> SharedJobStore:
+    """The heartbeat job store of this Redis namespace (the scheduler's, and ``membot jobs list``'s)."""
     keys = RedisKeys(settings.redis_prefix)
-    return await asyncio.to_thread(
-        read_jobs,
+    return SharedJobStore(
         settings.redis_url,
         keys.scheduler_jobs(),
         keys.scheduler_run_times(),

@@ -20,7 +20,6 @@ COMPOSITION_ROOTS = ("bot/app.py", "bot/stores.py", "bot/cli/")
 # Modules of bot/ that reach memory/ for a reason of their own (each is a later step of issue #14):
 KNOWS_MEMORY = {
     "bot/settings.py": "checks REDIS_URL with memory.redis.url.parse_redis_url and builds the retry policy",
-    "bot/ops/scheduler.py": "opens its job store (memory.redis.jobstore) itself: to be passed in (item 5)",
 }
 CORE_PUBLIC_TYPES = {"bot.core.events", "bot.core.memory_types", "bot.core.ports"}
 ADAPTERS_MAY_USE = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -19,6 +19,27 @@ HEARTBEAT_JOB_KINDS = ("reflect", "consolidate")
 def heartbeat_job_id(kind: str, agent: AgentKey) -> str:
     """The scheduler's job id of one heartbeat kind ("reflect" or "consolidate") of an agent."""
     return f"{kind}:{agent}"
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """One stored heartbeat job (``membot jobs list``); ``of`` reads it from an APScheduler job."""
+
+    id: str
+    kind: str
+    agent: str
+    next_run_time: datetime | None
+    trigger: str
+
+    @classmethod
+    def of(cls, job: Any) -> JobInfo:
+        kind, _, agent = str(job.id).partition(":")
+        next_run = getattr(job, "next_run_time", None)
+        return cls(str(job.id), kind, agent, next_run.astimezone(UTC) if next_run else None, str(job.trigger))
+
+    def as_dict(self) -> dict[str, str | None]:
+        when = self.next_run_time.isoformat() if self.next_run_time else None
+        return {"id": self.id, "kind": self.kind, "agent": self.agent, "next_run_time": when, "trigger": self.trigger}
 
 
 def is_private(line: str) -> bool:

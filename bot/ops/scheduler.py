@@ -23,7 +23,7 @@ import traceback
 from collections import deque
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.executors.asyncio import AsyncIOExecutor
@@ -34,11 +34,9 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.core.events import AgentKey, utc_now
-from bot.core.memory_types import heartbeat_job_id
+from bot.core.memory_types import JobInfo, heartbeat_job_id
 from bot.runtime.heartbeat import HeartbeatConfig, Heartbeats
 from bot.runtime.heartbeat_ports import ActivitySchedule, FiringGuard
-from memory.redis.jobstore import JobInfo, UnreadableJob, open_job_store, read_jobs
-from memory.redis.retry import RedisResilience
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +57,18 @@ async def consolidate_job(agent: str) -> None:
     """Job ``consolidate:<agent>``: merge archival duplicates and condense full core blocks (run by
     ``HeartbeatScheduler.run_consolidation``)."""
     raise RuntimeError(f"heartbeat jobs run only through a HeartbeatScheduler (consolidate {agent})")
+
+
+class JobStore(Protocol):
+    """Where heartbeat jobs are kept, shared by every process (``memory.redis.jobstore.SharedJobStore``)."""
+
+    def open(self) -> Any:
+        """A new APScheduler job store on it (the scheduler shuts it down)."""
+        ...
+
+    def read(self) -> list[JobInfo]:
+        """Every stored job, soonest first, without running a scheduler (blocking: call it in a thread)."""
+        ...
 
 
 class _GuardedExecutor(AsyncIOExecutor):  # type: ignore[misc]
@@ -96,21 +106,13 @@ class HeartbeatScheduler:
     def __init__(
         self,
         *,
-        redis_url: str,
-        jobs_key: str,
-        run_times_key: str,
+        job_store: JobStore,
         activity: ActivitySchedule,
         guard: FiringGuard,
         config: HeartbeatConfig,
         poll_seconds: float | None = None,
-        set_aside: UnreadableJob | None = None,
-        resilience: RedisResilience | None = None,
     ) -> None:
-        self._set_aside = set_aside
-        self._redis_url = redis_url
-        self._resilience = resilience
-        self._jobs_key = jobs_key
-        self._run_times_key = run_times_key
+        self._job_store = job_store
         self._activity = activity
         self._guard = guard
         self.config = config
@@ -135,11 +137,7 @@ class HeartbeatScheduler:
         self._heartbeats = heartbeats
         self._executor = _GuardedExecutor(self)
         scheduler = AsyncIOScheduler(
-            jobstores={
-                "default": open_job_store(
-                    self._redis_url, self._jobs_key, self._run_times_key, self._set_aside, self._resilience
-                )
-            },
+            jobstores={"default": self._job_store.open()},
             executors={"default": self._executor},
             job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": MAX_INSTANCES},
             timezone=UTC,
@@ -239,9 +237,7 @@ class HeartbeatScheduler:
 
     async def jobs(self) -> list[JobInfo]:
         """Every stored job (of every process), soonest first."""
-        return await asyncio.to_thread(
-            read_jobs, self._redis_url, self._jobs_key, self._run_times_key, self._set_aside, self._resilience
-        )
+        return await asyncio.to_thread(self._job_store.read)
 
     # --- running -------------------------------------------------------------------------------------------
     async def run_firings(self, job: Job, run_times: list[datetime]) -> list[JobExecutionEvent]:

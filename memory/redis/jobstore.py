@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from apscheduler.job import Job
@@ -17,6 +17,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.redis import RedisJobStore
 from apscheduler.util import datetime_to_utc_timestamp
 
+from bot.core.memory_types import JobInfo
 from memory.redis.retry import RedisResilience
 from memory.redis.url import SyncRedis, sync_client
 
@@ -25,27 +26,6 @@ log = logging.getLogger(__name__)
 # Keeps a job that cannot be read (client, job id, stored state, reason); False when it could not (then it is only
 # removed, as APScheduler does). The composition root passes ``memory.redis.quarantine.set_aside_job``.
 UnreadableJob = Callable[[SyncRedis, str, bytes, str], bool]
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    """One scheduled job, for ``membot jobs list``."""
-
-    id: str
-    kind: str
-    agent: str
-    next_run_time: datetime | None
-    trigger: str
-
-    @classmethod
-    def of(cls, job: Any) -> JobInfo:
-        kind, _, agent = str(job.id).partition(":")
-        next_run = getattr(job, "next_run_time", None)
-        return cls(str(job.id), kind, agent, next_run.astimezone(UTC) if next_run else None, str(job.trigger))
-
-    def as_dict(self) -> dict[str, str | None]:
-        when = self.next_run_time.isoformat() if self.next_run_time else None
-        return {"id": self.id, "kind": self.kind, "agent": self.agent, "next_run_time": when, "trigger": self.trigger}
 
 
 class TolerantRedisJobStore(RedisJobStore):  # type: ignore[misc]
@@ -134,3 +114,22 @@ def read_jobs(
         return [JobInfo.of(job) for job in store.get_all_jobs()]
     finally:
         store.shutdown()
+
+
+@dataclass(frozen=True)
+class SharedJobStore:
+    """The heartbeat job store every process shares, as the scheduler is given it by the composition root."""
+
+    redis_url: str
+    jobs_key: str
+    run_times_key: str
+    set_aside: UnreadableJob | None = None
+    resilience: RedisResilience | None = None
+
+    def open(self) -> TolerantRedisJobStore:
+        """A new APScheduler job store on it (its own client: the scheduler shuts it down)."""
+        return open_job_store(self.redis_url, self.jobs_key, self.run_times_key, self.set_aside, self.resilience)
+
+    def read(self) -> list[JobInfo]:
+        """Every stored job, soonest first, without running a scheduler (blocking: call it in a thread)."""
+        return read_jobs(self.redis_url, self.jobs_key, self.run_times_key, self.set_aside, self.resilience)

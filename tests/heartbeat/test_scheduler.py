@@ -22,7 +22,7 @@ from bot.ops.scheduler import HeartbeatScheduler
 from bot.ops.serve import serve
 from bot.runtime.heartbeat import HeartbeatConfig
 from bot.settings import Settings
-from bot.stores import list_jobs
+from bot.stores import heartbeat_job_store, list_jobs
 from memory.redis.jobstore import open_job_store
 from memory.redis.keys import RedisKeys
 from memory.redis.store_identity import STORE_ID_FILE
@@ -35,11 +35,8 @@ REFLECTED = "Reflection: "
 
 def second_scheduler(app: App) -> HeartbeatScheduler:
     """Another scheduler on the same Redis job store, as a second membot process would have."""
-    keys = RedisKeys(app.settings.redis_prefix)
     return HeartbeatScheduler(
-        redis_url=app.settings.redis_url,
-        jobs_key=keys.scheduler_jobs(),
-        run_times_key=keys.scheduler_run_times(),
+        job_store=heartbeat_job_store(app.settings),
         activity=app.stores.activity,
         guard=app.stores.guard,
         config=HeartbeatConfig.from_settings(app.settings),
