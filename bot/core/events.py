@@ -63,10 +63,6 @@ class AgentKey:
             f"invalid agent key {text!r}: expected console:<name>, discord:<guild|dm>:<user> or slack:<team>:<user>"
         )
 
-    @classmethod
-    def console(cls, name: str) -> AgentKey:
-        return cls("console", None, name)
-
     @property
     def person(self) -> str:
         """Who this agent belongs to, as rate limits and dedupe flags name them: ``slack:<team>:<user>`` (one
@@ -107,8 +103,10 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True)
 class InboundMessage:
-    """One user message from any platform, normalized."""
+    """One user message from any platform, normalized; ``agent_key`` is the agent it wakes, chosen by the adapter
+    (its platform's rule for who one agent is)."""
 
+    agent_key: AgentKey
     platform: str
     workspace_id: str | None
     channel_id: str
@@ -122,15 +120,6 @@ class InboundMessage:
     attachments: tuple[Attachment, ...] = ()
     recent_context: tuple[ChannelMessage, ...] = ()
     channel_name: str | None = None
-
-    @property
-    def agent_key(self) -> AgentKey:
-        if self.platform == "console":
-            return AgentKey.console(self.author_id)
-        workspace = self.workspace_id if self.workspace_id and not self.is_dm else "dm"
-        if self.platform == "slack":
-            workspace = self.workspace_id or "dm"
-        return AgentKey(self.platform, workspace, self.author_id)
 
     @property
     def address(self) -> ReplyAddress:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from adapters.console import console_message
+from adapters.console import console_agent, console_message
 from bot.app import App, open_app, start_heartbeats
 from bot.core.events import AgentKey
 from bot.core.memory_types import ProactivePrefs
@@ -24,7 +24,7 @@ from tests.ops.helpers import LocalRedisCluster, redis_cluster
 from tests.scenario import RecordingSink, eventually, settings_for
 from tests.standins.llm_server import ScriptedLLMServer
 
-SAM, ANN = AgentKey.console("sam"), AgentKey.console("ann")
+SAM, ANN = console_agent("sam"), console_agent("ann")
 
 
 @pytest.fixture(scope="module")
