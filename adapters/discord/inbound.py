@@ -23,6 +23,7 @@ from adapters.discord.normalize import (
     to_inbound,
 )
 from adapters.discord.sink import DiscordReplySink
+from adapters.keys import person_of
 from bot.core.events import ChannelMessage, OutboundReply, ReplyKind
 from bot.runtime.admission import Verdict, admit
 from bot.runtime.runtime import TURN_FAILED_NOTICE
@@ -75,7 +76,7 @@ class InboundHandler:
     async def _answer(
         self, message: discord.Message, me: discord.ClientUser, reason: Reason, mode: str, sink: DiscordReplySink
     ) -> None:
-        person = agent_for(message.guild.id if message.guild else None, message.author.id).person
+        person = person_of(agent_for(message.guild.id if message.guild else None, message.author.id))
         per_minute = self._services.settings.rate_limit_per_minute
         verdict = await admit(self._services.throttle, person, (str(message.id),), per_minute, sink, str(message.id))
         if verdict is Verdict.DUPLICATE:

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from adapters.keys import person_of
 from bot.core.events import AgentKey, OutboundReply, ReplyKind
 from bot.core.memory_types import event_cause
 from bot.runtime.admission import Verdict, admit
@@ -67,7 +68,7 @@ async def _answer(
         message.channel_id, str(message.thread_ts), bot_user_id
     ):
         return
-    person = AgentKey("slack", message.team_id, message.user_id).person
+    person = person_of(AgentKey("slack", message.team_id, message.user_id))
     # the event id catches Slack's retries, the dedupe key the app_mention + message twins of one message
     verdict = await admit(
         services.throttle,

@@ -1,6 +1,6 @@
 """Admission: the one gate every platform message passes before its turn (dedupe, rate limit, the limit notice).
 
-Adapters call :func:`admit` with the person (``AgentKey.person``) and the ids under which the platform may
+Adapters call :func:`admit` with the person (their platform's ``person_of``) and the ids under which the platform may
 deliver the same message twice; it answers whether the message is new, a duplicate or over the person's limit,
 and tells an over-the-limit person once per minute (not once per extra message). During a store outage the
 throttle given here fails open (``OutageTolerantThrottle``), so admission never loses a message.
