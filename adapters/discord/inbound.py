@@ -76,6 +76,7 @@ class InboundHandler:
     async def _answer(
         self, message: discord.Message, me: discord.ClientUser, reason: Reason, mode: str, sink: DiscordReplySink
     ) -> None:
+        """Admit the message (dedupe, rate limit), then import a DM's attachments and run the turn."""
         person = person_of(agent_for(message.guild.id if message.guild else None, message.author.id))
         per_minute = self._services.settings.rate_limit_per_minute
         verdict = await admit(self._services.throttle, person, (str(message.id),), per_minute, sink, str(message.id))
@@ -85,18 +86,15 @@ class InboundHandler:
         if addressed and isinstance(message.channel, discord.Thread) and mode != "always":
             # addressed inside a thread (even over the limit): keep answering there without being mentioned
             await self._services.channel_modes.set(PLATFORM, str(message.channel.id), "always")
-        if verdict is Verdict.ADMITTED:
-            await self._turn(message, me, sink)
-
-    async def _turn(self, message: discord.Message, me: discord.ClientUser, sink: DiscordReplySink) -> None:
+        if verdict is Verdict.RATE_LIMITED:
+            return
         text = message_text(message, me)
         if message.guild is None and message.attachments:
             await import_attachments(message, agent_for(None, message.author.id), self._services.admin, sink)
             if not text:
                 return
         context = await self._recent(message, me) if message.guild is not None else ()
-        inbound = to_inbound(message, me, text=text, context=context)
-        await self._services.runtime.handle(inbound, sink)
+        await self._services.runtime.handle(to_inbound(message, me, text=text, context=context), sink)
 
     async def _recent(self, message: discord.Message, me: discord.ClientUser) -> tuple[ChannelMessage, ...]:
         """Recent messages from others: the client's message cache, or once per channel a short history read."""
