@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import BinaryIO, TextIO
 
-from bot.core.events import InboundMessage, OutboundReply, ReplyKind
+from bot.core.events import AgentKey, InboundMessage, OutboundReply, ReplyKind
 
 PREFIX = "membot> "
 CONTINUATION = " " * len(PREFIX)
@@ -192,9 +192,15 @@ class ConsoleInterrupts:
             self._err.flush()
 
 
+def console_agent(name: str) -> AgentKey:
+    """The agent of a console user: ``console:<name>`` (no workspace)."""
+    return AgentKey("console", None, name)
+
+
 def console_message(user: str, text: str) -> InboundMessage:
     """One console line as the runtime's normalized message (a private conversation with ``user``)."""
     return InboundMessage(
+        agent_key=console_agent(user),
         platform="console",
         workspace_id=None,
         channel_id="console",

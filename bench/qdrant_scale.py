@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 from qdrant_client import AsyncQdrantClient, models
 
-from bot.core.events import AgentKey, Scope
+from adapters.console import console_agent
+from bot.core.events import Scope
 from memory.qdrant.search import agent_filter, hybrid_query, to_rfc3339, to_sparse
 from memory.qdrant.sparse import SparseTerms
 from memory.qdrant.store import DENSE, RECALL_KEYWORDS, SPARSE, ensure_collection
@@ -76,7 +77,7 @@ class Synthetic:
         points = []
         for offset in range(n):
             i = start + offset
-            agent = AgentKey.console(f"user{i % AGENTS}")
+            agent = console_agent(f"user{i % AGENTS}")
             sparse = self.sparse()
             payload = {
                 "agent": str(agent),
@@ -111,7 +112,7 @@ async def measure(size: int, queries: int, in_memory: bool, root: Path) -> dict[
             dense = data.dense(1)[0].tolist()
             sparse = data.sparse(4)
             began = time.perf_counter()
-            only = agent_filter(AgentKey.console(f"user{q % AGENTS}"), Scope.PRIVATE)
+            only = agent_filter(console_agent(f"user{q % AGENTS}"), Scope.PRIVATE)
             await hybrid_query(client, "recall", dense=dense, sparse=sparse, query_filter=only)
             if q >= 2:
                 latencies.append((time.perf_counter() - began) * 1000)

@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from adapters.console import console_agent
 from bot.core.events import AgentKey, Scope
 from bot.core.memory_types import PAGE_SIZE, RecallEntry
 from bot.core.ports import Embedder
@@ -56,7 +57,7 @@ def load(path: Path, limit: int | None) -> list[Conversation]:
     """The conversations as recall entries, and their category 1-4 questions with normalized evidence."""
     conversations = []
     for raw in json.loads(path.read_text())[:limit]:
-        agent = AgentKey.console(raw["sample_id"])
+        agent = console_agent(raw["sample_id"])
         sessions = sorted((int(m[1]), k) for k in raw if (m := _SESSION.fullmatch(k)))
         entries: list[RecallEntry] = []
         dia_of: dict[str, str] = {}

@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from adapters.console import console_agent
 from bot.app import open_app
 from bot.core.events import InboundMessage, OutboundReply
 from bot.llm.tokens import TokenCounter
@@ -93,7 +94,9 @@ async def measure(runtime: Runtime, tag: str, agents: int, turns: int, think: fl
         for turn in range(count):
             text = f"message {turn}: today I walked the dog and cooked pasta for my sister"
             started = time.perf_counter()
-            await runtime.handle(InboundMessage("console", None, "bench", name, name, text), NullSink())
+            await runtime.handle(
+                InboundMessage(console_agent(name), "console", None, "bench", name, name, text), NullSink()
+            )
             durations.append((time.perf_counter() - started) * 1000)
             if think:
                 await asyncio.sleep(pauses.expovariate(1 / think))
@@ -130,7 +133,7 @@ async def run(turns: int, embedder: str, levels: list[int], think: float, paced_
             async with open_app(settings, model=InstantModel()) as app:
                 runtime = app.runtime
                 assert runtime is not None
-                warm = InboundMessage("console", None, "bench", "warmup", "warmup", "hello")
+                warm = InboundMessage(console_agent("warmup"), "console", None, "bench", "warmup", "warmup", "hello")
                 await runtime.handle(warm, NullSink())
                 print(
                     f"embedder={embedder}; paced: {paced_turns} turns per agent, think {think} s; "

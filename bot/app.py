@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters.keys import person_of
 from bot.admin.authz import Authorizer
 from bot.admin.memory import MemoryAdmin
 from bot.admin.repair import MemoryRepair
@@ -125,6 +126,7 @@ async def open_app(
                 stores.archival,
                 lock,
                 audit=stores.audit,
+                person_of=person_of,
                 activity=stores.activity,
                 throttle=stores.throttle,
                 quarantine=stores.quarantine,

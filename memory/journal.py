@@ -27,7 +27,7 @@ from typing import IO, Any
 
 import portalocker
 
-from bot.core.events import Attachment, ChannelMessage, InboundMessage
+from bot.core.events import AgentKey, Attachment, ChannelMessage, InboundMessage
 from bot.core.ports import JournalEntry
 
 __all__ = ["FileJournal", "JournalEntry", "message_from_json", "message_to_json"]
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 def message_to_json(message: InboundMessage) -> dict[str, Any]:
     return {
+        "agent_key": str(message.agent_key),
         "platform": message.platform,
         "workspace_id": message.workspace_id,
         "channel_id": message.channel_id,
@@ -68,6 +69,7 @@ def message_to_json(message: InboundMessage) -> dict[str, Any]:
 def message_from_json(data: dict[str, Any]) -> InboundMessage:
     """Raises KeyError/ValueError/TypeError when ``data`` is not a journaled message."""
     return InboundMessage(
+        agent_key=AgentKey.parse(data["agent_key"]) if "agent_key" in data else _agent_of_older_entry(data),
         platform=data["platform"],
         workspace_id=data["workspace_id"],
         channel_id=data["channel_id"],
@@ -206,3 +208,14 @@ class FileJournal:
         self._file.truncate(0)
         self._file.flush()
         os.fsync(self._file.fileno())
+
+
+def _agent_of_older_entry(data: dict[str, Any]) -> AgentKey:
+    """The agent of an entry journaled before entries named it (the adapters' rules of that time), so that a
+    journal written by an older membot is still answered after an upgrade."""
+    platform, workspace, user = data["platform"], data.get("workspace_id"), data["author_id"]
+    if platform == "console":
+        return AgentKey(platform, None, user)
+    if platform == "slack":
+        return AgentKey(platform, workspace or "dm", user)
+    return AgentKey(platform, workspace if workspace and not data.get("is_dm") else "dm", user)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from adapters.slack.normalize import slack_agent
 from bot.core.events import InboundMessage, OutboundReply, ReplyKind
 from bot.settings import Settings
 from tests.conftest import REDIS_URL
@@ -94,6 +95,7 @@ async def eventually(check: Callable[[], Awaitable[bool] | bool], within: float 
 def slack_said(text: str, *, dm: bool, message_id: str | None = None) -> InboundMessage:
     """Ann (slack:T1:U1) writes in a DM (D1) or in #general (C1)."""
     return InboundMessage(
+        agent_key=slack_agent("T1", "U1"),
         platform="slack",
         workspace_id="T1",
         channel_id="D1" if dm else "C1",

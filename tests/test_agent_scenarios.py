@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.console import console_message
+from adapters.console import console_agent, console_message
 from bot.app import open_app
-from bot.core.events import AgentKey
 from bot.runtime.runtime import EMPTY_NOTICE, MODEL_DOWN_NOTICE
 from tests.scenario import RecordingSink, settings_for
 from tests.standins.llm_server import ScriptedLLMServer, ScriptedReply
@@ -32,7 +31,7 @@ async def test_full_tool_calling_turn_on_both_wires(
         assert sink.messages == ["Got it, I'll remember that."]
         await app.runtime.handle(console_message("zed", "what is my name?"), sink)
         assert sink.messages[-1] == "Your name is Zed."
-        blocks = {b.label: b.value for b in await app.stores.core.blocks(AgentKey.console("zed"))}
+        blocks = {b.label: b.value for b in await app.stores.core.blocks(console_agent("zed"))}
         assert "Name: Zed" in blocks["human"]
     assert {r.wire for r in llm.requests} == {wire}
     first = llm.requests[0]
@@ -77,7 +76,7 @@ async def test_malformed_calls_are_answered_with_errors_and_the_turn_goes_on(
         assert app.runtime is not None
         sink = RecordingSink()
         report = await app.runtime.handle(console_message("eve", "hello"), sink)
-        human = {b.label: b.value for b in await app.stores.core.blocks(AgentKey.console("eve"))}["human"]
+        human = {b.label: b.value for b in await app.stores.core.blocks(console_agent("eve"))}["human"]
     assert sink.messages == ["Recovered."]
     assert report is not None and report.failed_calls == 6 and report.steps == 7
     results = [json.loads(r.messages[-1]["content"]) for r in llm.requests[1:7]]
@@ -116,7 +115,7 @@ async def test_bad_input_gets_a_clear_notice(llm: ScriptedLLMServer, key_prefix:
         sent = llm.requests[0].messages[-1]["content"]
         assert len(sent) < 1500 and "cut from" in sent
         page = await app.stores.recall.search_date(
-            AgentKey.console("amy"),
+            console_agent("amy"),
             console_message("amy", "x").timestamp.replace(year=2000),
             console_message("amy", "x").timestamp.replace(year=2100),
             0,
@@ -135,9 +134,9 @@ async def test_model_down_gets_an_apology_and_keeps_the_message(
         sink = RecordingSink()
         assert await app.runtime.handle(console_message("ian", "are you there?"), sink) is None
         assert sink.notices == [MODEL_DOWN_NOTICE]
-        queue = await app.stores.working.messages(AgentKey.console("ian"))
+        queue = await app.stores.working.messages(console_agent("ian"))
         assert queue and "are you there?" in queue[-1].content
-        assert await app.stores.recall.count(AgentKey.console("ian")) == 1
+        assert await app.stores.recall.count(console_agent("ian")) == 1
 
 
 async def test_two_agents_never_see_each_others_memory(llm: ScriptedLLMServer, key_prefix: str, data_dir: Path) -> None:
@@ -167,7 +166,7 @@ async def test_messages_to_one_agent_run_one_at_a_time_and_different_agents_conc
         sinks = [RecordingSink() for _ in range(20)]
         await asyncio.gather(*(runtime.handle(console_message("solo", f"msg {i}"), sinks[i]) for i in range(20)))
         assert all(s.messages == ["ok"] for s in sinks)
-        queue = await app.stores.working.messages(AgentKey.console("solo"))
+        queue = await app.stores.working.messages(console_agent("solo"))
         roles = [m.role for m in queue]
         assert roles == ["user", "assistant", "tool"] * 20, "turns of one agent never interleave"
         assert sorted(int(m.content.rsplit(" ", 1)[1]) for m in queue if m.role == "user") == list(range(20))

@@ -30,6 +30,7 @@ ADAPTERS_MAY_USE = {
     "bot.admin.audit",  # history items to render
     "bot.admin.repair",  # rollback and mark results to render
     "bot.runtime.proactive",  # the proactive setting a user changes
+    "bot.runtime.admission",  # the shared admission step (dedupe, rate limit, the limit notice)
     "bot.runtime.runtime",  # the notice of a failed turn
     "bot.ops.connections",  # reporting the platform connection for /healthz
     "bot.ops.deployment",  # Discord shards (moves into the Discord adapter, issue #14 item 4)
@@ -144,3 +145,31 @@ def test_memory_uses_only_the_core_types_and_ports_and_no_adapter() -> None:
         for path in _files("memory")
     }
     assert {path: found for path, found in offenders.items() if found} == {}
+
+
+def test_the_core_and_the_runtime_name_no_platform() -> None:
+    """Platform policy (agent keys, whom a key belongs to, shards, notices) lives in adapters/: no string in the
+    code of bot/core or bot/runtime names a platform (docstrings may mention one)."""
+    platforms = ("console", "discord", "slack")
+    offenders: dict[str, list[str]] = {}
+    for path in _files("bot/core", "bot/runtime"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
+        found = [
+            node.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+            and any(node.value == p or node.value.startswith(f"{p}:") for p in platforms)
+        ]
+        if found:
+            offenders[_relative(path)] = found
+    assert offenders == {}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from adapters.console import console_message
+from adapters.console import console_agent, console_message
 from bot.admin.authz import Action, Actor, Authorizer, Forbidden
 from bot.app import open_app
 from bot.core.events import AgentKey
@@ -77,7 +77,7 @@ async def test_forget_removes_matching_core_lines_recall_and_archival(key_prefix
             sink = RecordingSink()
             await app.runtime.handle(console_message("fay", "my name is Fay"), sink)
             await app.runtime.handle(console_message("fay", "remember: Fay's passport number is X123"), sink)
-            agent = AgentKey.console("fay")
+            agent = console_agent("fay")
             assert await app.admin.forget_candidates(agent, "zebras") == [], "only entries about the query"
             candidates = await app.admin.forget_candidates(agent, "Fay")
             stores = {c.store for c in candidates}

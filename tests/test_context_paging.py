@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapters.console import console_message
+from adapters.console import console_agent, console_message
 from bot.app import open_app
 from bot.core.context import Budget, cut_points
-from bot.core.events import AgentKey
 from bot.core.tools import tool_specs
 from bot.llm.pairing import pair_tool_calls
 from bot.llm.tokens import TokenCounter
@@ -35,7 +34,7 @@ async def test_200_turns_in_a_3000_token_window(llm: ScriptedLLMServer, key_pref
         llm, "openai", key_prefix, data_dir, MEMBOT_CONTEXT_WINDOW=3000, MEMBOT_MAX_OUTPUT_TOKENS=256
     )
     budget = Budget(3000, 256)
-    agent = AgentKey.console("long")
+    agent = console_agent("long")
     async with open_app(settings) as app:
         assert app.runtime is not None
         sink = RecordingSink()

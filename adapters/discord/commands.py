@@ -30,6 +30,7 @@ from adapters.discord.render import (
     render_rollback,
 )
 from adapters.discord.split import split_message
+from adapters.keys import person_of
 from bot.admin.authz import Action, Actor, Forbidden
 from bot.admin.memory import UnknownAgent
 from bot.core.events import AgentKey, Scope
@@ -87,7 +88,7 @@ class MembotTree(app_commands.CommandTree[discord.Client]):
 
     async def interaction_check(self, interaction: Interaction, /) -> bool:
         """Skip an interaction delivered twice (gateway resumes); the first delivery was answered."""
-        person = agent_for(interaction.guild_id, interaction.user.id).person
+        person = person_of(agent_for(interaction.guild_id, interaction.user.id))
         return await self._services.throttle.first_time(person, f"interaction:{interaction.id}")
 
     async def on_error(self, interaction: Interaction, error: app_commands.AppCommandError, /) -> None:

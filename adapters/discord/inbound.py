@@ -1,4 +1,4 @@
-"""One Discord message through membot: decide, dedupe, rate-limit, import attachments, run the turn.
+"""One Discord message through membot: decide, admit (dedupe, rate limit), import attachments, run the turn.
 
 Each message is handled in its own task (discord.py dispatches every event that way), so a slow turn never
 holds up others; turns of one agent still run one at a time under the runtime's agent lock.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import discord
 
@@ -24,7 +23,9 @@ from adapters.discord.normalize import (
     to_inbound,
 )
 from adapters.discord.sink import DiscordReplySink
+from adapters.keys import person_of
 from bot.core.events import ChannelMessage, OutboundReply, ReplyKind
+from bot.runtime.admission import Verdict, admit
 from bot.runtime.runtime import TURN_FAILED_NOTICE
 from bot.services import Services
 
@@ -32,13 +33,6 @@ log = logging.getLogger(__name__)
 
 HISTORY_TIMEOUT_SECONDS = 2.0
 HISTORY_LIMIT = 10
-
-
-def rate_limit_notice(per_minute: int) -> str:
-    return (
-        f"You're sending messages faster than I can answer (at most {per_minute} a minute). "
-        "Please wait a moment, then send that again."
-    )
 
 
 class InboundHandler:
@@ -82,38 +76,25 @@ class InboundHandler:
     async def _answer(
         self, message: discord.Message, me: discord.ClientUser, reason: Reason, mode: str, sink: DiscordReplySink
     ) -> None:
-        throttle = self._services.throttle
-        person = agent_for(message.guild.id if message.guild else None, message.author.id).person
-        if not await throttle.first_time(person, str(message.id)):
-            log.debug("duplicate message delivery ignored", extra={"message_id": message.id})
+        """Admit the message (dedupe, rate limit), then import a DM's attachments and run the turn."""
+        person = person_of(agent_for(message.guild.id if message.guild else None, message.author.id))
+        per_minute = self._services.settings.rate_limit_per_minute
+        verdict = await admit(self._services.throttle, person, (str(message.id),), per_minute, sink, str(message.id))
+        if verdict is Verdict.DUPLICATE:
             return
         addressed = reason in (Reason.MENTION, Reason.REPLY)
         if addressed and isinstance(message.channel, discord.Thread) and mode != "always":
-            # addressed inside a thread: keep answering there without being mentioned
+            # addressed inside a thread (even over the limit): keep answering there without being mentioned
             await self._services.channel_modes.set(PLATFORM, str(message.channel.id), "always")
-        per_minute = self._services.settings.rate_limit_per_minute
-        if not await throttle.allow(person, per_minute):
-            await self._rate_limited(person, message, sink, per_minute)
+        if verdict is Verdict.RATE_LIMITED:
             return
-        await self._turn(message, me, sink)
-
-    async def _turn(self, message: discord.Message, me: discord.ClientUser, sink: DiscordReplySink) -> None:
         text = message_text(message, me)
         if message.guild is None and message.attachments:
             await import_attachments(message, agent_for(None, message.author.id), self._services.admin, sink)
             if not text:
                 return
         context = await self._recent(message, me) if message.guild is not None else ()
-        inbound = to_inbound(message, me, text=text, context=context)
-        await self._services.runtime.handle(inbound, sink)
-
-    async def _rate_limited(
-        self, person: str, message: discord.Message, sink: DiscordReplySink, per_minute: int
-    ) -> None:
-        """Tell the sender once per minute that they are over the limit (not once per extra message)."""
-        minute = int(time.time() // 60)
-        if await self._services.throttle.first_time(person, f"rate-notice:{minute}", 120):
-            await sink.send(OutboundReply(rate_limit_notice(per_minute), ReplyKind.NOTICE, str(message.id)))
+        await self._services.runtime.handle(to_inbound(message, me, text=text, context=context), sink)
 
     async def _recent(self, message: discord.Message, me: discord.ClientUser) -> tuple[ChannelMessage, ...]:
         """Recent messages from others: the client's message cache, or once per channel a short history read."""

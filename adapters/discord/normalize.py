@@ -181,6 +181,7 @@ def to_inbound(
         parent = channel.parent
         channel_name = f"{parent.name}/{channel.name}" if parent is not None else channel.name
     return InboundMessage(
+        agent_key=agent_for(guild.id if guild else None, message.author.id),
         platform=PLATFORM,
         workspace_id=str(guild.id) if guild else None,
         channel_id=channel_id,

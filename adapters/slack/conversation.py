@@ -7,12 +7,13 @@ the log (event id and reason, never the message body).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
+from adapters.keys import person_of
 from bot.core.events import AgentKey, OutboundReply, ReplyKind
 from bot.core.memory_types import event_cause
+from bot.runtime.admission import Verdict, admit
 from bot.runtime.runtime import TURN_FAILED_NOTICE
 
 from .deps import SlackDeps
@@ -23,10 +24,6 @@ from .sink import SlackSink
 log = logging.getLogger(__name__)
 
 IMPORT_FAILED_NOTICE = "I couldn't import your files right now; please send them again in a while."
-RATE_LIMIT_NOTICE = (
-    "You're sending messages faster than I can keep up with (at most {limit} a minute), so I'm skipping them "
-    "until the minute is over. Please send this one again in a moment."
-)
 
 
 async def handle_message_event(
@@ -71,18 +68,18 @@ async def _answer(
         message.channel_id, str(message.thread_ts), bot_user_id
     ):
         return
-    person = AgentKey("slack", message.team_id, message.user_id).person
-    if event_id and not await services.throttle.first_time(person, event_id):
-        log.info("duplicate event ignored", extra={"event_id": event_id, "retry_num": retry_num})
-        return
-    if not await services.throttle.first_time(person, message.dedupe_key):
-        log.info("message already handled", extra={"event_id": event_id})  # app_mention + message twins
-        return
-    limit = services.settings.rate_limit_per_minute
-    if not await services.throttle.allow(person, limit):
-        log.info("rate limited", extra={"event_id": event_id, "subject": person})
-        if await services.throttle.first_time(person, f"rate-notice:{int(time.time() // 60)}", 120):
-            await sink.send(OutboundReply(RATE_LIMIT_NOTICE.format(limit=limit), ReplyKind.NOTICE, message.ts))
+    person = person_of(AgentKey("slack", message.team_id, message.user_id))
+    # the event id catches Slack's retries, the dedupe key the app_mention + message twins of one message
+    verdict = await admit(
+        services.throttle,
+        person,
+        (event_id, message.dedupe_key),
+        services.settings.rate_limit_per_minute,
+        sink,
+        message.ts,
+    )
+    if verdict is not Verdict.ADMITTED:
+        log.info("message not admitted", extra={"event_id": event_id, "retry_num": retry_num, "verdict": verdict})
         return
     if message.is_dm and message.files:
         await _import(deps, message, sink)

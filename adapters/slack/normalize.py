@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from bot.core.events import Attachment, ChannelMessage, InboundMessage
+from bot.core.events import AgentKey, Attachment, ChannelMessage, InboundMessage
 
 # Subtypes that are a person saying something new; everything else (message_changed, message_deleted,
 # bot_message, channel_join, ...) is ignored.
@@ -165,6 +165,7 @@ def to_inbound(
 ) -> InboundMessage:
     """The normalized message the runtime handles."""
     return InboundMessage(
+        agent_key=slack_agent(message.team_id, message.user_id),
         platform="slack",
         workspace_id=message.team_id,
         channel_id=message.channel_id,
@@ -203,3 +204,9 @@ def _ts_key(ts: str) -> float:
         return float(ts)
     except ValueError:
         return 0.0
+
+
+def slack_agent(team_id: str | None, user_id: str) -> AgentKey:
+    """The agent of a Slack user: one per person in a workspace, in DMs and channels alike
+    (``slack:<team>:<user>``)."""
+    return AgentKey("slack", team_id or "dm", user_id)

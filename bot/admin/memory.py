@@ -101,6 +101,7 @@ class MemoryAdmin:
         lock: Callable[[AgentKey], AbstractAsyncContextManager[object]],
         *,
         audit: AuditTrail,
+        person_of: Callable[[AgentKey], str],
         activity: ActivityAdmin | None = None,
         throttle: PersonState | None = None,
         quarantine: Quarantine | None = None,
@@ -114,6 +115,7 @@ class MemoryAdmin:
         self._archival = archival
         self._activity = activity
         self._throttle = throttle
+        self._person_of = person_of  # the platform's rule: whom rate limits and dedupe flags name
 
     async def require(self, agent: AgentKey) -> None:
         """Raise UnknownAgent when nothing is stored for ``agent``."""
@@ -174,8 +176,8 @@ class MemoryAdmin:
                 "quarantine": await self._quarantine.export(agent) if self._quarantine else [],
                 "heartbeats": await self._activity.export(agent) if self._activity else {},
                 "platform_state": {
-                    "person": agent.person,
-                    "keys": await self._throttle.export(agent.person) if self._throttle else [],
+                    "person": self._person_of(agent),
+                    "keys": await self._throttle.export(self._person_of(agent)) if self._throttle else [],
                 },
             }
 
@@ -199,7 +201,7 @@ class MemoryAdmin:
         async with self.lock(agent):
             removed = {"core": await self.core.erase(agent), **await self._clear_stores(agent)}
             if self._throttle is not None:
-                removed["rate_limit_and_dedupe_keys"] = await self._throttle.erase(agent.person)
+                removed["rate_limit_and_dedupe_keys"] = await self._throttle.erase(self._person_of(agent))
             removed["audit_entries"] = await self.audit.erase(
                 agent, AuditEntry(AuditKind.ERASE, cause, detail={"removed": dict(removed)})
             )

@@ -11,6 +11,7 @@ from typing import TypeVar
 import typer
 from rich.console import Console
 
+from adapters import keys as adapter_keys
 from bot.admin.memory import UnknownAgent
 from bot.core.events import AgentKey, InvalidAgentKey
 from bot.core.memory_types import VersionNotKept
@@ -100,6 +101,6 @@ def console_name(user: str | None) -> str:
 
 def parse_agent_key(text: str) -> AgentKey:
     try:
-        return AgentKey.parse(text)
+        return adapter_keys.parse_agent_key(text)
     except InvalidAgentKey as exc:
         raise fail(str(exc), 2) from None

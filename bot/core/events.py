@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 _KEY_PART = re.compile(r"^[A-Za-z0-9_.\-@]{1,128}$")
-PLATFORMS = ("console", "discord", "slack")
+_PLATFORM = re.compile(r"^[a-z][a-z0-9_\-]{0,31}$")
 
 
 class InvalidAgentKey(ValueError):
@@ -28,9 +28,9 @@ class Scope(StrEnum):
 
 @dataclass(frozen=True, order=True)
 class AgentKey:
-    """Identity of one agent: one per (platform, workspace, user).
+    """Identity of one agent: ``<platform>:<workspace>:<user>``, or ``<platform>:<user>`` without a workspace.
 
-    String forms: ``console:<name>``, ``discord:<guild id or dm>:<user id>``, ``slack:<team id>:<user id>``.
+    A platform-neutral value: each adapter builds its platform's keys and owns its rules (adapters/keys.py).
     """
 
     platform: str
@@ -38,42 +38,26 @@ class AgentKey:
     user: str
 
     def __post_init__(self) -> None:
-        if self.platform not in PLATFORMS:
-            raise InvalidAgentKey(f"unknown platform {self.platform!r}; expected one of {', '.join(PLATFORMS)}")
+        if not _PLATFORM.match(self.platform):
+            raise InvalidAgentKey(f"invalid platform {self.platform!r}: use 1-32 lowercase letters, digits, '_' or '-'")
         parts = [self.user] if self.workspace is None else [self.workspace, self.user]
         for part in parts:
             if not _KEY_PART.match(part):
                 raise InvalidAgentKey(
                     f"invalid agent key part {part!r}: use 1-128 letters, digits, '_', '-', '.', or '@'"
                 )
-        if self.platform == "console" and self.workspace is not None:
-            raise InvalidAgentKey("console agent keys have no workspace: use console:<name>")
-        if self.platform != "console" and self.workspace is None:
-            raise InvalidAgentKey(f"{self.platform} agent keys need a workspace: {self.platform}:<workspace>:<user>")
 
     @classmethod
     def parse(cls, text: str) -> AgentKey:
-        """Parse ``platform:workspace:user`` (or ``console:name``); raise InvalidAgentKey with the reason."""
+        """Parse ``platform:workspace:user`` (or ``platform:user``); raise InvalidAgentKey with the reason."""
         parts = text.strip().split(":")
-        if len(parts) == 2 and parts[0] == "console":
-            return cls("console", None, parts[1])
+        if len(parts) == 2:
+            return cls(parts[0], None, parts[1])
         if len(parts) == 3:
             return cls(parts[0], parts[1], parts[2])
         raise InvalidAgentKey(
-            f"invalid agent key {text!r}: expected console:<name>, discord:<guild|dm>:<user> or slack:<team>:<user>"
+            f"invalid agent key {text!r}: expected <platform>:<workspace>:<user> or <platform>:<user>"
         )
-
-    @classmethod
-    def console(cls, name: str) -> AgentKey:
-        return cls("console", None, name)
-
-    @property
-    def person(self) -> str:
-        """Who this agent belongs to, as rate limits and dedupe flags name them: ``slack:<team>:<user>`` (one
-        agent per person), ``<platform>:<user>`` elsewhere (a Discord person has one agent per server and DMs)."""
-        if self.platform == "slack":
-            return str(self)
-        return f"{self.platform}:{self.user}"
 
     def __str__(self) -> str:
         if self.workspace is None:
@@ -107,8 +91,10 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True)
 class InboundMessage:
-    """One user message from any platform, normalized."""
+    """One user message from any platform, normalized; ``agent_key`` is the agent it wakes, chosen by the adapter
+    (its platform's rule for who one agent is)."""
 
+    agent_key: AgentKey
     platform: str
     workspace_id: str | None
     channel_id: str
@@ -122,15 +108,6 @@ class InboundMessage:
     attachments: tuple[Attachment, ...] = ()
     recent_context: tuple[ChannelMessage, ...] = ()
     channel_name: str | None = None
-
-    @property
-    def agent_key(self) -> AgentKey:
-        if self.platform == "console":
-            return AgentKey.console(self.author_id)
-        workspace = self.workspace_id if self.workspace_id and not self.is_dm else "dm"
-        if self.platform == "slack":
-            workspace = self.workspace_id or "dm"
-        return AgentKey(self.platform, workspace, self.author_id)
 
     @property
     def address(self) -> ReplyAddress:

@@ -215,7 +215,7 @@ async def test_over_the_rate_limit_the_user_gets_a_notice_not_silence(harness: D
     sent = [await discord_api.send_message(ALICE, f"burst {i}") for i in range(3)]
     answers = {m["content"]: (await answer_to(discord_api, m))[0].json["content"] for m in sent}
     echoes = [text for text in answers.values() if text.startswith("echo: burst")]
-    notices = [text for text in answers.values() if "faster than I can answer" in text]
+    notices = [text for text in answers.values() if "faster than I can keep up" in text]
     assert len(echoes) == 2 and len(notices) == 1
     assert "at most 2 a minute" in notices[0]
     [limited] = [content for content, text in answers.items() if text in notices]

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.console import ConsoleInterrupts
-from bot.core.events import AgentKey
+from adapters.console import ConsoleInterrupts, console_agent
 from bot.runtime.runtime import MODEL_DOWN_NOTICE, NO_REPLY_NOTICE, TURN_TIMEOUT_NOTICE
 from tests.faults.model_faults import (
     MEMBOT,
@@ -54,9 +53,7 @@ async def test_garbled_and_failing_answers_get_the_apology_and_keep_every_messag
     assert chat.notices() == [MODEL_DOWN_NOTICE] * len(MODEL_DOWN_FAULTS)
     for mode in MODEL_DOWN_FAULTS:  # retried per MEMBOT_LLM_RETRY_ATTEMPTS, then given up
         assert requests_for(model.seen, mode) == 2, mode
-    assert sorted(await recall_texts(settings, AgentKey.console("gil"))) == sorted(
-        [*lines, "echo: hello after all that"]
-    )
+    assert sorted(await recall_texts(settings, console_agent("gil"))) == sorted([*lines, "echo: hello after all that"])
 
 
 async def test_a_hanging_model_is_cut_off_at_the_turn_deadline_with_a_thinking_line_meanwhile(
@@ -72,7 +69,7 @@ async def test_a_hanging_model_is_cut_off_at_the_turn_deadline_with_a_thinking_l
     assert chat.notices() == ["still thinking…", TURN_TIMEOUT_NOTICE]  # stderr only, never stdout
     assert chat.stdout == ["membot> echo: are you back?"]
     assert time.monotonic() - started < 60  # the request timeout (10 s here) was never waited for in full
-    assert sorted(await recall_texts(settings, AgentKey.console("hal"))) == sorted(
+    assert sorted(await recall_texts(settings, console_agent("hal"))) == sorted(
         ["fault:hang", "are you back?", "echo: are you back?"]
     )
 
@@ -100,7 +97,7 @@ async def test_every_message_gets_a_visible_answer_whatever_the_model_does(
     for mode in ("unknown-tools", "endless-heartbeats", "silent-note"):
         assert requests_for(model.seen, mode) == 4, mode  # bounded by MEMBOT_MAX_STEPS
     assert requests_for(model.seen, "plain-text") == 2  # one reminder, then delivered
-    recalled = await recall_texts(settings, AgentKey.console("ida"))
+    recalled = await recall_texts(settings, console_agent("ida"))
     assert set(lines) <= set(recalled) and {"Noted.", PLAIN_TEXT} <= set(recalled)
 
 
@@ -216,7 +213,7 @@ def test_a_second_ctrl_c_quits_at_once_while_a_turn_runs(
         for stream in (chat.stdout, chat.stderr):
             if stream is not None:
                 stream.close()
-    assert "tell me a long story" in asyncio.run(recall_texts(settings, AgentKey.console("ivy"))), "it is kept"
+    assert "tell me a long story" in asyncio.run(recall_texts(settings, console_agent("ivy"))), "it is kept"
 
 
 @pytest.mark.parametrize("user", ["", "   "])

@@ -9,9 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from adapters.console import console_message
+from adapters.console import console_agent, console_message
 from bot.app import open_app
-from bot.core.events import AgentKey
 from bot.runtime.heartbeat import Status
 from bot.settings import Settings
 from memory.redis.keys import RedisKeys
@@ -40,7 +39,7 @@ async def test_a_reflection_that_keeps_sending_while_proactive_is_off_ends_after
         await app.runtime.handle(console_message("lea", "hello"), RecordingSink())
         await asyncio.sleep(QUIET_SECONDS * 1.5)
         before = len(llm.requests)
-        outcome = await heartbeats_for(app).reflect(AgentKey.console("lea"))
+        outcome = await heartbeats_for(app).reflect(console_agent("lea"))
     assert outcome.status is Status.DONE and outcome.sent == 0
     assert len(llm.requests) - before == 1  # one step, not MEMBOT_MAX_STEPS
 
@@ -50,7 +49,7 @@ async def test_a_store_failing_during_a_reflection_is_logged_and_retried_later(
     make_settings: Callable[..., Settings],  # noqa: F811
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    agent = AgentKey.console("max")
+    agent = console_agent("max")
     async with open_app(make_settings()) as app:
         assert app.runtime is not None
         await app.runtime.handle(console_message("max", "I like sailing"), RecordingSink())

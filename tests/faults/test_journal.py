@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from adapters.console import console_message
+from adapters.keys import person_of
 from bot.app import open_app, resume_journal
 from bot.core.events import Attachment, ChannelMessage, OutboundReply, ReplyAddress, ReplyKind, utc_now
 from bot.runtime.outage import STORE_DOWN_NOTICE
@@ -152,7 +153,7 @@ async def test_platform_admission_lets_a_message_through_to_the_journal_during_a
         assert app.services is not None and app.runtime is not None and app.runtime.outage is not None
         throttle, sink = app.services.throttle, RecordingSink()
         message = slack_said("are you there?", dm=True)
-        person = message.agent_key.person
+        person = person_of(message.agent_key)
         assert await throttle.first_time(person, "event-1")
         await asyncio.to_thread(owned_redis.stop)
         assert await throttle.first_time(person, "event-2"), "fails open after the retry budget"

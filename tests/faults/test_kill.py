@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from adapters.console import console_message
+from adapters.console import console_agent, console_message
 from bot.app import open_app
 from bot.core.events import AgentKey
 from bot.runtime.runtime import BUSY_NOTICE, LOCK_LOST_NOTICE
@@ -137,7 +137,7 @@ async def test_a_turn_whose_lock_was_taken_over_writes_nothing_more(
     llm: ScriptedLLMServer, key_prefix: str, data_dir: Path, redis_client: aioredis.Redis
 ) -> None:
     keys = RedisKeys(key_prefix)
-    agent = AgentKey.console("jo")
+    agent = console_agent("jo")
     release = threading.Event()
     late_calls = [
         ("core_memory_append", {"label": "human", "content": "Stale fact", "request_heartbeat": True}),
@@ -183,7 +183,7 @@ async def test_a_message_waiting_for_a_busy_agent_is_told_so_then_answered(
     llm: ScriptedLLMServer, key_prefix: str, data_dir: Path, redis_client: aioredis.Redis
 ) -> None:
     keys = RedisKeys(key_prefix)
-    agent = AgentKey.console("max")
+    agent = console_agent("max")
     settings = settings_for(llm, "anthropic", key_prefix, data_dir, MEMBOT_BUSY_NOTICE_SECONDS=0.2)
     async with open_app(settings) as app:
         assert app.runtime is not None

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from adapters.console import console_agent
+from adapters.slack.normalize import slack_agent
 from bot.app import App
 from bot.core.events import AgentKey, InboundMessage, ReplyAddress
 from bot.core.ports import PlatformAdapter
@@ -65,7 +67,14 @@ def heartbeats_for(app: App, adapters: list[PlatformAdapter] | None = None) -> H
 def message(
     platform: str, user: str, text: str, *, channel: str = "D1", workspace: str | None = None, dm: bool = True
 ) -> InboundMessage:
+    if platform == "console":
+        agent = console_agent(user)
+    elif platform == "slack":
+        agent = slack_agent(workspace, user)
+    else:  # Discord's rule (adapters.discord.normalize.agent_for) for the tests' non-numeric ids
+        agent = AgentKey(platform, workspace if workspace and not dm else "dm", user)
     return InboundMessage(
+        agent_key=agent,
         platform=platform,
         workspace_id=workspace,
         channel_id=channel,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from adapters.console import console_message
+from adapters.console import console_agent, console_message
 from bot.app import App, open_app, start_heartbeats
 from bot.core.events import AgentKey, Scope
 from bot.core.memory_types import ArchivalEntry, DuplicatePair, SearchHit
@@ -15,7 +15,7 @@ from tests.heartbeat.conftest import heartbeats_for, human_block
 from tests.scenario import RecordingSink, eventually
 from tests.standins.llm_server import ScriptedLLMServer
 
-FLO = AgentKey.console("flo")
+FLO = console_agent("flo")
 TUNA = "Dora's cat Pixel likes tuna, sleeps on the red sofa all afternoon and hates the vacuum cleaner."
 SALMON = "Dora's cat Pixel likes salmon, sleeps on the red sofa all afternoon and hates the noisy vacuum cleaner."
 DETAILS = [

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from adapters.console import console_message
+from adapters.console import console_agent, console_message
 from bot.app import App, open_app, start_heartbeats
 from bot.core.events import AgentKey, utc_now
 from bot.runtime.heartbeat import Status
@@ -22,7 +22,7 @@ QUIET_SECONDS = QUIET * 60
 async def test_a_quiet_conversation_gets_exactly_one_reflection_that_writes_to_memory(
     llm: ScriptedLLMServer, make_settings: Callable[..., Settings]
 ) -> None:
-    ann = AgentKey.console("ann")
+    ann = console_agent("ann")
     async with open_app(make_settings()) as app:
         assert app.runtime is not None and app.scheduler is not None
         await start_heartbeats(app, [])
@@ -59,7 +59,7 @@ async def test_a_quiet_conversation_gets_exactly_one_reflection_that_writes_to_m
 async def test_an_agent_with_nothing_new_gets_no_reflection_and_no_model_call(
     llm: ScriptedLLMServer, make_settings: Callable[..., Settings]
 ) -> None:
-    bob = AgentKey.console("bob")
+    bob = console_agent("bob")
     async with open_app(make_settings()) as app:
         assert app.runtime is not None and app.scheduler is not None
         scheduler = await start_heartbeats(app, [])
@@ -74,7 +74,7 @@ async def test_an_agent_with_nothing_new_gets_no_reflection_and_no_model_call(
         assert len(llm.requests) == requests
         assert (await heartbeats_for(app).reflect(bob)).status is Status.NOTHING_NEW
         # and an agent nobody ever spoke to
-        assert (await heartbeats_for(app).reflect(AgentKey.console("nobody"))).status is Status.NOTHING_NEW
+        assert (await heartbeats_for(app).reflect(console_agent("nobody"))).status is Status.NOTHING_NEW
         assert len(llm.requests) == requests
 
 
@@ -82,7 +82,7 @@ async def test_a_message_during_a_reflection_waits_for_it_and_no_core_update_is_
     llm: ScriptedLLMServer, brain: Brain, make_settings: Callable[..., Settings]
 ) -> None:
     brain.heartbeat_delay = 1.5  # the reflection's first model call is slow
-    cy = AgentKey.console("cy")
+    cy = console_agent("cy")
     async with open_app(make_settings()) as app:
         assert app.runtime is not None
         await start_heartbeats(app, [])

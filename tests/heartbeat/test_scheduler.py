@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from adapters.console import console_message
+from adapters.console import console_agent, console_message
 from bot.app import App, open_app, start_heartbeats
 from bot.core.events import AgentKey, utc_now
 from bot.core.privacy import unmarked
@@ -49,7 +49,7 @@ async def reflections_of(app: App, agent: AgentKey) -> int:
 
 async def test_jobs_survive_a_scheduler_restart(llm: ScriptedLLMServer, make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(MEMBOT_REFLECT_AFTER_MINUTES=0.03)  # 1.8 s: time to stop before it fires
-    dee = AgentKey.console("dee")
+    dee = console_agent("dee")
     async with open_app(settings) as app:
         assert app.runtime is not None and app.scheduler is not None
         await start_heartbeats(app, [])
@@ -71,7 +71,7 @@ async def test_jobs_survive_a_scheduler_restart(llm: ScriptedLLMServer, make_set
 async def test_two_schedulers_on_one_redis_run_each_firing_once(
     llm: ScriptedLLMServer, make_settings: Callable[..., Settings]
 ) -> None:
-    agents = [AgentKey.console(f"user{i}") for i in range(6)]
+    agents = [console_agent(f"user{i}") for i in range(6)]
     async with open_app(make_settings()) as app:
         assert app.runtime is not None
         first = await start_heartbeats(app, [])
@@ -114,7 +114,7 @@ async def test_two_membot_run_processes_share_one_redis_and_reflect_once(
     llm: ScriptedLLMServer, make_settings: Callable[..., Settings], tmp_path: Path, redis_client: aioredis.Redis
 ) -> None:
     settings = make_settings()
-    agents = [AgentKey.console(f"p{i}") for i in range(4)]
+    agents = [console_agent(f"p{i}") for i in range(4)]
     async with open_app(settings) as app:  # conversations from a `membot chat`: no scheduler is running
         assert app.runtime is not None
         for agent in agents:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from adapters.console import console_agent
 from bot.core.events import AgentKey, Scope
 from bot.core.memory_types import RecallEntry
 
-ALICE = AgentKey.console("alice")
+ALICE = console_agent("alice")
 BOB = AgentKey("discord", "guild1", "bob")
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import pytest
 from redis.crc import key_slot
 
+from adapters.console import console_agent
 from bot.core.events import AgentKey
 from memory.redis.keys import RedisKeys
 
 KEYS = RedisKeys("membot-slots")
-AGENTS = [AgentKey("discord", "123", "456"), AgentKey("slack", "T0", "U1"), AgentKey.console("sam")]
+AGENTS = [AgentKey("discord", "123", "456"), AgentKey("slack", "T0", "U1"), console_agent("sam")]
 
 
 def slot(key: str) -> int:
@@ -85,8 +86,8 @@ def test_each_shared_operation_uses_one_slot(operation: str) -> None:
 def test_agents_spread_over_the_cluster_and_global_keys_are_written_apart() -> None:
     """The hash tag is the agent, not the prefix: agents land on many slots. The global indexes are not in an
     agent's slot, which is why the stores change them in commands of their own."""
-    agents = [AgentKey.console(f"user{i}") for i in range(50)]
+    agents = [console_agent(f"user{i}") for i in range(50)]
     assert len({slot(KEYS.core_blocks(agent)) for agent in agents}) > 40
-    sam = AgentKey.console("sam")
+    sam = console_agent("sam")
     assert slot(KEYS.agents()) != slot(KEYS.core_blocks(sam))
     assert slot(KEYS.activity_index()) != slot(KEYS.activity(sam))

@@ -145,14 +145,14 @@ async def test_a_killed_holder_frees_the_agent_within_one_lease(
     script = textwrap.dedent(
         f"""
         import asyncio, redis.asyncio as aioredis
-        from bot.core.events import AgentKey
+        from adapters.console import console_agent
         from memory.redis.keys import RedisKeys
         from memory.redis.locks import RedisAgentLocks
 
         async def main():
             client = aioredis.Redis.from_url({redis_url!r})
             locks = RedisAgentLocks(client, RedisKeys({key_prefix!r}), lease_seconds=1.5, renew_seconds=0.5)
-            async with locks.hold(AgentKey.console("alice")):
+            async with locks.hold(console_agent("alice")):
                 print("held", flush=True)
                 await asyncio.sleep(60)
 

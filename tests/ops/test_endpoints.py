@@ -10,9 +10,8 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters.console import console_message
+from adapters.console import console_agent, console_message
 from bot.app import App, open_app
-from bot.core.events import AgentKey
 from bot.ops.metrics import Metrics
 from bot.ops.serve import serve
 from tests.ops.helpers import free_port, redis_server
@@ -75,7 +74,7 @@ async def test_healthz_reports_each_component_and_metrics_count_a_turn(
         await app.runtime.handle(console_message("mia", "remember: Mia plays the cello"), sink)
         await app.runtime.handle(console_message("mia", "hello"), sink)
         assert sink.messages == ["Got it, I'll remember that.", "echo: hello"]
-        assert await app.stores.outbox.wait_indexed(AgentKey.console("mia"), within=10)
+        assert await app.stores.outbox.wait_indexed(console_agent("mia"), within=10)
 
         async with session.get(f"{base}/metrics") as response:
             assert response.status == 200

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from adapters.console import console_message
+from adapters.console import console_agent, console_message
+from adapters.keys import person_of
 from bot.app import App, open_app, start_heartbeats
 from bot.core.events import AgentKey
 from bot.core.memory_types import ProactivePrefs
@@ -24,7 +25,7 @@ from tests.ops.helpers import LocalRedisCluster, redis_cluster
 from tests.scenario import RecordingSink, eventually, settings_for
 from tests.standins.llm_server import ScriptedLLMServer
 
-SAM, ANN = AgentKey.console("sam"), AgentKey.console("ann")
+SAM, ANN = console_agent("sam"), console_agent("ann")
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +119,9 @@ async def test_membot_runs_on_a_redis_cluster_and_erases_a_user_from_every_maste
 
         # the rest of what an erase must find: rate-limit and dedupe flags, proactive choice and counter, a summary
         stores = app.stores
-        assert await stores.throttle.allow(SAM.person, 5) and await stores.throttle.first_time(SAM.person, "ev-1")
+        assert await stores.throttle.allow(person_of(SAM), 5) and await stores.throttle.first_time(
+            person_of(SAM), "ev-1"
+        )
         await stores.activity.set_proactive_prefs(SAM, ProactivePrefs(enabled=True, quiet_hours="none"))
         assert await stores.activity.take_proactive_slot(SAM, "2030-01-01", 2)
         await stores.working.evict(SAM, 1, "Sam and membot talked about teal.", "Sam talked about teal.")

@@ -1,0 +1,71 @@
+"""Admission: the one gate every platform message passes before its turn (dedupe, rate limit, the limit notice).
+
+Adapters call :func:`admit` with the person (their platform's ``person_of``) and the ids under which the platform may
+deliver the same message twice; it answers whether the message is new, a duplicate or over the person's limit,
+and tells an over-the-limit person once per minute (not once per extra message). During a store outage the
+throttle given here fails open (``OutageTolerantThrottle``), so admission never loses a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Protocol
+
+from bot.core.events import OutboundReply, ReplyKind
+from bot.core.ports import ReplySink
+
+log = logging.getLogger(__name__)
+
+RATE_LIMIT_NOTICE = (
+    "You're sending messages faster than I can keep up with (at most {limit} a minute), so I'm skipping them "
+    "until the minute is over. Please send this one again in a moment."
+)
+NOTICE_FLAG_SECONDS = 120  # the once-a-minute notice flag outlives its minute
+
+
+class AdmissionThrottle(Protocol):
+    """The two checks admission asks of the shared store (the ``Throttle`` port without export and erase)."""
+
+    async def allow(self, person: str, per_minute: int) -> bool:
+        """Count one message of ``person`` in the current minute; False once over ``per_minute``."""
+        ...
+
+    async def first_time(self, person: str, event_id: str, ttl_seconds: int = 86_400) -> bool:
+        """Set a flag for ``event_id``; True only for the first caller."""
+        ...
+
+
+class Verdict(StrEnum):
+    ADMITTED = "admitted"  # first delivery, within the limit: run the turn
+    DUPLICATE = "duplicate"  # seen before under one of its ids: drop silently
+    RATE_LIMITED = "rate_limited"  # over the limit: dropped, the person was told (once a minute)
+
+
+async def admit(
+    throttle: AdmissionThrottle,
+    person: str,
+    dedupe_ids: Sequence[str],
+    per_minute: int,
+    sink: ReplySink,
+    reply_to: str | None,
+) -> Verdict:
+    """Decide whether a message of ``person`` runs a turn; empty ids in ``dedupe_ids`` are skipped.
+
+    Every id is checked in order (a platform may deliver one message under two ids, e.g. Slack's event id and
+    its ``app_mention``/``message`` twins); the first one seen before makes the message a duplicate, which is
+    neither counted against the limit nor told.
+    """
+    for dedupe_id in dedupe_ids:
+        if dedupe_id and not await throttle.first_time(person, dedupe_id):
+            log.info("duplicate delivery ignored", extra={"dedupe_id": dedupe_id})
+            return Verdict.DUPLICATE
+    if await throttle.allow(person, per_minute):
+        return Verdict.ADMITTED
+    log.info("rate limited", extra={"subject": person})
+    minute = int(time.time() // 60)
+    if await throttle.first_time(person, f"rate-notice:{minute}", NOTICE_FLAG_SECONDS):
+        await sink.send(OutboundReply(RATE_LIMIT_NOTICE.format(limit=per_minute), ReplyKind.NOTICE, reply_to))
+    return Verdict.RATE_LIMITED
