@@ -199,7 +199,8 @@ class ReplySink(Protocol):
 class Throttle(Protocol):
     """Per-person rate limits and once-only handling of platform events, shared by every process.
 
-    ``person`` is the sender as ``adapters.keys.person_of`` names it, so that everything kept about a person can be erased.
+    ``person`` is the sender as ``adapters.keys.person_of`` names it, so that everything kept about a person can
+    be erased.
     """
 
     async def allow(self, person: str, per_minute: int) -> bool:

@@ -129,7 +129,7 @@ class RedisKeys:
         return self._agent("quarantine", agent)
 
     def rate_limit(self, person: str, window: int) -> str:
-        """Counter: messages of ``person`` (``adapters.keys.person_of``) in the one-minute window numbered ``window``."""
+        """Counter: messages of ``person`` (``adapters.keys.person_of``) in the one-minute window ``window``."""
         return f"{self.prefix}:rate:{person}:{window}"
 
     def inbound_seen(self, person: str, event_id: str) -> str:
