@@ -10,6 +10,7 @@ from bot.admin.memory import UnknownAgent
 from bot.core.events import AgentKey
 from tests.discord.conftest import DiscordHarness
 from tests.discord.helpers import MENTION, answer_to
+from tests.scenario import eventually
 from tests.standins.discord_server import (
     ALICE,
     BOB,
@@ -28,9 +29,17 @@ BOB_HERE = AgentKey("discord", str(GUILD_ID), BOB["id"])
 
 
 async def introduce(harness: DiscordHarness, who: Payload, name: str) -> None:
-    """``who`` tells membot their name in #general, so their server agent has core memory."""
+    """``who`` tells membot their name in #general, so their server agent has core memory; returns once both
+    messages are indexed (a count read while the indexer is between its upsert and its acknowledgement counts a
+    message twice, for a moment)."""
     sent = await harness.discord.send_message(who, f"{MENTION} my name is {name}", channel_id=GENERAL, mentions=(BOT,))
     await answer_to(harness.discord, sent)
+    outbox = harness.app.stores.outbox
+
+    async def indexed() -> bool:
+        return await outbox.waiting() == 0
+
+    await eventually(indexed, what="the conversation to be indexed")
 
 
 async def responses(discord_api: DiscordStandIn, interaction: Payload, count: int) -> list[RestCall]:

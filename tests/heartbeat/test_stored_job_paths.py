@@ -10,7 +10,7 @@ import redis as syncredis
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from adapters.console import console_message
+from adapters.console import console_agent, console_message
 from bot.app import open_app, start_heartbeats
 from bot.core.events import AgentKey, utc_now
 from bot.ops import scheduler
@@ -54,7 +54,7 @@ async def test_a_job_stored_under_the_old_module_path_is_read_and_runs_the_same_
 async def test_a_job_stored_under_the_old_module_path_runs_on_the_scheduler_that_fires_it(
     llm: ScriptedLLMServer, make_settings: Callable[..., Settings]
 ) -> None:
-    dee = AgentKey.console("dee")
+    dee = console_agent("dee")
     async with open_app(make_settings(MEMBOT_REFLECT_AFTER_MINUTES=0.03)) as app:
         assert app.runtime is not None
         running = await start_heartbeats(app, [])
