@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from bot.app import start_heartbeats
 from bot.core.events import Scope
+from tests.isolation.scan import dump
 from tests.scenario import eventually
 from tests.slack.conftest import ADA, ANN, BOB, MakeSlack
 from tests.slack.harness import SlackHarness, all_text, buttons
@@ -21,27 +22,6 @@ NOTES = b"# Ann's notes\n\nAnn keeps bees on the roof of her building.\n"
 async def _answer(slack: SlackHarness, response_url: str) -> dict[str, Any]:
     await slack.settle()
     return slack.responses(response_url)[-1]
-
-
-async def dump(redis: aioredis.Redis, key: bytes) -> str:
-    """Everything a key holds, as text (whatever its type), to search for a person's traces."""
-    kind = (await redis.type(key)).decode()
-    value: Any
-    if kind == "string":
-        value = await redis.get(key)
-    elif kind == "hash":
-        value = await redis.hgetall(key)
-    elif kind == "list":
-        value = await redis.lrange(key, 0, -1)
-    elif kind == "set":
-        value = await redis.smembers(key)
-    elif kind == "zset":
-        value = await redis.zrange(key, 0, -1, withscores=True)
-    elif kind == "stream":
-        value = await redis.xrange(key)
-    else:
-        value = kind
-    return repr(value)
 
 
 async def traces_in_redis(redis: aioredis.Redis, prefix: str, needle: str) -> dict[str, str]:
