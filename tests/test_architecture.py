@@ -35,7 +35,7 @@ ADAPTERS_MAY_USE = {
     "bot.ops.connections",  # reporting the platform connection for /healthz
     "bot.ops.deployment",  # Discord shards (moves into the Discord adapter, issue #14 item 4)
 }
-MEMORY_MAY_USE = CORE_PUBLIC_TYPES | {"bot.llm.types"}
+MEMORY_MAY_USE = CORE_PUBLIC_TYPES | {"bot.llm.types", "bot.core.tasks"}  # tasks: stopping loops reliably
 
 
 def _module_name(path: Path) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 
 from bot.core.events import InboundMessage, OutboundReply, ReplyAddress, ReplyKind
 from bot.core.ports import ChannelModes, JournalEntry, MessageJournal, PlatformAdapter, ReplySink, Throttle
+from bot.core.tasks import cancel_requested, stop_task
 
 __all__ = [
     "STORE_DOWN_NOTICE",
@@ -177,9 +178,7 @@ class OutageBridge:
         """Stop replaying and close the journal (what is left stays in it for the next start)."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task, within=5.0)
         self._journal.close()
 
     def _kick(self) -> None:
@@ -189,7 +188,7 @@ class OutageBridge:
     async def _replay(self) -> None:
         _REPLAYING.set(True)  # this task's context only
         wait = self._first_wait
-        while (entries := await self._journal.pending()) or self._down:
+        while not cancel_requested() and ((entries := await self._journal.pending()) or self._down):
             if not await self._store_answers():
                 await asyncio.sleep(wait)
                 wait = min(self._max_wait, wait * 2)

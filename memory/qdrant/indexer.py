@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from redis.exceptions import ResponseError
 
 from bot.core.memory_types import RecallEntry
+from bot.core.tasks import cancel_requested, stop_task
 from memory.qdrant.indexer_health import IndexerHealth
 from memory.redis.client import ANY_REDIS_ERROR
 from memory.redis.outbox import OutboxItem, RecallOutbox
@@ -120,16 +121,14 @@ class RecallIndexer:
             log.warning("recall indexer stopped before the outbox was empty; the rest is indexed on the next start")
         finally:
             if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await stop_task(task, within=5.0)
         with contextlib.suppress(*ANY_REDIS_ERROR):
             await self._outbox.close_consumer(self._consumer)
 
     async def _run(self) -> None:
         reclaim_at = 0.0
         first = True
-        while True:
+        while not cancel_requested():  # see bot.core.tasks
             try:
                 if time.monotonic() >= reclaim_at:
                     idle = 0 if first and self._exclusive else self._lease_ms

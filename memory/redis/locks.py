@@ -25,6 +25,7 @@ from contextlib import AbstractAsyncContextManager
 
 from bot.core.events import AgentKey
 from bot.core.memory_types import Fence
+from bot.core.tasks import cancel_requested, stop_task
 from memory.redis.client import ANY_REDIS_ERROR, AsyncRedis
 from memory.redis.keys import RedisKeys
 
@@ -136,9 +137,9 @@ class RedisAgentLocks:
                 try:
                     yield fence
                 finally:
-                    watchdog.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await watchdog
+                    # at most one renewal period: a renewal stuck behind a slow server must not hold up the turn
+                    # (releasing the lock makes a late renewal fail, which ends the watchdog)
+                    await stop_task(watchdog, within=self._renew_every)
                     await self._release(fence)
             finally:
                 local.lock.release()
@@ -181,13 +182,15 @@ class RedisAgentLocks:
     async def _keep(self, fence: Fence) -> None:
         """Renew the lease every ``renew_seconds`` while the lock is held; stop once it is lost."""
         lease_ms = int(self._lease * 1000)
-        while True:
+        while not cancel_requested():  # see bot.core.tasks
             await asyncio.sleep(self._renew_every)
             try:
                 renewed = await self._renew_script(keys=[self._keys.lock(fence.agent)], args=[fence.token, lease_ms])
-            except ANY_REDIS_ERROR as exc:  # a blip: the lease may still last, try again next round
+            except ANY_REDIS_ERROR as exc:
+                if cancel_requested():
+                    raise asyncio.CancelledError from exc
                 log.warning("could not renew the lock of agent %s: %s", fence.agent, exc)
-                continue
+                continue  # a blip: the lease may still last, try again next round
             if not renewed:
                 log.error(
                     "lost the lock of agent %s (holding %s): its lease expired before it was renewed; this turn's "

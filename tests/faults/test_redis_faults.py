@@ -193,11 +193,6 @@ def test_a_redis_restart_between_two_messages_is_invisible(
     ]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open bug found at the end of session 3: after the merges, a turn that starts while Redis is paused for "
-    "8 s can stay stuck after SIGCONT (no answer within 60 s); it passed on its own branch",
-)
 def test_a_redis_paused_for_8s_only_delays_the_answer(
     env: dict[str, str], tmp_path: Path, owned_redis: OwnedRedis, start_chat: Callable[[str], Chat]
 ) -> None:

@@ -45,7 +45,9 @@ async def test_a_sentinel_failover_between_two_messages_only_delays_the_answer(
         finally:
             watcher.close()
         url = f"redis+sentinel://127.0.0.1:{sentinel_port}/membot/0"
-        settings = settings_for(llm, "anthropic", key_prefix, data_dir, REDIS_URL=url)
+        # A failover usually takes 2-3 s here, but when the Sentinel finds no replica fit to promote at its first
+        # try it tries again after 2 x failover-timeout (10 s): the budget covers that, as a deployment's must.
+        settings = settings_for(llm, "anthropic", key_prefix, data_dir, REDIS_URL=url, MEMBOT_REDIS_RETRY_SECONDS=30)
         async with open_app(settings) as app:
             assert app.runtime is not None
             sink = RecordingSink()
