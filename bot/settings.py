@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     admin_ids: str = Field("", alias="MEMBOT_ADMIN_IDS")
     rate_limit_per_minute: int = Field(20, alias="MEMBOT_RATE_LIMIT_PER_MINUTE", ge=1)
     log_level: str = Field("WARNING", alias="MEMBOT_LOG_LEVEL")
+    log_format: Literal["console", "json"] = Field("console", alias="MEMBOT_LOG_FORMAT")
 
     http_host: str = Field("127.0.0.1", alias="MEMBOT_HTTP_HOST")
     http_port: int | None = Field(8080, alias="MEMBOT_HTTP_PORT", ge=0, le=65535)

@@ -3,6 +3,15 @@
 # redis-server (installing Debian's package first when it is missing). Used by `make chat` and by CI.
 set -euo pipefail
 
+# REDIS_URL and MEMBOT_DATA_DIR come from the environment, else from ./.env (as membot itself reads them).
+from_dotenv() {
+  [ -f .env ] || return 0
+  sed -n "s/^[[:space:]]*\(export[[:space:]]\+\)\?$1[[:space:]]*=[[:space:]]*//p" .env | tail -n 1 \
+    | sed -e 's/[[:space:]]\+#.*$//' -e 's/^"\(.*\)"$/\1/' -e "s/^'\(.*\)'$/\1/"
+}
+REDIS_URL="${REDIS_URL:-$(from_dotenv REDIS_URL)}"
+MEMBOT_DATA_DIR="${MEMBOT_DATA_DIR:-$(from_dotenv MEMBOT_DATA_DIR)}"
+
 url="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 hostport="${url#*://}"; hostport="${hostport##*@}"; hostport="${hostport%%/*}"
 host="${hostport%%:*}"; port="${hostport##*:}"
@@ -29,8 +38,8 @@ if ! command -v redis-server >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
-# membot's data directory: MEMBOT_DATA_DIR, else the per-user one (bot/datadir.py; ~/.local/share/membot on Linux)
-default_dir="$(.venv/bin/python -c 'from bot.datadir import default_data_dir; print(default_data_dir())' 2>/dev/null \
+# membot's data directory: MEMBOT_DATA_DIR, else the per-user one (bot/ops/data_dir.py; ~/.local/share/membot on Linux)
+default_dir="$(.venv/bin/python -c 'from bot.ops.data_dir import default_data_dir; print(default_data_dir())' 2>/dev/null \
   || echo "${XDG_DATA_HOME:-$HOME/.local/share}/membot")"
 dir="${MEMBOT_DATA_DIR:-$default_dir}/redis"
 if [ -z "${MEMBOT_DATA_DIR:-}" ] && [ ! -d "$dir" ] && [ -d ./data/redis ]; then  # the old default, ./data

@@ -226,3 +226,19 @@ def test_memory_forget_removes_the_words_everywhere(env: dict[str, str], tmp_pat
     assert "4711" not in exported and "Name: Fred" in exported
     nothing = membot(["memory", "forget", "console:fred", "bank PIN", "--yes"], env, tmp_path)
     assert nothing.returncode == 0 and "nothing of console:fred matches" in nothing.stdout
+
+
+def test_json_logs_are_one_object_per_line_and_an_unknown_format_is_refused(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    logged = {**env, "MEMBOT_LOG_LEVEL": "INFO", "MEMBOT_LOG_FORMAT": "json"}
+    result = membot(["chat", "--user", "jay"], logged, tmp_path, b"hello there\n")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert any(r["event"] == "turn done" and r["agent"] == "console:jay" for r in records), result.stderr
+    assert all({"event", "level", "timestamp", "logger"} <= r.keys() for r in records)
+    assert "hello there" not in result.stderr  # message bodies never at INFO
+
+    refused = membot(["chat", "--user", "jay"], {**env, "MEMBOT_LOG_FORMAT": "xml"}, tmp_path, b"hi\n")
+    assert refused.returncode == 2 and "MEMBOT_LOG_FORMAT" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -40,7 +40,7 @@ def command_settings() -> Settings:
         settings = load_settings()
     except ConfigError as exc:
         raise fail(str(exc), 2) from None
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     settings, notice = adopt_legacy_data_dir(settings)
     if notice:
         err.print(f"membot: {notice}", highlight=False, soft_wrap=True)

@@ -11,8 +11,9 @@ import sys
 import structlog
 
 
-def configure_logging(level: str = "WARNING") -> None:
-    """Route stdlib and structlog records through one structlog formatter on stderr."""
+def configure_logging(level: str = "WARNING", log_format: str = "console") -> None:
+    """Route stdlib and structlog records through one structlog formatter on stderr: one readable line per record
+    (``console``), or one JSON object per line for log shippers (``json``; exceptions as a ``exception`` field)."""
     processors: list[structlog.types.Processor] = [
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
@@ -23,7 +24,7 @@ def configure_logging(level: str = "WARNING") -> None:
         foreign_pre_chain=processors,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.dev.ConsoleRenderer(colors=False),
+            *_renderers(log_format),
         ],
     )
     handler = logging.StreamHandler(sys.stderr)
@@ -38,3 +39,11 @@ def configure_logging(level: str = "WARNING") -> None:
         logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
+
+
+def _renderers(log_format: str) -> list[structlog.types.Processor]:
+    if log_format == "json":
+        return [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+    if log_format == "console":
+        return [structlog.dev.ConsoleRenderer(colors=False)]
+    raise ValueError(f"unknown log format {log_format!r}; use console or json")
