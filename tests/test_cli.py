@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -242,3 +243,17 @@ def test_json_logs_are_one_object_per_line_and_an_unknown_format_is_refused(
     refused = membot(["chat", "--user", "jay"], {**env, "MEMBOT_LOG_FORMAT": "xml"}, tmp_path, b"hi\n")
     assert refused.returncode == 2 and "MEMBOT_LOG_FORMAT" in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_membot_run_answers_piped_lines_and_goes_on_when_its_http_port_is_busy(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = membot(["run", "--user", "pia"], {**env, "MEMBOT_HTTP_PORT": str(port)}, tmp_path, b"hi there\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "membot> echo: hi there"
+    assert f"Cannot serve /healthz and /metrics on 127.0.0.1:{port}" in result.stderr
+    assert "Chatting on without them" in result.stderr and "Traceback" not in result.stderr

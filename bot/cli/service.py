@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import stat
 import sys
 from typing import Annotated
 
@@ -102,14 +104,15 @@ def run(
 ) -> None:
     """Start every chat platform whose credentials are set, plus the heartbeat scheduler (Ctrl-C stops).
 
-    With no platform configured and a terminal attached, a console chat runs beside the scheduler instead.
+    With no platform configured and a terminal attached (or lines piped in), a console chat runs beside the
+    scheduler instead; the end of its input stops membot.
     """
     from adapters.console import run_console
     from bot.ops.serve import serve
 
     key = parse_agent_key(f"console:{console_name(user)}")
     settings = stores_settings()
-    interactive = sys.stdin.isatty() and not (settings.discord_token or settings.slack_bot_token)
+    interactive = _console_input() and not (settings.discord_token or settings.slack_bot_token)
 
     async def work() -> int:
         async with open_app(settings) as running:
@@ -126,6 +129,15 @@ def run(
             return await serve(running, notify, console=console if interactive else None)
 
     raise typer.Exit(run_work(work))
+
+
+def _console_input() -> bool:
+    """Whether stdin brings messages: a terminal, a pipe or a file (not /dev/null, as under a service manager)."""
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (OSError, ValueError):  # no stdin at all
+        return False
+    return sys.stdin.isatty() or stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
 
 
 @jobs_app.command("list")

@@ -74,7 +74,10 @@ async def serve(
         app.health.add("scheduler", scheduler_check(scheduler))
         app.health.watch(app.services.connections, app.settings.health_grace_seconds)
         try:
-            ops = await start_ops_endpoints(app, adapters)  # after the scheduler: /healthz checks it from the start
+            # after the scheduler: /healthz checks it from the start; a console chat goes on without the endpoints
+            ops = await start_ops_endpoints(
+                app, adapters, notify=notify if console is not None and not adapters else None
+            )
             with _stop_on_signals(stop, force):
                 if topology.several_processes:
                     notify(f"this process is {topology.describe()}; they share Redis and the Qdrant server")
@@ -126,9 +129,14 @@ def scheduler_check(scheduler: HeartbeatScheduler) -> Check:
     return check
 
 
-async def start_ops_endpoints(app: App, adapters: Sequence[PlatformAdapter]) -> OpsServer | None:
+async def start_ops_endpoints(
+    app: App, adapters: Sequence[PlatformAdapter], notify: Callable[[str], None] | None = None
+) -> OpsServer | None:
     """Mount /healthz and /metrics on adapters with an HTTP server (Slack HTTP mode), and serve them on
-    ``MEMBOT_HTTP_HOST:MEMBOT_HTTP_PORT`` unless that is one of those servers or the port is empty (off)."""
+    ``MEMBOT_HTTP_HOST:MEMBOT_HTTP_PORT`` unless that is one of those servers or the port is empty (off).
+
+    A port that cannot be served stops membot with a ConfigError (a deployment relies on its health checks),
+    unless ``notify`` is given (a console chat): then it is told and membot goes on without the endpoints."""
     settings = app.settings
     routes = ops_routes(app.health, app.metrics)
     mounted = {address for a in adapters if isinstance(a, HttpMountable) and (address := a.mount(routes))}
@@ -138,8 +146,12 @@ async def start_ops_endpoints(app: App, adapters: Sequence[PlatformAdapter]) -> 
     try:
         await server.start()
     except OSError as exc:
-        raise ConfigError(
-            f"Cannot serve /healthz and /metrics on {settings.http_host}:{settings.http_port} ({exc.strerror or exc}). "
-            "Set MEMBOT_HTTP_PORT to a free port, or leave it empty to turn these endpoints off."
-        ) from None
+        problem = (
+            f"Cannot serve /healthz and /metrics on {settings.http_host}:{settings.http_port} ({exc.strerror or exc})."
+        )
+        fix = "Set MEMBOT_HTTP_PORT to a free port, or leave it empty to turn these endpoints off."
+        if notify is None:
+            raise ConfigError(f"{problem} {fix}") from None
+        notify(f"{problem} Chatting on without them. {fix}")
+        return None
     return server

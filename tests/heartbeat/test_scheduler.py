@@ -132,6 +132,7 @@ async def test_two_membot_run_processes_share_one_redis_and_reflect_once(
                 *[sys.executable, "-m", "bot", "run"],
                 env={**env, "MEMBOT_DATA_DIR": str(data)},
                 cwd=tmp_path,
+                stdin=asyncio.subprocess.DEVNULL,  # as under a service manager: no console chat
                 stderr=asyncio.subprocess.PIPE,
             )
         )
