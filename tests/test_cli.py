@@ -257,3 +257,33 @@ def test_membot_run_answers_piped_lines_and_goes_on_when_its_http_port_is_busy(
     assert result.stdout.strip() == "membot> echo: hi there"
     assert f"Cannot serve /healthz and /metrics on 127.0.0.1:{port}" in result.stderr
     assert "Chatting on without them" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_version_agents_list_and_memory_search(env: dict[str, str], tmp_path: Path) -> None:
+    version = membot(["--version"], env, tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("membot "), version.stderr
+
+    lines = b"my bike is a green Gazelle\nremember: Vic rides to work\n"
+    said = membot(["chat", "--user", "vic"], env, tmp_path, lines)
+    assert said.returncode == 0, said.stderr
+
+    listed = membot(["agents", "list", "--json"], env, tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    [vic] = [row for row in json.loads(listed.stdout) if row["agent"] == "console:vic"]
+    assert vic["recall"] == 4 and vic["archival"] == 1
+    table = membot(["agents", "list"], env, tmp_path)
+    assert "console:vic" in table.stdout
+
+    found = membot(["memory", "search", "console:vic", "green bike", "--json"], env, tmp_path)
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)
+    recalled = {hit["text"] for hit in hits if hit["kind"] == "recall"}
+    assert {"my bike is a green Gazelle", "echo: my bike is a green Gazelle"} <= recalled
+    assert any(hit["kind"] == "archival" and hit["text"] == "Vic rides to work" for hit in hits)
+    shown = membot(["memory", "search", "console:vic", "Gazelle"], env, tmp_path)
+    assert "my bike is a green Gazelle" in shown.stdout
+
+    unknown = membot(["memory", "search", "console:nobody", "bike"], env, tmp_path)
+    assert unknown.returncode == 1 and "no memory is stored for console:nobody" in unknown.stderr
+    empty = membot(["memory", "search", "console:vic", "  "], env, tmp_path)
+    assert empty.returncode == 2 and "give some words" in empty.stderr

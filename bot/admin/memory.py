@@ -117,6 +117,10 @@ class MemoryAdmin:
         self._throttle = throttle
         self._person_of = person_of  # the platform's rule: whom rate limits and dedupe flags name
 
+    async def agents(self) -> list[AgentKey]:
+        """Every agent with core memory, sorted."""
+        return await self.core.agents()
+
     async def require(self, agent: AgentKey) -> None:
         """Raise UnknownAgent when nothing is stored for ``agent``."""
         if (

@@ -46,6 +46,10 @@ class CoreAdmin(Protocol):
 
     async def exists(self, agent: AgentKey) -> bool: ...
 
+    async def agents(self) -> list[AgentKey]:
+        """Every agent that has core memory, sorted."""
+        ...
+
     async def last_modified(self, agent: AgentKey) -> datetime | None: ...
 
     async def version(self, agent: AgentKey) -> int:

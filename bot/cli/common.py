@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import getpass
 from collections.abc import Awaitable, Callable
+from importlib.metadata import version
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -21,6 +22,8 @@ from bot.settings import ConfigError, Settings, load_settings
 from bot.stores import ServiceUnavailable, storage_failure
 
 app = typer.Typer(help="membot: a chat companion with long-term memory.", no_args_is_help=True, add_completion=False)
+agents_app = typer.Typer(help="See whom membot remembers.", no_args_is_help=True)
+app.add_typer(agents_app, name="agents")
 memory_app = typer.Typer(help="See, export, repair or erase what membot remembers about someone.", no_args_is_help=True)
 app.add_typer(memory_app, name="memory")
 jobs_app = typer.Typer(help="See the scheduled heartbeat jobs.", no_args_is_help=True)
@@ -28,6 +31,21 @@ app.add_typer(jobs_app, name="jobs")
 
 err = Console(stderr=True)
 T = TypeVar("T")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"membot {version('membot')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool, typer.Option("--version", help="Print membot's version and exit.", callback=_print_version, is_eager=True)
+    ] = False,
+) -> None:
+    """membot: a chat companion with long-term memory."""
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
