@@ -7,7 +7,7 @@ Nothing else in ``bot/`` imports ``memory/`` or ``adapters/`` (but ``bot/stores.
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -243,12 +243,27 @@ def build_adapters(services: Services) -> list[PlatformAdapter]:
     return adapters
 
 
+def platform_checks(settings: Settings) -> list[tuple[str, Callable[[], Awaitable[str]]]]:
+    """``membot doctor``'s checks of each configured platform's credentials, against the platform itself."""
+    checks: list[tuple[str, Callable[[], Awaitable[str]]]] = []
+    if settings.discord_token:
+        from adapters.discord.credentials import check_discord_token
+
+        checks.append(("discord", lambda: check_discord_token(settings)))
+    if settings.slack_bot_token:
+        from adapters.slack.credentials import check_slack_tokens
+
+        checks.append(("slack", lambda: check_slack_tokens(settings)))
+    return checks
+
+
 __all__ = [
     "App",
     "build_adapters",
     "build_model",
     "open_app",
     "outage_bridge",
+    "platform_checks",
     "resume_journal",
     "start_heartbeats",
 ]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bot.app import build_model
+from bot.app import build_model, platform_checks
+from bot.core.prompts import load_prompt
+from bot.llm.types import ChatMessage, SystemPrompt
 from bot.ops.data_dir import DataDirError, check_data_dir
 from bot.settings import ConfigError, Settings
 from bot.stores import ServiceUnavailable, Stores, connect_redis, open_stores
@@ -25,17 +27,38 @@ async def _indexer_state(stores: Stores, within: float = 3.0) -> tuple[bool, str
     return True, "healthy" if not waiting else f"healthy, still indexing ({waiting} waiting)"
 
 
+async def _language_model(settings: Settings, within: float = 30.0) -> Check:
+    """Ask the configured model for a few tokens: the key, the model name and the server are all checked."""
+    try:
+        settings.check_llm()
+        model = build_model(settings)
+    except ConfigError as exc:
+        return "language model", False, str(exc)
+    base = settings.anthropic_base_url if settings.resolved_provider() == "anthropic" else settings.openai_base_url
+    name = f"{settings.resolved_provider()} {settings.resolved_model()}" + (f" via {base}" if base else "")
+    system, ping = SystemPrompt(load_prompt("connection_check")), [ChatMessage("user", "ping")]
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(within):
+            await model.complete(system, ping, [], max_output_tokens=16)
+    except TimeoutError:
+        return "language model", False, f"{name} did not answer within {within:g}s"
+    except Exception as exc:  # ModelError and what the SDK raised: say it in one line
+        return "language model", False, f"{name} failed: {str(exc)[:300] or type(exc).__name__}"
+    finally:
+        await model.aclose()
+    return "language model", True, f"{name} answered in {time.monotonic() - started:.1f}s"
+
+
 async def run_checks(settings: Settings) -> list[Check]:
     """Each check as (name, ok, detail); later checks run even when earlier ones fail."""
     results: list[Check] = []
-    try:
-        settings.check_llm()
-        base = settings.anthropic_base_url if settings.resolved_provider() == "anthropic" else settings.openai_base_url
-        where = f" via {base}" if base else ""
-        results.append(("language model", True, f"{settings.resolved_provider()} {settings.resolved_model()}{where}"))
-        build_model(settings)
-    except ConfigError as exc:
-        results.append(("language model", False, str(exc)))
+    results.append(await _language_model(settings))
+    for name, check in platform_checks(settings):
+        try:
+            results.append((name, True, await check()))
+        except RuntimeError as exc:
+            results.append((name, False, str(exc)))
     try:
         redis = await connect_redis(settings)
         info = await redis.info("server")
