@@ -9,8 +9,10 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# CPU build of torch first, so sentence-transformers does not pull a CUDA build.
-	$(BIN)/pip install --quiet torch==2.13.0
+	# CPU build of torch first, so sentence-transformers does not pull the multi-GB CUDA build: from PyTorch's CPU
+	# index when it answers, else from the configured indexes (a mirror or a local wheel that is already CPU-only).
+	$(BIN)/pip install --quiet torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu --retries 0 --timeout 15 \
+		|| $(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
