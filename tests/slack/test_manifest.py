@@ -60,3 +60,14 @@ def test_events_command_home_and_interactivity(manifest: dict[str, Any]) -> None
     assert command["command"] == "/memory" and command["should_escape"] is True
     assert manifest["features"]["app_home"]["home_tab_enabled"] is True
     assert settings["socket_mode_enabled"] is True  # the default; HTTP mode is described in the file and README
+
+
+def test_the_usage_hint_names_every_memory_subcommand(manifest: dict[str, Any]) -> None:
+    source = (ROOT / "adapters" / "slack" / "commands.py").read_text(encoding="utf-8")
+    handled = set(re.findall(r'sub == "(\w+)"', source))
+    handled |= {word for group in re.findall(r"sub in \(([^)]*)\)", source) for word in re.findall(r'"(\w+)"', group)}
+    handled -= {"help"}
+    [command] = manifest["features"]["slash_commands"]
+    hinted = set(re.findall(r"[a-z]+", command["usage_hint"]))
+    assert handled and handled <= hinted, f"add {sorted(handled - hinted)} to the manifest's usage_hint"
+    assert len(command["usage_hint"]) <= 1000
