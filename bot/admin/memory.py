@@ -8,7 +8,7 @@ and private marks are in ``bot.admin.repair``. Who may call what is decided befo
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -227,19 +227,36 @@ class MemoryAdmin:
         self, agent: AgentKey, source_name: str, text: str, scope: Scope, *, cause: str
     ) -> ImportReport:
         """Cut a document into passages and insert them into archival memory; duplicates are counted, not stored."""
-        chunks = chunk_text(text)
+        texts = [f"From {source_name}:\n{chunk}" for chunk in chunk_text(text)]
+        return await self.import_passages(agent, source_name, texts, scope, cause=cause)
+
+    async def import_passages(
+        self,
+        agent: AgentKey,
+        source_name: str,
+        texts: Sequence[str],
+        scope: Scope,
+        *,
+        cause: str,
+        detail: Mapping[str, object] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> ImportReport:
+        """Insert passages into archival memory under the agent's lock, in order; a passage already stored (the
+        same text: a file imported again) is counted, not stored. ``progress`` is called after each passage; the
+        import is audited once, with ``detail``."""
         stored: list[str] = []
         async with self.lock(agent):
-            for chunk in chunks:
-                entry = ArchivalEntry(
-                    agent, f"From {source_name}:\n{chunk}", datetime.now(UTC), scope=scope, source="import"
-                )
+            for done, text in enumerate(texts, start=1):
+                entry = ArchivalEntry(agent, text, datetime.now(UTC), scope=scope, source="import")
                 result = await self._archival.insert(entry)
                 if result.stored:
                     stored.append(result.id)
-            detail = {"source": source_name, "chunks": len(chunks), "stored": len(stored), "ids": stored}
-            await self.audit.record(agent, AuditEntry(AuditKind.IMPORT, cause, detail=detail | {"scope": scope.value}))
-        return ImportReport(source_name, len(chunks), len(stored), len(chunks) - len(stored))
+                if progress is not None:
+                    progress(done)
+            record = {**(detail or {}), "source": source_name, "chunks": len(texts), "stored": len(stored)}
+            record |= {"ids": stored, "scope": scope.value}
+            await self.audit.record(agent, AuditEntry(AuditKind.IMPORT, cause, detail=record))
+        return ImportReport(source_name, len(texts), len(stored), len(texts) - len(stored))
 
     async def search(self, agent: AgentKey, query: str, context_scope: Scope) -> list[SearchHit]:
         """The best recall and archival matches for ``query`` (first page of each)."""
