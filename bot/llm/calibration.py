@@ -13,8 +13,11 @@ the same prompt, and the ratio is smoothed:
 - the typical deviation of a sample from the estimate is smoothed too, and the factor is the estimate plus twice
   that deviation plus ``MARGIN``: when the ratio varies from prompt to prompt the budget keeps a matching headroom,
   when it is steady the headroom shrinks to the margin;
-- ratios are clamped to ``[MIN_FACTOR, MAX_FACTOR]`` and prompts under ``MIN_SAMPLE_TOKENS`` are ignored (framing
-  dominates them), so a server reporting nonsense (zero, or a constant) cannot drive the budget anywhere absurd.
+- ratios outside ``[MIN_FACTOR, MAX_FACTOR]`` are not a tokenizer's difference but an accounting quirk (a server
+  that reports no usage, or, like Ollama, only the prompt tokens it had to evaluate after reusing its KV cache) and
+  are ignored, as are prompts under ``MIN_SAMPLE_TOKENS`` (framing dominates them); the factor stays in that range.
+  A quirk that stays inside it only pulls the estimate down slowly, and an overflow error that names the prompt's
+  size (``reported_prompt_tokens``) pushes it back up at once.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import re
 
 __all__ = ["MAX_FACTOR", "MIN_FACTOR", "TokenCalibration", "reported_prompt_tokens"]
 
-MIN_FACTOR = 0.5
+MIN_FACTOR = 0.7
 MAX_FACTOR = 2.5
 MIN_SAMPLE_TOKENS = 256
 RISE = 0.5
@@ -79,9 +82,11 @@ class TokenCalibration:
 
     def observe(self, raw: int, reported: int) -> None:
         """Take one call's raw estimate and the provider's count of the same prompt into account."""
-        if raw < MIN_SAMPLE_TOKENS or reported <= 0:
+        if raw < MIN_SAMPLE_TOKENS:
             return
-        ratio = _clamp(reported / raw)
+        ratio = reported / raw
+        if not MIN_FACTOR <= ratio <= MAX_FACTOR:
+            return
         if self.samples == 0:
             self._ratio = ratio
         else:
