@@ -97,33 +97,64 @@ async def test_full_tool_calling_turn(model: AnyModel, llm: ScriptedLLMServer) -
     assert seen.messages[2]["content"] == "1. Ann has two cats, Miso and Tofu."
 
 
+def _breakpoints(raw: dict[str, Any]) -> list[str]:
+    """Where the request's cache_control markers are, in cache order (tools, system, messages)."""
+    found = [f"tool {t['name']}" for t in raw["tools"] if "cache_control" in t]
+    found += [f"system {i}" for i, b in enumerate(raw["system"]) if "cache_control" in b]
+    for i, message in enumerate(raw["messages"]):
+        found += [f"message {i} block {j}" for j, b in enumerate(message["content"]) if "cache_control" in b]
+    return found
+
+
+STATUS = "[system] Status: now 2026-01-01 10:00 UTC. 3 messages in recall memory."
+CALL = ToolCall("toolu_1", "archival_memory_search", '{"query": "cats"}')
+CONVERSATION = [
+    ChatMessage("user", "do I have cats?"),
+    ChatMessage("assistant", "Searching.", (CALL,)),
+    ChatMessage("tool", "1. Ann has two cats.", tool_call_id=CALL.id, name=CALL.name),
+]
+
+
 async def test_anthropic_wire_shape_and_prompt_caching(llm: ScriptedLLMServer) -> None:
     model = make_model("anthropic", llm)
     try:
         await complete(model, [ChatMessage("user", "hi")])
+        system = SystemPrompt(SYSTEM.static, SYSTEM.dynamic, volatile=STATUS, cache_key="membot-abc")
+        await model.complete(system, CONVERSATION, TOOLS, max_output_tokens=256)
     finally:
         await model.aclose()
     raw = llm.requests[0].raw
     static, dynamic = raw["system"]
     assert static == {"type": "text", "text": SYSTEM.static, "cache_control": {"type": "ephemeral"}}
-    assert dynamic == {"type": "text", "text": SYSTEM.dynamic}
+    assert dynamic == {"type": "text", "text": SYSTEM.dynamic, "cache_control": {"type": "ephemeral"}}
     assert raw["tools"][0] == {
         "name": SEARCH.name,
         "description": SEARCH.description,
         "input_schema": SEARCH.parameters,
     }
-    assert "cache_control" not in raw["tools"][0]
-    assert raw["tools"][-1]["cache_control"] == {"type": "ephemeral"}
-    assert raw["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert _breakpoints(raw) == ["system 0", "system 1", "message 0 block 0"]  # static covers the tools
     assert raw["max_tokens"] == 256 and raw["model"] == "claude-test"
+
+    raw = llm.requests[1].raw
+    # the API's maximum of 4: instructions, core memory, and the last two messages before the status note
+    assert _breakpoints(raw) == ["system 0", "system 1", "message 1 block 1", "message 2 block 0"]
+    assert raw["messages"][-1]["content"][-1] == {"type": "text", "text": STATUS}, "the status note comes last"
+    assert raw["messages"][-1]["content"][0]["type"] == "tool_result"
+    assert "membot-abc" not in json.dumps(raw), "the cache key is OpenAI's"
+    assert llm.requests[1].status == STATUS and llm.requests[1].messages[-1]["role"] == "tool"
 
 
 async def test_openai_wire_shape(llm: ScriptedLLMServer) -> None:
     model = make_model("openai", llm)
+    keyed = OpenAIChatModel("gpt-test", "test-key", llm.openai_base_url, send_cache_key=True)
+    system = SystemPrompt(SYSTEM.static, SYSTEM.dynamic, volatile=STATUS, cache_key="membot-abc")
     try:
         await complete(model, [ChatMessage("user", "hi")])
+        await model.complete(system, [ChatMessage("user", "hi")], TOOLS, max_output_tokens=256)
+        await keyed.complete(system, CONVERSATION, TOOLS, max_output_tokens=256)
     finally:
         await model.aclose()
+        await keyed.aclose()
     raw = llm.requests[0].raw
     assert raw["messages"][0] == {"role": "system", "content": SYSTEM.text()}
     assert raw["messages"][1] == {"role": "user", "content": "hi"}
@@ -133,8 +164,16 @@ async def test_openai_wire_shape(llm: ScriptedLLMServer) -> None:
     }
     assert raw["max_tokens"] == 256  # a custom base_url gets the widely supported name
     official = OpenAIChatModel("gpt-test", "test-key")
-    assert official.max_tokens_param == "max_completion_tokens"
+    assert official.max_tokens_param == "max_completion_tokens" and official.send_cache_key
     await official.aclose()
+    # the status note ends the last user message, or follows a function result as a user message of its own
+    raw = llm.requests[1].raw
+    assert raw["messages"][-1] == {"role": "user", "content": f"hi\n\n{STATUS}"}
+    assert "prompt_cache_key" not in raw, "servers other than OpenAI may reject unknown fields"
+    assert llm.requests[1].messages[-1]["content"] == "hi" and llm.requests[1].status == STATUS
+    raw = llm.requests[2].raw
+    assert raw["messages"][-2]["role"] == "tool" and raw["messages"][-1] == {"role": "user", "content": STATUS}
+    assert raw["prompt_cache_key"] == "membot-abc"
 
 
 async def test_malformed_arguments_pass_through_and_go_back_safely(model: AnyModel, llm: ScriptedLLMServer) -> None:

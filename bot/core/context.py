@@ -8,6 +8,11 @@ Eviction target: the queue is cut to half of the room the fixed part of the prom
 memory, summary) leaves it. With a normal window that is about 50 % of the budget; with a tiny window it keeps
 eviction possible at all.
 
+Prompt caching: consecutive prompts of an agent share a byte-identical prefix (instructions, core memory, summary,
+the older queue) unless a memory edit or an eviction happened in between. What changes every call (the clock, the
+memory counts) is the status note, ``SystemPrompt.volatile``, which the providers send at the very end, after the
+last cache breakpoint. ``SystemPrompt.cache_key`` names the agent's cache (hashed, it carries no identity).
+
 Privacy: queue messages from a private context (a DM, the console, a heartbeat) are marked ``private``. A turn in
 a channel sees the queue without them, and the summary of only the public messages evicted, so what was said in a
 DM never reaches a channel's prompt (it matters on Slack, where one agent serves a user's DMs and channels).
@@ -15,6 +20,7 @@ DM never reaches a channel's prompt (it matters on Slack, where one agent serves
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -96,6 +102,12 @@ def render_for_summary(messages: Sequence[ChatMessage]) -> str:
     )
 
 
+def cache_key(agent: AgentKey, scope: Scope) -> str:
+    """The prompt cache an agent's prompts in ``scope`` share (a hash: it goes to the provider)."""
+    digest = hashlib.sha256(f"{agent}|{scope.value}".encode()).hexdigest()
+    return f"membot-{digest[:32]}"
+
+
 class EvictionMetrics(Protocol):
     """Where evictions are counted (``bot.ops.metrics.Metrics`` in a running membot)."""
 
@@ -129,7 +141,7 @@ class ContextManager:
         self.budget = budget
 
     async def system_prompt(self, agent: AgentKey, scope: Scope = Scope.PRIVATE) -> SystemPrompt:
-        """Static instructions, then core memory with sizes and statistics, then the summary.
+        """Static instructions; core memory with sizes, then the summary; the status note (clock, counts).
 
         For a turn in a public context (``scope`` PUBLIC) private core lines are left out; sizes stay those of the
         whole block, which is what the limit applies to, and counts are of what searches from there can find.
@@ -139,18 +151,26 @@ class ContextManager:
         for block in blocks:
             value = visible_text(block.value, scope)
             parts.append(f'<{block.label} chars="{block.chars}/{block.limit}">\n{value}\n</{block.label}>')
-        recall_count = await self._recall.count(agent, scope)
-        archival_count = await self._archival.count(agent, scope)
-        modified = await self._core.last_modified(agent)
-        changed = f"{modified.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if modified else "never"
-        parts.append(
-            f"# Memory statistics\n{recall_count} messages in recall memory; {archival_count} notes in archival "
-            f"memory; core memory last changed {changed}. Now: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC."
-        )
         summary = await self._working.summary(agent, scope)
         if summary:
             parts.append(f"# Summary of earlier conversation (evicted from context, still searchable)\n{summary}")
-        return SystemPrompt(static=load_prompt("system"), dynamic="\n\n".join(parts))
+        return SystemPrompt(
+            static=load_prompt("system"),
+            dynamic="\n\n".join(parts),
+            volatile=await self._status(agent, scope),
+            cache_key=cache_key(agent, scope),
+        )
+
+    async def _status(self, agent: AgentKey, scope: Scope) -> str:
+        """The status note: what changes from one call to the next, kept out of the cached prefix."""
+        modified = await self._core.last_modified(agent)
+        return (
+            load_prompt("status")
+            .replace("{now}", f"{datetime.now(UTC):%Y-%m-%d %H:%M}")
+            .replace("{recall_count}", str(await self._recall.count(agent, scope)))
+            .replace("{archival_count}", str(await self._archival.count(agent, scope)))
+            .replace("{changed}", f"{modified.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if modified else "never")
+        )
 
     async def prepare(
         self, agent: AgentKey, tools: Sequence[ToolSpec], scope: Scope = Scope.PRIVATE, *, fence: Fence | None = None

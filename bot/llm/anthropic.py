@@ -2,9 +2,12 @@
 
 Wire translation, in short:
 
-- system: two text blocks, the static one marked ``cache_control: ephemeral`` (so tools + static instructions are
-  one cached prefix), then core memory; tools: the last one marked too; the last message block also gets a
-  breakpoint (``cache_conversation``), so the steps of one turn reuse each other's prefix;
+- prompt caching, four breakpoints (``cache_control: ephemeral``, the API's maximum) in the order the API caches
+  (tools, system, messages): the static system block (so tools + instructions are one prefix that survives any
+  memory edit), the core memory block (survives turns without an edit or eviction), and the last block of each of
+  the last two messages (``cache_conversation``): the next call, one step or one turn later, reads the prefix this
+  one wrote; the second anchor keeps a hit when a step adds more than the 20 blocks the API looks back;
+- the volatile status note (clock, memory counts) is the very last text block, after every breakpoint;
 - assistant → ``[text, tool_use…]``; ``tool`` → a user message of ``tool_result`` blocks (results first);
   same-role neighbours are merged so roles alternate; the conversation starts and ends with a user message;
 - a tool call without a result gets a placeholder result and a result without its call becomes plain text, so a
@@ -101,8 +104,10 @@ def _turns(messages: Sequence[ChatMessage]) -> list[tuple[str, list[Block]]]:
     return turns
 
 
-def build_messages(messages: Sequence[ChatMessage], *, cache_conversation: bool = True) -> list[dict[str, Any]]:
-    """Alternating Anthropic messages that start and end with the user."""
+def build_messages(
+    messages: Sequence[ChatMessage], *, cache_conversation: bool = True, volatile: str = ""
+) -> list[dict[str, Any]]:
+    """Alternating Anthropic messages that start and end with the user, ``volatile`` as the last text block."""
     merged: list[dict[str, Any]] = []
     for role, blocks in _turns(messages):
         if merged and merged[-1]["role"] == role:
@@ -114,10 +119,16 @@ def build_messages(messages: Sequence[ChatMessage], *, cache_conversation: bool 
             msg["content"].sort(key=lambda b: b["type"] != "tool_result")
     if not merged or merged[0]["role"] != "user":
         merged.insert(0, {"role": "user", "content": [_text_block(START_PLACEHOLDER)]})
-    if merged[-1]["role"] != "user":
+    if merged[-1]["role"] != "user" and not volatile.strip():
         merged.append({"role": "user", "content": [_text_block(CONTINUE_PLACEHOLDER)]})
     if cache_conversation:
-        merged[-1]["content"][-1] = {**merged[-1]["content"][-1], "cache_control": CACHE}
+        for msg in merged[-2:]:
+            msg["content"][-1] = {**msg["content"][-1], "cache_control": CACHE}
+    if volatile.strip():
+        if merged[-1]["role"] == "user":
+            merged[-1]["content"].append(_text_block(volatile))
+        else:
+            merged.append({"role": "user", "content": [_text_block(volatile)]})
     return merged
 
 
@@ -133,15 +144,15 @@ def build_request(
     if system.static.strip():
         system_blocks.append({"type": "text", "text": system.static, "cache_control": CACHE})
     if system.dynamic.strip():
-        system_blocks.append(_text_block(system.dynamic))
+        system_blocks.append({"type": "text", "text": system.dynamic, "cache_control": CACHE})
     tool_params: list[Block] = [
         {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in tools
     ]
-    if tool_params:
+    if tool_params and not system.static.strip():  # otherwise the static block's breakpoint covers the tools
         tool_params[-1] = {**tool_params[-1], "cache_control": CACHE}
     return {
         "system": system_blocks,
-        "messages": build_messages(messages, cache_conversation=cache_conversation),
+        "messages": build_messages(messages, cache_conversation=cache_conversation, volatile=system.volatile),
         "tools": tool_params,
     }
 
@@ -167,6 +178,7 @@ def parse_response(message: anthropic.types.Message) -> Completion:
             input_tokens=usage.input_tokens + cache_read + cache_write,
             output_tokens=usage.output_tokens,
             cache_read_tokens=cache_read,
+            cache_write_tokens=cache_write,
         ),
         stop_reason=message.stop_reason,
     )
@@ -229,9 +241,11 @@ class AnthropicChatModel(SdkChatModel):
         except anthropic.APIStatusError as exc:
             message = _api_message(exc)
             if is_overflow_message(exc.status_code, message):
+                self._calibrate_from_overflow(system, messages, tools, message)
                 raise ContextOverflowError(f"anthropic: prompt exceeds the context window: {message}") from exc
             raise ModelError(f"anthropic request rejected ({exc.status_code}): {message}") from exc
         except anthropic.AnthropicError as exc:
             raise ModelError(f"anthropic request failed: {type(exc).__name__}") from exc
         self._log_response(completion)
+        self._calibrate(system, messages, tools, completion)
         return completion

@@ -1,4 +1,5 @@
-"""What both SDK-backed models share: token counting, closing, response logging, error classification."""
+"""What both SDK-backed models share: token counting and its calibration, closing, response logging, error
+classification."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from bot.llm.calibration import reported_prompt_tokens
 from bot.llm.retry import Transient, transient_status
 from bot.llm.tokens import TokenCounter
 from bot.llm.types import ChatMessage, Completion, SystemPrompt, ToolSpec
@@ -45,6 +47,20 @@ class SdkChatModel:
 
     def count_tokens(self, system: SystemPrompt, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> int:
         return self.counter.count(system, messages, tools)
+
+    def _calibrate(
+        self, system: SystemPrompt, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec], completion: Completion
+    ) -> None:
+        """Compare the estimate of the prompt just sent with the input tokens the provider reported."""
+        self.counter.observe(system, messages, tools, completion.usage.input_tokens)
+
+    def _calibrate_from_overflow(
+        self, system: SystemPrompt, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec], message: str
+    ) -> None:
+        """An overflow error that names the prompt's size calibrates too (before the flush and retry it causes)."""
+        reported = reported_prompt_tokens(message)
+        if reported is not None:
+            self.counter.observe(system, messages, tools, reported)
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""

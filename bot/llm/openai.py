@@ -5,6 +5,12 @@ without ids (ids are made up), ``content: null``, missing usage, and servers tha
 tool calls (malformed arguments are sent back wrapped as ``{"_raw": text}``; well-formed ones byte for byte).
 A tool call without a result gets a placeholder result and a result without its call becomes user text, so a
 damaged queue cannot make every later request fail with a 400.
+
+Prompt caching is automatic on OpenAI (prompts of 1,024 tokens and more, exact prefixes): the system message
+(instructions, then core memory) comes first and the volatile status note last, appended to the final user message
+(or as one more user message after a function result), so consecutive calls of an agent share their prefix.
+``prompt_cache_key`` (one per agent and scope, ``SystemPrompt.cache_key``) is sent to OpenAI itself, where it keeps
+an agent's requests on the machines that hold its prefix; other servers may reject unknown fields and do not get it.
 """
 
 from __future__ import annotations
@@ -69,7 +75,8 @@ def _wire_call(call: ToolCall) -> dict[str, Any]:
 
 
 def build_messages(system: SystemPrompt, messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    """One system message (static then dynamic) and the conversation, every tool call answered once."""
+    """One system message (static then dynamic), the conversation with every tool call answered once, then the
+    volatile status note."""
     wire: list[dict[str, Any]] = [{"role": "system", "content": system.text()}]
     for msg in pair_tool_calls(messages):
         if msg.role == "tool":
@@ -79,6 +86,12 @@ def build_messages(system: SystemPrompt, messages: Sequence[ChatMessage]) -> lis
             wire.append({"role": "assistant", "content": msg.content or None, "tool_calls": calls})
         else:
             wire.append({"role": msg.role, "content": msg.content})
+    if system.volatile.strip():
+        last = wire[-1]
+        if len(wire) > 1 and last["role"] == "user" and isinstance(last["content"], str):
+            wire[-1] = {**last, "content": f"{last['content']}\n\n{system.volatile}"}
+        else:
+            wire.append({"role": "user", "content": system.volatile})
     return wire
 
 
@@ -124,7 +137,7 @@ def parse_response(response: ChatCompletion) -> Completion:
         usage=Usage(
             input_tokens=(usage.prompt_tokens or 0) if usage else 0,
             output_tokens=(usage.completion_tokens or 0) if usage else 0,
-            cache_read_tokens=cached,
+            cache_read_tokens=cached,  # OpenAI reports no cache writes: caching is automatic and free
         ),
         stop_reason=choice.finish_reason,
     )
@@ -144,6 +157,7 @@ class OpenAIChatModel(SdkChatModel):
 
     ``max_tokens_param`` names the output limit field: ``max_completion_tokens`` for OpenAI itself (newer models
     reject ``max_tokens``), ``max_tokens`` for other servers (which do not all know the newer name).
+    ``send_cache_key``: whether ``prompt_cache_key`` is sent (default: to OpenAI itself only).
     """
 
     provider = "openai"
@@ -159,12 +173,14 @@ class OpenAIChatModel(SdkChatModel):
         *,
         token_factor: float = GPT_TOKEN_FACTOR,
         max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None,
+        send_cache_key: bool | None = None,
     ) -> None:
         self.model = model
         self.retry = retry or RetryPolicy()
         self.counter = TokenCounter(token_factor)
         official = base_url is None or "api.openai.com" in base_url
         self.max_tokens_param: str = max_tokens_param or ("max_completion_tokens" if official else "max_tokens")
+        self.send_cache_key = official if send_cache_key is None else send_cache_key
         if api_key is None and not official:
             api_key = "no-key"  # local servers usually need none, but the SDK insists on one
         self._client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
@@ -179,6 +195,7 @@ class OpenAIChatModel(SdkChatModel):
     ) -> Completion:
         wire_messages = build_messages(system, messages)
         wire_tools = build_tools(tools)
+        cache_key = system.cache_key if self.send_cache_key and system.cache_key else openai.omit
         self._log_request(messages, tools)
 
         async def call() -> Completion:
@@ -186,6 +203,7 @@ class OpenAIChatModel(SdkChatModel):
                 model=self.model,
                 messages=wire_messages,  # type: ignore[arg-type]
                 tools=wire_tools or openai.omit,  # type: ignore[arg-type]
+                prompt_cache_key=cache_key,
                 extra_body={self.max_tokens_param: max_output_tokens},
             )
             return checked(parse_response, response, ChatCompletion)
@@ -195,9 +213,11 @@ class OpenAIChatModel(SdkChatModel):
         except openai.APIStatusError as exc:
             message = _api_message(exc)
             if is_overflow_error(exc.status_code, exc.code, message):
+                self._calibrate_from_overflow(system, messages, tools, message)
                 raise ContextOverflowError(f"openai: prompt exceeds the context window: {message}") from exc
             raise ModelError(f"openai request rejected ({exc.status_code}): {message}") from exc
         except openai.OpenAIError as exc:
             raise ModelError(f"openai request failed: {type(exc).__name__}") from exc
         self._log_response(completion)
+        self._calibrate(system, messages, tools, completion)
         return completion

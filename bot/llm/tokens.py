@@ -4,14 +4,15 @@ Counts are made before every model call, so they must be cheap: the encoding is 
 count of each message, text and tool schema is memoized. Messages are frozen dataclasses, so they key the cache
 directly; a message reloaded from Redis equals the cached one and hits.
 
-``factor`` scales the raw cl100k count into the model's own tokens:
+``factor`` scales the raw cl100k count into the model's own tokens. It starts from a prior and is then calibrated
+against the provider's reported input tokens after every call (``bot.llm.calibration``), per model:
 
-- OpenAI models: 1.0. cl100k is exact for the GPT-4/3.5 family; the o200k family counts a few percent *fewer*
-  tokens for the same text, so cl100k slightly over-estimates there (the safe side for a budget).
-- Anthropic models: ``CLAUDE_TOKEN_FACTOR`` (1.15). Claude's tokenizer is not public; on English prose, JSON and
-  code it yields roughly 10-20 % more tokens than cl100k (compare ``usage.input_tokens`` against this count on
-  a few prompts to recalibrate). Erring high costs a little context; erring low risks an overflow, which the
-  provider reports and the context manager answers with a flush and one retry.
+- OpenAI models: prior 1.0. cl100k is exact for the GPT-4/3.5 family; the o200k family counts a few percent
+  *fewer* tokens for the same text, which calibration picks up.
+- Anthropic models: prior ``CLAUDE_TOKEN_FACTOR`` (1.15). Claude's tokenizer is not public; on English prose, JSON
+  and code it yields roughly 10-20 % more tokens than cl100k. The prior only matters until the first call.
+
+The volatile status note (``SystemPrompt.volatile``) changes every call, so it is counted without memoizing.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from functools import lru_cache
 
 import tiktoken
 
+from bot.llm.calibration import TokenCalibration
 from bot.llm.types import ChatMessage, SystemPrompt, ToolSpec
 
 __all__ = [
@@ -78,12 +80,17 @@ def _raw_tool_tokens(tool: ToolSpec) -> int:
 
 
 class TokenCounter:
-    """Counts the tokens a prompt (system, messages, tools) will take, scaled by ``factor``."""
+    """Counts the tokens a prompt (system, messages, tools) will take, scaled by the calibrated ``factor``.
+
+    One counter serves one model (each ``ChatModel`` talks to one), so its calibration is that model's.
+    """
 
     def __init__(self, factor: float = GPT_TOKEN_FACTOR) -> None:
-        if factor <= 0:
-            raise ValueError("factor must be positive")
-        self.factor = factor
+        self.calibration = TokenCalibration(factor)
+
+    @property
+    def factor(self) -> float:
+        return self.calibration.factor
 
     def _scale(self, raw: int) -> int:
         return math.ceil(raw * self.factor)
@@ -103,9 +110,21 @@ class TokenCounter:
     def count_tools(self, tools: Sequence[ToolSpec]) -> int:
         return self._scale(sum(_raw_tool_tokens(t) for t in tools))
 
-    def count(self, system: SystemPrompt, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> int:
-        """Tokens of the whole prompt (scaled once, so it can be a little less than the sum of the parts)."""
+    def raw_count(self, system: SystemPrompt, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> int:
+        """cl100k tokens of the whole prompt, unscaled."""
         raw = PROMPT_OVERHEAD + MESSAGE_OVERHEAD + raw_text_tokens(system.static) + raw_text_tokens(system.dynamic)
+        if system.volatile:
+            raw += MESSAGE_OVERHEAD + _encoded_len(system.volatile)
         raw += sum(raw_message_tokens(m) for m in messages)
         raw += sum(_raw_tool_tokens(t) for t in tools)
-        return self._scale(raw)
+        return raw
+
+    def count(self, system: SystemPrompt, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> int:
+        """Tokens of the whole prompt (scaled once, so it can be a little less than the sum of the parts)."""
+        return self._scale(self.raw_count(system, messages, tools))
+
+    def observe(
+        self, system: SystemPrompt, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec], reported: int
+    ) -> None:
+        """Calibrate with the provider's count of this prompt (``reported`` input tokens, cache included)."""
+        self.calibration.observe(self.raw_count(system, messages, tools), reported)

@@ -77,20 +77,35 @@ class ToolSpec:
 
 @dataclass(frozen=True)
 class SystemPrompt:
-    """The system prompt in two parts: ``static`` never changes (cacheable); ``dynamic`` holds core memory."""
+    """What membot tells the model besides the conversation, ordered from most to least stable (prompt caching).
+
+    - ``static``: the instructions; never change (cached with the tools);
+    - ``dynamic``: core memory and the summary; change only on a memory edit or an eviction (cached);
+    - ``volatile``: the status note (clock, memory counts) that changes every call. The providers send it at the
+      very end of the prompt, after the last cache breakpoint, so it never breaks the cached prefix;
+    - ``cache_key``: which prompt cache the request belongs to (one per agent and scope; not secret, not text the
+      model sees): OpenAI's ``prompt_cache_key``.
+    """
 
     static: str
     dynamic: str = ""
+    volatile: str = ""
+    cache_key: str = ""
 
     def text(self) -> str:
+        """``static`` and ``dynamic`` (the system message proper; ``volatile`` is placed by each provider)."""
         return f"{self.static}\n\n{self.dynamic}" if self.dynamic else self.static
 
 
 @dataclass(frozen=True)
 class Usage:
+    """Tokens a provider reported for one call. ``input_tokens`` is the whole prompt, cached parts included;
+    ``cache_read_tokens`` and ``cache_write_tokens`` are the parts of it read from and written to the prompt cache."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ Callers use the narrow ``record`` methods; nothing else touches prometheus_clien
 - ``membot_turn_seconds{kind}``: a turn from its arrival to its end (lock wait included); ``kind`` is
   ``message`` (a user spoke) or ``event`` (a heartbeat);
 - ``membot_model_request_seconds{provider,outcome}`` and ``membot_model_tokens_total{provider,kind}``
-  (``input``, ``output``, ``cache_read``): every model call, turns and summaries alike;
+  (``input``: whole prompts, cached parts included; ``output``; ``cache_read`` and ``cache_write``: the input
+  tokens read from and written to the provider's prompt cache, from its usage fields): every model call, turns
+  and summaries alike;
 - ``membot_memory_operations_total{operation,outcome}``: the model's memory functions (``core_memory_append``,
   ``archival_memory_search``, …) with ``ok`` or ``failed``;
 - ``membot_queue_evictions_total`` and ``membot_queue_evicted_messages_total``: context flushes into the summary;
@@ -102,6 +104,7 @@ class Metrics:
             self._tokens.labels(provider, "input").inc(usage.input_tokens)
             self._tokens.labels(provider, "output").inc(usage.output_tokens)
             self._tokens.labels(provider, "cache_read").inc(usage.cache_read_tokens)
+            self._tokens.labels(provider, "cache_write").inc(usage.cache_write_tokens)
 
     def memory_operation(self, operation: str, ok: bool) -> None:
         """A function the model called: memory functions are counted (an unknown name as ``unknown``);

@@ -10,6 +10,11 @@ loop, so it serves async tests and tests that run a subprocess synchronously ali
         assert llm.requests[0].tools == [...]
 
 Replies come from the FIFO queue (``push``) first, then from the handler; with neither, the answer is "ok".
+
+Usage is reported as the APIs document it (``tests/standins/llm_usage.py``): prompt tokens counted on the request
+(times ``token_scale``), prompt caching (Anthropic breakpoints, OpenAI automatic prefixes) with its cache read and
+write fields; with ``context_window`` set, a prompt that does not fit (with its ``max_tokens``) is refused with the
+provider's overflow error, and counted in ``overflows``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.standins.llm_usage import STATUS_PREFIX, CacheUsage, PromptCaches, prompt_tokens
+
 __all__ = ["ObservedRequest", "ScriptedLLMServer", "ScriptedReply", "hashing_embedding"]
 
 
@@ -52,6 +59,10 @@ class ObservedRequest:
     max_tokens: int | None
     raw: dict[str, Any]  # the JSON body as received
     headers: dict[str, str]
+    # membot's status note (``[system] Status …``), split off the end of the conversation; ``system`` ends with it
+    status: str = ""
+    # what the stand-in reported: {"input": whole prompt, "cache_read": …, "cache_write": …}; empty for errors
+    usage: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -65,11 +76,14 @@ class ScriptedReply:
     error_type: str | None = None  # e.g. "rate_limit_error", "overloaded_error", "invalid_request_error"
     error_message: str | None = None  # e.g. "prompt is too long: 250000 tokens > 200000 maximum"
     delay: float = 0.0  # seconds to wait before answering (for timeout tests)
-    input_tokens: int | None = None  # usage to report (default: a rough estimate)
+    input_tokens: int | None = None  # usage to report (default: counted, see llm_usage.py)
     # -- extensions (all optional) --
     error_code: str | None = None  # OpenAI error "code" (default: error_type), e.g. "context_length_exceeded"
     output_tokens: int | None = None  # usage to report (default: a rough estimate)
-    cache_read_tokens: int = 0  # anthropic cache_read_input_tokens / openai cached_tokens
+    # anthropic cache_read_input_tokens / openai cached_tokens, and anthropic cache_creation_input_tokens (default:
+    # simulated prompt caching; with ``input_tokens`` given, 0)
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
     raw_body: dict[str, Any] | None = None  # sent verbatim (with ``status``) instead of a generated body
     headers: dict[str, str] = field(default_factory=dict)  # extra response headers
     hold: threading.Event | None = None  # answer only once this is set (or the server stops): a turn held open
@@ -118,11 +132,31 @@ def _neutral(
     return {"role": role, "content": content, "tool_calls": tool_calls or [], "tool_call_id": tool_call_id}
 
 
+def _is_status(block: Any) -> bool:
+    return isinstance(block, dict) and block.get("type") == "text" and str(block.get("text")).startswith(STATUS_PREFIX)
+
+
+def _with_status(system: str, status: str) -> str:
+    return f"{system}\n\n{status}" if status else system
+
+
 def _observe_anthropic(body: dict[str, Any], headers: dict[str, str]) -> ObservedRequest:
     system = body.get("system") or ""
     system_text = system if isinstance(system, str) else "\n\n".join(_text_of([b]) for b in system)
+    wire_messages = list(body.get("messages", []))
+    status = ""
+    last = wire_messages[-1] if wire_messages else None
+    if (
+        last
+        and last.get("role") == "user"
+        and isinstance(last.get("content"), list)
+        and _is_status(last["content"][-1])
+    ):
+        status = str(last["content"][-1]["text"])
+        rest = last["content"][:-1]
+        wire_messages[-1:] = [{**last, "content": rest}] if rest else []
     messages: list[dict[str, Any]] = []
-    for msg in body.get("messages", []):
+    for msg in wire_messages:
         role, content = msg.get("role"), msg.get("content")
         if isinstance(content, str):
             messages.append(_neutral(role, content))
@@ -150,19 +184,33 @@ def _observe_anthropic(body: dict[str, Any], headers: dict[str, str]) -> Observe
     return ObservedRequest(
         wire="anthropic",
         model=str(body.get("model", "")),
-        system=system_text,
+        system=_with_status(system_text, status),
         messages=messages,
         tools=[str(t.get("name", "")) for t in body.get("tools") or []],
         max_tokens=body.get("max_tokens"),
         raw=body,
         headers=headers,
+        status=status,
     )
+
+
+def _split_status(text: str) -> tuple[str, str]:
+    """(message, status note) of a user message's text that may end with membot's status note."""
+    if text.startswith(STATUS_PREFIX):
+        return "", text
+    head, sep, tail = text.rpartition("\n\n" + STATUS_PREFIX)
+    return (head, STATUS_PREFIX + tail) if sep else (text, "")
 
 
 def _observe_openai(body: dict[str, Any], headers: dict[str, str]) -> ObservedRequest:
     system_parts: list[str] = []
     messages: list[dict[str, Any]] = []
-    for msg in body.get("messages", []):
+    wire_messages = list(body.get("messages", []))
+    status = ""
+    if wire_messages and wire_messages[-1].get("role") == "user":
+        text, status = _split_status(_text_of(wire_messages[-1].get("content")))
+        wire_messages[-1:] = [{**wire_messages[-1], "content": text}] if text else []
+    for msg in wire_messages:
         role, text = msg.get("role"), _text_of(msg.get("content"))
         if role in ("system", "developer"):
             system_parts.append(text)
@@ -186,12 +234,13 @@ def _observe_openai(body: dict[str, Any], headers: dict[str, str]) -> ObservedRe
     return ObservedRequest(
         wire="openai",
         model=str(body.get("model", "")),
-        system="\n\n".join(system_parts),
+        system=_with_status("\n\n".join(system_parts), status),
         messages=messages,
         tools=[str((t.get("function") or {}).get("name", "")) for t in body.get("tools") or []],
         max_tokens=max_tokens,
         raw=body,
         headers=headers,
+        status=status,
     )
 
 
@@ -203,7 +252,7 @@ def _arguments_text(arguments: dict[str, Any] | str) -> str:
     return arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
 
 
-def _anthropic_body(reply: ScriptedReply, req: ObservedRequest) -> dict[str, Any]:
+def _anthropic_body(reply: ScriptedReply, req: ObservedRequest, usage: CacheUsage) -> dict[str, Any]:
     content: list[dict[str, Any]] = []
     if reply.text:
         content.append({"type": "text", "text": reply.text})
@@ -225,15 +274,16 @@ def _anthropic_body(reply: ScriptedReply, req: ObservedRequest) -> dict[str, Any
         "stop_reason": "tool_use" if reply.tool_calls else "end_turn",
         "stop_sequence": None,
         "usage": {
-            "input_tokens": reply.input_tokens if reply.input_tokens is not None else _estimate_tokens(req.raw),
+            "input_tokens": usage.uncached,
             "output_tokens": reply.output_tokens if reply.output_tokens is not None else _estimate_tokens(content),
-            "cache_read_input_tokens": reply.cache_read_tokens,
-            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": usage.cache_read,
+            "cache_creation_input_tokens": usage.cache_write,
+            "cache_creation": {"ephemeral_5m_input_tokens": usage.cache_write, "ephemeral_1h_input_tokens": 0},
         },
     }
 
 
-def _openai_body(reply: ScriptedReply, req: ObservedRequest) -> dict[str, Any]:
+def _openai_body(reply: ScriptedReply, req: ObservedRequest, usage: CacheUsage) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
     if reply.tool_calls:
         message["tool_calls"] = [
@@ -244,7 +294,7 @@ def _openai_body(reply: ScriptedReply, req: ObservedRequest) -> dict[str, Any]:
             }
             for name, arguments in reply.tool_calls
         ]
-    prompt = reply.input_tokens if reply.input_tokens is not None else _estimate_tokens(req.raw)
+    prompt = usage.prompt
     completion = reply.output_tokens if reply.output_tokens is not None else _estimate_tokens(message)
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
@@ -263,7 +313,7 @@ def _openai_body(reply: ScriptedReply, req: ObservedRequest) -> dict[str, Any]:
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": reply.cache_read_tokens},
+            "prompt_tokens_details": {"cached_tokens": usage.cache_read, "audio_tokens": 0},
         },
     }
 
@@ -307,6 +357,11 @@ class ScriptedLLMServer:
         self.in_flight = 0  # chat requests being answered right now
         self.max_in_flight = 0  # the most chat requests ever answered at once
         self.embeddings_down = False  # answer embedding requests with 503 (an outage of the embeddings API)
+        self.token_scale = 1.0  # the model's tokens per cl100k token (usage counts, cache sizes, the window)
+        self.context_window: int | None = None  # refuse prompts that do not fit (prompt + max_tokens > window)
+        self.cache_min_tokens: int | None = None  # the shortest cacheable prefix (default: the provider's 1,024)
+        self.overflows = 0  # requests refused because the prompt did not fit the window
+        self._caches = PromptCaches()
         # optional: a key per request (e.g. the agent it serves); in_flight_by/max_in_flight_by count by that key
         self.concurrency_key: Callable[[ObservedRequest], str | None] | None = None
         self.in_flight_by: dict[str, int] = {}
@@ -470,6 +525,9 @@ class ScriptedLLMServer:
     async def _reply_to(self, observed: ObservedRequest, body: dict[str, Any], wire: str) -> web.Response:
         if body.get("stream"):
             return self._error(wire, ScriptedReply(status=400, error_message="the stand-in does not stream"))
+        overflow = self._overflow(observed, body, wire)
+        if overflow is not None:
+            return overflow
         try:
             reply = self._next_reply(observed)
         except Exception:
@@ -489,8 +547,46 @@ class ScriptedLLMServer:
             return web.Response(body=reply.body_text.encode(), status=reply.status, headers=headers)
         if reply.status != 200:
             return self._error(wire, reply)
+        usage = self._usage(reply, body, wire)
+        observed.usage = {"input": usage.prompt, "cache_read": usage.cache_read, "cache_write": usage.cache_write}
         make = _anthropic_body if wire == "anthropic" else _openai_body
-        return web.json_response(make(reply, observed), headers=reply.headers)
+        return web.json_response(make(reply, observed, usage), headers=reply.headers)
+
+    def _usage(self, reply: ScriptedReply, body: dict[str, Any], wire: str) -> CacheUsage:
+        """The scripted usage, or the request counted and billed through the prompt caches."""
+        if reply.input_tokens is None:
+            usage = self._caches.account(wire, body, self.token_scale, min_tokens=self.cache_min_tokens)
+            read = usage.cache_read if reply.cache_read_tokens is None else reply.cache_read_tokens
+            write = usage.cache_write if reply.cache_write_tokens is None else reply.cache_write_tokens
+            return CacheUsage(prompt=max(usage.prompt, read + write), cache_read=read, cache_write=write)
+        read, write = reply.cache_read_tokens or 0, reply.cache_write_tokens or 0
+        if wire == "anthropic":  # input_tokens is what Anthropic reports: the part not read or written
+            return CacheUsage(prompt=reply.input_tokens + read + write, cache_read=read, cache_write=write)
+        return CacheUsage(prompt=reply.input_tokens, cache_read=read, cache_write=write)
+
+    def _overflow(self, observed: ObservedRequest, body: dict[str, Any], wire: str) -> web.Response | None:
+        """The provider's overflow error when ``context_window`` is set and the prompt does not fit."""
+        if self.context_window is None:
+            return None
+        prompt = math.ceil(len(prompt_tokens(wire, body)) * self.token_scale)
+        wanted = observed.max_tokens or 0
+        if prompt + wanted <= self.context_window:
+            return None
+        with self._lock:
+            self.overflows += 1
+        if wire == "anthropic":
+            message = (
+                f"input length and `max_tokens` exceed context limit: {prompt} + {wanted} > {self.context_window}, "
+                "decrease input length or `max_tokens` and try again"
+            )
+            return self._error(wire, ScriptedReply(status=400, error_message=message))
+        message = (
+            f"This model's maximum context length is {self.context_window} tokens. However, you requested "
+            f"{prompt + wanted} tokens ({prompt} in the messages, {wanted} in the completion). Please reduce the "
+            "length of the messages or completion."
+        )
+        reply = ScriptedReply(status=400, error_message=message, error_code="context_length_exceeded")
+        return self._error(wire, reply)
 
     async def _wait_for_release(self, hold: threading.Event) -> None:
         """Poll the thread-safe ``hold`` (set from the test's thread) until it is set or the server stops."""
