@@ -34,6 +34,7 @@ lint: install
 	$(BIN)/ruff check bot adapters memory tests bench
 	$(BIN)/ruff format --check bot adapters memory tests bench
 	$(BIN)/mypy
+	$(BIN)/mypy tests/memory/test_boundaries.py  # the stores conform to the narrow ports they are handed as
 
 format: install
 	$(BIN)/ruff format bot adapters memory tests bench

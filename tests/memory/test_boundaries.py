@@ -1,5 +1,5 @@
 """The stores satisfy the narrow ports of ``bot.core.ports``, ``bot.admin.ports`` and ``bot.runtime.heartbeat_ports``
-(what memory/ may import: tests/test_architecture.py). Check with ``mypy tests/memory/test_boundaries.py``."""
+(what memory/ may import: tests/test_architecture.py). ``make lint`` type-checks this file with mypy."""
 
 from __future__ import annotations
 
