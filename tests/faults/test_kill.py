@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from adapters.console import console_agent, console_message
-from bot.app import open_app
+from bot.app import open_app, open_memory_app
 from bot.core.events import AgentKey
 from bot.runtime.runtime import BUSY_NOTICE, LOCK_LOST_NOTICE
 from bot.settings import ConfigError, load_settings
@@ -129,7 +129,7 @@ async def test_kill_9_of_membot_run_mid_turn_the_next_process_answers_within_one
     assert answered < ANSWERED_WITHIN < OLD_LEASE, f"answered {answered:.1f}s after the kill"
     print(f"slack: answered {answered:.1f}s after kill -9 of the previous process")
     agent = AgentKey("slack", SlackStandIn.team_id, "UKAI")
-    async with open_app(settings, with_model=False) as app:
+    async with open_memory_app(settings) as app:
         document = await app.admin.export(agent)
     assert _texts(document, "recall") == ["echo: second question", "first question", "second question"]
 
