@@ -27,5 +27,5 @@ class Services:
     throttle: Throttle
     channel_modes: ChannelModes
     settings: Settings
-    proactive: ProactiveControl | None = None
+    proactive: ProactiveControl
     connections: PlatformConnections = field(default_factory=PlatformConnections)  # adapters report, /healthz reads

@@ -9,7 +9,6 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.ops.data_dir import default_data_dir
-from bot.ops.deployment import parse_shard_ids
 from bot.runtime.proactive import parse_quiet_hours, parse_timezone
 from memory.redis.retry import RedisResilience
 from memory.redis.url import parse_redis_url
@@ -19,6 +18,24 @@ DEFAULT_MODELS = {"anthropic": "claude-sonnet-5-5", "openai": "gpt-5.5"}
 
 class ConfigError(Exception):
     """The configuration cannot work; the message names the variables to set."""
+
+
+def parse_shard_ids(text: str) -> tuple[int, ...]:
+    """``DISCORD_SHARD_IDS``: ``"0,1"``, ``"0-3"``, ``"0-1,4"`` → sorted distinct shard ids; ``""`` → (). Raises
+    ValueError. (What a process does with its shards is the Discord adapter's: ``adapters/discord/shards.py``.)"""
+    ids: set[int] = set()
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        first, dash, last = part.partition("-")
+        try:
+            low, high = int(first), int(last) if dash else int(first)
+        except ValueError:
+            raise ValueError(f"invalid shard id {part!r}: use numbers and ranges, e.g. 0,1 or 0-3") from None
+        if low < 0 or high < low:
+            raise ValueError(f"invalid shard range {part!r}: ids start at 0 and ranges go up, e.g. 0-3")
+        ids.update(range(low, high + 1))
+    return tuple(sorted(ids))
 
 
 class Settings(BaseSettings):

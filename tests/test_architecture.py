@@ -33,7 +33,6 @@ ADAPTERS_MAY_USE = {
     "bot.runtime.admission",  # the shared admission step (dedupe, rate limit, the limit notice)
     "bot.runtime.runtime",  # the notice of a failed turn
     "bot.ops.connections",  # reporting the platform connection for /healthz
-    "bot.ops.deployment",  # Discord shards (moves into the Discord adapter, issue #14 item 4)
 }
 MEMORY_MAY_USE = CORE_PUBLIC_TYPES | {"bot.llm.types", "bot.core.tasks"}  # tasks: stopping loops reliably
 

@@ -1,8 +1,9 @@
 """membot on Discord: a discord.py client that feeds the runtime and answers like a well-kept bot.
 
 Layout: ``adapter`` (the PlatformAdapter: run, send_direct, REST base) · ``client`` (discord.py client) ·
-``inbound`` (message → turn) · ``normalize`` (pure: answer or not, InboundMessage) · ``sink`` (replies, typing) ·
-``split`` (2,000-character messages) · ``commands``/``confirm``/``render`` (slash commands) · ``attachments``.
+``shards`` (which gateway shards this process connects) · ``inbound`` (message → turn) · ``normalize`` (pure: answer
+or not, InboundMessage) · ``sink`` (replies, typing) · ``split`` (2,000-character messages) ·
+``commands``/``confirm``/``render`` (slash commands) · ``attachments``.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import discord
 from adapters.discord.commands import MembotTree
 from adapters.discord.gateway import GatewayPin, IdentifySpacing
 from adapters.discord.inbound import InboundHandler
-from bot.ops.deployment import Topology
+from adapters.discord.shards import DiscordShards
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -49,12 +49,12 @@ class MembotClient(discord.AutoShardedClient):
         # membot has no voice features: skip discord.py's start-up warnings about optional voice libraries
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
-        topology = Topology.from_settings(services.settings)
-        shards = topology.discord_shards
+        share = DiscordShards.from_settings(services.settings)
+        shards = share.connects
         # a fixed share of the gateway (DISCORD_SHARD_IDS of DISCORD_SHARD_COUNT); else Discord's count, all here
         sharding: dict[str, Any] = {}
         if shards is not None:
-            sharding = {"shard_count": topology.shard_count, "shard_ids": list(shards)}
+            sharding = {"shard_count": share.count, "shard_ids": list(shards)}
         super().__init__(
             **sharding,
             intents=membot_intents(),

@@ -48,7 +48,6 @@ HISTORY_DEFAULT = 10
 HISTORY_MAX = 25
 COMMAND_FAILED = "Sorry, something went wrong on my side. Please try again in a moment."
 SERVER_ONLY = "This command works in a server channel."
-PROACTIVE_UNAVAILABLE = "Proactive messages are not available here."
 DM_CLOSED = (
     "I couldn't send you a DM. Allow direct messages from this server's members (Privacy Settings) and try again."
 )
@@ -250,9 +249,6 @@ class MemoryCommands(_Commands, name="memory", description="See and manage what 
         agent = self._own(interaction, Action.PROACTIVE)
         await interaction.response.defer(ephemeral=True, thinking=True)
         control = self._services.proactive
-        if control is None:
-            await answer(interaction, PROACTIVE_UNAVAILABLE)
-            return
         try:
             policy = await control.set(agent, setting == "on", quiet_hours=quiet_hours, timezone=timezone)
         except InvalidProactiveSetting as exc:

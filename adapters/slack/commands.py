@@ -72,7 +72,6 @@ NO_MEMORY = "I don't remember anything about you yet."
 PROACTIVE_USAGE = (
     "Usage: `/memory proactive on|off [quiet-hours] [timezone]`, e.g. `/memory proactive on 22-08 Europe/Berlin`."
 )
-PROACTIVE_UNAVAILABLE = "Proactive messages are not available here."
 PUBLIC_NOTE = " (from a channel I show only what was said in public; ask me in a DM for the rest)"
 MAX_QUERY = 300
 _USER_REF = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$|^([UW][A-Z0-9]{2,})$")
@@ -244,9 +243,6 @@ async def _proactive(deps: SlackDeps, respond: Respond, team: str, user: str, re
     agent = AgentKey("slack", team, user)
     deps.services.authz.check(Actor("slack", user, team), Action.PROACTIVE, agent)
     control = deps.services.proactive
-    if control is None:
-        await ephemeral(respond, PROACTIVE_UNAVAILABLE)
-        return
     quiet_hours = words[1] if len(words) > 1 else None
     timezone = words[2] if len(words) > 2 else None
     try:

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bot.app import open_app
+from bot.app import open_memory_app
 from bot.cli.common import agents_app, memory_app, parse_agent_key, run_work, stores_settings
 from bot.core.events import Scope
 from bot.core.memory_types import SearchHit
@@ -25,7 +25,7 @@ def agents_list(
     settings = stores_settings()
 
     async def work() -> list[dict[str, Any]]:
-        async with open_app(settings, with_model=False) as running:
+        async with open_memory_app(settings) as running:
             return [
                 {
                     "agent": str(view.agent),
@@ -63,7 +63,7 @@ def memory_search(
     settings = stores_settings()
 
     async def work() -> list[SearchHit]:
-        async with open_app(settings, with_model=False) as running:
+        async with open_memory_app(settings) as running:
             return await running.admin.search(key, query, Scope.PRIVATE)
 
     hits = run_work(work)

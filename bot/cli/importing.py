@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from bot.admin.audit import CLI_CAUSE
 from bot.admin.documents import DocumentError, passages, read_document
 from bot.admin.memory import ImportReport
-from bot.app import open_app
+from bot.app import open_memory_app
 from bot.cli.common import app, err, parse_agent_key, run_work, stores_settings
 from bot.core.events import AgentKey, Scope
 from bot.settings import Settings
@@ -72,7 +72,7 @@ async def _import_all(
     reports: list[ImportReport] = []
     failed: list[_Failed] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    async with open_app(settings, with_model=False) as running:
+    async with open_memory_app(settings) as running:
         with Progress(*columns, console=err, transient=False) as bar:
             for path in files:
                 try:

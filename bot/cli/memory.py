@@ -18,7 +18,7 @@ from rich.table import Table
 from bot.admin.audit import CLI_CAUSE, HistoryItem
 from bot.admin.memory import ForgetCandidate, MemoryView, UnknownAgent
 from bot.admin.repair import RollbackResult
-from bot.app import open_app
+from bot.app import open_memory_app
 from bot.cli.common import command_settings, err, fail, memory_app, parse_agent_key, run_work, stores_settings
 from bot.core.events import AgentKey
 from bot.runtime.proactive import InvalidProactiveSetting, ProactivePolicy
@@ -55,7 +55,7 @@ def memory_show(
     settings = stores_settings()
 
     async def work() -> MemoryView | dict[str, int]:
-        async with open_app(settings, with_model=False) as running:
+        async with open_memory_app(settings) as running:
             try:
                 return await running.admin.show(key)
             except UnknownAgent:  # reset or erased: say what is kept (UnknownAgent again when nothing is)
@@ -95,7 +95,7 @@ def memory_export(
     settings = stores_settings()
 
     async def work() -> dict[str, Any]:
-        async with open_app(settings, with_model=False) as running:
+        async with open_memory_app(settings) as running:
             return await running.admin.export(key)
 
     document = json.dumps(run_work(work), indent=2, ensure_ascii=False)
@@ -127,7 +127,7 @@ def memory_reset(
     _confirm(yes, f"Clear all memory of {key}? Recall and archival memory cannot be brought back")
 
     async def work() -> dict[str, int]:
-        async with open_app(settings, with_model=False) as running:
+        async with open_memory_app(settings) as running:
             return await running.admin.reset(key, cause=CLI_CAUSE)
 
     _print_removed(key, run_work(work), as_json, "cleared")
@@ -146,7 +146,7 @@ def memory_erase(
     _confirm(yes, f"Erase everything stored about {key}? This cannot be undone")
 
     async def work() -> dict[str, int]:
-        async with open_app(settings, with_model=False) as running:
+        async with open_memory_app(settings) as running:
             return await running.admin.erase(key, cause=CLI_CAUSE)
 
     _print_removed(key, run_work(work), as_json, "erased")
@@ -167,7 +167,7 @@ def memory_forget(
     settings = stores_settings()
 
     async def work() -> tuple[list[ForgetCandidate], int]:
-        async with open_app(settings, with_model=False) as running:
+        async with open_memory_app(settings) as running:
             candidates = await running.admin.forget_candidates(key, words)
             if not candidates:
                 return candidates, 0

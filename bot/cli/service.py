@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bot.app import App, open_app, resume_journal
+from bot.app import App, open_app
 from bot.cli.common import (
     app,
     command_settings,
@@ -64,10 +64,9 @@ def chat(
 
     async def chat_until_done(interrupts: ConsoleInterrupts) -> None:
         async with open_app(settings) as running:
-            assert running.runtime is not None
             # Load the embedding model while the user types, not when their first message arrives.
             warm_up = asyncio.create_task(_warm_up(running.stores.embedder))
-            waiting = await resume_journal(running)  # answers left by a stopped process are printed here
+            waiting = await running.resume_journal()  # answers left by a stopped process are printed here
             if waiting:
                 err.print(f"membot: answering {waiting} saved messages from before.", highlight=False)
             if sys.stdin.isatty():
@@ -84,8 +83,8 @@ def chat(
 async def _finish_journal(running: App) -> None:
     """At the end of input, wait a while for messages kept during a Redis outage to be answered; what is still
     waiting after that stays in the journal and is answered at the next start."""
-    outage = running.runtime.outage if running.runtime is not None else None
-    if outage is None or not outage.backlogged:
+    outage = running.outage
+    if not outage.backlogged:
         return
     within = max(30.0, 3 * running.settings.redis_retry_seconds)
     err.print(f"membot: waiting up to {within:g}s for my memory to answer your saved messages.", highlight=False)
@@ -116,7 +115,6 @@ def run(
 
     async def work() -> int:
         async with open_app(settings) as running:
-            assert running.runtime is not None
             handle = running.runtime.handle
 
             async def console() -> None:

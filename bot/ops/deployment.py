@@ -1,38 +1,39 @@
-"""How this process fits a deployment: Discord shards, replicas, and what running several processes requires.
+"""How this process fits a deployment: replicas, platform shares, and what running several processes requires.
 
-One membot process may be one of several sharing a Redis: Discord shards split the gateway between processes
-(``DISCORD_SHARD_IDS`` of ``DISCORD_SHARD_COUNT``), and Slack HTTP mode runs behind a load balancer as
-``MEMBOT_REPLICAS`` identical processes. Everything per agent (lock, queue, core memory, heartbeat firings) is
-already shared through Redis; recall and archival memory need a Qdrant server, because embedded Qdrant belongs to
-one process. ``Topology.check`` refuses to start a multi-process deployment without ``QDRANT_URL``.
+One membot process may be one of several sharing a Redis: Slack HTTP mode runs behind a load balancer as
+``MEMBOT_REPLICAS`` identical processes, and a platform may split its connections between processes (Discord
+shards: ``adapters/discord/shards.py``), given here by the composition root as a ``Share``. Everything per agent
+(lock, queue, core memory, heartbeat firings) is already shared through Redis; recall and archival memory need a
+Qdrant server, because embedded Qdrant belongs to one process. ``Topology.check`` refuses to start a multi-process
+deployment without ``QDRANT_URL``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from bot.settings import Settings
+from bot.settings import ConfigError, Settings
 
-__all__ = ["Topology", "parse_shard_ids"]
+__all__ = ["Share", "Topology"]
 
 
-def parse_shard_ids(text: str) -> tuple[int, ...]:
-    """``"0,1"``, ``"0-3"``, ``"0-1,4"`` → sorted distinct shard ids; ``""`` → (). Raises ValueError."""
-    ids: set[int] = set()
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        first, dash, last = part.partition("-")
-        try:
-            low, high = int(first), int(last) if dash else int(first)
-        except ValueError:
-            raise ValueError(f"invalid shard id {part!r}: use numbers and ranges, e.g. 0,1 or 0-3") from None
-        if low < 0 or high < low:
-            raise ValueError(f"invalid shard range {part!r}: ids start at 0 and ranges go up, e.g. 0-3")
-        ids.update(range(low, high + 1))
-    return tuple(sorted(ids))
+class Share(Protocol):
+    """A platform's split of its connections between processes (the Discord adapter's shards)."""
+
+    @property
+    def partial(self) -> bool:
+        """Whether other processes serve the rest."""
+        ...
+
+    def check(self) -> None:
+        """Raise ConfigError when the settings cannot work."""
+        ...
+
+    def describe(self) -> str:
+        """This process's share for the start-up notice ("" when the platform is not split)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -40,45 +41,22 @@ class Topology:
     """This process's share of the deployment."""
 
     replicas: int  # MEMBOT_REPLICAS: identical processes (Slack HTTP behind a load balancer)
-    shard_count: int | None  # DISCORD_SHARD_COUNT; None: Discord says how many (all in this process)
-    shard_ids: tuple[int, ...]  # this process's Discord shards; () means all of them
     qdrant_url: str | None
+    shares: tuple[Share, ...] = ()  # the platforms' splits (Discord shards), from the composition root
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Topology:
-        return cls(
-            replicas=settings.replicas,
-            shard_count=settings.discord_shard_count,
-            shard_ids=parse_shard_ids(settings.discord_shard_ids),
-            qdrant_url=settings.qdrant_url,
-        )
-
-    @property
-    def discord_shards(self) -> tuple[int, ...] | None:
-        """The shard ids this process connects (None: every shard, as many as Discord recommends)."""
-        if self.shard_ids:
-            return self.shard_ids
-        if self.shard_count is not None:
-            return tuple(range(self.shard_count))
-        return None
+    def from_settings(cls, settings: Settings, shares: Sequence[Share] = ()) -> Topology:
+        return cls(replicas=settings.replicas, qdrant_url=settings.qdrant_url, shares=tuple(shares))
 
     @property
     def several_processes(self) -> bool:
-        """Whether other membot processes serve the same users (replicas, or a share of the Discord shards)."""
-        partial = self.shard_count is not None and len(self.discord_shards or ()) < self.shard_count
-        return self.replicas > 1 or partial
+        """Whether other membot processes serve the same users (replicas, or a partial share of a platform)."""
+        return self.replicas > 1 or any(share.partial for share in self.shares)
 
     def check(self) -> None:
         """Raise ConfigError when the settings cannot work (the message names the variables to change)."""
-        from bot.settings import ConfigError
-
-        if self.shard_ids and self.shard_count is None:
-            raise ConfigError("DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT (the total number of shards).")
-        if self.shard_count is not None and any(i >= self.shard_count for i in self.shard_ids):
-            raise ConfigError(
-                f"DISCORD_SHARD_IDS ({','.join(map(str, self.shard_ids))}) must be below DISCORD_SHARD_COUNT "
-                f"({self.shard_count}): shard ids run from 0 to DISCORD_SHARD_COUNT-1."
-            )
+        for share in self.shares:
+            share.check()
         if self.several_processes and not self.qdrant_url:
             raise ConfigError(
                 "This process is one of several (" + self.describe() + "), but recall and archival memory are in "
@@ -88,9 +66,7 @@ class Topology:
 
     def describe(self) -> str:
         """One line for the start-up notice, e.g. ``Discord shards 0,1 of 4; 1 of 3 replicas``."""
-        parts = []
-        if self.shard_count is not None:
-            parts.append(f"Discord shards {','.join(map(str, self.discord_shards or ()))} of {self.shard_count}")
+        parts = [described for share in self.shares if (described := share.describe())]
         if self.replicas > 1:
             parts.append(f"one of {self.replicas} replicas")
         return "; ".join(parts) or "a single process"

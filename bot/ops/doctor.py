@@ -1,16 +1,17 @@
-"""``membot doctor``: check configuration and every connection, and say what to fix."""
+"""``membot doctor``: check configuration and every connection, and say what to fix. It builds what it checks as
+every command does, through the composition root (``bot.app``)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
-from bot.app import build_model, platform_checks
+from bot.app import build_model, open_memory_app, platform_checks
 from bot.core.prompts import load_prompt
 from bot.llm.types import ChatMessage, SystemPrompt
 from bot.ops.data_dir import DataDirError, check_data_dir
 from bot.settings import ConfigError, Settings
-from bot.stores import ServiceUnavailable, Stores, connect_redis, open_stores
+from bot.stores import ServiceUnavailable, Stores, connect_redis
 
 Check = tuple[str, bool, str]
 
@@ -75,7 +76,8 @@ async def run_checks(settings: Settings) -> list[Check]:
             results.append(("data directory", False, str(exc)))
             return results
     try:
-        async with open_stores(settings) as stores:
+        async with open_memory_app(settings) as memory:
+            stores = memory.stores
             where = settings.qdrant_url or f"embedded at {settings.data_dir / 'qdrant'}"
             results.append(("qdrant", True, where))
             try:

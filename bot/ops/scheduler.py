@@ -130,6 +130,12 @@ class HeartbeatScheduler:
     def running(self) -> bool:
         return self._scheduler is not None
 
+    async def check(self) -> str:
+        """The health check of ``/healthz``: raises when the scheduler is not running."""
+        if not self.running:
+            raise RuntimeError("the heartbeat scheduler is not running")
+        return "running"
+
     async def start(self, heartbeats: Heartbeats) -> None:
         """Start scheduling; (re)plan reflections and consolidation for agents with recent activity."""
         if self._scheduler is not None:

@@ -1,5 +1,6 @@
 """``membot run``: every configured chat platform, the heartbeat scheduler and the health/metrics endpoints, until
-SIGINT or SIGTERM; then a graceful stop (``bot.ops.shutdown``)."""
+SIGINT or SIGTERM; then a graceful stop (``bot.ops.shutdown``). The app comes built from ``bot.app.open_app``;
+this drives its lifecycle: ``start``, ``resume_journal``, ``drain``, ``stop``."""
 
 from __future__ import annotations
 
@@ -9,13 +10,10 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 
-from bot.app import App, build_adapters, resume_journal, start_heartbeats
+from bot.app import App
 from bot.core.ports import PlatformAdapter
-from bot.ops.deployment import Topology
-from bot.ops.health import Check
 from bot.ops.http import OpsServer, ops_routes
-from bot.ops.scheduler import HeartbeatScheduler
-from bot.ops.shutdown import HttpMountable, drain
+from bot.ops.shutdown import HttpMountable
 from bot.settings import ConfigError
 
 log = logging.getLogger(__name__)
@@ -55,32 +53,27 @@ async def serve(
     console: Callable[[], Awaitable[None]] | None = None,
 ) -> int:
     """Run the adapters (default: those configured), the scheduler and the health/metrics endpoints until ``stop``
-    is set (SIGINT and SIGTERM set it) or an adapter stops by itself; then stop gracefully (``bot.ops.shutdown``).
+    is set (SIGINT and SIGTERM set it) or an adapter stops by itself; then stop gracefully (``App.drain``).
     Returns the exit code: 0 after a requested stop, 1 when an adapter stopped.
 
     ``console``: with no platform configured, this console chat runs beside the scheduler; its end stops membot.
     """
-    if app.services is None:
-        raise RuntimeError("membot run needs the runtime (open the app with a model)")
-    topology = Topology.from_settings(app.settings)
-    topology.check()
+    app.topology.check()
     stop = stop or asyncio.Event()
     force = asyncio.Event()
-    adapters = build_adapters(app.services) if adapters is None else list(adapters)
+    adapters = app.build_adapters() if adapters is None else list(adapters)
     ops: OpsServer | None = None
     code = 0
     try:
-        scheduler = await start_heartbeats(app, adapters)
-        app.health.add("scheduler", scheduler_check(scheduler))
-        app.health.watch(app.services.connections, app.settings.health_grace_seconds)
+        await app.start(adapters)
         try:
             # after the scheduler: /healthz checks it from the start; a console chat goes on without the endpoints
             ops = await start_ops_endpoints(
                 app, adapters, notify=notify if console is not None and not adapters else None
             )
             with _stop_on_signals(stop, force):
-                if topology.several_processes:
-                    notify(f"this process is {topology.describe()}; they share Redis and the Qdrant server")
+                if app.topology.several_processes:
+                    notify(f"this process is {app.topology.describe()}; they share Redis and the Qdrant server")
                 if adapters:
                     names = ", ".join(adapter.platform for adapter in adapters)
                     notify(f"membot is running on {names}, with heartbeats. Ctrl-C stops it.")
@@ -89,21 +82,13 @@ async def serve(
                 tasks: dict[asyncio.Task[object], PlatformAdapter] = {
                     asyncio.create_task(a.run(), name=f"adapter:{a.platform}"): a for a in adapters
                 }
-                await resume_journal(app, adapters)  # messages a stopped process kept during a Redis outage
+                await app.resume_journal(adapters)  # messages a stopped process kept during a Redis outage
                 ending: list[asyncio.Task[object]] = [asyncio.create_task(stop.wait(), name="stop")]
                 if console is not None and not adapters:
                     ending.append(asyncio.ensure_future(console()))
                 try:
                     done, _ = await asyncio.wait([*ending, *tasks], return_when=asyncio.FIRST_COMPLETED)
-                    await drain(
-                        adapters=[a for task, a in tasks.items() if not task.done()],
-                        turns=app.turns,
-                        scheduler=scheduler,
-                        health=app.health,
-                        grace=app.settings.shutdown_timeout,
-                        notify=notify,
-                        force=force,
-                    )
+                    await app.drain([a for task, a in tasks.items() if not task.done()], notify=notify, force=force)
                 finally:
                     for task in [*ending, *tasks]:
                         task.cancel()
@@ -113,20 +98,11 @@ async def serve(
                     notify(f"the {tasks[task].platform} adapter stopped ({problem}); shutting down.")
                     code = 1
         finally:
-            await scheduler.shutdown()
+            await app.stop()
     finally:
         if ops is not None:
             await ops.stop()
     return code
-
-
-def scheduler_check(scheduler: HeartbeatScheduler) -> Check:
-    async def check() -> str:
-        if not scheduler.running:
-            raise RuntimeError("the heartbeat scheduler is not running")
-        return "running"
-
-    return check
 
 
 async def start_ops_endpoints(

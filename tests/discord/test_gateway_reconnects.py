@@ -41,7 +41,7 @@ async def answers_a_dm(discord_api: DiscordStandIn, text: str) -> None:
 
 async def connected_again(harness: DiscordHarness, shard: int = 0) -> None:
     """The shard is open on the stand-in and membot reports it connected."""
-    discord_api, connections = harness.discord, harness.app.services.connections  # type: ignore[union-attr]
+    discord_api, connections = harness.discord, harness.app.services.connections
     await eventually(
         lambda: shard in discord_api.open_shards() and connections.states()[shard_connection(shard)].up,
         what=f"shard {shard} back on the stand-in",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.app import open_app
+from bot.app import open_memory_app
 from bot.core.events import AgentKey
 from bot.core.prompts import load_prompt
 from bot.settings import Settings
@@ -148,6 +148,6 @@ class Chat:
 
 async def recall_texts(settings: Settings, agent: AgentKey) -> list[str]:
     """Every text recall memory holds for ``agent`` (waits until it is indexed), read by a fresh process's stores."""
-    async with open_app(settings, with_model=False) as app:
+    async with open_memory_app(settings) as app:
         exported = await app.admin.export(agent)
     return [str(item["text"]) for item in exported["recall"]]

@@ -11,7 +11,7 @@ import pytest
 
 from adapters.console import console_message
 from adapters.keys import person_of
-from bot.app import open_app, resume_journal
+from bot.app import open_app
 from bot.core.events import Attachment, ChannelMessage, OutboundReply, ReplyAddress, ReplyKind, utc_now
 from bot.runtime.outage import STORE_DOWN_NOTICE
 from memory.journal import FileJournal, message_from_json, message_to_json
@@ -111,7 +111,7 @@ async def test_a_stopped_process_s_platform_messages_are_answered_at_start_throu
     settings = settings_for(llm, "anthropic", key_prefix, data_dir)
     slack = RecordingSlack()
     async with open_app(settings) as app:
-        assert await resume_journal(app, [slack]) == 1
+        assert await app.resume_journal([slack]) == 1
         assert app.runtime is not None and app.runtime.outage is not None
         await asyncio.wait_for(app.runtime.outage.wait_replayed(), 60)
     assert slack.sent == [(message.address, "echo: are you there?")]

@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from adapters.console import console_agent, console_message
-from bot.app import open_app
+from bot.app import open_app, open_memory_app
 from bot.core.events import AgentKey
 from bot.runtime.runtime import BUSY_NOTICE, LOCK_LOST_NOTICE
 from bot.settings import ConfigError, load_settings
@@ -134,7 +134,7 @@ async def test_kill_9_of_membot_run_mid_turn_the_next_process_answers_within_one
 
     async def all_recalled() -> bool:  # the reply is stored just after it is posted: wait for it, not race it
         nonlocal recall
-        async with open_app(settings, with_model=False) as app:
+        async with open_memory_app(settings) as app:
             recall = _texts(await app.admin.export(agent), "recall")
         return recall == expected
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from adapters.console import console_agent, console_message
-from bot.app import App, open_app, start_heartbeats
+from bot.app import App, open_app
 from bot.core.events import AgentKey, Scope
 from bot.core.memory_types import ArchivalEntry, DuplicatePair, SearchHit
 from bot.runtime.heartbeat import Status, keep_and_drop, merged_text
@@ -88,7 +88,8 @@ async def test_the_consolidation_job_runs_periodically_for_active_agents(
     async with open_app(settings) as app:
         assert app.runtime is not None
         await fill_core(app, FLO)
-        scheduler = await start_heartbeats(app, [])
+        await app.start([])
+        scheduler = app.scheduler
         await app.runtime.handle(console_message("flo", "hi"), RecordingSink())
 
         async def condensed() -> bool:

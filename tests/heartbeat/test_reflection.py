@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from adapters.console import console_agent, console_message
-from bot.app import App, open_app, start_heartbeats
+from bot.app import App, open_app
 from bot.core.events import AgentKey, utc_now
 from bot.runtime.heartbeat import Status
 from bot.settings import Settings
@@ -25,7 +25,7 @@ async def test_a_quiet_conversation_gets_exactly_one_reflection_that_writes_to_m
     ann = console_agent("ann")
     async with open_app(make_settings()) as app:
         assert app.runtime is not None and app.scheduler is not None
-        await start_heartbeats(app, [])
+        await app.start([])
         sink = RecordingSink()
         await app.runtime.handle(console_message("ann", "my name is Ann"), sink)
         await app.runtime.handle(console_message("ann", "I went hiking in the Alps last weekend"), sink)
@@ -62,7 +62,8 @@ async def test_an_agent_with_nothing_new_gets_no_reflection_and_no_model_call(
     bob = console_agent("bob")
     async with open_app(make_settings()) as app:
         assert app.runtime is not None and app.scheduler is not None
-        scheduler = await start_heartbeats(app, [])
+        await app.start([])
+        scheduler = app.scheduler
         await app.runtime.handle(console_message("bob", "hello there"), RecordingSink())
         await eventually(lambda: len(heartbeat_requests(llm)) == 2, what="the first reflection")
         await eventually(lambda: has_no_news(app, bob), what="the reflection to be recorded")
@@ -85,7 +86,7 @@ async def test_a_message_during_a_reflection_waits_for_it_and_no_core_update_is_
     cy = console_agent("cy")
     async with open_app(make_settings()) as app:
         assert app.runtime is not None
-        await start_heartbeats(app, [])
+        await app.start([])
         sink = RecordingSink()
         await app.runtime.handle(console_message("cy", "my name is Cy"), sink)
         await eventually(lambda: len(reflection_events(llm)) == 1, what="the reflection to start")

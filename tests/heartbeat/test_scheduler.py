@@ -15,7 +15,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from adapters.console import console_agent, console_message
-from bot.app import App, open_app, start_heartbeats
+from bot.app import App, open_app
 from bot.core.events import AgentKey, utc_now
 from bot.core.privacy import unmarked
 from bot.ops.scheduler import HeartbeatScheduler
@@ -52,7 +52,7 @@ async def test_jobs_survive_a_scheduler_restart(llm: ScriptedLLMServer, make_set
     dee = console_agent("dee")
     async with open_app(settings) as app:
         assert app.runtime is not None and app.scheduler is not None
-        await start_heartbeats(app, [])
+        await app.start([])
         await app.runtime.handle(console_message("dee", "my name is Dee"), RecordingSink())
         await app.scheduler.shutdown()
     before = {job.id: job for job in await list_jobs(settings)}  # read from Redis alone, no scheduler running
@@ -60,7 +60,8 @@ async def test_jobs_survive_a_scheduler_restart(llm: ScriptedLLMServer, make_set
     assert reflection_events(llm) == []
 
     async with open_app(settings) as app:  # a new process, as far as membot can tell
-        scheduler = await start_heartbeats(app, [])
+        await app.start([])
+        scheduler = app.scheduler
         await eventually(lambda: reflections_of(app, dee), what="the stored reflection job to fire")
         assert list(scheduler.runs) == [("reflect:console:dee", before["reflect:console:dee"].next_run_time)]
         after = {job.id: job for job in await scheduler.jobs()}
@@ -74,7 +75,8 @@ async def test_two_schedulers_on_one_redis_run_each_firing_once(
     agents = [console_agent(f"user{i}") for i in range(6)]
     async with open_app(make_settings()) as app:
         assert app.runtime is not None
-        first = await start_heartbeats(app, [])
+        await app.start([])
+        first = app.scheduler
         second = second_scheduler(app)
         await second.start(heartbeats_for(app))
         try:
@@ -168,7 +170,7 @@ def test_jobs_list_and_proactive_commands(make_settings: Callable[..., Settings]
     async def converse() -> None:
         async with open_app(settings) as app:
             assert app.runtime is not None
-            await start_heartbeats(app, [])
+            await app.start([])
             await app.runtime.handle(console_message("eve", "hello"), RecordingSink())
 
     asyncio.run(converse())

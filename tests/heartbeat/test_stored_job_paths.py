@@ -11,7 +11,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
 from adapters.console import console_agent, console_message
-from bot.app import open_app, start_heartbeats
+from bot.app import open_app
 from bot.core.events import AgentKey, utc_now
 from bot.ops import scheduler
 from bot.settings import Settings
@@ -57,7 +57,8 @@ async def test_a_job_stored_under_the_old_module_path_runs_on_the_scheduler_that
     dee = console_agent("dee")
     async with open_app(make_settings(MEMBOT_REFLECT_AFTER_MINUTES=0.03)) as app:
         assert app.runtime is not None
-        running = await start_heartbeats(app, [])
+        await app.start([])
+        running = app.scheduler
         await app.runtime.handle(console_message("dee", "my name is Dee"), RecordingSink())
         keys = RedisKeys(app.settings.redis_prefix)
         store = open_job_store(app.settings.redis_url, keys.scheduler_jobs(), keys.scheduler_run_times())

@@ -1,4 +1,5 @@
-"""Deployment settings: Discord shard shares, replicas, and the Qdrant server several processes need."""
+"""Deployment settings: Discord shard shares (the Discord adapter's), replicas, and the Qdrant server several
+processes need (the topology the composition root builds)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,25 @@ from pathlib import Path
 
 import pytest
 
-from bot.ops.deployment import Topology, parse_shard_ids
-from bot.settings import ConfigError, Settings
+from adapters.discord.shards import DiscordShards
+from bot.app import topology as topology_of
+from bot.ops.deployment import Topology
+from bot.settings import ConfigError, Settings, parse_shard_ids
 from tests.ops.helpers import MEMBOT, membot_env
 from tests.scenario import settings_for
 from tests.standins.llm_server import ScriptedLLMServer
 
 
+def settings(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
 def topology(**values: object) -> Topology:
-    return Topology.from_settings(Settings(_env_file=None, **values))  # type: ignore[call-arg]
+    return topology_of(settings(**values))
+
+
+def shards(**values: object) -> DiscordShards:
+    return DiscordShards.from_settings(settings(**values))
 
 
 def test_shard_ids_accept_lists_and_ranges() -> None:
@@ -28,11 +39,12 @@ def test_shard_ids_accept_lists_and_ranges() -> None:
 
 def test_which_settings_mean_several_processes() -> None:
     assert not topology().several_processes
-    assert topology().discord_shards is None, "Discord's recommended count, all in this process"
+    assert shards().connects is None, "Discord's recommended count, all in this process"
     assert not topology(DISCORD_SHARD_COUNT=2).several_processes
-    assert topology(DISCORD_SHARD_COUNT=2).discord_shards == (0, 1)
-    share = topology(DISCORD_SHARD_COUNT=4, DISCORD_SHARD_IDS="2-3", QDRANT_URL="http://qdrant:6333")
-    assert share.several_processes and share.discord_shards == (2, 3)
+    assert shards(DISCORD_SHARD_COUNT=2).connects == (0, 1)
+    values = {"DISCORD_SHARD_COUNT": 4, "DISCORD_SHARD_IDS": "2-3", "QDRANT_URL": "http://qdrant:6333"}
+    share = topology(**values)
+    assert share.several_processes and shards(**values).connects == (2, 3)
     assert share.describe() == "Discord shards 2,3 of 4"
     assert topology(MEMBOT_REPLICAS=3, QDRANT_URL="http://qdrant:6333").describe() == "one of 3 replicas"
     share.check()

@@ -14,7 +14,7 @@ import redis
 
 from adapters.console import console_agent, console_message
 from adapters.keys import person_of
-from bot.app import App, open_app, start_heartbeats
+from bot.app import App, open_app
 from bot.core.events import AgentKey
 from bot.core.memory_types import ProactivePrefs
 from bot.ops.doctor import run_checks
@@ -82,7 +82,8 @@ async def test_membot_runs_on_a_redis_cluster_and_erases_a_user_from_every_maste
     sink = RecordingSink()
     async with open_app(settings) as app:
         assert app.runtime is not None
-        scheduler = await start_heartbeats(app, [])
+        await app.start([])
+        scheduler = app.scheduler
         for agent, name in ((SAM, "Sam"), (ANN, "Ann")):
             for text in (f"my name is {name}", f"remember: {name}'s passport is X-{name}", f"I love teal-{name}"):
                 await app.runtime.handle(console_message(agent.user, text), sink)

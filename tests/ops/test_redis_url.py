@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from adapters.console import console_message
-from bot.app import open_app, start_heartbeats
+from bot.app import open_app
 from bot.settings import ConfigError, load_settings
 from bot.stores import list_jobs
 from memory.redis.keys import RedisKeys
@@ -116,7 +116,7 @@ async def test_membot_follows_the_master_a_sentinel_names(
                 assert app.runtime is not None
                 sink = RecordingSink()
                 await app.runtime.handle(console_message("sam", "my name is Sam"), sink)
-                await start_heartbeats(app, [])  # the APScheduler job store on the Sentinel pool too
+                await app.start([])  # the APScheduler job store on the Sentinel pool too
                 await app.runtime.handle(console_message("sam", "hello"), sink)
                 assert sink.messages == ["Got it, I'll remember that.", "echo: hello"]
             jobs = await list_jobs(settings)

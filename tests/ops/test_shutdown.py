@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.app import open_app
+from bot.app import open_memory_app
 from bot.core.events import AgentKey
 from tests.ops.slack_process import Running, membot_run, posted, slack_settings
 from tests.scenario import eventually
@@ -69,7 +69,7 @@ async def test_sigterm_finishes_the_turn_in_flight_then_exits_0(
             assert posted(running.slack) == ["finished after the signal"]
     finally:
         release.set()
-    async with open_app(running.settings, with_model=False) as app:  # the process is gone: its Qdrant is free
+    async with open_memory_app(running.settings) as app:  # the process is gone: its Qdrant is free
         view = await app.admin.show(AgentKey("slack", SlackStandIn.team_id, ANN))
     assert view.recall_count == 2, "the user's message and the reply both reached recall before exit"
 
@@ -95,7 +95,7 @@ async def test_a_turn_longer_than_the_shutdown_timeout_is_cancelled_and_the_proc
             assert posted(running.slack) == []
     finally:
         never.set()
-    async with open_app(running.settings, with_model=False) as app:
+    async with open_memory_app(running.settings) as app:
         agent = AgentKey("slack", SlackStandIn.team_id, ANN)
         view = await app.admin.show(agent)
         queue = await app.stores.working.messages(agent)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.app import open_app
+from bot.app import open_memory_app
 from bot.core.events import AgentKey
 from memory.redis.store_identity import STORE_ID_FILE
 from tests.ops.slack_process import Running, membot_run, posted, slack_settings
@@ -84,7 +84,7 @@ async def test_two_processes_never_overlap_one_agents_turns_and_lose_no_message(
     assert sorted(posted(slack)) == sorted(expected), "each message answered exactly once"
     recall: dict[str, list[str]] = {user: [] for user in USERS}
     for each in settings:
-        async with open_app(each, with_model=False) as app:
+        async with open_memory_app(each) as app:
             for user in USERS:
                 agent = AgentKey("slack", SlackStandIn.team_id, user)
                 exported = await app.admin.export(agent)

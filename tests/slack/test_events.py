@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from adapters.slack import SlackAdapter
-from bot.app import build_adapters
 from bot.core.events import ReplyAddress
 from tests.slack.conftest import ANN, BOB, MakeSlack
 from tests.slack.harness import BOT, SlackHarness, texts
@@ -192,5 +191,5 @@ async def test_send_direct_posts_where_the_user_is(slack: SlackHarness) -> None:
 
 async def test_membot_run_builds_the_slack_adapter_when_a_bot_token_is_set(slack: SlackHarness) -> None:
     assert slack.app.services is not None
-    adapters = build_adapters(slack.app.services)
+    adapters = slack.app.build_adapters()
     assert [type(a) for a in adapters] == [SlackAdapter] and adapters[0].platform == "slack"

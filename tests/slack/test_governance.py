@@ -8,7 +8,6 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bot.app import start_heartbeats
 from bot.core.events import Scope
 from tests.isolation.scan import dump
 from tests.scenario import eventually
@@ -56,7 +55,8 @@ async def test_erase_leaves_nothing_of_the_person_in_redis_or_qdrant_and_keeps_o
     redis_client: aioredis.Redis,
 ) -> None:
     slack = await make_slack(MEMBOT_REFLECT_AFTER_MINUTES=0.005, MEMBOT_RATE_LIMIT_PER_MINUTE=5)
-    scheduler = await start_heartbeats(slack.app, [slack.adapter])
+    await slack.app.start([slack.adapter])
+    scheduler = slack.app.scheduler
     ann, bob = slack.agent(ANN), slack.agent(BOB)
     _, url = await slack.command(ANN, "proactive on none", channel=f"D{ANN}", channel_name="directmessage")
     await _answer(slack, url)
