@@ -103,6 +103,7 @@ class OutageBridge:
         self._answer: Answer | None = None
         self._fallback: Fallback = lambda message: None
         self._task: asyncio.Task[None] | None = None
+        self._on_recovered: list[Callable[[], Awaitable[None]]] = []
         self.replayed = 0  # entries answered from the journal (for tests and logs)
 
     @property
@@ -117,6 +118,11 @@ class OutageBridge:
         self._down = True
         self._store_back = False
         self._kick()
+
+    def on_recovered(self, flush: Callable[[], Awaitable[None]]) -> None:
+        """Call ``flush`` each time an outage is over (the journal is replayed): state kept in the process during
+        the outage is written then, not only when it is next used. A failing flush is logged."""
+        self._on_recovered.append(flush)
 
     @property
     def replaying(self) -> bool:
@@ -202,6 +208,11 @@ class OutageBridge:
                     break  # the store went away again: wait for it, then go on from this entry
         self._notified.clear()  # the outage is over: a new one notifies again
         log.info("journal replayed", extra={"replayed": self.replayed})
+        for flush in self._on_recovered:
+            try:
+                await flush()
+            except Exception:
+                log.warning("state kept during the outage could not be written yet", exc_info=True)
 
     async def _store_answers(self) -> bool:
         try:
@@ -268,7 +279,7 @@ class OutageTolerantThrottle:
 class OutageTolerantChannelModes:
     """Channel reply modes during a store outage, so that a message decided by its channel's mode still reaches
     the runtime and its journal: a read answers what this process last read or wrote for the channel (the default
-    mode, "mention", for one it never saw), a write is kept in-process and written once the store answers again.
+    mode, "mention", for one it never saw), a write is kept in-process and written as soon as the outage is over.
     While the store is known to be down the store is not asked (no retry budget spent per message)."""
 
     DEFAULT = "mention"
@@ -280,6 +291,7 @@ class OutageTolerantChannelModes:
         self._max = max_channels
         self._known: dict[tuple[str, str], str] = {}  # the last mode read or written, per channel (bounded)
         self._unwritten: dict[tuple[str, str], str] = {}  # writes made during the outage, written when it ends
+        bridge.on_recovered(self._write_unwritten)
 
     async def get(self, platform: str, channel_id: str) -> str:
         channel = (platform, channel_id)

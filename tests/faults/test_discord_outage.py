@@ -65,7 +65,11 @@ async def test_channel_modes_fail_open_and_messages_reach_the_journal(
     [reply] = await answer_to(discord_api, follow_up)
     assert reply.json["content"] == "echo: what about saturday?", "the thread's mode set during the outage holds"
     modes_key = RedisKeys(harness.app.settings.redis_prefix).channel_modes("discord")
-    assert await harness.app.stores.redis.hget(modes_key, str(THREAD)) in (b"always", "always")
+
+    async def written() -> bool:  # by the outage's end (the replay), not by the next read of the channel
+        return await harness.app.stores.redis.hget(modes_key, str(THREAD)) in (b"always", "always")
+
+    await eventually(written, what="the thread's mode set during the outage to be written to Redis")
 
 
 async def test_a_dm_with_a_file_during_an_outage_is_told_and_answered_when_redis_returns(
