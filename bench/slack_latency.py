@@ -1,0 +1,344 @@
+"""Slack latency: the time from a Slack event being posted to membot until the model is called and the reply arrives.
+
+Black-box, like Slack in HTTP mode: the real membot app and Slack adapter (Bolt, aiohttp, real Redis, the
+embedded store, the configured embedder and recall indexer) receive signed Events API requests over HTTP; their
+Web API calls go to a Slack stand-in and their model calls (OpenAI wire, through the real SDK) to a model stand-in
+that answers at once with one ``send_message``. Both stand-ins and the event poster run in a thread with their
+own event loop, so they do not queue behind membot's work; times are ``time.perf_counter()`` readings there.
+
+For each message it prints nothing; at the end, per kind of message, p50/p99 (ms) of:
+
+- *ack*: event posted → Slack's HTTP request answered (Slack retries after 3 s);
+- *model*: event posted → the model stand-in received the chat request;
+- *reply*: event posted → the stand-in received ``chat.postMessage`` with the answer.
+
+Messages go one at a time (each waits for its reply, then ``--pause`` seconds), cycling over ``--users`` users;
+the first ``--warmup`` of each kind are not counted. Kinds: ``dm`` (a direct message) and ``mention`` (a mention
+in a channel, answered in a thread; it reads the channel's recent messages each time, as it must).
+
+    python bench/slack_latency.py [--messages 200] [--kinds dm mention] [--embedder local|hashing]
+        [--users 4] [--pause 0.05] [--warmup 10]
+
+Needs a Redis (REDIS_URL, default 127.0.0.1:6379); uses a throw-away key prefix and data directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import logging
+import os
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+from aiohttp import web
+
+from adapters.slack import SlackAdapter, build_slack_adapter
+from bot.app import open_app
+from bot.settings import Settings
+from memory.redis.url import sync_client
+
+T = TypeVar("T")
+
+TEAM, BOT, BOT_ID = "T0BENCH", "UBOT", "BBOT"
+SIGNING_SECRET = "bench-signing-secret"
+BOT_TOKEN = "xoxb-bench-token"
+CHANNEL = "C0BENCH"
+REPLY = "Sounds good, tell me more."
+
+
+@dataclass
+class Pending:
+    """The message in flight: when it was posted and when each stand-in saw its consequences."""
+
+    channel: str
+    posted: float
+    acked: float | None = None
+    model: float | None = None
+    reply: float | None = None
+    text: str = ""  # what membot posted
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class Figures:
+    ack: list[float] = field(default_factory=list)
+    model: list[float] = field(default_factory=list)
+    reply: list[float] = field(default_factory=list)
+
+
+class StandIns:
+    """Slack's Web API and an OpenAI-compatible model, on 127.0.0.1 in one aiohttp server, in its own thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        self.pending: Pending | None = None
+        self.calls: dict[str, int] = {}
+        self.channels: dict[str, list[dict[str, Any]]] = {}
+        self._ts = itertools.count(1)
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="standins", daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    # --- lifecycle (called from the main thread) ---------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+        self._started.wait(10)
+
+    def stop(self) -> None:
+        self.call(self._cleanup())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+    def call(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` on the stand-ins' loop and wait for it (from the main thread, blocking)."""
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result()
+
+    async def run_there(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` on the stand-ins' loop; await it from another loop without blocking that one."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self.loop))
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._serve())
+        self._started.set()
+        self.loop.run_forever()
+        self.loop.close()
+
+    async def _serve(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+
+    async def _cleanup(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    @property
+    def model_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def next_ts(self) -> str:
+        return f"{time.time():.0f}.{next(self._ts):06d}"
+
+    # --- the model: one send_message, at once ------------------------------------------------------------------
+    async def _chat(self, request: web.Request) -> web.Response:
+        arrived = time.perf_counter()
+        if self.pending is not None and self.pending.model is None:
+            self.pending.model = arrived
+        body = await request.json()
+        arguments = json.dumps({"message": REPLY})
+        call = {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function"}
+        call["function"] = {"name": "send_message", "arguments": arguments}  # type: ignore[assignment]
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        return web.json_response(
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", "instant"),
+                "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls", "logprobs": None}],
+                "usage": {"prompt_tokens": 1000, "completion_tokens": 20, "total_tokens": 1020},
+            }
+        )
+
+    # --- Slack's Web API -----------------------------------------------------------------------------------------
+    async def _api(self, request: web.Request) -> web.Response:
+        arrived = time.perf_counter()
+        method = request.match_info["method"]
+        params: dict[str, Any] = dict(request.query)
+        if request.content_type == "application/json":
+            params.update(await request.json())
+        elif request.can_read_body:
+            params.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+        self.calls[method] = self.calls.get(method, 0) + 1
+        if request.headers.get("Authorization") != f"Bearer {BOT_TOKEN}":
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        channel = str(params.get("channel") or "")
+        if method == "auth.test":
+            body: dict[str, Any] = {"team_id": TEAM, "user_id": BOT, "bot_id": BOT_ID, "team": "bench"}
+        elif method == "chat.postMessage":
+            ts = self.next_ts()
+            message = {"type": "message", "user": BOT, "bot_id": BOT_ID, "text": params.get("text", ""), "ts": ts}
+            self.channels.setdefault(channel, []).append(message)
+            pending = self.pending
+            if pending is not None and pending.channel == channel and pending.reply is None:
+                pending.reply, pending.text = arrived, str(params.get("text", ""))
+                pending.done.set()
+            body = {"channel": channel, "ts": ts, "message": message}
+        elif method == "users.info":
+            user = str(params.get("user"))
+            profile = {"display_name": f"User {user}", "real_name": f"User {user}"}
+            body = {"user": {"id": user, "team_id": TEAM, "name": user.lower(), "is_admin": False, "profile": profile}}
+        elif method == "conversations.info":
+            body = {"channel": {"id": channel, "name": "bench", "is_channel": True}}
+        elif method in ("conversations.history", "conversations.replies"):
+            latest = float(params.get("latest") or "inf")
+            limit = int(params.get("limit") or 100)
+            items = [m for m in self.channels.get(channel, []) if float(m["ts"]) < latest]
+            body = {"messages": items[-limit:][::-1], "has_more": False}
+        elif method in ("chat.postEphemeral", "chat.delete"):
+            body = {"message_ts": self.next_ts()}
+        else:
+            body = {"ok": False, "error": "unknown_method"}
+        return web.json_response({"ok": True, **body} if body.get("ok", True) else body)
+
+    # --- Slack's side of the Events API ----------------------------------------------------------------------------
+    async def post_events(self, url: str, kind: str, count: int, users: int, pause: float, warmup: int) -> Figures:
+        """Post ``count`` events of ``kind`` one at a time, each after the previous one's reply."""
+        figures = Figures()
+        async with aiohttp.ClientSession() as session:
+            for index in range(count + warmup):
+                user = f"U{kind.upper()}{index % users}"
+                event = self._event(kind, user, index)
+                self.channels.setdefault(event["channel"], []).append(event)
+                envelope = {
+                    "token": "verification-token",
+                    "team_id": TEAM,
+                    "api_app_id": "A0BENCH",
+                    "event": event,
+                    "type": "event_callback",
+                    "event_id": f"Ev{uuid.uuid4().hex[:10].upper()}",
+                    "event_time": int(time.time()),
+                    "authorizations": [{"team_id": TEAM, "user_id": BOT, "is_bot": True}],
+                }
+                body = json.dumps(envelope)
+                stamp = str(int(time.time()))
+                digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:{body}".encode(), hashlib.sha256).hexdigest()
+                headers = {
+                    "Content-Type": "application/json",
+                    "X-Slack-Request-Timestamp": stamp,
+                    "X-Slack-Signature": f"v0={digest}",
+                }
+                pending = self.pending = Pending(event["channel"], time.perf_counter())
+                async with session.post(url, data=body.encode(), headers=headers) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"membot answered the event with HTTP {response.status}")
+                pending.acked = time.perf_counter()
+                await asyncio.wait_for(pending.done.wait(), 30)
+                self.pending = None
+                if pending.model is None or pending.reply is None or pending.text != REPLY:
+                    raise RuntimeError(f"membot did not answer as the model said, but: {pending.text!r}")
+                if index >= warmup:
+                    figures.ack.append((pending.acked - pending.posted) * 1000)
+                    figures.model.append((pending.model - pending.posted) * 1000)
+                    figures.reply.append((pending.reply - pending.posted) * 1000)
+                await asyncio.sleep(pause)
+        return figures
+
+    def _event(self, kind: str, user: str, index: int) -> dict[str, Any]:
+        text = f"message {index}: today I walked the dog and cooked pasta for my sister"
+        event = {"type": "message", "channel": f"D{user}", "channel_type": "im", "user": user, "text": text}
+        if kind == "mention":
+            event = {"type": "app_mention", "channel": CHANNEL, "user": user, "text": f"<@{BOT}> {text}"}
+        return {**event, "ts": self.next_ts(), "team": TEAM}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def line(name: str, values: list[float]) -> str:
+    return f"{name} p50 {statistics.median(values):6.1f} ms, p99 {percentile(values, 0.99):6.1f} ms"
+
+
+async def run(args: argparse.Namespace, stand_ins: StandIns) -> None:
+    prefix = f"membot-bench-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory() as data_dir:
+        settings = Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            MEMBOT_REDIS_PREFIX=prefix,
+            MEMBOT_DATA_DIR=Path(data_dir),
+            MEMBOT_EMBEDDER=args.embedder,
+            MEMBOT_LLM_PROVIDER="openai",
+            MEMBOT_MODEL="instant",
+            OPENAI_API_KEY="bench-key",
+            OPENAI_BASE_URL=stand_ins.model_url,
+            SLACK_BOT_TOKEN=BOT_TOKEN,
+            SLACK_SIGNING_SECRET=SIGNING_SECRET,
+            SLACK_API_URL=stand_ins.api_url,
+            SLACK_HTTP_HOST="127.0.0.1",
+            SLACK_HTTP_PORT=0,
+            MEMBOT_RATE_LIMIT_PER_MINUTE=1_000_000,  # the check still runs; one at a time is not abuse
+        )
+        try:
+            async with open_app(settings) as app:
+                assert app.services is not None
+                adapter = build_slack_adapter(app.services)
+                assert isinstance(adapter, SlackAdapter)
+                serving = asyncio.create_task(adapter.run())
+                await asyncio.wait_for(adapter.ready.wait(), 30)
+                url = f"http://127.0.0.1:{adapter.port}/slack/events"
+                print(
+                    f"embedder={args.embedder}; {args.messages} messages per kind, one at a time, {args.users} users, "
+                    f"pause {args.pause} s, {args.warmup} warm-up (Redis prefix {prefix})"
+                )
+                try:
+                    for kind in args.kinds:
+                        figures = await stand_ins.run_there(
+                            stand_ins.post_events(url, kind, args.messages, args.users, args.pause, args.warmup)
+                        )
+                        print(
+                            f"  {kind:<7}: {line('ack', figures.ack)}; {line('model call', figures.model)}; "
+                            f"{line('reply', figures.reply)}"
+                        )
+                    calls = ", ".join(f"{method} {count}" for method, count in sorted(stand_ins.calls.items()))
+                    print(f"  Web API calls: {calls}")
+                finally:
+                    await adapter.stop_accepting()
+                    await adapter.drain()
+                    serving.cancel()
+                    await asyncio.gather(serving, return_exceptions=True)
+        finally:
+            client = sync_client(settings.redis_url)
+            keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+            if keys:
+                client.delete(*keys)
+            client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=200, help="messages measured per kind")
+    parser.add_argument("--kinds", nargs="+", default=["dm", "mention"], choices=["dm", "mention"])
+    parser.add_argument("--embedder", default="local", choices=["local", "hashing"])
+    parser.add_argument("--users", type=int, default=4, help="users the messages cycle over (one agent each)")
+    parser.add_argument("--pause", type=float, default=0.05, help="seconds between a reply and the next message")
+    parser.add_argument("--warmup", type=int, default=10, help="messages per kind sent first and not counted")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    stand_ins = StandIns()
+    stand_ins.start()
+    try:
+        asyncio.run(run(args, stand_ins))
+    finally:
+        stand_ins.stop()
+
+
+if __name__ == "__main__":
+    main()
