@@ -3,10 +3,9 @@
 Black-box, like Slack in HTTP mode: the real membot app and Slack adapter (Bolt, aiohttp, real Redis, the
 embedded store, the configured embedder and recall indexer) receive signed Events API requests over HTTP; their
 Web API calls go to a Slack stand-in and their model calls (OpenAI wire, through the real SDK) to a model stand-in
-that answers at once with one ``send_message``. Both stand-ins and the event poster run in a thread with their
-own event loop, so they do not queue behind membot's work; times are ``time.perf_counter()`` readings there.
-
-For each message it prints nothing; at the end, per kind of message, p50/p99 (ms) of:
+that answers at once with one ``send_message``. Both stand-ins and the event poster (Slack's side) run in a
+process of their own, so they neither queue behind membot's work nor wait for its GIL; every time is a
+``time.perf_counter()`` reading in that process. Per kind of message it prints p50/p99 (ms) of:
 
 - *ack*: event posted → Slack's HTTP request answered (Slack retries after 3 s);
 - *model*: event posted → the model stand-in received the chat request;
@@ -31,16 +30,16 @@ import hmac
 import itertools
 import json
 import logging
+import multiprocessing
 import os
 import statistics
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -49,8 +48,6 @@ from adapters.slack import SlackAdapter, build_slack_adapter
 from bot.app import open_app
 from bot.settings import Settings
 from memory.redis.url import sync_client
-
-T = TypeVar("T")
 
 TEAM, BOT, BOT_ID = "T0BENCH", "UBOT", "BBOT"
 SIGNING_SECRET = "bench-signing-secret"
@@ -74,51 +71,27 @@ class Pending:
 
 @dataclass
 class Figures:
+    """Milliseconds from each counted event being posted, and when it was (a ``perf_counter()`` reading: the
+    monotonic clock is system-wide, so membot's process can line its own readings up with these)."""
+
+    posted: list[float] = field(default_factory=list)
     ack: list[float] = field(default_factory=list)
     model: list[float] = field(default_factory=list)
     reply: list[float] = field(default_factory=list)
 
 
 class StandIns:
-    """Slack's Web API and an OpenAI-compatible model, on 127.0.0.1 in one aiohttp server, in its own thread."""
+    """Slack's Web API and an OpenAI-compatible model, on 127.0.0.1 in one aiohttp server."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
         self.port = 0
         self.pending: Pending | None = None
         self.calls: dict[str, int] = {}
         self.channels: dict[str, list[dict[str, Any]]] = {}
         self._ts = itertools.count(1)
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="standins", daemon=True)
         self._runner: web.AppRunner | None = None
 
-    # --- lifecycle (called from the main thread) ---------------------------------------------------------
-    def start(self) -> None:
-        self._thread.start()
-        self._started.wait(10)
-
-    def stop(self) -> None:
-        self.call(self._cleanup())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-
-    def call(self, work: Coroutine[Any, Any, T]) -> T:
-        """Run ``work`` on the stand-ins' loop and wait for it (from the main thread, blocking)."""
-        return asyncio.run_coroutine_threadsafe(work, self.loop).result()
-
-    async def run_there(self, work: Coroutine[Any, Any, T]) -> T:
-        """Run ``work`` on the stand-ins' loop; await it from another loop without blocking that one."""
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self.loop))
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._serve())
-        self._started.set()
-        self.loop.run_forever()
-        self.loop.close()
-
-    async def _serve(self) -> None:
+    async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/v1/chat/completions", self._chat)
@@ -128,17 +101,9 @@ class StandIns:
         await site.start()
         self.port = int(self._runner.addresses[0][1])
 
-    async def _cleanup(self) -> None:
+    async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api/"
-
-    @property
-    def model_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
 
     def next_ts(self) -> str:
         return f"{time.time():.0f}.{next(self._ts):06d}"
@@ -243,6 +208,7 @@ class StandIns:
                 if pending.model is None or pending.reply is None or pending.text != REPLY:
                     raise RuntimeError(f"membot did not answer as the model said, but: {pending.text!r}")
                 if index >= warmup:
+                    figures.posted.append(pending.posted)
                     figures.ack.append((pending.acked - pending.posted) * 1000)
                     figures.model.append((pending.model - pending.posted) * 1000)
                     figures.reply.append((pending.reply - pending.posted) * 1000)
@@ -266,8 +232,60 @@ def line(name: str, values: list[float]) -> str:
     return f"{name} p50 {statistics.median(values):6.1f} ms, p99 {percentile(values, 0.99):6.1f} ms"
 
 
-async def run(args: argparse.Namespace, stand_ins: StandIns) -> None:
+# --- the stand-ins' process ----------------------------------------------------------------------------------------
+
+
+def stand_ins_process(conn: Connection) -> None:
+    """Entry point of the stand-ins' process: serve, then run the loads membot's process asks for."""
+    asyncio.run(_serve_stand_ins(conn))
+
+
+async def _serve_stand_ins(conn: Connection) -> None:
+    stand_ins = StandIns()
+    await stand_ins.start()
+    conn.send(stand_ins.port)
+    try:
+        while True:
+            request = await asyncio.to_thread(conn.recv)
+            if request is None:
+                return
+            url, kind, count, users, pause, warmup = request
+            figures = await stand_ins.post_events(url, kind, count, users, pause, warmup)
+            conn.send((figures, dict(stand_ins.calls)))
+    finally:
+        await stand_ins.stop()
+
+
+class Remote:
+    """membot's side of the pipe to the stand-ins' process."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=stand_ins_process, args=(child,), name="slack-stand-ins", daemon=True)
+        self._process.start()
+        if not self._conn.poll(60):
+            raise RuntimeError("the stand-ins' process did not start")
+        self.port = int(self._conn.recv())
+
+    async def load(self, *request: object) -> tuple[Figures, dict[str, int]]:
+        self._conn.send(request)
+        answer: tuple[Figures, dict[str, int]] = await asyncio.to_thread(self._conn.recv)
+        return answer
+
+    def close(self) -> None:
+        self._conn.send(None)
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.kill()
+
+
+# --- membot's process ----------------------------------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace, remote: Remote) -> None:
     prefix = f"membot-bench-{uuid.uuid4().hex[:8]}"
+    stand_ins = f"http://127.0.0.1:{remote.port}"
     with tempfile.TemporaryDirectory() as data_dir:
         settings = Settings(  # type: ignore[call-arg]
             _env_file=None,
@@ -278,10 +296,10 @@ async def run(args: argparse.Namespace, stand_ins: StandIns) -> None:
             MEMBOT_LLM_PROVIDER="openai",
             MEMBOT_MODEL="instant",
             OPENAI_API_KEY="bench-key",
-            OPENAI_BASE_URL=stand_ins.model_url,
+            OPENAI_BASE_URL=f"{stand_ins}/v1",
             SLACK_BOT_TOKEN=BOT_TOKEN,
             SLACK_SIGNING_SECRET=SIGNING_SECRET,
-            SLACK_API_URL=stand_ins.api_url,
+            SLACK_API_URL=f"{stand_ins}/api/",
             SLACK_HTTP_HOST="127.0.0.1",
             SLACK_HTTP_PORT=0,
             MEMBOT_RATE_LIMIT_PER_MINUTE=1_000_000,  # the check still runs; one at a time is not abuse
@@ -299,16 +317,14 @@ async def run(args: argparse.Namespace, stand_ins: StandIns) -> None:
                     f"pause {args.pause} s, {args.warmup} warm-up (Redis prefix {prefix})"
                 )
                 try:
+                    calls: dict[str, int] = {}
                     for kind in args.kinds:
-                        figures = await stand_ins.run_there(
-                            stand_ins.post_events(url, kind, args.messages, args.users, args.pause, args.warmup)
-                        )
+                        figures, calls = await remote.load(url, kind, args.messages, args.users, args.pause, args.warmup)
                         print(
                             f"  {kind:<7}: {line('ack', figures.ack)}; {line('model call', figures.model)}; "
                             f"{line('reply', figures.reply)}"
                         )
-                    calls = ", ".join(f"{method} {count}" for method, count in sorted(stand_ins.calls.items()))
-                    print(f"  Web API calls: {calls}")
+                    print("  Web API calls: " + ", ".join(f"{method} {n}" for method, n in sorted(calls.items())))
                 finally:
                     await adapter.stop_accepting()
                     await adapter.drain()
@@ -332,12 +348,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="messages per kind sent first and not counted")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    stand_ins = StandIns()
-    stand_ins.start()
+    remote = Remote()
     try:
-        asyncio.run(run(args, stand_ins))
+        asyncio.run(run(args, remote))
     finally:
-        stand_ins.stop()
+        remote.close()
 
 
 if __name__ == "__main__":
