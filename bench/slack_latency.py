@@ -12,7 +12,8 @@ process of their own, so they neither queue behind membot's work nor wait for it
 - *reply*: event posted → the stand-in received ``chat.postMessage`` with the answer.
 
 Messages go one at a time (each waits for its reply, then ``--pause`` seconds), cycling over ``--users`` users;
-the first ``--warmup`` of each kind are not counted. Kinds: ``dm`` (a direct message) and ``mention`` (a mention
+the first ``--warmup`` of each kind are not counted, and the recall indexer catches up after them (so its
+embedding model is loaded). Kinds: ``dm`` (a direct message) and ``mention`` (a mention
 in a channel, answered in a thread; it reads the channel's recent messages each time, as it must).
 
     python bench/slack_latency.py [--messages 200] [--kinds dm mention] [--embedder local|hashing]
@@ -47,6 +48,7 @@ from aiohttp import web
 from adapters.slack import SlackAdapter, build_slack_adapter
 from bot.app import open_app
 from bot.settings import Settings
+from memory.redis.outbox import RecallOutbox
 from memory.redis.url import sync_client
 
 TEAM, BOT, BOT_ID = "T0BENCH", "UBOT", "BBOT"
@@ -171,11 +173,11 @@ class StandIns:
         return web.json_response({"ok": True, **body} if body.get("ok", True) else body)
 
     # --- Slack's side of the Events API ----------------------------------------------------------------------------
-    async def post_events(self, url: str, kind: str, count: int, users: int, pause: float, warmup: int) -> Figures:
-        """Post ``count`` events of ``kind`` one at a time, each after the previous one's reply."""
+    async def post_events(self, url: str, kind: str, first: int, count: int, users: int, pause: float) -> Figures:
+        """Post events ``first`` to ``first + count`` of ``kind`` one at a time, each after the previous one's reply."""
         figures = Figures()
         async with aiohttp.ClientSession() as session:
-            for index in range(count + warmup):
+            for index in range(first, first + count):
                 user = f"U{kind.upper()}{index % users}"
                 event = self._event(kind, user, index)
                 self.channels.setdefault(event["channel"], []).append(event)
@@ -207,11 +209,10 @@ class StandIns:
                 self.pending = None
                 if pending.model is None or pending.reply is None or pending.text != REPLY:
                     raise RuntimeError(f"membot did not answer as the model said, but: {pending.text!r}")
-                if index >= warmup:
-                    figures.posted.append(pending.posted)
-                    figures.ack.append((pending.acked - pending.posted) * 1000)
-                    figures.model.append((pending.model - pending.posted) * 1000)
-                    figures.reply.append((pending.reply - pending.posted) * 1000)
+                figures.posted.append(pending.posted)
+                figures.ack.append((pending.acked - pending.posted) * 1000)
+                figures.model.append((pending.model - pending.posted) * 1000)
+                figures.reply.append((pending.reply - pending.posted) * 1000)
                 await asyncio.sleep(pause)
         return figures
 
@@ -249,8 +250,7 @@ async def _serve_stand_ins(conn: Connection) -> None:
             request = await asyncio.to_thread(conn.recv)
             if request is None:
                 return
-            url, kind, count, users, pause, warmup = request
-            figures = await stand_ins.post_events(url, kind, count, users, pause, warmup)
+            figures = await stand_ins.post_events(*request)
             conn.send((figures, dict(stand_ins.calls)))
     finally:
         await stand_ins.stop()
@@ -281,6 +281,12 @@ class Remote:
 
 
 # --- membot's process ----------------------------------------------------------------------------------------------
+
+
+async def drain(outbox: RecallOutbox) -> None:
+    """Wait until the indexer has taken every waiting recall entry."""
+    while await outbox.waiting():  # noqa: ASYNC110 (polls Redis: there is no event to wait on)
+        await asyncio.sleep(0.01)
 
 
 async def run(args: argparse.Namespace, remote: Remote) -> None:
@@ -319,7 +325,11 @@ async def run(args: argparse.Namespace, remote: Remote) -> None:
                 try:
                     calls: dict[str, int] = {}
                     for kind in args.kinds:
-                        figures, calls = await remote.load(url, kind, args.messages, args.users, args.pause, args.warmup)
+                        await remote.load(url, kind, 0, args.warmup, args.users, args.pause)
+                        await drain(app.stores.outbox)  # the indexer (and its embedding model) warmed up too
+                        figures, calls = await remote.load(
+                            url, kind, args.warmup, args.messages, args.users, args.pause
+                        )
                         print(
                             f"  {kind:<7}: {line('ack', figures.ack)}; {line('model call', figures.model)}; "
                             f"{line('reply', figures.reply)}"
