@@ -183,9 +183,10 @@ class OpenAIChatModel(SdkChatModel):
         wire_tools = build_tools(tools)
         self._log_request(messages, tools)
 
-        body: dict[str, Any] = {"model": self.model, "messages": wire_messages, self.max_tokens_param: max_output_tokens}
+        body: dict[str, Any] = {"model": self.model, "messages": wire_messages}
         if wire_tools:
             body["tools"] = wire_tools
+        body[self.max_tokens_param] = max_output_tokens
 
         async def call() -> Completion:
             # the SDK's raw POST: ``chat.completions.create`` would first walk the whole body against its TypedDict
