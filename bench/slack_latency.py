@@ -13,8 +13,9 @@ process of their own, so they neither queue behind membot's work nor wait for it
 
 Messages go one at a time (each waits for its reply, then ``--pause`` seconds), cycling over ``--users`` users;
 the first ``--warmup`` of each kind are not counted, and the recall indexer catches up after them (so its
-embedding model is loaded). Kinds: ``dm`` (a direct message) and ``mention`` (a mention
-in a channel, answered in a thread; it reads the channel's recent messages each time, as it must).
+embedding model is loaded). Kinds: ``dm`` (a direct message) and ``mention`` (a mention in a channel, answered in
+a thread; it reads the channel's recent messages each time, as it must). A mention comes twice, as Slack sends
+it: an ``app_mention`` event, then its ``message`` twin, which membot drops as a duplicate.
 
     python bench/slack_latency.py [--messages 200] [--kinds dm mention] [--embedder local|hashing]
         [--users 4] [--pause 0.05] [--warmup 10]
@@ -116,9 +117,8 @@ class StandIns:
         if self.pending is not None and self.pending.model is None:
             self.pending.model = arrived
         body = await request.json()
-        arguments = json.dumps({"message": REPLY})
-        call = {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function"}
-        call["function"] = {"name": "send_message", "arguments": arguments}  # type: ignore[assignment]
+        function = {"name": "send_message", "arguments": json.dumps({"message": REPLY})}
+        call = {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function", "function": function}
         message = {"role": "assistant", "content": None, "tool_calls": [call]}
         return web.json_response(
             {
@@ -181,30 +181,11 @@ class StandIns:
                 user = f"U{kind.upper()}{index % users}"
                 event = self._event(kind, user, index)
                 self.channels.setdefault(event["channel"], []).append(event)
-                envelope = {
-                    "token": "verification-token",
-                    "team_id": TEAM,
-                    "api_app_id": "A0BENCH",
-                    "event": event,
-                    "type": "event_callback",
-                    "event_id": f"Ev{uuid.uuid4().hex[:10].upper()}",
-                    "event_time": int(time.time()),
-                    "authorizations": [{"team_id": TEAM, "user_id": BOT, "is_bot": True}],
-                }
-                body = json.dumps(envelope)
-                stamp = str(int(time.time()))
-                digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:{body}".encode(), hashlib.sha256).hexdigest()
-                headers = {
-                    "Content-Type": "application/json",
-                    "X-Slack-Request-Timestamp": stamp,
-                    "X-Slack-Signature": f"v0={digest}",
-                }
                 pending = self.pending = Pending(event["channel"], time.perf_counter())
-                async with session.post(url, data=body.encode(), headers=headers) as response:
-                    await response.read()
-                    if response.status != 200:
-                        raise RuntimeError(f"membot answered the event with HTTP {response.status}")
+                await _post_event(session, url, event)
                 pending.acked = time.perf_counter()
+                if kind == "mention":  # the twin Slack sends too (membot subscribes to channel messages)
+                    await _post_event(session, url, {**event, "type": "message", "channel_type": "channel"})
                 await asyncio.wait_for(pending.done.wait(), 30)
                 self.pending = None
                 if pending.model is None or pending.reply is None or pending.text != REPLY:
@@ -222,6 +203,32 @@ class StandIns:
         if kind == "mention":
             event = {"type": "app_mention", "channel": CHANNEL, "user": user, "text": f"<@{BOT}> {text}"}
         return {**event, "ts": self.next_ts(), "team": TEAM}
+
+
+async def _post_event(session: aiohttp.ClientSession, url: str, event: dict[str, Any]) -> None:
+    """One signed Events API request, as Slack sends it."""
+    envelope = {
+        "token": "verification-token",
+        "team_id": TEAM,
+        "api_app_id": "A0BENCH",
+        "event": event,
+        "type": "event_callback",
+        "event_id": f"Ev{uuid.uuid4().hex[:10].upper()}",
+        "event_time": int(time.time()),
+        "authorizations": [{"team_id": TEAM, "user_id": BOT, "is_bot": True}],
+    }
+    body = json.dumps(envelope)
+    stamp = str(int(time.time()))
+    digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:{body}".encode(), hashlib.sha256).hexdigest()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": f"v0={digest}",
+    }
+    async with session.post(url, data=body.encode(), headers=headers) as response:
+        await response.read()
+        if response.status != 200:
+            raise RuntimeError(f"membot answered an event with HTTP {response.status}")
 
 
 def percentile(values: list[float], q: float) -> float:
