@@ -9,7 +9,10 @@ process of their own, so they neither queue behind membot's work nor wait for it
 
 - *ack*: event posted → Slack's HTTP request answered (Slack retries after 3 s);
 - *model*: event posted → the model stand-in received the chat request;
-- *reply*: event posted → the stand-in received ``chat.postMessage`` with the answer.
+- *reply*: event posted → the stand-in received ``chat.postMessage`` with the answer;
+
+and the CPU time membot's process (all its threads, the background indexer included) spent per message meanwhile:
+on a busy machine the latencies grow with the load, this much less.
 
 Messages go one at a time (each waits for its reply, then ``--pause`` seconds), cycling over ``--users`` users;
 the first ``--warmup`` of each kind are not counted, and the recall indexer catches up after them (so its
@@ -334,12 +337,14 @@ async def run(args: argparse.Namespace, remote: Remote) -> None:
                     for kind in args.kinds:
                         await remote.load(url, kind, 0, args.warmup, args.users, args.pause)
                         await drain(app.stores.outbox)  # the indexer (and its embedding model) warmed up too
+                        cpu = time.process_time()
                         figures, calls = await remote.load(
                             url, kind, args.warmup, args.messages, args.users, args.pause
                         )
+                        cpu_ms = (time.process_time() - cpu) * 1000 / args.messages
                         print(
                             f"  {kind:<7}: {line('ack', figures.ack)}; {line('model call', figures.model)}; "
-                            f"{line('reply', figures.reply)}"
+                            f"{line('reply', figures.reply)}; membot CPU {cpu_ms:.1f} ms per message"
                         )
                     print("  Web API calls: " + ", ".join(f"{method} {n}" for method, n in sorted(calls.items())))
                 finally:
