@@ -14,14 +14,16 @@ process of their own, so they neither queue behind membot's work nor wait for it
 and the CPU time membot's process (all its threads, the background indexer included) spent per message meanwhile:
 on a busy machine the latencies grow with the load, this much less.
 
-Messages go one at a time (each waits for its reply, then ``--pause`` seconds), cycling over ``--users`` users;
+Messages go one at a time (each waits for its reply, then ``--pause`` seconds: long enough for the recall indexer
+to embed the previous ones, as between people's messages; a shorter one measures a message that arrives while the
+indexer embeds, which competes with it for the CPU), cycling over ``--users`` users;
 the first ``--warmup`` of each kind are not counted, and the recall indexer catches up after them (so its
 embedding model is loaded). Kinds: ``dm`` (a direct message) and ``mention`` (a mention in a channel, answered in
 a thread; it reads the channel's recent messages each time, as it must). A mention comes twice, as Slack sends
 it: an ``app_mention`` event, then its ``message`` twin, which membot drops as a duplicate.
 
     python bench/slack_latency.py [--messages 200] [--kinds dm mention] [--embedder local|hashing]
-        [--users 4] [--pause 0.05] [--warmup 10]
+        [--users 4] [--pause 0.25] [--warmup 10]
 
 Needs a Redis (REDIS_URL, default 127.0.0.1:6379); uses a throw-away key prefix and data directory.
 """
@@ -366,7 +368,7 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", default=["dm", "mention"], choices=["dm", "mention"])
     parser.add_argument("--embedder", default="local", choices=["local", "hashing"])
     parser.add_argument("--users", type=int, default=4, help="users the messages cycle over (one agent each)")
-    parser.add_argument("--pause", type=float, default=0.05, help="seconds between a reply and the next message")
+    parser.add_argument("--pause", type=float, default=0.25, help="seconds between a reply and the next message")
     parser.add_argument("--warmup", type=int, default=10, help="messages per kind sent first and not counted")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
