@@ -6,7 +6,8 @@
   ``SLACK_HTTP_HOST:SLACK_HTTP_PORT`` takes events, interactivity and the slash command on ``/slack/events``;
   Bolt verifies every request's signature (a wrong or missing one gets 401 before any listener runs).
 
-Web API calls go to ``SLACK_API_URL`` (default Slack's own), so tests and gateways can stand in for Slack.
+Web API calls go to ``SLACK_API_URL`` (default Slack's own), so tests and gateways can stand in for Slack; while
+the adapter runs they share one connection pool.
 The connection (socket or listener) is reported to ``Services.connections`` for ``/healthz`` (``connection``).
 """
 
@@ -17,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Sequence
 from enum import StrEnum
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -100,6 +102,17 @@ class SlackAdapter:
 
     async def run(self) -> None:
         """Serve Slack until cancelled; then stop listening and finish (or cancel) background work."""
+        # One connection pool for every Web API call while serving: without a session, slack_sdk opens a new
+        # connection (and TLS handshake) per call, chat.postMessage included. Same timeout as its own sessions.
+        timeout = aiohttp.ClientTimeout(total=self.client.timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            self.client.session = session
+            try:
+                await self._serve()
+            finally:
+                self.client.session = None  # calls after run() (none expected) open their own connections
+
+    async def _serve(self) -> None:
         try:
             identity = await self.client.auth_test()
         except SlackApiError as exc:

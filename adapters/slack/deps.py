@@ -33,18 +33,14 @@ class BackgroundTasks:
             work.close()
             log.warning("adapter is stopping; work dropped", extra={"task": name})
             return
-        task = asyncio.create_task(self._guard(work, name), name=f"slack:{name}")
+        task = asyncio.create_task(work, name=f"slack:{name}")
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
 
-    @staticmethod
-    async def _guard(work: Coroutine[Any, Any, None], name: str) -> None:
-        try:
-            await work
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("slack background task failed", extra={"task": name})
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("slack background task failed", extra={"task": task.get_name()}, exc_info=exc)
 
     def __len__(self) -> int:
         return len(self._tasks)

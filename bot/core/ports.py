@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from bot.core.events import AgentKey, InboundMessage, OutboundReply, ReplyAddress, Scope
 from bot.core.memory_types import (
@@ -196,6 +196,13 @@ class ReplySink(Protocol):
         ...
 
 
+class CheckIn(NamedTuple):
+    """What ``Throttle.check_in`` found: the event is new under every id, and (if new) within the person's limit."""
+
+    new: bool
+    within_limit: bool
+
+
 class Throttle(Protocol):
     """Per-person rate limits and once-only handling of platform events, shared by every process.
 
@@ -209,6 +216,11 @@ class Throttle(Protocol):
 
     async def first_time(self, person: str, event_id: str, ttl_seconds: int = 86_400) -> bool:
         """True the first time ``person``'s event id is seen (across processes), False for a repeat."""
+        ...
+
+    async def check_in(self, person: str, event_ids: Sequence[str], per_minute: int) -> CheckIn:
+        """``first_time`` for each of ``event_ids`` and, for a new event, ``allow``, in one round trip when the
+        event is new (a repeat is not counted against the limit)."""
         ...
 
     async def export(self, person: str) -> list[str]:

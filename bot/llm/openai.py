@@ -143,6 +143,8 @@ def parse_response(response: ChatCompletion) -> Completion:
     )
 
 
+CHAT_PATH = "/chat/completions"
+
 _classify = sdk_error_classifier(openai.APITimeoutError, openai.APIConnectionError, openai.APIStatusError)
 
 
@@ -195,17 +197,19 @@ class OpenAIChatModel(SdkChatModel):
     ) -> Completion:
         wire_messages = build_messages(system, messages)
         wire_tools = build_tools(tools)
-        cache_key = system.cache_key if self.send_cache_key and system.cache_key else openai.omit
         self._log_request(messages, tools)
 
+        body: dict[str, Any] = {"model": self.model, "messages": wire_messages}
+        if wire_tools:
+            body["tools"] = wire_tools
+        if self.send_cache_key and system.cache_key:
+            body["prompt_cache_key"] = system.cache_key
+        body[self.max_tokens_param] = max_output_tokens
+
         async def call() -> Completion:
-            response = await self._client.chat.completions.create(
-                model=self.model,
-                messages=wire_messages,  # type: ignore[arg-type]
-                tools=wire_tools or openai.omit,  # type: ignore[arg-type]
-                prompt_cache_key=cache_key,
-                extra_body={self.max_tokens_param: max_output_tokens},
-            )
+            # the SDK's raw POST: ``chat.completions.create`` would first walk the whole body against its TypedDict
+            # unions on the event loop (about 0.4 ms per queued message), to send the same bytes
+            response = await self._client.post(CHAT_PATH, body=body, cast_to=ChatCompletion)
             return checked(parse_response, response, ChatCompletion)
 
         try:

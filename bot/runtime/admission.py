@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from bot.core.events import OutboundReply, ReplyKind
-from bot.core.ports import ReplySink
+from bot.core.ports import CheckIn, ReplySink
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +27,10 @@ NOTICE_FLAG_SECONDS = 120  # the once-a-minute notice flag outlives its minute
 
 
 class AdmissionThrottle(Protocol):
-    """The two checks admission asks of the shared store (the ``Throttle`` port without export and erase)."""
+    """The two checks admission asks of the shared store (part of the ``Throttle`` port)."""
 
-    async def allow(self, person: str, per_minute: int) -> bool:
-        """Count one message of ``person`` in the current minute; False once over ``per_minute``."""
+    async def check_in(self, person: str, event_ids: Sequence[str], per_minute: int) -> CheckIn:
+        """Whether the event is new under every id and, if so, count it: within ``per_minute`` this minute?"""
         ...
 
     async def first_time(self, person: str, event_id: str, ttl_seconds: int = 86_400) -> bool:
@@ -54,15 +54,16 @@ async def admit(
 ) -> Verdict:
     """Decide whether a message of ``person`` runs a turn; empty ids in ``dedupe_ids`` are skipped.
 
-    Every id is checked in order (a platform may deliver one message under two ids, e.g. Slack's event id and
-    its ``app_mention``/``message`` twins); the first one seen before makes the message a duplicate, which is
-    neither counted against the limit nor told.
+    A platform may deliver one message under two ids (e.g. Slack's event id and its ``app_mention``/``message``
+    twins): one seen before makes the message a duplicate, which is neither counted against the limit nor told.
+    Both checks take one round trip to the store (``Throttle.check_in``).
     """
-    for dedupe_id in dedupe_ids:
-        if dedupe_id and not await throttle.first_time(person, dedupe_id):
-            log.info("duplicate delivery ignored", extra={"dedupe_id": dedupe_id})
-            return Verdict.DUPLICATE
-    if await throttle.allow(person, per_minute):
+    ids = [dedupe_id for dedupe_id in dedupe_ids if dedupe_id]
+    check = await throttle.check_in(person, ids, per_minute)
+    if not check.new:
+        log.info("duplicate delivery ignored", extra={"dedupe_ids": ids})
+        return Verdict.DUPLICATE
+    if check.within_limit:
         return Verdict.ADMITTED
     log.info("rate limited", extra={"subject": person})
     minute = int(time.time() // 60)

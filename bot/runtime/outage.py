@@ -17,12 +17,12 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.core.events import InboundMessage, OutboundReply, ReplyAddress, ReplyKind
-from bot.core.ports import ChannelModes, JournalEntry, MessageJournal, PlatformAdapter, ReplySink, Throttle
+from bot.core.ports import ChannelModes, CheckIn, JournalEntry, MessageJournal, PlatformAdapter, ReplySink, Throttle
 from bot.core.tasks import cancel_requested, stop_task
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STORE_DOWN_NOTICE = (
     "I can't reach my memory right now. Your message is saved, and I'll answer it as soon as my memory is back."
@@ -251,10 +252,13 @@ class OutageTolerantThrottle:
         self._bridge = bridge
 
     async def allow(self, person: str, per_minute: int) -> bool:
-        return await self._or_open(self._throttle.allow(person, per_minute))
+        return await self._or_open(self._throttle.allow(person, per_minute), True)
 
     async def first_time(self, person: str, event_id: str, ttl_seconds: int = 86_400) -> bool:
-        return await self._or_open(self._throttle.first_time(person, event_id, ttl_seconds))
+        return await self._or_open(self._throttle.first_time(person, event_id, ttl_seconds), True)
+
+    async def check_in(self, person: str, event_ids: Sequence[str], per_minute: int) -> CheckIn:
+        return await self._or_open(self._throttle.check_in(person, event_ids, per_minute), CheckIn(True, True))
 
     async def export(self, person: str) -> list[str]:
         return await self._throttle.export(person)
@@ -262,10 +266,10 @@ class OutageTolerantThrottle:
     async def erase(self, person: str) -> int:
         return await self._throttle.erase(person)
 
-    async def _or_open(self, check: Coroutine[Any, Any, bool]) -> bool:
+    async def _or_open(self, check: Coroutine[Any, Any, T], open_answer: T) -> T:
         if self._bridge.backlogged:
             check.close()
-            return True
+            return open_answer
         try:
             return await check
         except Exception as exc:
@@ -273,7 +277,7 @@ class OutageTolerantThrottle:
                 raise
             log.warning("memory store unreachable: admission check skipped")
             self._bridge.mark_down()
-            return True
+            return open_answer
 
 
 class OutageTolerantChannelModes:

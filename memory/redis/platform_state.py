@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
+from bot.core.ports import CheckIn
 from memory.redis.client import AsyncRedis
 from memory.redis.keys import RedisKeys
 
 CHANNEL_MODES = ("mention", "always")
+SEEN_SECONDS = 86_400  # how long an event id is remembered
+WINDOW_SECONDS = 120  # a one-minute window's counter outlives its minute
 
 
 class RedisThrottle:
     """``Throttle`` on Redis: fixed one-minute windows (INCR + EXPIRE in one transaction) and SET NX dedupe.
 
     Keys name the person (``rate:<person>:<minute>``, ``seen:<person>:<event id>``), so an erase finds them with
-    SCAN; they expire on their own after two minutes and a day.
+    SCAN; they expire on their own after two minutes and a day. ``check_in`` sends its commands in one pipeline
+    without MULTI (its keys may live on different cluster nodes): a window's counter is created with its TTL
+    (SET NX EX) before it is incremented, so no counter is left without one.
     """
 
     def __init__(self, redis: AsyncRedis, keys: RedisKeys) -> None:
@@ -25,12 +31,25 @@ class RedisThrottle:
         key = self._keys.rate_limit(person, int(time.time() // 60))
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.incr(key)
-            pipe.expire(key, 120)
+            pipe.expire(key, WINDOW_SECONDS)
             count, _ = await pipe.execute()
         return int(count) <= per_minute
 
-    async def first_time(self, person: str, event_id: str, ttl_seconds: int = 86_400) -> bool:
+    async def first_time(self, person: str, event_id: str, ttl_seconds: int = SEEN_SECONDS) -> bool:
         return bool(await self._redis.set(self._keys.inbound_seen(person, event_id), 1, nx=True, ex=ttl_seconds))
+
+    async def check_in(self, person: str, event_ids: Sequence[str], per_minute: int) -> CheckIn:
+        key = self._keys.rate_limit(person, int(time.time() // 60))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for event_id in event_ids:
+                pipe.set(self._keys.inbound_seen(person, event_id), 1, nx=True, ex=SEEN_SECONDS)
+            pipe.set(key, 0, nx=True, ex=WINDOW_SECONDS)
+            pipe.incr(key)
+            *seen, _, count = await pipe.execute()
+        if not all(seen):
+            await self._redis.decr(key)  # a repeat is not counted (Slack's retries, a mention's twin event)
+            return CheckIn(new=False, within_limit=True)
+        return CheckIn(new=True, within_limit=int(count) <= per_minute)
 
     async def export(self, person: str) -> list[str]:
         return sorted(await scan_keys(self._redis, self._keys.person_patterns(person)))

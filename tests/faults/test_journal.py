@@ -159,6 +159,7 @@ async def test_platform_admission_lets_a_message_through_to_the_journal_during_a
         assert await throttle.first_time(person, "event-2"), "fails open after the retry budget"
         started = asyncio.get_running_loop().time()
         assert await throttle.allow(person, 20)
+        assert await throttle.check_in(person, ["event-3", "ts-3"], 20) == (True, True)
         await app.runtime.handle(message, sink)
         assert asyncio.get_running_loop().time() - started < 0.5, "the store is known down: no budget spent again"
         assert sink.notices == [STORE_DOWN_NOTICE] and sink.messages == []

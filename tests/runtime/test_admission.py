@@ -38,6 +38,21 @@ async def test_a_first_delivery_is_admitted_and_a_redelivery_under_any_of_its_id
     assert sink.replies == [], "duplicates are dropped silently"
 
 
+async def test_one_round_trip_leaves_every_key_with_a_ttl(
+    throttle: RedisThrottle, redis_client: aioredis.Redis, key_prefix: str
+) -> None:
+    """check_in sends its commands without MULTI (the keys may sit on different cluster nodes); nothing it
+    writes may stay forever, and a repeat leaves the count as it was."""
+    await _within_one_minute()
+    assert await throttle.check_in("slack:T1:U1", ["ev-1", "ts-1"], 10) == (True, True)
+    assert await throttle.check_in("slack:T1:U1", ["ev-2", "ts-1"], 10) == (False, True)
+    keys = sorted([key.decode() async for key in redis_client.scan_iter(match=f"{key_prefix}:*")])
+    ttls = {key: await redis_client.ttl(key) for key in keys}
+    assert len(keys) == 4 and all(0 < ttl <= 86_400 for ttl in ttls.values()), ttls
+    counter = next(key for key in keys if ":rate:" in key)
+    assert await redis_client.get(counter) == b"1" and ttls[counter] <= 120
+
+
 async def test_over_the_limit_the_person_is_told_once_a_minute_and_duplicates_do_not_count(
     throttle: RedisThrottle,
 ) -> None:

@@ -41,6 +41,15 @@ async def test_a_dm_gets_a_reply(slack: SlackHarness) -> None:
     assert "(direct message, slack)" in slack.llm.requests[0].messages[-1]["content"]
 
 
+async def test_web_api_calls_share_one_connection(slack: SlackHarness) -> None:
+    """slack_sdk opens a connection (with Slack, a TLS handshake) per call unless the adapter gives it a session."""
+    for text in ("one", "two", "three"):
+        await slack.say_dm(ANN, text)
+    await slack.say_in_channel(BOB, "four")
+    peers = {call.peer for call in slack.slack.calls if call.method != "auth.test"}
+    assert len(slack.slack.posted()) == 4 and len(peers) == 1
+
+
 async def test_the_same_event_resent_with_retry_headers_is_answered_once(slack: SlackHarness) -> None:
     event = slack.dm(ANN, "only once please")
     first = await slack.send_event(event, event_id="Ev0RETRY")

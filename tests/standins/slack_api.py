@@ -38,6 +38,7 @@ class ApiCall:
     params: dict[str, Any]
     headers: dict[str, str]
     path: str
+    peer: tuple[str, int] | None = None  # the client's address and port: one port for calls on one connection
 
     @property
     def json(self) -> dict[str, Any]:
@@ -174,7 +175,8 @@ class SlackStandIn:
         return params
 
     def _record(self, method: str, request: web.Request, params: dict[str, Any]) -> None:
-        self.calls.append(ApiCall(method, params, dict(request.headers), request.path))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.calls.append(ApiCall(method, params, dict(request.headers), request.path, tuple(peer) if peer else None))
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
