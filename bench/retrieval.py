@@ -176,7 +176,7 @@ async def run(args: argparse.Namespace) -> str:
             path=Path(tmp) / "qdrant", dimensions=embedder.dimensions, embedder_name=embedder.name, prefix="bench"
         )
         try:
-            writer = QdrantRecallMemory(store.client, store.recall_collection, embedder)
+            writer = QdrantRecallMemory(store.recall, embedder)
             started = time.perf_counter()
             for conv in conversations:
                 for entry in conv.entries:
@@ -187,7 +187,7 @@ async def run(args: argparse.Namespace) -> str:
             results = []
             for method in args.methods:
                 mode: SearchMode = method
-                memory = QdrantRecallMemory(store.client, store.recall_collection, queries, mode=mode)
+                memory = QdrantRecallMemory(store.recall, queries, mode=mode)
                 results.append(await evaluate(memory, queries, method, conversations))
         finally:
             await store.close()
