@@ -217,6 +217,7 @@ class EdgeBackend:
         """Take the directory's lock (``EdgeLocked`` when it is held) and open nothing yet."""
         root = path / "edge"
         root.mkdir(parents=True, exist_ok=True)
+        check_space(path)  # loading a shard writes too (its WAL, a new appendable segment)
         handle = (path / "edge.lock").open("a")
         try:
             portalocker.lock(handle, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
