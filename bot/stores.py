@@ -19,9 +19,11 @@ from bot.ops.health import Health
 from bot.runtime.heartbeat import HeartbeatConfig, ProactiveControl
 from bot.settings import ConfigError, Settings
 from memory.qdrant.archival import QdrantArchivalMemory
+from memory.qdrant.edge_backend import EdgeBackend
 from memory.qdrant.embeddings import build_embedder
 from memory.qdrant.indexer import RecallIndexer
 from memory.qdrant.indexer_health import IndexerHealth
+from memory.qdrant.migrate import migrate_local_store
 from memory.qdrant.recall import QdrantRecallMemory
 from memory.qdrant.reindex import reindex
 from memory.qdrant.store import (
@@ -226,6 +228,23 @@ async def reindex_memory(settings: Settings, progress: Callable[[str, int, int],
     finally:
         await backend.close()
         await embedder.aclose()
+
+
+async def migrate_memory(settings: Settings, progress: Callable[[str, int, int], None]) -> dict[str, int]:
+    """Copy an embedded store of qdrant-client's local mode into Qdrant Edge (what the first start does anyway)."""
+    if settings.qdrant_url:
+        raise ConfigError("QDRANT_URL is set: the server needs no migration (it is for the embedded store)")
+    try:
+        backend = open_backend(path=settings.data_dir / "qdrant")
+    except QdrantInUseError as exc:
+        raise ServiceUnavailable(str(exc)) from None
+    try:
+        assert isinstance(backend, EdgeBackend)
+        return await migrate_local_store(backend, CollectionNames.with_prefix(settings.redis_prefix), progress)
+    except (QdrantInUseError, QdrantSetupError) as exc:
+        raise ServiceUnavailable(str(exc)) from None
+    finally:
+        await backend.close()
 
 
 def store_health(stores: Stores) -> Health:

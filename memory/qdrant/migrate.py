@@ -23,7 +23,13 @@ from qdrant_client import QdrantClient, models
 from memory.qdrant.backend import DENSE, SPARSE, VectorPoint
 from memory.qdrant.edge_backend import EdgeBackend
 from memory.qdrant.sparse import SparseTerms
-from memory.qdrant.store import ARCHIVAL_KEYWORDS, RECALL_KEYWORDS, CollectionNames, connect_local_sync
+from memory.qdrant.store import (
+    ARCHIVAL_KEYWORDS,
+    RECALL_KEYWORDS,
+    CollectionNames,
+    QdrantSetupError,
+    connect_local_sync,
+)
 
 BATCH = 512
 SET_ASIDE = "local-mode-migrated"
@@ -32,7 +38,7 @@ Progress = Callable[[str, int, int], None]  # collection, copied, total
 log = logging.getLogger(__name__)
 
 
-class MigrationError(RuntimeError):
+class MigrationError(QdrantSetupError):
     """The copy did not hold every point (the old store is left in place)."""
 
 

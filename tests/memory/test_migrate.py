@@ -3,6 +3,10 @@ vectors kept (nothing re-embedded), the old files set aside."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +23,8 @@ from memory.qdrant.recall import QdrantRecallMemory
 from memory.qdrant.search import scroll_all
 from memory.qdrant.store import CollectionNames, open_qdrant, open_store
 from tests.memory.helpers import ALICE, T0, recall_entry
+from tests.scenario import env_for, settings_for
+from tests.standins.llm_server import ScriptedLLMServer
 
 
 async def test_a_local_mode_store_is_migrated_once(data_dir: Path, embedder: HashingEmbedder) -> None:
@@ -49,3 +55,21 @@ async def test_a_local_mode_store_is_migrated_once(data_dir: Path, embedder: Has
     again = await open_qdrant(path=path, dimensions=384, embedder_name=embedder.name, prefix="membot_test")
     assert await again.recall.count(()) == 30
     await again.close()
+
+
+async def test_membot_memory_migrate(llm: ScriptedLLMServer, key_prefix: str, data_dir: Path) -> None:
+    settings = settings_for(llm, "anthropic", key_prefix, data_dir)
+    embedder = HashingEmbedder(settings.embedding_dimensions or 384)
+    path = settings.data_dir / "qdrant"
+    names = CollectionNames.with_prefix(settings.redis_prefix)
+    local = ClientBackend(AsyncQdrantClient(path=str(path)), str(path))
+    old = await open_store(local, names, embedder.dimensions, embedder.name)
+    await QdrantRecallMemory(old.recall, embedder).add([recall_entry(ALICE, f"message {i}", i) for i in range(5)])
+    await old.close()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MEMBOT_")}, **env_for(settings)}
+    run = [sys.executable, "-m", "bot", "memory", "migrate"]
+    done = await asyncio.to_thread(subprocess.run, run, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"{names.recall}: 5 points migrated to Qdrant Edge" in done.stdout
+    again = await asyncio.to_thread(subprocess.run, run, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and again.stdout.startswith("Nothing to migrate"), again.stderr
