@@ -74,8 +74,19 @@ def to_filter(where: Where) -> edge.Filter | None:
             window = edge.RangeDateTime(gte=to_rfc3339(condition.start), lte=to_rfc3339(condition.end))
             must.append(edge.FieldCondition("timestamp", range=window))
         elif isinstance(condition, HasIds):
-            must.append(edge.HasIdCondition({uuid.UUID(i) for i in condition.ids}))
+            must.append(edge.HasIdCondition(set(_uuids(condition.ids))))
     return edge.Filter(must=must)
+
+
+def _uuids(ids: Sequence[str]) -> list[uuid.UUID]:
+    """The ids as UUIDs (membot's point ids all are); one that is not cannot name a point and is left out."""
+    found = []
+    for each in ids:
+        try:
+            found.append(uuid.UUID(each))
+        except ValueError:
+            continue
+    return found
 
 
 def _sparse(terms: SparseTerms) -> edge.SparseVector:
@@ -124,9 +135,9 @@ class EdgeCollection:
             await self._backend.write(self.shard.update, edge.UpdateOperation.update_vectors(ops))
 
     async def retrieve(self, ids: Sequence[str], *, payload: Payload = True, dense: bool = False) -> list[StoredPoint]:
-        if not ids:
+        wanted = _uuids(ids)
+        if not wanted:
             return []
-        wanted = [uuid.UUID(i) for i in ids]
         records = await self._backend.run(
             self.shard.retrieve, wanted, _with_payload(payload), [DENSE] if dense else False
         )

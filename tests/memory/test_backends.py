@@ -160,3 +160,9 @@ async def test_both_backends_score_alike(data_dir: Path, embedder: HashingEmbedd
     assert ranked["edge"] == ranked["client"]
     distinct = [0, 3, 5]  # the other queries' best hits tie (two tea messages, a query of unseen words)
     assert [first["edge"][i] for i in distinct] == [first["client"][i] for i in distinct]
+
+
+async def test_ids_that_are_not_point_ids_find_nothing(either: QdrantStore, embedder: HashingEmbedder) -> None:
+    recall = await fill(either, embedder)
+    assert await either.recall.retrieve(["not-an-id", "42"]) == []
+    assert await recall.delete(ALICE, ["not-an-id"]) == 0 and await recall.count(ALICE) == 7
