@@ -68,11 +68,15 @@ class Snapshot:
 
 
 async def snapshot(redis: aioredis.Redis, prefix: str, qdrant: VectorBackend) -> Snapshot:
-    """Every key under ``prefix`` and every point of every collection, read from the raw Edge shards (embedded) or
-    with the raw qdrant-client (a server)."""
     keys: dict[str, str] = {}
     async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
         keys[key.decode()] = await dump(redis, key)
+    return Snapshot(keys, await qdrant_points(qdrant))
+
+
+async def qdrant_points(qdrant: VectorBackend) -> list[dict[str, Any]]:
+    """Every point of every collection (collection, id, payload), read from the raw Edge shards (embedded) or with
+    the raw qdrant-client (a server)."""
     points: list[dict[str, Any]] = []
     if isinstance(qdrant, EdgeBackend):
         for name, shard in qdrant.shards().items():
@@ -82,7 +86,7 @@ async def snapshot(redis: aioredis.Redis, prefix: str, qdrant: VectorBackend) ->
                 points.extend({"collection": name, "id": str(p.id), **(p.payload or {})} for p in batch)
                 if offset is None:
                     break
-        return Snapshot(keys, points)
+        return points
     assert isinstance(qdrant, ClientBackend)
     for collection in (await qdrant.client.get_collections()).collections:
         offset = None
@@ -91,7 +95,7 @@ async def snapshot(redis: aioredis.Redis, prefix: str, qdrant: VectorBackend) ->
             points.extend({"collection": collection.name, "id": str(p.id), **(p.payload or {})} for p in batch)
             if offset is None:
                 break
-    return Snapshot(keys, points)
+    return points
 
 
 def assert_confined(scan: Snapshot, owners: Mapping[str, AgentKey], private: Iterable[str] = ()) -> None:
