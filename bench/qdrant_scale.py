@@ -7,6 +7,10 @@ message a minute). Then times membot's own ``hybrid_query`` (dense + sparse pref
 the same call ``conversation_search`` makes, minus the query embedding (MiniLM: about 10-30 ms).
 
     .venv/bin/python -m bench.qdrant_scale [--sizes 10000 100000 300000] [--queries 20] [--extrapolate 1000000]
+        [--engine edge|local]
+
+``--engine edge`` (the default) measures Qdrant Edge, membot's embedded store; ``--engine local`` measures
+qdrant-client's local mode, the embedded store before it (what the rest of this paragraph describes).
 
 Embedded Qdrant persists every point to SQLite, so loading is slow (about 3 minutes per 100k points here); sizes
 above ``--in-memory-above`` are loaded into ``:memory:`` local mode instead, which runs the same search code
@@ -25,17 +29,20 @@ import shutil
 import statistics
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from qdrant_client import AsyncQdrantClient, models
+from qdrant_client import AsyncQdrantClient
 
 from adapters.console import console_agent
 from bot.core.events import Scope
-from memory.qdrant.search import agent_filter, hybrid_query, to_rfc3339, to_sparse
+from memory.qdrant.backend import VectorBackend, VectorPoint
+from memory.qdrant.client_backend import ClientBackend
+from memory.qdrant.search import agent_filter, hybrid_query, to_rfc3339
 from memory.qdrant.sparse import SparseTerms
-from memory.qdrant.store import DENSE, RECALL_KEYWORDS, SPARSE, ensure_collection
+from memory.qdrant.store import RECALL_KEYWORDS, ensure_collection, open_backend
 
 DIMS = 384
 VOCABULARY = 50_000
@@ -72,7 +79,7 @@ class Synthetic:
         ids = sorted({int(i) for i in self.rng.choice(VOCABULARY, size=terms, p=self.term_p)})
         return SparseTerms(ids, [float(v) for v in self.rng.uniform(0.5, 1.6, len(ids))])
 
-    def points(self, start: int, n: int) -> list[models.PointStruct]:
+    def points(self, start: int, n: int) -> list[VectorPoint]:
         dense = self.dense(n)
         points = []
         for offset in range(n):
@@ -90,22 +97,27 @@ class Synthetic:
                 "message_id": None,
                 "text": f"synthetic message {i} " + "lorem ipsum " * 8,
             }
-            vector = {DENSE: dense[offset].tolist(), SPARSE: to_sparse(sparse)}
-            points.append(models.PointStruct(id=i, vector=vector, payload=payload))
+            points.append(VectorPoint(str(uuid.UUID(int=i)), dense[offset].tolist(), sparse, payload))
         return points
 
 
-async def measure(size: int, queries: int, in_memory: bool, root: Path) -> dict[str, float]:
+async def measure(size: int, queries: int, in_memory: bool, root: Path, engine: str = "edge") -> dict[str, float]:
     """Load ``size`` points into a fresh collection, then time ``queries`` hybrid searches."""
     path = root / f"q{size}"
-    client = AsyncQdrantClient(location=":memory:") if in_memory else AsyncQdrantClient(path=str(path))
+    backend: VectorBackend
+    if engine == "edge":
+        backend, in_memory = open_backend(path=path), False
+    else:  # qdrant-client's local mode: membot's embedded store before Qdrant Edge
+        client = AsyncQdrantClient(location=":memory:") if in_memory else AsyncQdrantClient(path=str(path))
+        backend = ClientBackend(client, str(path))
     data = Synthetic()
     before = rss_mb()
     try:
-        await ensure_collection(client, "recall", DIMS, "synthetic", RECALL_KEYWORDS)
+        await ensure_collection(backend, "recall", DIMS, "synthetic", RECALL_KEYWORDS)
+        recall = await backend.collection("recall")
         started = time.perf_counter()
         for start in range(0, size, BATCH):
-            await client.upsert("recall", data.points(start, min(BATCH, size - start)), wait=True)
+            await recall.upsert(data.points(start, min(BATCH, size - start)))
         load_s = time.perf_counter() - started
         latencies = []
         for q in range(queries + 2):  # the first two warm up
@@ -113,7 +125,7 @@ async def measure(size: int, queries: int, in_memory: bool, root: Path) -> dict[
             sparse = data.sparse(4)
             began = time.perf_counter()
             only = agent_filter(console_agent(f"user{q % AGENTS}"), Scope.PRIVATE)
-            await hybrid_query(client, "recall", dense=dense, sparse=sparse, query_filter=only)
+            await hybrid_query(recall, dense=dense, sparse=sparse, query_filter=only)
             if q >= 2:
                 latencies.append((time.perf_counter() - began) * 1000)
         latencies.sort()
@@ -127,7 +139,7 @@ async def measure(size: int, queries: int, in_memory: bool, root: Path) -> dict[
             "in_memory": float(in_memory),
         }
     finally:
-        await client.close()
+        await backend.close()
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -135,7 +147,7 @@ async def run(args: argparse.Namespace) -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="membot-scale-") as tmp:
         for size in args.sizes:
-            row = await measure(size, args.queries, size > args.in_memory_above, Path(tmp))
+            row = await measure(size, args.queries, size > args.in_memory_above, Path(tmp), args.engine)
             rows.append(row)
             print(
                 f"{size:>9,} points: hybrid search p50 {row['p50_ms']:8.1f} ms  p99 {row['p99_ms']:8.1f} ms  "
@@ -164,7 +176,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 300_000])
     parser.add_argument("--extrapolate", type=int, nargs="*", default=[1_000_000])
     parser.add_argument("--queries", type=int, default=20)
-    parser.add_argument("--in-memory-above", type=int, default=100_000)
+    parser.add_argument("--in-memory-above", type=int, default=100_000, help="local mode only")
+    parser.add_argument("--engine", choices=["edge", "local"], default="edge", help="local: qdrant-client's local mode")
     asyncio.run(run(parser.parse_args()))
 
 

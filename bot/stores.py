@@ -19,9 +19,11 @@ from bot.ops.health import Health
 from bot.runtime.heartbeat import HeartbeatConfig, ProactiveControl
 from bot.settings import ConfigError, Settings
 from memory.qdrant.archival import QdrantArchivalMemory
+from memory.qdrant.edge_backend import EdgeBackend
 from memory.qdrant.embeddings import build_embedder
 from memory.qdrant.indexer import RecallIndexer
 from memory.qdrant.indexer_health import IndexerHealth
+from memory.qdrant.migrate import migrate_local_store
 from memory.qdrant.recall import QdrantRecallMemory
 from memory.qdrant.reindex import reindex
 from memory.qdrant.store import (
@@ -30,7 +32,7 @@ from memory.qdrant.store import (
     QdrantSetupError,
     QdrantStore,
     QdrantUnavailableError,
-    connect_qdrant,
+    open_backend,
     open_qdrant,
 )
 from memory.redis.activity import RedisActivityLog, RedisFiringGuard
@@ -131,14 +133,10 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
         counts = MemoryCounts(redis, keys)
         # shared: recall reads do not wait for an indexer that is backing off
         health = IndexerHealth(storage_dir=settings.data_dir / "qdrant" if qdrant.embedded else None)
-        recall = QdrantRecallMemory(
-            qdrant.client, qdrant.recall_collection, embedder, outbox=outbox, counts=counts, indexer_health=health
-        )
+        recall = QdrantRecallMemory(qdrant.recall, embedder, outbox=outbox, counts=counts, indexer_health=health)
         indexer = RecallIndexer(outbox, recall.index, exclusive=qdrant.embedded, health=health, discard=recall.discard)
         try:
-            await counts.ensure_counted(
-                qdrant.client, {"recall": qdrant.recall_collection, "archival": qdrant.archival_collection}
-            )
+            await counts.ensure_counted({"recall": qdrant.recall, "archival": qdrant.archival})
             await indexer.start()
             quarantine = RedisQuarantine(redis, keys, settings.audit_max_entries)
             yield Stores(
@@ -149,7 +147,11 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                 working=RedisWorkingMemory(redis, keys, quarantine),
                 recall=recall,
                 archival=QdrantArchivalMemory(
-                    qdrant.client, qdrant.archival_collection, embedder, counts=counts, fencing=Fencing(redis, keys)
+                    qdrant.archival,
+                    embedder,
+                    counts=counts,
+                    fencing=Fencing(redis, keys),
+                    storage_dir=qdrant.backend.storage_dir,
                 ),
                 locks=agent_locks(redis, keys, settings),
                 activity=RedisActivityLog(redis, keys),
@@ -213,7 +215,7 @@ async def reindex_memory(settings: Settings, progress: Callable[[str, int, int],
     """Rebuild the search vectors of both collections from their stored text (after an upgrade changed them)."""
     embedder = _embedder(settings)
     try:
-        client = connect_qdrant(
+        backend = open_backend(
             url=settings.qdrant_url,
             api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
             path=settings.data_dir / "qdrant",
@@ -222,10 +224,27 @@ async def reindex_memory(settings: Settings, progress: Callable[[str, int, int],
         await embedder.aclose()
         raise ServiceUnavailable(str(exc)) from None
     try:
-        return await reindex(client, CollectionNames.with_prefix(settings.redis_prefix), embedder, progress)
+        return await reindex(backend, CollectionNames.with_prefix(settings.redis_prefix), embedder, progress)
     finally:
-        await client.close()
+        await backend.close()
         await embedder.aclose()
+
+
+async def migrate_memory(settings: Settings, progress: Callable[[str, int, int], None]) -> dict[str, int]:
+    """Copy an embedded store of qdrant-client's local mode into Qdrant Edge (what the first start does anyway)."""
+    if settings.qdrant_url:
+        raise ConfigError("QDRANT_URL is set: the server needs no migration (it is for the embedded store)")
+    try:
+        backend = open_backend(path=settings.data_dir / "qdrant")
+    except QdrantInUseError as exc:
+        raise ServiceUnavailable(str(exc)) from None
+    try:
+        assert isinstance(backend, EdgeBackend)
+        return await migrate_local_store(backend, CollectionNames.with_prefix(settings.redis_prefix), progress)
+    except (QdrantInUseError, QdrantSetupError) as exc:
+        raise ServiceUnavailable(str(exc)) from None
+    finally:
+        await backend.close()
 
 
 def store_health(stores: Stores) -> Health:
@@ -236,9 +255,9 @@ def store_health(stores: Stores) -> Health:
         return "ping answered"
 
     async def qdrant() -> str:
-        collections = await stores.qdrant.client.get_collections()
+        collections = await stores.qdrant.backend.names()
         where = "embedded" if stores.qdrant.embedded else "server"
-        return f"{where}, {len(collections.collections)} collections"
+        return f"{where}, {len(collections)} collections"
 
     async def indexer() -> str:  # backing off is reported, not unhealthy: membot still answers, nothing is lost
         return stores.indexer.health.describe()

@@ -188,7 +188,7 @@ def test_a_message_survives_the_process_being_killed_before_it_was_indexed(
 
 def test_memory_history_rollback_and_erase(env: dict[str, str], tmp_path: Path, data_dir: Path) -> None:
     membot(["chat", "--user", "hana"], env, tmp_path, b"my name is Hana\nmy name is Hanna\n")
-    with (data_dir / "qdrant" / ".lock").open("r+") as held:  # as while `membot run` holds embedded Qdrant
+    with (data_dir / "qdrant" / "edge.lock").open("r+") as held:  # as while `membot run` holds embedded Qdrant
         portalocker.lock(held, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
         listed = membot(["memory", "history", "console:hana", "--json"], env, tmp_path)
         rolled = membot(["memory", "rollback", "console:hana", "--to", "2"], env, tmp_path)

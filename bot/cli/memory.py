@@ -1,4 +1,4 @@
-"""``membot memory``: show, export, reset, erase, forget, history, rollback, proactive, reindex.
+"""``membot memory``: show, export, reset, erase, forget, history, rollback, proactive, reindex, migrate.
 
 Memory commands are the operator's: not checked by ``bot.admin.authz``, audited as ``cli``. Every memory command
 given an agent with nothing stored exits 1 with one line saying so."""
@@ -304,3 +304,26 @@ def memory_reindex() -> None:
         typer.echo("Nothing to do: every collection is already indexed by this membot.")
     for name, count in done.items():
         typer.echo(f"{name}: {count} points reindexed")
+
+
+@memory_app.command("migrate")
+def memory_migrate() -> None:
+    """Move an embedded store of membot before Qdrant Edge into Qdrant Edge (stop membot first; a start does it too)."""
+    from rich.progress import Progress
+
+    from bot.stores import migrate_memory
+
+    settings = stores_settings()
+    with Progress(console=err, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done)
+
+        done = run_work(lambda: migrate_memory(settings, progress))
+    if not done:
+        typer.echo("Nothing to migrate: no store of qdrant-client's local mode is left in the data directory.")
+    for name, count in done.items():
+        typer.echo(f"{name}: {count} points migrated to Qdrant Edge (ids, payloads and vectors kept)")

@@ -19,15 +19,16 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from pathlib import Path
+from typing import Any
 
 import numpy as np
-from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from bot.core.events import AgentKey, Scope
 from bot.core.memory_types import ArchivalEntry, DuplicatePair, Fence, InsertResult, MemoryEditError, SearchPage
 from bot.core.ports import Embedder
+from memory.qdrant.backend import StoredPoint, VectorCollection, VectorPoint, VectorSearch
 from memory.qdrant.search import (
     agent_filter,
     count_matching,
@@ -39,10 +40,9 @@ from memory.qdrant.search import (
     search_page,
     to_hit,
     to_rfc3339,
-    to_sparse,
 )
 from memory.qdrant.sparse import document_vector
-from memory.qdrant.store import DENSE, MAX_RESULTS, SPARSE
+from memory.qdrant.store import MAX_RESULTS
 from memory.redis.counts import MemoryCounts
 from memory.redis.fencing import Fencing
 from memory.storage_faults import storage_problem
@@ -65,17 +65,17 @@ class QdrantArchivalMemory:
 
     def __init__(
         self,
-        client: AsyncQdrantClient,
-        collection: str,
+        collection: VectorCollection,
         embedder: Embedder,
         *,
         duplicate_threshold: float = DEFAULT_DUPLICATE_THRESHOLD,
         max_results: int = MAX_RESULTS,
         counts: MemoryCounts | None = None,
         fencing: Fencing | None = None,
+        storage_dir: Path | None = None,
     ) -> None:
         self._fencing = fencing
-        self._client = client
+        self._storage_dir = storage_dir  # the embedded store's directory, to tell a full or read-only disk
         self._collection = collection
         self._embedder = embedder
         self._threshold = duplicate_threshold
@@ -90,11 +90,8 @@ class QdrantArchivalMemory:
             raise MemoryEditError("archival_memory_insert failed: content is empty. Pass the text to remember.")
         digest = text_hash(text)
         visible = agent_filter(entry.agent, entry.scope)
-        same_text, _ = await self._client.scroll(
-            self._collection,
-            scroll_filter=agent_filter(entry.agent, entry.scope, [match_field("text_hash", digest)]),
-            limit=1,
-            with_payload=True,
+        same_text, _ = await self._collection.scroll(
+            agent_filter(entry.agent, entry.scope, [match_field("text_hash", digest)]), limit=1
         )
         if same_text:
             return _duplicate(same_text[0])
@@ -105,17 +102,11 @@ class QdrantArchivalMemory:
                 f"the note was not stored: the embedding service is unavailable ({type(exc).__name__}). Tell the "
                 "user it could not be saved now; insert it again later."
             ) from exc
-        near = await self._client.query_points(
-            self._collection,
-            query=dense,
-            using=DENSE,
-            query_filter=visible,
-            limit=1,
-            score_threshold=self._threshold,
-            with_payload=True,
+        near = await self._collection.search(
+            [VectorSearch("dense", dense, visible)], limit=1, score_threshold=self._threshold
         )
-        if near.points:
-            return _duplicate(near.points[0])
+        if near:
+            return _duplicate(near[0])
         point_id = str(uuid.uuid5(_NAMESPACE, f"{entry.agent}|{entry.scope.value}|{digest}"))
         payload = {
             "agent": str(entry.agent),
@@ -125,15 +116,13 @@ class QdrantArchivalMemory:
             "source": entry.source,
             "text_hash": digest,
         }
-        point = models.PointStruct(
-            id=point_id, vector={DENSE: dense, SPARSE: to_sparse(document_vector(text))}, payload=payload
-        )
+        point = VectorPoint(point_id, dense, document_vector(text), payload)
         if self._fencing is not None:
             await self._fencing.check(fence, entry.agent)
         try:
-            await self._client.upsert(self._collection, [point], wait=True)
+            await self._collection.upsert([point])
         except Exception as exc:
-            problem = storage_problem(exc, self._client.init_options.get("path"))
+            problem = storage_problem(exc, self._storage_dir)
             if problem is None and isinstance(exc, ResponseHandlingException | UnexpectedResponse):
                 problem = f"the Qdrant server did not take it ({type(exc).__name__})"
             if problem is None:
@@ -149,7 +138,6 @@ class QdrantArchivalMemory:
     async def search(self, agent: AgentKey, query: str, page: int, context_scope: Scope) -> SearchPage:
         """Entries matching ``query`` by meaning or words, best first; ``total`` counts at most ``max_results``."""
         return await search_page(
-            self._client,
             self._collection,
             self._embedder,
             function="archival_memory_search",
@@ -166,22 +154,22 @@ class QdrantArchivalMemory:
         Kept in Redis when there is a ``MemoryCounts`` (see ``memory.redis.counts``).
         """
         if self._counts is None:
-            return await count_matching(self._client, self._collection, agent_filter(agent, context_scope))
+            return await count_matching(self._collection, agent_filter(agent, context_scope))
         return await self._counts.get(agent, "archival", context_scope)
 
     async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
-        records = await scroll_all(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
+        records = await scroll_all(self._collection, agent_filter(agent, Scope.PRIVATE))
         return export_records("archival", records)
 
     async def erase(self, agent: AgentKey) -> int:
-        removed = await delete_matching(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
+        removed = await delete_matching(self._collection, agent_filter(agent, Scope.PRIVATE))
         if self._counts is not None:
             await self._counts.forget(agent, "archival")
         return removed
 
     async def delete(self, agent: AgentKey, ids: Sequence[str]) -> int:
         """Delete this agent's entries with these ids; return how many were deleted."""
-        scopes = await delete_ids(self._client, self._collection, agent, ids)
+        scopes = await delete_ids(self._collection, agent, ids)
         if self._counts is not None:
             await self._counts.add(agent, "archival", scopes, sign=-1)
         return len(scopes)
@@ -191,30 +179,18 @@ class QdrantArchivalMemory:
 
         Compares the newest ``MAX_DUPLICATE_SCAN`` entries all against all (in a worker thread).
         """
-        records: list[models.Record] = []
-        offset: Any = None
-        while True:
-            batch, offset = await self._client.scroll(
-                self._collection,
-                scroll_filter=agent_filter(agent, Scope.PRIVATE),
-                limit=256,
-                offset=offset,
-                with_payload=True,
-                with_vectors=[DENSE],
-            )
-            records.extend(r for r in batch if isinstance(r.vector, dict) and isinstance(r.vector.get(DENSE), list))
-            if offset is None:
-                break
-        records.sort(key=lambda r: str((r.payload or {}).get("timestamp", "")), reverse=True)
+        stored = await scroll_all(self._collection, agent_filter(agent, Scope.PRIVATE), dense=True)
+        records = [r for r in stored if r.dense is not None]
+        records.sort(key=lambda r: str(r.payload.get("timestamp", "")), reverse=True)
         records = records[:MAX_DUPLICATE_SCAN]
         if len(records) < 2:
             return []
-        vectors = [cast(list[float], r.vector[DENSE]) for r in records if isinstance(r.vector, dict)]
+        vectors = [r.dense or [] for r in records]
         found = await asyncio.to_thread(_similar_pairs, vectors, threshold)
         pairs = [
             DuplicatePair(to_hit(records[i]), to_hit(records[j]), score)
             for i, j, score in found
-            if (records[i].payload or {}).get("scope") == (records[j].payload or {}).get("scope")
+            if records[i].payload.get("scope") == records[j].payload.get("scope")
         ]
         return sorted(pairs, key=lambda pair: pair.similarity, reverse=True)
 
@@ -224,20 +200,20 @@ class QdrantArchivalMemory:
         text = text.strip()
         if not text:
             raise MemoryEditError("merge failed: the merged text is empty.")
-        found = await self._client.retrieve(self._collection, ids=[keep_id, *drop_ids], with_payload=True)
-        mine = {str(r.id): r for r in found if (r.payload or {}).get("agent") == str(agent)}
+        found = await self._collection.retrieve([keep_id, *drop_ids])
+        mine = {r.id: r for r in found if r.payload.get("agent") == str(agent)}
         if keep_id not in mine:
             raise MemoryEditError(f"merge failed: agent {agent} has no archival entry {keep_id}.")
-        keep = mine[keep_id].payload or {}
+        keep = mine[keep_id].payload
         dropped = [mine[i] for i in drop_ids if i in mine and i != keep_id]
         merged_from = list(keep.get("merged_from") or [])
         now = datetime.now(UTC)
         for record in dropped:
-            payload = record.payload or {}
+            payload = record.payload
             merged_from.extend(payload.get("merged_from") or [])
             merged_from.append(
                 {
-                    "id": str(record.id),
+                    "id": record.id,
                     "text": payload.get("text", ""),
                     "timestamp": payload.get("timestamp"),
                     "merged_at": to_rfc3339(now),
@@ -245,11 +221,8 @@ class QdrantArchivalMemory:
             )
         payload = {**keep, "text": text, "text_hash": text_hash(text), "merged_from": merged_from}
         dense = (await self._embedder.embed([text]))[0]
-        point = models.PointStruct(
-            id=keep_id, vector={DENSE: dense, SPARSE: to_sparse(document_vector(text))}, payload=payload
-        )
-        await self._client.upsert(self._collection, [point], wait=True)
-        scopes = await delete_ids(self._client, self._collection, agent, [str(r.id) for r in dropped])
+        await self._collection.upsert([VectorPoint(keep_id, dense, document_vector(text), payload)])
+        scopes = await delete_ids(self._collection, agent, [r.id for r in dropped])
         if self._counts is not None:
             await self._counts.add(agent, "archival", scopes, sign=-1)
 
@@ -264,5 +237,5 @@ def _similar_pairs(vectors: list[list[float]], threshold: float) -> list[tuple[i
     return [(int(i), int(j), float(scores[i, j])) for i, j in zip(rows, cols, strict=True)]
 
 
-def _duplicate(point: models.ScoredPoint | models.Record) -> InsertResult:
-    return InsertResult(id=str(point.id), stored=False, duplicate_text=str((point.payload or {}).get("text", "")))
+def _duplicate(point: StoredPoint) -> InsertResult:
+    return InsertResult(id=point.id, stored=False, duplicate_text=str(point.payload.get("text", "")))

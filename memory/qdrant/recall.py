@@ -17,13 +17,12 @@ import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
-
-from qdrant_client import AsyncQdrantClient, models
+from typing import Any
 
 from bot.core.events import AgentKey, Scope
 from bot.core.memory_types import PAGE_SIZE, Fence, RecallEntry, SearchHit, SearchPage
 from bot.core.ports import Embedder
+from memory.qdrant.backend import Condition, VectorCollection, VectorPoint
 from memory.qdrant.indexer_health import IndexerHealth
 from memory.qdrant.indexing import CONTEXT_GAP, contextualize, dense_text, recall_point_id, sparse_text
 from memory.qdrant.search import (
@@ -42,10 +41,9 @@ from memory.qdrant.search import (
     search_page,
     time_range,
     to_rfc3339,
-    to_sparse,
 )
 from memory.qdrant.sparse import document_vector
-from memory.qdrant.store import DENSE, MAX_RESULTS, SPARSE
+from memory.qdrant.store import MAX_RESULTS
 from memory.redis.counts import MemoryCounts
 from memory.redis.outbox import RecallOutbox
 
@@ -78,8 +76,7 @@ class QdrantRecallMemory:
 
     def __init__(
         self,
-        client: AsyncQdrantClient,
-        collection: str,
+        collection: VectorCollection,
         embedder: Embedder,
         *,
         max_results: int = MAX_RESULTS,
@@ -93,7 +90,6 @@ class QdrantRecallMemory:
         self._indexer_health = indexer_health
         self._counts = counts
         self._catch_up_seconds = catch_up_seconds
-        self._client = client
         self._collection = collection
         self._embedder = embedder
         self._max_results = max_results
@@ -135,24 +131,22 @@ class QdrantRecallMemory:
                 vectors[i] = vector
             latest[(first.agent, first.channel)] = (as_utc(entries[order[-1]].timestamp), ids[order[-1]])
         points = [
-            models.PointStruct(
-                id=point_id,
-                vector={
-                    DENSE: vector,
-                    SPARSE: to_sparse(document_vector(sparse_text(entry.author, entry.text, entry.attachment_text))),
-                },
-                payload=_payload(entry),
+            VectorPoint(
+                point_id,
+                vector,
+                document_vector(sparse_text(entry.author, entry.text, entry.attachment_text)),
+                _payload(entry),
             )
             for point_id, entry, vector in zip(ids, entries, vectors, strict=True)
         ]
         existing: set[str] = set()
         if self._counts is not None:  # only new points are counted; a retried batch overwrites its own
-            existing = {str(r.id) for r in await self._client.retrieve(self._collection, ids, with_payload=False)}
+            existing = {r.id for r in await self._collection.retrieve(ids, payload=False)}
         try:
-            await self._client.upsert(self._collection, points, wait=True)
+            await self._collection.upsert(points)
         except Exception:
-            if self._counts is not None:  # embedded Qdrant stores point by point: count the ones it took
-                stored = {str(r.id) for r in await self._client.retrieve(self._collection, ids, with_payload=False)}
+            if self._counts is not None:  # a store may have taken part of the batch: count the ones it took
+                stored = {r.id for r in await self._collection.retrieve(ids, payload=False)}
                 await self._count_new(entries, ids, existing | (set(ids) - stored))
             raise
         for (agent_key, channel), (moment, point_id) in latest.items():
@@ -195,32 +189,28 @@ class QdrantRecallMemory:
         if known is not None and known[0] <= moment and known[1] not in exclude:
             if moment - known[0] > CONTEXT_GAP:
                 return None
-            found = await self._client.retrieve(self._collection, [known[1]], with_vectors=[DENSE])
-            vector = found[0].vector.get(DENSE) if found and isinstance(found[0].vector, dict) else None
-            if isinstance(vector, list):
-                return known[0], cast(list[float], vector)
+            found = await self._collection.retrieve([known[1]], payload=False, dense=True)
+            if found and found[0].dense is not None:
+                return known[0], found[0].dense
         if self._outbox is not None:
             return None
-        conditions = [match_field("channel", entry.channel), time_range(moment - CONTEXT_GAP, moment)]
-        records, _ = await self._client.scroll(
-            self._collection,
-            scroll_filter=agent_filter(entry.agent, Scope.PRIVATE, conditions),
-            order_by=models.OrderBy(key="timestamp", direction=models.Direction.DESC),
+        conditions: list[Condition] = [match_field("channel", entry.channel), time_range(moment - CONTEXT_GAP, moment)]
+        records, _ = await self._collection.scroll(
+            agent_filter(entry.agent, Scope.PRIVATE, conditions),
+            order="desc",
             limit=len(exclude) + 1,
-            with_payload=["timestamp"],
-            with_vectors=[DENSE],
+            payload=["timestamp"],
+            dense=True,
         )
         for record in records:
-            vector = record.vector.get(DENSE) if isinstance(record.vector, dict) else None
-            if str(record.id) not in exclude and isinstance(vector, list):
-                return from_rfc3339(str((record.payload or {})["timestamp"])), cast(list[float], vector)
+            if record.id not in exclude and record.dense is not None:
+                return from_rfc3339(str(record.payload["timestamp"])), record.dense
         return None
 
     async def search(self, agent: AgentKey, query: str, page: int, context_scope: Scope) -> SearchPage:
         """Messages matching ``query`` by meaning or words, best first; ``total`` counts at most ``max_results``."""
         await self._catch_up(agent)
         return await search_page(
-            self._client,
             self._collection,
             self._embedder,
             function="conversation_search",
@@ -240,16 +230,10 @@ class QdrantRecallMemory:
         await self._catch_up(agent)
         start, end = sorted((as_utc(start), as_utc(end)))
         query_filter = agent_filter(agent, context_scope, [time_range(start, end)])
-        total = await count_matching(self._client, self._collection, query_filter)
+        total = await count_matching(self._collection, query_filter)
         if page * PAGE_SIZE >= total:
             return page_of([], page, total)
-        records, _ = await self._client.scroll(
-            self._collection,
-            scroll_filter=query_filter,
-            order_by=models.OrderBy(key="timestamp", direction=models.Direction.ASC),
-            limit=(page + 1) * PAGE_SIZE,
-            with_payload=True,
-        )
+        records, _ = await self._collection.scroll(query_filter, order="asc", limit=(page + 1) * PAGE_SIZE)
         return page_of(records, page, total)
 
     async def count(self, agent: AgentKey, context_scope: Scope = Scope.PRIVATE) -> int:
@@ -261,7 +245,7 @@ class QdrantRecallMemory:
         indexed = (
             await self._counts.get(agent, "recall", context_scope)
             if self._counts is not None
-            else await count_matching(self._client, self._collection, agent_filter(agent, context_scope))
+            else await count_matching(self._collection, agent_filter(agent, context_scope))
         )
         if self._outbox is None or context_scope == Scope.PUBLIC:
             return indexed
@@ -297,7 +281,7 @@ class QdrantRecallMemory:
 
     async def export(self, agent: AgentKey) -> list[dict[str, Any]]:
         await self._catch_up(agent)
-        records = await scroll_all(self._client, self._collection, agent_filter(agent, Scope.PRIVATE))
+        records = await scroll_all(self._collection, agent_filter(agent, Scope.PRIVATE))
         return export_records("recall", records)
 
     async def erase(self, agent: AgentKey) -> int:
@@ -308,15 +292,9 @@ class QdrantRecallMemory:
         for channel in [c for c in self._latest if c[0] == str(agent)]:
             del self._latest[channel]
         mine = agent_filter(agent, Scope.PRIVATE)
-        offset: Any = None
-        while True:  # the point ids, so a message both indexed and still in the outbox is counted once
-            records, offset = await self._client.scroll(
-                self._collection, scroll_filter=mine, limit=1000, offset=offset, with_payload=False
-            )
-            removed.update(str(r.id) for r in records)
-            if offset is None:
-                break
-        await delete_matching(self._client, self._collection, mine)
+        # the point ids, so a message both indexed and still in the outbox is counted once
+        removed.update(r.id for r in await scroll_all(self._collection, mine, payload=False))
+        await delete_matching(self._collection, mine)
         if self._counts is not None:
             await self._counts.forget(agent, "recall")
         return len(removed)
@@ -336,7 +314,7 @@ class QdrantRecallMemory:
             await self._delete_points(agent, ids)
 
     async def _delete_points(self, agent: AgentKey, ids: Sequence[str]) -> int:
-        scopes = await delete_ids(self._client, self._collection, agent, ids)
+        scopes = await delete_ids(self._collection, agent, ids)
         if self._counts is not None:
             await self._counts.add(agent, "recall", scopes, sign=-1)
         gone = set(ids)

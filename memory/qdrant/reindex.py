@@ -11,50 +11,41 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from qdrant_client import AsyncQdrantClient, models
-
 from bot.core.ports import Embedder
+from memory.qdrant.backend import StoredPoint, VectorBackend, VectorCollection, VectorPoint
 from memory.qdrant.indexing import contextualize, dense_text, sparse_text
-from memory.qdrant.search import from_rfc3339, scroll_all, to_sparse
+from memory.qdrant.search import from_rfc3339, scroll_all
 from memory.qdrant.sparse import document_vector
-from memory.qdrant.store import DENSE, INDEX_VERSION, SPARSE, CollectionNames
+from memory.qdrant.store import INDEX_VERSION, CollectionNames
 
 BATCH = 128
 Progress = Callable[[str, int, int], None]  # collection, done, total
 
 
-async def index_version(client: AsyncQdrantClient, collection: str) -> int:
-    metadata = (await client.get_collection(collection)).config.metadata or {}
-    return int(metadata.get("index_version", 1))
+async def index_version(collection: VectorCollection) -> int:
+    return int((await collection.info()).metadata.get("index_version", 1))
 
 
-async def _update(client: AsyncQdrantClient, collection: str, points: list[models.PointVectors]) -> None:
-    if points:
-        await client.update_vectors(collection, points=points, wait=True)
-
-
-async def reindex_recall(
-    client: AsyncQdrantClient, collection: str, embedder: Embedder, progress: Progress | None = None
-) -> int:
+async def reindex_recall(collection: VectorCollection, embedder: Embedder, progress: Progress | None = None) -> int:
     """Re-embed every recall message; return how many."""
-    records = await scroll_all(client, collection, models.Filter())
-    channels: dict[tuple[str, str], list[models.Record]] = defaultdict(list)
+    records = await scroll_all(collection, ())
+    channels: dict[tuple[str, str], list[StoredPoint]] = defaultdict(list)
     for record in records:
-        payload = record.payload or {}
+        payload = record.payload
         channels[(str(payload.get("agent")), str(payload.get("channel")))].append(record)
     done = 0
     for group in channels.values():
-        group.sort(key=lambda r: str((r.payload or {}).get("timestamp", "")))
-        payloads = [r.payload or {} for r in group]
+        group.sort(key=lambda r: str(r.payload.get("timestamp", "")))
+        payloads = [r.payload for r in group]
         own = await _embed(embedder, [dense_text(p.get("author"), str(p.get("text", ""))) for p in payloads])
         vectors = contextualize(own, [from_rfc3339(str(p["timestamp"])) for p in payloads])
         for start in range(0, len(group), BATCH):
             chunk = range(start, min(start + BATCH, len(group)))
             points = [_vectors(group[i], vectors[i], _recall_sparse(payloads[i])) for i in chunk]
-            await _update(client, collection, points)
+            await collection.update_vectors(points)
             done += len(chunk)
             if progress:
-                progress(collection, done, len(records))
+                progress(collection.name, done, len(records))
     return done
 
 
@@ -62,18 +53,16 @@ def _recall_sparse(payload: dict[str, Any]) -> str:
     return sparse_text(payload.get("author"), str(payload.get("text", "")), payload.get("attachment_text"))
 
 
-async def reindex_archival(
-    client: AsyncQdrantClient, collection: str, embedder: Embedder, progress: Progress | None = None
-) -> int:
+async def reindex_archival(collection: VectorCollection, embedder: Embedder, progress: Progress | None = None) -> int:
     """Re-embed every archival note; return how many."""
-    records = await scroll_all(client, collection, models.Filter())
+    records = await scroll_all(collection, ())
     for start in range(0, len(records), BATCH):
         chunk = records[start : start + BATCH]
-        texts = [str((r.payload or {}).get("text", "")) for r in chunk]
+        texts = [str(r.payload.get("text", "")) for r in chunk]
         dense = await embedder.embed(texts)
-        await _update(client, collection, [_vectors(r, d, t) for r, d, t in zip(chunk, dense, texts, strict=True)])
+        await collection.update_vectors([_vectors(r, d, t) for r, d, t in zip(chunk, dense, texts, strict=True)])
         if progress:
-            progress(collection, start + len(chunk), len(records))
+            progress(collection.name, start + len(chunk), len(records))
     return len(records)
 
 
@@ -84,19 +73,22 @@ async def _embed(embedder: Embedder, texts: Sequence[str]) -> list[list[float]]:
     return vectors
 
 
-def _vectors(record: models.Record, dense: list[float], sparse_source: str) -> models.PointVectors:
-    return models.PointVectors(id=record.id, vector={DENSE: dense, SPARSE: to_sparse(document_vector(sparse_source))})
+def _vectors(record: StoredPoint, dense: list[float], sparse_source: str) -> VectorPoint:
+    return VectorPoint(record.id, dense, document_vector(sparse_source))
 
 
 async def reindex(
-    client: AsyncQdrantClient, names: CollectionNames, embedder: Embedder, progress: Progress | None = None
+    backend: VectorBackend, names: CollectionNames, embedder: Embedder, progress: Progress | None = None
 ) -> dict[str, int]:
     """Reindex each collection below ``INDEX_VERSION`` and stamp it; return points reindexed per collection."""
     done: dict[str, int] = {}
-    for collection, rebuild in ((names.recall, reindex_recall), (names.archival, reindex_archival)):
-        if not await client.collection_exists(collection) or await index_version(client, collection) >= INDEX_VERSION:
+    for name, rebuild in ((names.recall, reindex_recall), (names.archival, reindex_archival)):
+        if not await backend.exists(name):
             continue
-        done[collection] = await rebuild(client, collection, embedder, progress)
-        metadata = (await client.get_collection(collection)).config.metadata or {}
-        await client.update_collection(collection, metadata={**metadata, "index_version": INDEX_VERSION})
+        collection = await backend.collection(name)
+        if await index_version(collection) >= INDEX_VERSION:
+            continue
+        done[name] = await rebuild(collection, embedder, progress)
+        metadata = (await collection.info()).metadata
+        await collection.set_metadata({**metadata, "index_version": INDEX_VERSION})
     return done

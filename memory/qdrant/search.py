@@ -1,22 +1,35 @@
-"""Queries over membot's Qdrant collections: agent/scope/time filters, the hybrid (dense + BM25, RRF) query, paging,
-and the scroll/count/delete helpers recall and archival memory share. Collections themselves: ``memory.qdrant.store``.
+"""Queries over membot's collections: agent/scope/time filters, the hybrid (dense + BM25, RRF) query, paging,
+and the scroll/count/delete helpers recall and archival memory share. Collections themselves: ``memory.qdrant.store``;
+the engines behind them: ``memory.qdrant.backend``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any, Literal
-
-from qdrant_client import AsyncQdrantClient, models
 
 from bot.core.events import AgentKey, Scope
 from bot.core.memory_types import PAGE_SIZE, MemoryEditError, SearchHit, SearchPage
 from bot.core.ports import Embedder
+from memory.qdrant.backend import (
+    Condition,
+    HasIds,
+    Match,
+    StoredPoint,
+    TimeRange,
+    VectorCollection,
+    VectorSearch,
+    Where,
+    as_utc,
+    from_rfc3339,
+    to_rfc3339,
+)
 from memory.qdrant.dates import TimeWindow, query_window
 from memory.qdrant.sparse import SparseTerms, query_vector
-from memory.qdrant.store import DENSE, MAX_RESULTS, SPARSE
+from memory.qdrant.store import MAX_RESULTS
+
+__all__ = ["as_utc", "from_rfc3339", "to_rfc3339"]
 
 SearchMode = Literal["hybrid", "dense", "sparse"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "dense", "sparse")
@@ -26,56 +39,34 @@ _SCROLL_BATCH = 256
 log = logging.getLogger(__name__)
 
 
-def as_utc(moment: datetime) -> datetime:
-    """Aware UTC; a naive datetime is taken as UTC."""
-    if moment.utcoffset() is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+def match_field(key: str, value: str) -> Match:
+    return Match(key, value)
 
 
-def to_rfc3339(moment: datetime) -> str:
-    """RFC 3339 UTC, fixed width (so string order is time order); a naive datetime is taken as UTC."""
-    return as_utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def from_rfc3339(text: str) -> datetime:
-    return datetime.fromisoformat(text).astimezone(UTC)
-
-
-def match_field(key: str, value: str) -> models.FieldCondition:
-    return models.FieldCondition(key=key, match=models.MatchValue(value=value))
-
-
-def agent_filter(agent: AgentKey, context_scope: Scope, extra: Sequence[models.FieldCondition] = ()) -> models.Filter:
+def agent_filter(agent: AgentKey, context_scope: Scope, extra: Sequence[Condition] = ()) -> Where:
     """The agent's points; only public ones when ``context_scope`` is PUBLIC."""
-    must: list[models.FieldCondition] = [match_field("agent", str(agent))]
+    must: list[Condition] = [match_field("agent", str(agent))]
     if context_scope == Scope.PUBLIC:
         must.append(match_field("scope", Scope.PUBLIC.value))
     must.extend(extra)
-    return models.Filter(must=list(must))
+    return tuple(must)
 
 
-async def delete_ids(client: AsyncQdrantClient, collection: str, agent: AgentKey, ids: Sequence[str]) -> list[Scope]:
+async def delete_ids(collection: VectorCollection, agent: AgentKey, ids: Sequence[str]) -> list[Scope]:
     """Delete the agent's points among ``ids`` (ids of other agents are never touched); return their scopes."""
     if not ids:
         return []
-    found = await client.retrieve(collection, list(ids), with_payload=["agent", "scope"])
-    mine = [r for r in found if (r.payload or {}).get("agent") == str(agent)]
+    found = await collection.retrieve(list(ids), payload=["agent", "scope"])
+    mine = [r for r in found if r.payload.get("agent") == str(agent)]
     if not mine:
         return []
-    base = agent_filter(agent, Scope.PRIVATE)
-    has_id = models.HasIdCondition(has_id=[r.id for r in mine])
-    await delete_matching(client, collection, models.Filter(must=[*(base.must or []), has_id]))
-    return [Scope((r.payload or {}).get("scope", Scope.PRIVATE.value)) for r in mine]
+    await collection.delete((*agent_filter(agent, Scope.PRIVATE), HasIds(tuple(r.id for r in mine))))
+    return [Scope(r.payload.get("scope", Scope.PRIVATE.value)) for r in mine]
 
 
-def time_range(start: datetime, end: datetime) -> models.FieldCondition:
+def time_range(start: Any, end: Any) -> TimeRange:
     """Inclusive timestamp range."""
-    return models.FieldCondition(key="timestamp", range=models.DatetimeRange(gte=as_utc(start), lte=as_utc(end)))
-
-
-def to_sparse(terms: SparseTerms) -> models.SparseVector:
-    return models.SparseVector(indices=terms.indices, values=terms.values)
+    return TimeRange(as_utc(start), as_utc(end))
 
 
 def check_page(function: str, page: int) -> None:
@@ -83,24 +74,17 @@ def check_page(function: str, page: int) -> None:
         raise MemoryEditError(f"{function} failed: page {page} does not exist. Pages are numbered from 0.")
 
 
-def _within(query_filter: models.Filter, window: TimeWindow) -> models.Filter:
-    must = query_filter.must
-    conditions = [] if must is None else list(must) if isinstance(must, list) else [must]
-    return models.Filter(must=[*conditions, time_range(window.start, window.end)])
-
-
 async def hybrid_query(
-    client: AsyncQdrantClient,
-    collection: str,
+    collection: VectorCollection,
     *,
     dense: list[float],
     sparse: SparseTerms,
-    query_filter: models.Filter,
+    query_filter: Where,
     limit: int = MAX_RESULTS,
     window: TimeWindow | None = None,
     mode: SearchMode = "hybrid",
-) -> list[models.ScoredPoint]:
-    """Dense and sparse prefetch (each filtered) fused with Reciprocal Rank Fusion, best first.
+) -> list[StoredPoint]:
+    """Dense and sparse searches (each filtered) fused with Reciprocal Rank Fusion, best first.
 
     With a ``window`` (a date named in the query), the same two searches restricted to that window join the
     fusion, so points from then rank higher and the rest still count. ``mode`` "dense" or "sparse" runs that one
@@ -109,34 +93,19 @@ async def hybrid_query(
     if mode != "hybrid":
         if mode == "sparse" and not sparse:
             return []
-        vector: Any = dense if mode == "dense" else to_sparse(sparse)
-        single = await client.query_points(
-            collection,
-            query=vector,
-            using=DENSE if mode == "dense" else SPARSE,
-            query_filter=query_filter,
-            limit=limit,
-            with_payload=True,
-        )
-        return single.points
-    prefetch: list[models.Prefetch] = []
-    for each in [query_filter] if window is None else [query_filter, _within(query_filter, window)]:
-        prefetch.append(models.Prefetch(query=dense, using=DENSE, filter=each, limit=limit))
+        vector: list[float] | SparseTerms = dense if mode == "dense" else sparse
+        return await collection.search([VectorSearch(mode, vector, query_filter)], limit=limit)
+    searches: list[VectorSearch] = []
+    wheres = [query_filter] if window is None else [query_filter, (*query_filter, time_range(window.start, window.end))]
+    for each in wheres:
+        searches.append(VectorSearch("dense", dense, each))
         if sparse:  # a query of stopwords only has no sparse terms: dense alone
-            prefetch.append(models.Prefetch(query=to_sparse(sparse), using=SPARSE, filter=each, limit=limit))
-    response = await client.query_points(
-        collection,
-        prefetch=prefetch,
-        query=models.FusionQuery(fusion=models.Fusion.RRF),  # prefetches are filtered: no filter needed here
-        limit=limit,
-        with_payload=True,
-    )
-    return response.points
+            searches.append(VectorSearch("sparse", sparse, each))
+    return await collection.search(searches, limit=limit)
 
 
 async def search_page(
-    client: AsyncQdrantClient,
-    collection: str,
+    collection: VectorCollection,
     embedder: Embedder,
     *,
     function: str,
@@ -166,7 +135,6 @@ async def search_page(
             log.warning("query embedding failed; searching by words only", extra={"error": type(exc).__name__})
             mode = "sparse"
     points = await hybrid_query(
-        client,
         collection,
         dense=dense,
         sparse=query_vector(query),
@@ -178,50 +146,52 @@ async def search_page(
     return page_of(points, page)
 
 
-def to_hit(point: models.ScoredPoint | models.Record) -> SearchHit:
-    payload = point.payload or {}
+def to_hit(point: StoredPoint) -> SearchHit:
+    payload = point.payload
     return SearchHit(
-        id=str(point.id),
+        id=point.id,
         text=str(payload.get("text", "")),
         timestamp=from_rfc3339(str(payload["timestamp"])),
-        score=float(getattr(point, "score", 0.0) or 0.0),
+        score=point.score,
         role=payload.get("role"),
         author=payload.get("author"),
     )
 
 
-def page_of(points: Sequence[models.ScoredPoint | models.Record], page: int, total: int | None = None) -> SearchPage:
+def page_of(points: Sequence[StoredPoint], page: int, total: int | None = None) -> SearchPage:
     """Page ``page`` (PAGE_SIZE hits) of ranked ``points``; ``total`` defaults to how many were ranked."""
     chosen = points[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
     return SearchPage(hits=tuple(to_hit(p) for p in chosen), page=page, total=len(points) if total is None else total)
 
 
-async def count_matching(client: AsyncQdrantClient, collection: str, query_filter: models.Filter) -> int:
-    return (await client.count(collection, count_filter=query_filter, exact=True)).count
+async def count_matching(collection: VectorCollection, query_filter: Where) -> int:
+    return await collection.count(query_filter)
 
 
-async def scroll_all(client: AsyncQdrantClient, collection: str, query_filter: models.Filter) -> list[models.Record]:
-    """Every matching point with its payload (no vectors)."""
-    records: list[models.Record] = []
-    offset: Any = None
+async def scroll_all(
+    collection: VectorCollection, query_filter: Where, *, payload: bool | Sequence[str] = True, dense: bool = False
+) -> list[StoredPoint]:
+    """Every matching point with its payload (and its dense vector when asked for)."""
+    records: list[StoredPoint] = []
+    offset: str | None = None
     while True:
-        batch, offset = await client.scroll(
-            collection, scroll_filter=query_filter, limit=_SCROLL_BATCH, offset=offset, with_payload=True
+        batch, offset = await collection.scroll(
+            query_filter, limit=_SCROLL_BATCH, offset=offset, payload=payload, dense=dense
         )
         records.extend(batch)
         if offset is None:
             return records
 
 
-def export_records(kind: str, records: Iterable[models.Record]) -> list[dict[str, Any]]:
+def export_records(kind: str, records: Iterable[StoredPoint]) -> list[dict[str, Any]]:
     """JSON-ready dicts, oldest first."""
-    items = [{"kind": kind, "id": str(r.id), **(r.payload or {})} for r in records]
+    items = [{"kind": kind, "id": r.id, **r.payload} for r in records]
     return sorted(items, key=lambda item: str(item.get("timestamp", "")))
 
 
-async def delete_matching(client: AsyncQdrantClient, collection: str, query_filter: models.Filter) -> int:
+async def delete_matching(collection: VectorCollection, query_filter: Where) -> int:
     """Delete every matching point; return how many there were."""
-    count = await count_matching(client, collection, query_filter)
+    count = await count_matching(collection, query_filter)
     if count:
-        await client.delete(collection, points_selector=models.FilterSelector(filter=query_filter), wait=True)
+        await collection.delete(query_filter)
     return count

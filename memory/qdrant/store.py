@@ -1,39 +1,44 @@
-"""Qdrant plumbing shared by recall and archival: the client and the two collections (queries: memory/qdrant/search.py).
+"""Qdrant plumbing shared by recall and archival: the backend and the two collections (queries: ``search.py``).
 
-Both collections hold every agent's points (multitenancy by an ``agent`` keyword payload field, indexed with
-``is_tenant=True`` on a server) and two named vectors: ``dense`` (cosine, the embedder's size) and ``sparse``
-(BM25 term weights, ``Modifier.IDF``). Searches prefetch from both and fuse with RRF; every query is filtered by
-agent, and by ``scope=public`` when made from a public context.
+Both collections hold every agent's points (multitenancy by an ``agent`` keyword payload field, a tenant index)
+and two named vectors: ``dense`` (cosine, the embedder's size) and ``sparse`` (BM25 term weights, IDF modifier).
+Searches prefetch from both and fuse with RRF; every query is filtered by agent, and by ``scope=public`` when made
+from a public context.
 
 Both collections carry ``index_version`` in their metadata: the version of how texts become vectors (the
 retrieval text, the context mixing, the sparse tokenizer). A collection indexed by an older version that holds
 points is refused with instructions to run ``membot memory reindex``, which rebuilds every vector in place
 from the stored payloads; an empty one is simply stamped with the current version.
 
-``open_qdrant`` is the entry point: it connects and makes sure both collections exist. Embedded mode
-(``path=<data_dir>/qdrant``) supports all of that (verified with qdrant-client 1.20), but payload
-indexes have no effect there, so they are only created on a server; it is also one process at a time, and its
-calls run synchronously on the event loop (fine for one user's memory, not for big imports).
+``open_qdrant`` is the entry point: it opens a backend (``memory.qdrant.backend``) and makes sure both collections
+exist. Embedded (``path=<data_dir>/qdrant``) is Qdrant Edge in this process (``memory.qdrant.edge_backend``: HNSW
+and payload indexes, a WAL, every call in a worker thread), one process at a time; with ``url`` (QDRANT_URL) it is
+a Qdrant server through qdrant-client (``memory.qdrant.client_backend``). A store left by qdrant-client's former
+local mode in the same directory is migrated to Edge first (``memory.qdrant.migrate``).
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import portalocker
-from qdrant_client import AsyncQdrantClient, models
+from qdrant_client import AsyncQdrantClient, QdrantClient
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-DENSE = "dense"
-SPARSE = "sparse"
+from memory.qdrant.backend import DENSE, SPARSE, VectorBackend, VectorCollection
+from memory.qdrant.client_backend import ClientBackend
+from memory.qdrant.edge_backend import EdgeBackend, EdgeLocked
+
+__all__ = ["DENSE", "SPARSE"]
+
 MAX_RESULTS = 50  # hybrid searches rank at most this many matches (10 pages)
 INDEX_VERSION = 2  # 1: raw text; 2: speaker-aware text, previous-message context, Snowball stems, b=0.3
 REINDEX_COMMAND = "membot memory reindex"
+RECALL_KEYWORDS = ("scope", "role", "platform", "channel")
+ARCHIVAL_KEYWORDS = ("scope", "source", "text_hash")
 
 
 class QdrantInUseError(RuntimeError):
@@ -63,20 +68,32 @@ class CollectionNames:
 
 @dataclass(frozen=True)
 class QdrantStore:
-    """An open Qdrant client and the names of membot's two collections (which exist)."""
+    """An open backend and membot's two collections (which exist)."""
 
-    client: AsyncQdrantClient
-    recall_collection: str
-    archival_collection: str
-    location: str  # the server URL or the embedded directory
+    backend: VectorBackend
+    recall: VectorCollection
+    archival: VectorCollection
+
+    @property
+    def recall_collection(self) -> str:
+        return self.recall.name
+
+    @property
+    def archival_collection(self) -> str:
+        return self.archival.name
+
+    @property
+    def location(self) -> str:
+        """The server URL or the embedded directory."""
+        return self.backend.location
 
     @property
     def embedded(self) -> bool:
-        return is_embedded(self.client)
+        return self.backend.embedded
 
     async def close(self) -> None:
-        """Close the client (frees the embedded directory for other processes)."""
-        await self.client.close()
+        """Flush and close (frees the embedded directory for other processes)."""
+        await self.backend.close()
 
 
 async def open_qdrant(
@@ -90,87 +107,97 @@ async def open_qdrant(
     request_timeout: int = 30,
     check_compatibility: bool = True,
 ) -> QdrantStore:
-    """Connect (server at ``url`` = QDRANT_URL, else embedded at ``path``) and create/check both collections.
+    """Open a backend (server at ``url`` = QDRANT_URL, else embedded Edge at ``path``) and create/check both
+    collections; an embedded directory still holding a former local-mode store is migrated first.
 
     ``embedder_name`` (e.g. ``embedder.name``) is recorded on new collections; an existing collection built by a
     different embedder, or of another size than ``dimensions``, raises ``QdrantSetupError``.
     """
-    client = connect_qdrant(
+    backend = open_backend(
         url=url, api_key=api_key, path=path, request_timeout=request_timeout, check_compatibility=check_compatibility
     )
     names = CollectionNames.with_prefix(prefix)
     try:
-        await ensure_collections(client, names, dimensions, embedder_name)
+        if isinstance(backend, EdgeBackend):
+            from memory.qdrant.migrate import migrate_local_store  # the migration needs the store's checks
+
+            await migrate_local_store(backend, names)
+        return await open_store(backend, names, dimensions, embedder_name)
     except (ResponseHandlingException, UnexpectedResponse) as exc:
-        await client.close()
+        await backend.close()
         raise QdrantUnavailableError(
             f"Cannot use Qdrant at {url} ({exc}). Start the server and check QDRANT_API_KEY, or unset QDRANT_URL "
             "to use embedded Qdrant."
         ) from None
     except BaseException:
-        await client.close()
+        await backend.close()
         raise
-    tune_embedded_storage(client, (names.recall, names.archival))
-    return QdrantStore(client, names.recall, names.archival, url or str(path))
 
 
-def tune_embedded_storage(client: AsyncQdrantClient, collections: Iterable[str]) -> bool:
-    """Switch embedded Qdrant's SQLite files to write-ahead logging with ``synchronous=NORMAL``.
-
-    qdrant-client commits every point on its own, and with SQLite's defaults each commit waits for the disk
-    (about 20 ms here, so at most ~50 points a second). In WAL mode a commit survives the process stopping or
-    crashing and only the last ones can be lost if the machine itself loses power, which is the durability the
-    rest of membot has (Redis without fsync on every write). Reaches into qdrant-client's local mode; returns
-    False, changing nothing, when its internals are not as expected (a server, or a newer client).
-    """
-    local = getattr(client, "_client", None)
-    stores = getattr(local, "collections", None)
-    if not is_embedded(client) or not isinstance(stores, dict):
-        return False
-    tuned = False
-    for name in collections:
-        persistence = getattr(stores.get(name), "storage", None)
-        connection = getattr(persistence, "storage", None)
-        if isinstance(connection, sqlite3.Connection):
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            tuned = True
-    return tuned
+async def open_store(
+    backend: VectorBackend, names: CollectionNames, dimensions: int, embedder_name: str | None = None
+) -> QdrantStore:
+    """Create or check both collections of an open backend (idempotent); it is not closed on failure."""
+    await ensure_collections(backend, names, dimensions, embedder_name)
+    return QdrantStore(backend, await backend.collection(names.recall), await backend.collection(names.archival))
 
 
-def connect_qdrant(
+def open_backend(
     *,
     url: str | None = None,
     api_key: str | None = None,
     path: Path | str | None = None,
     request_timeout: int = 30,
     check_compatibility: bool = True,
-) -> AsyncQdrantClient:
-    """A bare client: a server when ``url`` is given, else embedded Qdrant in the directory ``path``.
+) -> VectorBackend:
+    """A server through qdrant-client when ``url`` is given, else Qdrant Edge in the directory ``path``.
 
     ``check_compatibility`` (server only) compares client and server versions in a background thread.
     """
     if url:
-        return AsyncQdrantClient(
+        client = AsyncQdrantClient(
             url=url, api_key=api_key, timeout=request_timeout, check_compatibility=check_compatibility
         )
+        return ClientBackend(client, url)
     if path is None:
         raise ValueError("give a directory for embedded Qdrant (under MEMBOT_DATA_DIR), or a server URL (QDRANT_URL)")
     directory = Path(path)
-    directory.mkdir(parents=True, exist_ok=True)
-    in_use = QdrantInUseError(
+    try:
+        return EdgeBackend.open(directory)
+    except EdgeLocked:
+        raise in_use(directory) from None
+
+
+def in_use(directory: Path) -> QdrantInUseError:
+    return QdrantInUseError(
         f"Embedded Qdrant at {directory} is in use by another membot process; stop it or set QDRANT_URL"
     )
-    _check_unlocked(directory, in_use)
+
+
+def connect_local(path: Path) -> AsyncQdrantClient:
+    """qdrant-client's local mode on ``path`` (a store of membot before Qdrant Edge; migration and tests)."""
+    path.mkdir(parents=True, exist_ok=True)
+    _check_unlocked(path, in_use(path))
     try:
-        return AsyncQdrantClient(path=str(directory))
+        return AsyncQdrantClient(path=str(path))
     except RuntimeError as exc:  # lost a race with another process between the check and the open
         if "already accessed" in str(exc):
-            raise in_use from None
+            raise in_use(path) from None
         raise
 
 
-def _check_unlocked(path: Path, in_use: QdrantInUseError) -> None:
+def connect_local_sync(path: Path) -> QdrantClient:
+    """The synchronous client of qdrant-client's local mode on ``path`` (to migrate it, in a worker thread)."""
+    _check_unlocked(path, in_use(path))
+    try:
+        return QdrantClient(path=str(path))
+    except RuntimeError as exc:
+        if "already accessed" in str(exc):
+            raise in_use(path) from None
+        raise
+
+
+def _check_unlocked(path: Path, error: QdrantInUseError) -> None:
     """Probe qdrant-client's ``.lock`` file so a locked directory fails cleanly (no leaked file handle)."""
     lock_file = path / ".lock"
     if not lock_file.exists():
@@ -179,88 +206,62 @@ def _check_unlocked(path: Path, in_use: QdrantInUseError) -> None:
         try:
             portalocker.lock(handle, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
         except portalocker.exceptions.LockException:
-            raise in_use from None
+            raise error from None
         portalocker.unlock(handle)
 
 
-def is_embedded(client: AsyncQdrantClient) -> bool:
-    options = client.init_options
-    return options.get("path") is not None or options.get("location") == ":memory:"
-
-
-RECALL_KEYWORDS = ("scope", "role", "platform", "channel")
-ARCHIVAL_KEYWORDS = ("scope", "source", "text_hash")
-
-
 async def ensure_collections(
-    client: AsyncQdrantClient, names: CollectionNames, dimensions: int, embedder_name: str | None = None
+    backend: VectorBackend, names: CollectionNames, dimensions: int, embedder_name: str | None = None
 ) -> None:
     """Create both collections and their payload indexes if missing, or check that they fit (idempotent)."""
-    await ensure_collection(client, names.recall, dimensions, embedder_name, RECALL_KEYWORDS)
-    await ensure_collection(client, names.archival, dimensions, embedder_name, ARCHIVAL_KEYWORDS)
+    await ensure_collection(backend, names.recall, dimensions, embedder_name, RECALL_KEYWORDS)
+    await ensure_collection(backend, names.archival, dimensions, embedder_name, ARCHIVAL_KEYWORDS)
 
 
 async def ensure_collection(
-    client: AsyncQdrantClient,
+    backend: VectorBackend,
     name: str,
     dimensions: int,
     embedder_name: str | None = None,
-    keyword_fields: Iterable[str] = (),
+    keyword_fields: tuple[str, ...] = (),
 ) -> None:
     """Create one collection (dense + sparse/IDF vectors, indexes) or check that an existing one fits."""
-    if await client.collection_exists(name):
-        await _check_collection(client, name, dimensions, embedder_name)
-    else:
-        metadata: dict[str, Any] = {"dimensions": dimensions, "index_version": INDEX_VERSION}
-        if embedder_name:
-            metadata["embedder"] = embedder_name
-        try:
-            await client.create_collection(
-                name,
-                vectors_config={DENSE: models.VectorParams(size=dimensions, distance=models.Distance.COSINE)},
-                sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-                metadata=metadata,
-            )
-        except Exception:
-            if not await client.collection_exists(name):  # not a lost race with another process: a real error
-                raise
-    if is_embedded(client):
-        return  # payload indexes have no effect in embedded mode (and qdrant-client warns about them)
-    existing = (await client.get_collection(name)).payload_schema
-    wanted: dict[str, models.PayloadSchemaType | models.KeywordIndexParams] = {
-        "agent": models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
-        "timestamp": models.PayloadSchemaType.DATETIME,
-        **{field: models.PayloadSchemaType.KEYWORD for field in keyword_fields},
-    }
-    for field, schema in wanted.items():
-        if field not in existing:
-            await client.create_payload_index(name, field, field_schema=schema, wait=True)
+    if await backend.exists(name):
+        await _check_collection(backend, name, dimensions, embedder_name)
+        await backend.ensure_indexes(name, keyword_fields)
+        return
+    metadata: dict[str, Any] = {"dimensions": dimensions, "index_version": INDEX_VERSION}
+    if embedder_name:
+        metadata["embedder"] = embedder_name
+    try:
+        await backend.create(name, dimensions=dimensions, metadata=metadata, keyword_fields=keyword_fields)
+    except Exception:
+        if not await backend.exists(name):  # not a lost race with another process: a real error
+            raise
 
 
-async def _check_collection(client: AsyncQdrantClient, name: str, dimensions: int, embedder_name: str | None) -> None:
-    config = (await client.get_collection(name)).config
-    vectors = config.params.vectors
-    dense = vectors.get(DENSE) if isinstance(vectors, dict) else None
-    sparse = (config.params.sparse_vectors or {}).get(SPARSE)
-    if dense is None or sparse is None:
+async def _check_collection(backend: VectorBackend, name: str, dimensions: int, embedder_name: str | None) -> None:
+    collection = await backend.collection(name)
+    info = await collection.info()
+    if info.dense_size is None or not info.has_sparse:
         raise QdrantSetupError(f"Qdrant collection {name!r} was not created by membot (no dense/sparse vectors)")
-    built_with = (config.metadata or {}).get("embedder")
-    if dense.size != dimensions or (built_with and embedder_name and built_with != embedder_name):
+    built_with = info.metadata.get("embedder")
+    if info.dense_size != dimensions or (built_with and embedder_name and built_with != embedder_name):
         configured = f"{embedder_name} ({dimensions} dims)" if embedder_name else f"a {dimensions}-dim embedder"
         raise QdrantSetupError(
-            f"Qdrant collection {name!r} holds {dense.size}-dim vectors from {built_with or 'another embedder'}, "
+            f"Qdrant collection {name!r} holds {info.dense_size}-dim vectors from {built_with or 'another embedder'}, "
             f"but membot is configured with {configured}. Set MEMBOT_EMBEDDER back, or export the memory, delete "
             "the collection and import it again."
         )
-    version = int((config.metadata or {}).get("index_version", 1))
+    version = int(info.metadata.get("index_version", 1))
     if version > INDEX_VERSION:
         raise QdrantSetupError(
             f"Qdrant collection {name!r} was indexed by a newer membot (index version {version}, this one reads "
             f"{INDEX_VERSION}). Upgrade membot."
         )
     if version < INDEX_VERSION:
-        if (await client.count(name, exact=True)).count == 0:
-            await client.update_collection(name, metadata={**(config.metadata or {}), "index_version": INDEX_VERSION})
+        if await collection.count(()) == 0:
+            await collection.set_metadata({**info.metadata, "index_version": INDEX_VERSION})
             return
         raise QdrantSetupError(
             f"Qdrant collection {name!r} was indexed by an older membot (index version {version}; this one needs "

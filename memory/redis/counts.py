@@ -16,9 +16,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Literal
 
-from qdrant_client import AsyncQdrantClient
-
 from bot.core.events import AgentKey, Scope
+from memory.qdrant.backend import VectorCollection
 from memory.redis.client import AsyncRedis
 from memory.redis.keys import RedisKeys
 
@@ -73,7 +72,7 @@ class MemoryCounts:
         """The agent has no points of ``kind`` any more (after an erase)."""
         await self._redis.hdel(self._keys.memory_counts(agent), kind, _field(kind, Scope.PUBLIC))
 
-    async def ensure_counted(self, client: AsyncQdrantClient, collections: dict[Kind, str]) -> bool:
+    async def ensure_counted(self, collections: dict[Kind, VectorCollection]) -> bool:
         """Count every agent's points once if this Redis has no counts yet; True when it counted.
 
         Runs at start, before the stores write. Several processes starting together count once (a lock).
@@ -85,8 +84,8 @@ class MemoryCounts:
             if await self._redis.exists(ready):
                 return False
             fields: dict[str, dict[str, int]] = {}
-            for kind, name in collections.items():
-                for (agent, scope), count in (await _tally(client, name)).items():
+            for kind, collection in collections.items():
+                for (agent, scope), count in (await _tally(collection)).items():
                     per_agent = fields.setdefault(agent, {})
                     per_agent[kind] = per_agent.get(kind, 0) + count
                     if scope == Scope.PUBLIC.value:
@@ -103,12 +102,12 @@ class MemoryCounts:
         return True
 
 
-async def _tally(client: AsyncQdrantClient, collection: str) -> Counter[tuple[str, str]]:
+async def _tally(collection: VectorCollection) -> Counter[tuple[str, str]]:
     """Points per (agent, scope) in ``collection`` (one scroll over the payloads)."""
     tally: Counter[tuple[str, str]] = Counter()
     offset = None
     while True:
-        records, offset = await client.scroll(collection, limit=_PAGE, offset=offset, with_payload=["agent", "scope"])
-        tally.update((str((r.payload or {}).get("agent")), str((r.payload or {}).get("scope"))) for r in records)
+        records, offset = await collection.scroll((), limit=_PAGE, offset=offset, payload=["agent", "scope"])
+        tally.update((str(r.payload.get("agent")), str(r.payload.get("scope"))) for r in records)
         if offset is None:
             return tally

@@ -74,7 +74,7 @@ async def test_draining_while_the_embeddings_api_is_down_backs_off_and_ends_in_t
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="memory.qdrant.indexer")
-    recall = QdrantRecallMemory(store.client, store.recall_collection, remote, outbox=outbox)
+    recall = QdrantRecallMemory(store.recall, remote, outbox=outbox)
     indexer = RecallIndexer(outbox, recall.index, exclusive=True, retry_seconds=0.05, batch_size=16)
     llm.embeddings_down = True
     await recall.add([recall_entry(ALICE, f"message number {i}", i) for i in range(200)])
@@ -96,7 +96,7 @@ async def test_draining_while_the_embeddings_api_is_down_backs_off_and_ends_in_t
 async def test_close_does_not_wait_out_a_long_backoff_step(
     llm: ScriptedLLMServer, store: QdrantStore, remote: OpenAIEmbedder, outbox: RecallOutbox
 ) -> None:
-    recall = QdrantRecallMemory(store.client, store.recall_collection, remote, outbox=outbox)
+    recall = QdrantRecallMemory(store.recall, remote, outbox=outbox)
     indexer = RecallIndexer(outbox, recall.index, exclusive=True, retry_seconds=20.0)
     llm.embeddings_down = True
     await recall.add([recall_entry(ALICE, "kept for later", 0)])
@@ -114,7 +114,7 @@ async def test_reads_do_not_wait_for_an_indexer_that_backs_off(
 ) -> None:
     health = IndexerHealth(0.05, 1.0)
     recall = QdrantRecallMemory(  # the app's default wait for catch-up: 10 s
-        store.client, store.recall_collection, remote, outbox=outbox, indexer_health=health
+        store.recall, remote, outbox=outbox, indexer_health=health
     )
     await recall.index([recall_entry(ALICE, "my bicycle is green", 0)])  # indexed while the API answered
     llm.embeddings_down = True
@@ -211,7 +211,7 @@ async def test_an_entry_that_fails_alone_is_set_aside_and_blocks_no_one(
     store: QdrantStore, remote: OpenAIEmbedder, outbox: RecallOutbox
 ) -> None:
     """A message over the embedding model's input limit (the API answers 400) fails alone, while others index."""
-    recall = QdrantRecallMemory(store.client, store.recall_collection, remote, outbox=outbox)
+    recall = QdrantRecallMemory(store.recall, remote, outbox=outbox)
     indexer = RecallIndexer(outbox, recall.index, exclusive=True, max_attempts=2, retry_seconds=0.01, lease_seconds=0.2)
     huge = "word " * 8000  # ~10,000 tokens
     await recall.add([recall_entry(ALICE, "before the long one", 0), recall_entry(ALICE, huge, 1)])

@@ -13,10 +13,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import qdrant_edge
 import redis.asyncio as aioredis
-from qdrant_client import AsyncQdrantClient
 
 from bot.core.events import AgentKey
+from memory.qdrant.backend import VectorBackend
+from memory.qdrant.client_backend import ClientBackend
+from memory.qdrant.edge_backend import EdgeBackend
 from tests.standins.llm_server import ObservedRequest
 
 FIGURES: list[str] = []  # "test: N keys, M points" per scan, printed at the end of each test (pytest -s)
@@ -64,19 +67,35 @@ class Snapshot:
         return keys, points
 
 
-async def snapshot(redis: aioredis.Redis, prefix: str, qdrant: AsyncQdrantClient) -> Snapshot:
+async def snapshot(redis: aioredis.Redis, prefix: str, qdrant: VectorBackend) -> Snapshot:
     keys: dict[str, str] = {}
     async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
         keys[key.decode()] = await dump(redis, key)
+    return Snapshot(keys, await qdrant_points(qdrant))
+
+
+async def qdrant_points(qdrant: VectorBackend) -> list[dict[str, Any]]:
+    """Every point of every collection (collection, id, payload), read from the raw Edge shards (embedded) or with
+    the raw qdrant-client (a server)."""
     points: list[dict[str, Any]] = []
-    for collection in (await qdrant.get_collections()).collections:
+    if isinstance(qdrant, EdgeBackend):
+        for name, shard in qdrant.shards().items():
+            offset: Any = None
+            while True:
+                batch, offset = shard.scroll(qdrant_edge.ScrollRequest(offset=offset, limit=256, with_payload=True))
+                points.extend({"collection": name, "id": str(p.id), **(p.payload or {})} for p in batch)
+                if offset is None:
+                    break
+        return points
+    assert isinstance(qdrant, ClientBackend)
+    for collection in (await qdrant.client.get_collections()).collections:
         offset = None
         while True:
-            batch, offset = await qdrant.scroll(collection.name, limit=256, offset=offset, with_payload=True)
+            batch, offset = await qdrant.client.scroll(collection.name, limit=256, offset=offset, with_payload=True)
             points.extend({"collection": collection.name, "id": str(p.id), **(p.payload or {})} for p in batch)
             if offset is None:
                 break
-    return Snapshot(keys, points)
+    return points
 
 
 def assert_confined(scan: Snapshot, owners: Mapping[str, AgentKey], private: Iterable[str] = ()) -> None:

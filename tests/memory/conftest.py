@@ -50,9 +50,9 @@ async def store(data_dir: Path, embedder: HashingEmbedder) -> AsyncIterator[Qdra
 
 @pytest.fixture
 def recall(store: QdrantStore, embedder: HashingEmbedder) -> QdrantRecallMemory:
-    return QdrantRecallMemory(store.client, store.recall_collection, embedder)
+    return QdrantRecallMemory(store.recall, embedder)
 
 
 @pytest.fixture
 def archival(store: QdrantStore, embedder: HashingEmbedder) -> QdrantArchivalMemory:
-    return QdrantArchivalMemory(store.client, store.archival_collection, embedder)
+    return QdrantArchivalMemory(store.archival, embedder)

@@ -41,7 +41,7 @@ async def test_exact_duplicate_is_reported_not_stored(archival: QdrantArchivalMe
 
 
 async def test_near_duplicate_is_reported(store: QdrantStore, embedder: HashingEmbedder) -> None:
-    archival = QdrantArchivalMemory(store.client, store.archival_collection, embedder, duplicate_threshold=0.85)
+    archival = QdrantArchivalMemory(store.archival, embedder, duplicate_threshold=0.85)
     first = await archival.insert(note("Alice loves hiking in the Alps with her two brothers every summer"))
     near = await archival.insert(note("Alice loves hiking in the Alps with her brothers every summer"))
     assert (near.stored, near.id) == (False, first.id)

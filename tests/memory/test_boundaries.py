@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import redis.asyncio as aioredis
-from qdrant_client import AsyncQdrantClient
 
 from bot.admin.ports import (
     ActivityAdmin,
@@ -39,6 +38,7 @@ from bot.runtime.heartbeat_ports import (
     ProactivePrefsStore,
 )
 from memory.qdrant.archival import QdrantArchivalMemory
+from memory.qdrant.backend import VectorCollection
 from memory.qdrant.embeddings import HashingEmbedder, LocalEmbedder, OpenAIEmbedder
 from memory.qdrant.recall import QdrantRecallMemory
 from memory.redis.activity import RedisActivityLog, RedisFiringGuard
@@ -51,15 +51,15 @@ from memory.redis.quarantine import RedisQuarantine
 from memory.redis.working import RedisWorkingMemory
 
 
-def _typed_against_protocols(redis: aioredis.Redis, qdrant: AsyncQdrantClient) -> None:
+def _typed_against_protocols(redis: aioredis.Redis, recall_points: VectorCollection, notes: VectorCollection) -> None:
     """Never called: mypy checks that each implementation fits each port its consumers declare."""
     keys = RedisKeys()
     embedder: Embedder = HashingEmbedder()
     embedders: list[Embedder] = [LocalEmbedder(), OpenAIEmbedder(api_key="x")]
     core = RedisCoreMemory(redis, keys)
     working = RedisWorkingMemory(redis, keys)
-    recall = QdrantRecallMemory(qdrant, "r", embedder)
-    archival = QdrantArchivalMemory(qdrant, "a", embedder)
+    recall = QdrantRecallMemory(recall_points, embedder)
+    archival = QdrantArchivalMemory(notes, embedder)
     audit = RedisAuditLog(redis, keys)
     activity = RedisActivityLog(redis, keys)
     throttle = RedisThrottle(redis, keys)

@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from bot.core.events import AgentKey, Scope
 from bot.core.memory_types import ArchivalEntry
 from memory.qdrant.archival import QdrantArchivalMemory
+from memory.qdrant.backend import VectorCollection
 from memory.qdrant.embeddings import HashingEmbedder
 from memory.qdrant.recall import QdrantRecallMemory
 from memory.qdrant.store import QdrantStore
@@ -35,19 +36,19 @@ async def test_counts_are_built_once_from_what_qdrant_holds(
     await recall.index([recall_entry(ALICE, f"message {i}", i) for i in range(3)] + [recall_entry(BOB, "hi", 0)])
     await archival.insert(note(ALICE, "Alice likes tea"))
     counts = MemoryCounts(redis_client, keys)
-    collections: dict[Kind, str] = {"recall": store.recall_collection, "archival": store.archival_collection}
-    assert await counts.ensure_counted(store.client, collections)
+    collections: dict[Kind, VectorCollection] = {"recall": store.recall, "archival": store.archival}
+    assert await counts.ensure_counted(collections)
     assert [await counts.get(ALICE, "recall"), await counts.get(ALICE, "archival")] == [3, 1]
     assert [await counts.get(BOB, "recall"), await counts.get(BOB, "archival")] == [1, 0]
-    assert not await counts.ensure_counted(store.client, collections)
+    assert not await counts.ensure_counted(collections)
 
 
 async def test_writes_keep_the_counts_right(
     store: QdrantStore, embedder: HashingEmbedder, redis_client: aioredis.Redis, keys: RedisKeys
 ) -> None:
     counts = MemoryCounts(redis_client, keys)
-    recall = QdrantRecallMemory(store.client, store.recall_collection, embedder, counts=counts)
-    archival = QdrantArchivalMemory(store.client, store.archival_collection, embedder, counts=counts)
+    recall = QdrantRecallMemory(store.recall, embedder, counts=counts)
+    archival = QdrantArchivalMemory(store.archival, embedder, counts=counts)
 
     entries = [recall_entry(ALICE, f"message {i}", i, message_id=f"m{i}") for i in range(4)]
     await recall.add(entries)
@@ -78,8 +79,8 @@ async def test_a_channel_turn_counts_only_public_memory(
     store: QdrantStore, embedder: HashingEmbedder, redis_client: aioredis.Redis, keys: RedisKeys
 ) -> None:
     counts = MemoryCounts(redis_client, keys)
-    recall = QdrantRecallMemory(store.client, store.recall_collection, embedder, counts=counts)
-    archival = QdrantArchivalMemory(store.client, store.archival_collection, embedder, counts=counts)
+    recall = QdrantRecallMemory(store.recall, embedder, counts=counts)
+    archival = QdrantArchivalMemory(store.archival, embedder, counts=counts)
     await recall.add([recall_entry(ALICE, "said in a DM", 0), recall_entry(ALICE, "said in #general", 1, scope=PUBLIC)])
     public_note = await archival.insert(replace(note(ALICE, "Alice leads the book club"), scope=PUBLIC))
     await archival.insert(note(ALICE, "Alice's diagnosis is private"))
@@ -89,7 +90,7 @@ async def test_a_channel_turn_counts_only_public_memory(
     assert [await archival.count(ALICE, PUBLIC), await archival.count(ALICE)] == [0, 1]
     # the same numbers when they are built from Qdrant instead
     await redis_client.delete(keys.memory_counts(ALICE), keys.memory_counts_ready())
-    collections: dict[Kind, str] = {"recall": store.recall_collection, "archival": store.archival_collection}
-    assert await counts.ensure_counted(store.client, collections)
+    collections: dict[Kind, VectorCollection] = {"recall": store.recall, "archival": store.archival}
+    assert await counts.ensure_counted(collections)
     assert [await recall.count(ALICE, PUBLIC), await recall.count(ALICE)] == [1, 2]
     assert [await archival.count(ALICE, PUBLIC), await archival.count(ALICE)] == [0, 1]

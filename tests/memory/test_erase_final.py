@@ -29,8 +29,8 @@ from tests.standins.llm_server import ScriptedLLMServer
 
 
 async def points_of(store: QdrantStore, agent: AgentKey) -> list[str]:
-    records, _ = await store.client.scroll(store.recall_collection, limit=1000, with_payload=True)
-    return [str((r.payload or {}).get("text")) for r in records if (r.payload or {}).get("agent") == str(agent)]
+    records, _ = await store.recall.scroll((), limit=1000)
+    return [str(r.payload.get("text")) for r in records if r.payload.get("agent") == str(agent)]
 
 
 async def redis_traces(redis_client: aioredis.Redis, keys: RedisKeys, agent: AgentKey) -> list[str]:
@@ -79,9 +79,7 @@ async def test_an_erase_during_an_embeddings_outage_stays_erased_when_embeddings
     remote = OpenAIEmbedder(
         "text-embedding-3-small", api_key="test-key", base_url=llm.openai_base_url, dimensions=embedder.dimensions
     )
-    recall = QdrantRecallMemory(
-        store.client, store.recall_collection, remote, outbox=outbox, counts=counts, catch_up_seconds=0.5
-    )
+    recall = QdrantRecallMemory(store.recall, remote, outbox=outbox, counts=counts, catch_up_seconds=0.5)
     await recall.index([recall_entry(ALICE, "my bicycle is green", 0), recall_entry(BOB, "bob likes tea", 0)])
     await redis_client.xadd(  # an earlier entry of Alice that could not be indexed
         keys.recall_outbox_dead(), {"a": str(ALICE), "e": entry_to_json(recall_entry(ALICE, "old 4711 note", 1))}
@@ -147,7 +145,7 @@ async def test_an_indexer_that_claimed_and_was_embedding_the_batch_writes_nothin
     keys: RedisKeys,
 ) -> None:
     gated = GatedEmbedder(embedder)
-    recall = QdrantRecallMemory(store.client, store.recall_collection, gated, outbox=outbox, counts=counts)  # type: ignore[arg-type]
+    recall = QdrantRecallMemory(store.recall, gated, outbox=outbox, counts=counts)  # type: ignore[arg-type]
     indexer = RecallIndexer(outbox, recall.index, exclusive=True, discard=recall.discard)
     await indexer.start()
     try:
@@ -166,7 +164,7 @@ async def test_an_indexer_that_claimed_and_was_embedding_the_batch_writes_nothin
 async def test_entries_a_stopped_process_had_claimed_are_erased_and_not_claimed_again(
     store: QdrantStore, embedder: HashingEmbedder, outbox: RecallOutbox, redis_client: aioredis.Redis, keys: RedisKeys
 ) -> None:
-    recall = QdrantRecallMemory(store.client, store.recall_collection, embedder, outbox=outbox)
+    recall = QdrantRecallMemory(store.recall, embedder, outbox=outbox)
     await outbox.ensure_group()
     await recall.add([recall_entry(ALICE, "my bank PIN is 4711", 0), recall_entry(BOB, "bob's note", 0)])
     claimed = await outbox.read("another-process", 10, None)  # that process stopped holding both
@@ -188,7 +186,7 @@ async def test_entries_a_stopped_process_had_claimed_are_erased_and_not_claimed_
 async def test_a_forgotten_message_still_in_the_outbox_is_never_indexed(
     store: QdrantStore, embedder: HashingEmbedder, outbox: RecallOutbox, redis_client: aioredis.Redis, keys: RedisKeys
 ) -> None:
-    recall = QdrantRecallMemory(store.client, store.recall_collection, embedder, outbox=outbox)
+    recall = QdrantRecallMemory(store.recall, embedder, outbox=outbox)
     await outbox.ensure_group()
     secret, kept = recall_entry(ALICE, "my bank PIN is 4711", 0), recall_entry(ALICE, "I like tea", 1)
     await recall.add([secret, kept])

@@ -48,9 +48,7 @@ async def test_a_holder_whose_lock_was_taken_over_writes_nothing(
     core = RedisCoreMemory(redis_client, keys)
     working = RedisWorkingMemory(redis_client, keys)
     outbox = RecallOutbox(redis_client, keys)
-    archival = QdrantArchivalMemory(
-        store.client, store.archival_collection, embedder, fencing=Fencing(redis_client, keys)
-    )
+    archival = QdrantArchivalMemory(store.archival, embedder, fencing=Fencing(redis_client, keys))
     first, second = RedisAgentLocks(redis_client, keys), RedisAgentLocks(redis_client, keys)
     async with first.hold(ALICE) as stale:
         await core.ensure(ALICE, {"human": "Name: Alice"}, cause="t", fence=stale)

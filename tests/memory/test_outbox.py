@@ -31,7 +31,7 @@ def outbox(redis_client: aioredis.Redis, keys: RedisKeys) -> RecallOutbox:
 
 @pytest.fixture
 def queued_recall(store: QdrantStore, embedder: HashingEmbedder, outbox: RecallOutbox) -> QdrantRecallMemory:
-    return QdrantRecallMemory(store.client, store.recall_collection, embedder, outbox=outbox, catch_up_seconds=5)
+    return QdrantRecallMemory(store.recall, embedder, outbox=outbox, catch_up_seconds=5)
 
 
 @asynccontextmanager
@@ -56,7 +56,7 @@ async def indexer(outbox: RecallOutbox, queued_recall: QdrantRecallMemory) -> As
 
 
 async def indexed(store: QdrantStore) -> int:
-    return (await store.client.count(store.recall_collection, exact=True)).count
+    return await store.recall.count(())
 
 
 async def outbox_is_empty(redis_client: aioredis.Redis, keys: RedisKeys) -> bool:
@@ -167,7 +167,7 @@ async def test_an_embeddings_outage_delays_indexing_but_loses_nothing(
     remote = OpenAIEmbedder(  # the size of the test collections (made for the hashing embedder)
         "text-embedding-3-small", api_key="test-key", base_url=llm.openai_base_url, dimensions=embedder.dimensions
     )
-    recall = QdrantRecallMemory(store.client, store.recall_collection, remote, outbox=outbox, catch_up_seconds=0.5)
+    recall = QdrantRecallMemory(store.recall, remote, outbox=outbox, catch_up_seconds=0.5)
     await recall.index([recall_entry(ALICE, "my bicycle is green", 0)])
     llm.embeddings_down = True
     indexer = RecallIndexer(outbox, recall.index, exclusive=True, max_attempts=2, retry_seconds=0.05, lease_seconds=0.5)

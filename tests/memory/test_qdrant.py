@@ -19,9 +19,8 @@ from memory.qdrant.store import (
     QdrantSetupError,
     QdrantStore,
     QdrantUnavailableError,
-    connect_qdrant,
     ensure_collections,
-    is_embedded,
+    open_backend,
     open_qdrant,
 )
 from tests.memory.helpers import ALICE, T0, recall_entry
@@ -36,14 +35,14 @@ async def test_open_is_idempotent_and_data_survives_a_restart(data_dir: Path) ->
     try:
         assert store.embedded and store.location == str(path)
         assert (store.recall_collection, store.archival_collection) == ("membot_recall", "membot_archival")
-        await ensure_collections(store.client, CollectionNames.with_prefix("membot"), 384, embedder.name)
-        recall = QdrantRecallMemory(store.client, store.recall_collection, embedder)
+        await ensure_collections(store.backend, CollectionNames.with_prefix("membot"), 384, embedder.name)
+        recall = QdrantRecallMemory(store.recall, embedder)
         await recall.add([recall_entry(ALICE, "remember me", 0)])
     finally:
         await store.close()
     store = await open_qdrant(path=path, dimensions=384, embedder_name=embedder.name)
     try:
-        recall = QdrantRecallMemory(store.client, store.recall_collection, embedder)
+        recall = QdrantRecallMemory(store.recall, embedder)
         assert (await recall.search(ALICE, "remember", 0, Scope.PRIVATE)).hits[0].text == "remember me"
     finally:
         await store.close()
@@ -52,12 +51,12 @@ async def test_open_is_idempotent_and_data_survives_a_restart(data_dir: Path) ->
 async def test_wrong_embedder_for_existing_collections_is_refused(store: QdrantStore, data_dir: Path) -> None:
     names = CollectionNames(store.recall_collection, store.archival_collection)
     with pytest.raises(QdrantSetupError, match=r"384-dim vectors from hashing-384.*hashing-128 \(128 dims\)"):
-        await ensure_collections(store.client, names, 128, "hashing-128")
+        await ensure_collections(store.backend, names, 128, "hashing-128")
     with pytest.raises(QdrantSetupError, match="MEMBOT_EMBEDDER"):
-        await ensure_collections(store.client, names, 384, "local:all-MiniLM-L6-v2")
-    await ensure_collections(store.client, names, 384)  # no name given: only the size is checked
+        await ensure_collections(store.backend, names, 384, "local:all-MiniLM-L6-v2")
+    await ensure_collections(store.backend, names, 384)  # no name given: only the size is checked
     with pytest.raises(QdrantSetupError, match="a 768-dim embedder"):
-        await ensure_collections(store.client, names, 768)
+        await ensure_collections(store.backend, names, 768)
 
 
 async def test_locked_directory_gives_a_clear_error(store: QdrantStore, data_dir: Path) -> None:
@@ -105,9 +104,9 @@ async def test_open_needs_a_place() -> None:
 
 
 async def test_unreachable_server_gives_a_clear_error() -> None:
-    client = connect_qdrant(url="http://127.0.0.1:1", check_compatibility=False)
-    assert not is_embedded(client)
-    await client.close()
+    backend = open_backend(url="http://127.0.0.1:1", check_compatibility=False)
+    assert not backend.embedded
+    await backend.close()
     with pytest.raises(QdrantUnavailableError, match=r"Cannot use Qdrant at http://127\.0\.0\.1:1 .*unset QDRANT_URL"):
         await open_qdrant(url="http://127.0.0.1:1", dimensions=384, check_compatibility=False, request_timeout=2)
 

@@ -47,7 +47,7 @@ async def test_search_pages_of_five(recall: QdrantRecallMemory) -> None:
 
 
 async def test_total_is_capped(recall: QdrantRecallMemory, store: QdrantStore, embedder: HashingEmbedder) -> None:
-    small = QdrantRecallMemory(store.client, store.recall_collection, embedder, max_results=7)
+    small = QdrantRecallMemory(store.recall, embedder, max_results=7)
     await recall.add([recall_entry(ALICE, f"message {i}", i) for i in range(9)])
     page = await small.search(ALICE, "message", 1, Scope.PRIVATE)
     assert page.total == 7 and len(page.hits) == 2

@@ -16,7 +16,7 @@ from memory.qdrant.embeddings import HashingEmbedder
 from memory.qdrant.indexing import CONTEXT_GAP, dense_text, sparse_text, with_context
 from memory.qdrant.recall import QdrantRecallMemory, recall_point_id
 from memory.qdrant.reindex import index_version, reindex
-from memory.qdrant.store import DENSE, INDEX_VERSION, CollectionNames, QdrantSetupError, QdrantStore, ensure_collections
+from memory.qdrant.store import INDEX_VERSION, CollectionNames, QdrantSetupError, QdrantStore, ensure_collections
 from tests.memory.helpers import ALICE, T0, recall_entry
 
 
@@ -26,9 +26,9 @@ def said(author: str, text: str, minutes: float, **extra: object) -> RecallEntry
 
 
 async def stored_dense(store: QdrantStore, entry: RecallEntry) -> list[float]:
-    (record,) = await store.client.retrieve(store.recall_collection, [recall_point_id(entry)], with_vectors=[DENSE])
-    assert isinstance(record.vector, dict)
-    return list(record.vector[DENSE])  # type: ignore[arg-type]
+    (record,) = await store.recall.retrieve([recall_point_id(entry)], dense=True)
+    assert record.dense is not None
+    return record.dense
 
 
 def close(a: list[float], b: list[float]) -> bool:
@@ -56,7 +56,7 @@ async def test_a_query_naming_a_speaker_finds_their_message(recall: QdrantRecall
         ]
     )
     for mode in ("hybrid", "dense", "sparse"):
-        memory = QdrantRecallMemory(recall._client, recall._collection, recall._embedder, mode=mode)
+        memory = QdrantRecallMemory(recall._collection, recall._embedder, mode=mode)
         top = (await memory.search(ALICE, "What did Melanie go to yesterday?", 0, Scope.PRIVATE)).hits[0]
         assert top.author == "Melanie", mode
 
@@ -74,17 +74,17 @@ async def test_previous_message_gives_context_within_the_gap(
     assert close(await stored_dense(store, question), own[0])  # first in the channel: its own meaning
     assert close(await stored_dense(store, answer), with_context(own[1], own[0]))
     assert close(await stored_dense(store, later), own[2])  # after a long pause: no context
-    dense = QdrantRecallMemory(store.client, store.recall_collection, embedder, mode="dense")
+    dense = QdrantRecallMemory(store.recall, embedder, mode="dense")
     hits = (await dense.search(ALICE, "sister", 0, Scope.PRIVATE)).hits
     assert [h.text for h in hits[:2]] == [question.text, answer.text]
 
     # a batch gives the same vectors as one-by-one adds, and a fresh process finds the context in the store
-    fresh = QdrantRecallMemory(store.client, store.recall_collection, embedder)
+    fresh = QdrantRecallMemory(store.recall, embedder)
     await fresh.erase(ALICE)
     await fresh.add([later, answer])
     assert close(await stored_dense(store, answer), own[1])  # its question is gone: no context
     await fresh.add([question])
-    await QdrantRecallMemory(store.client, store.recall_collection, embedder).add([answer])
+    await QdrantRecallMemory(store.recall, embedder).add([answer])
     assert close(await stored_dense(store, answer), with_context(own[1], own[0]))
 
 
@@ -134,30 +134,30 @@ async def test_old_index_is_refused_until_reindexed(
     names = CollectionNames(store.recall_collection, store.archival_collection)
     await recall.add([recall_entry(ALICE, "my sister lives in Lyon", 0), recall_entry(ALICE, "ok", 1)])
     await archival.insert(ArchivalEntry(agent=ALICE, text="Alice's sister lives in Lyon", timestamp=T0))
-    for name in (store.recall_collection, store.archival_collection):
-        metadata = (await store.client.get_collection(name)).config.metadata or {}
-        await store.client.update_collection(name, metadata={**metadata, "index_version": 1})
+    for collection in (store.recall, store.archival):
+        metadata = (await collection.info()).metadata
+        await collection.set_metadata({**metadata, "index_version": 1})
     with pytest.raises(QdrantSetupError, match=r"older membot .*membot memory reindex"):
-        await ensure_collections(store.client, names, embedder.dimensions, embedder.name)
-    done = await reindex(store.client, names, embedder)
+        await ensure_collections(store.backend, names, embedder.dimensions, embedder.name)
+    done = await reindex(store.backend, names, embedder)
     assert done == {store.recall_collection: 2, store.archival_collection: 1}
-    assert await index_version(store.client, store.recall_collection) == INDEX_VERSION
-    await ensure_collections(store.client, names, embedder.dimensions, embedder.name)
-    assert await reindex(store.client, names, embedder) == {}
+    assert await index_version(store.recall) == INDEX_VERSION
+    await ensure_collections(store.backend, names, embedder.dimensions, embedder.name)
+    assert await reindex(store.backend, names, embedder) == {}
     assert (await recall.search(ALICE, "where does my sister live", 0, Scope.PRIVATE)).hits[0].text.endswith("Lyon")
 
 
 async def test_empty_old_collection_is_stamped(store: QdrantStore, embedder: HashingEmbedder) -> None:
     names = CollectionNames(store.recall_collection, store.archival_collection)
-    await store.client.update_collection(names.recall, metadata={"dimensions": 384, "index_version": 1})
-    await ensure_collections(store.client, names, embedder.dimensions, embedder.name)
-    assert await index_version(store.client, names.recall) == INDEX_VERSION
-    await store.client.update_collection(names.recall, metadata={"dimensions": 384, "index_version": 99})
+    await store.recall.set_metadata({"dimensions": 384, "index_version": 1})
+    await ensure_collections(store.backend, names, embedder.dimensions, embedder.name)
+    assert await index_version(store.recall) == INDEX_VERSION
+    await store.recall.set_metadata({"dimensions": 384, "index_version": 99})
     with pytest.raises(QdrantSetupError, match="newer membot"):
-        await ensure_collections(store.client, names, embedder.dimensions, embedder.name)
+        await ensure_collections(store.backend, names, embedder.dimensions, embedder.name)
 
 
 async def test_sparse_mode_with_only_stopwords_finds_nothing(store: QdrantStore, embedder: HashingEmbedder) -> None:
-    sparse = QdrantRecallMemory(store.client, store.recall_collection, embedder, mode="sparse")
+    sparse = QdrantRecallMemory(store.recall, embedder, mode="sparse")
     await sparse.add([recall_entry(ALICE, "what is this", 0)])
     assert (await sparse.search(ALICE, "what is", 0, Scope.PRIVATE)).hits == ()

@@ -26,7 +26,7 @@ async def semantic_recall(data_dir: Path, local_embedder: LocalEmbedder) -> Asyn
         path=data_dir / "qdrant", dimensions=local_embedder.dimensions, embedder_name=local_embedder.name
     )
     try:
-        yield QdrantRecallMemory(store.client, store.recall_collection, local_embedder)
+        yield QdrantRecallMemory(store.recall, local_embedder)
     finally:
         await store.close()
 

@@ -9,7 +9,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bot.core.events import Scope
-from tests.isolation.scan import dump
+from tests.isolation.scan import dump, qdrant_points
 from tests.scenario import eventually
 from tests.slack.conftest import ADA, ANN, BOB, MakeSlack
 from tests.slack.harness import SlackHarness, all_text, buttons
@@ -35,17 +35,8 @@ async def traces_in_redis(redis: aioredis.Redis, prefix: str, needle: str) -> di
 
 
 async def points_in_qdrant(slack: SlackHarness) -> list[dict[str, Any]]:
-    """Every point of every collection (payloads), scrolled to the end."""
-    client = slack.app.stores.qdrant.client
-    points = []
-    for collection in (await client.get_collections()).collections:
-        offset = None
-        while True:
-            batch, offset = await client.scroll(collection.name, limit=256, offset=offset, with_payload=True)
-            points.extend({"collection": collection.name, "id": str(p.id), **(p.payload or {})} for p in batch)
-            if offset is None:
-                break
-    return points
+    """Every point of every collection (payloads), scrolled to the end (the isolation suite's raw scan)."""
+    return await qdrant_points(slack.app.stores.qdrant.backend)
 
 
 async def test_erase_leaves_nothing_of_the_person_in_redis_or_qdrant_and_keeps_others_intact(

@@ -84,7 +84,7 @@ async def scan(harness: DiscordHarness, redis: aioredis.Redis, prefix: str) -> S
         return await harness.app.stores.outbox.waiting() == 0
 
     await eventually(indexed, what="the recall outbox to be indexed")
-    return await snapshot(redis, prefix, harness.app.stores.qdrant.client)
+    return await snapshot(redis, prefix, harness.app.stores.qdrant.backend)
 
 
 async def tell_canaries(harness: DiscordHarness) -> None:

@@ -89,7 +89,7 @@ async def indexed(slack: SlackHarness) -> None:
 
 async def scan(slack: SlackHarness, redis: aioredis.Redis, prefix: str) -> Snapshot:
     await indexed(slack)
-    return await snapshot(redis, prefix, slack.app.stores.qdrant.client)
+    return await snapshot(redis, prefix, slack.app.stores.qdrant.backend)
 
 
 def owners(*people: Person) -> dict[str, AgentKey]:
