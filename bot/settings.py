@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.ops.data_dir import default_data_dir
+from bot.runtime.channels import Allowlist, parse_ids
 from bot.runtime.proactive import parse_quiet_hours, parse_timezone
 from memory.redis.retry import RedisResilience
 from memory.redis.url import parse_redis_url
@@ -85,6 +86,8 @@ class Settings(BaseSettings):
     slack_http_port: int = Field(3000, alias="SLACK_HTTP_PORT", ge=0, le=65535)
     admin_ids: str = Field("", alias="MEMBOT_ADMIN_IDS")
     rate_limit_per_minute: int = Field(20, alias="MEMBOT_RATE_LIMIT_PER_MINUTE", ge=1)
+    allowed_channels: str = Field("", alias="MEMBOT_ALLOWED_CHANNELS")
+    allowed_users: str = Field("", alias="MEMBOT_ALLOWED_USERS")
     log_level: str = Field("WARNING", alias="MEMBOT_LOG_LEVEL")
     log_format: Literal["console", "json"] = Field("console", alias="MEMBOT_LOG_FORMAT")
 
@@ -191,6 +194,10 @@ class Settings(BaseSettings):
 
     def resolved_model(self) -> str:
         return self.model or DEFAULT_MODELS[self.resolved_provider()]
+
+    def allowlist(self) -> Allowlist:
+        """The channels and people membot may talk with (``MEMBOT_ALLOWED_CHANNELS``/``_USERS``; empty: all)."""
+        return Allowlist(parse_ids(self.allowed_channels), parse_ids(self.allowed_users))
 
     def check_llm(self) -> None:
         """Raise ConfigError naming the missing variables when the chosen provider cannot be reached."""

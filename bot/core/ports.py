@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import NamedTuple, Protocol
 
 from bot.core.events import AgentKey, InboundMessage, OutboundReply, ReplyAddress, Scope
@@ -232,8 +233,25 @@ class Throttle(Protocol):
         ...
 
 
+class ChannelMode(StrEnum):
+    """How membot treats a server channel (``bot.runtime.channels`` says what each means)."""
+
+    OFF = "off"
+    MENTION = "mention"
+    ALWAYS = "always"
+    LISTEN = "listen"
+
+    @classmethod
+    def parse(cls, value: str) -> ChannelMode:
+        """The mode named ``value`` (any case); ValueError naming the modes otherwise."""
+        try:
+            return cls(value.strip().lower())
+        except ValueError:
+            raise ValueError(f"unknown channel mode {value!r}; use one of {', '.join(m.value for m in cls)}") from None
+
+
 class ChannelModes(Protocol):
-    """Per-channel reply mode set by admins: "mention" (default) or "always"."""
+    """Per-channel mode set by admins: off, mention (the default), always or listen (``ChannelMode`` values)."""
 
     async def get(self, platform: str, channel_id: str) -> str: ...
 

@@ -70,3 +70,13 @@ async def admit(
     if await throttle.first_time(person, f"rate-notice:{minute}", NOTICE_FLAG_SECONDS):
         await sink.send(OutboundReply(RATE_LIMIT_NOTICE.format(limit=per_minute), ReplyKind.NOTICE, reply_to))
     return Verdict.RATE_LIMITED
+
+
+async def tell_once_a_day(
+    throttle: AdmissionThrottle, person: str, what: str, sink: ReplySink, text: str, reply_to: str | None
+) -> None:
+    """Send ``text`` as a notice unless ``person`` was told ``what`` already today (UTC): a person membot turns
+    away hears why, without a notice for every message."""
+    day = int(time.time() // 86_400)
+    if await throttle.first_time(person, f"{what}:{day}", 2 * 86_400):
+        await sink.send(OutboundReply(text, ReplyKind.NOTICE, reply_to))

@@ -22,7 +22,16 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from bot.core.events import InboundMessage, OutboundReply, ReplyAddress, ReplyKind
-from bot.core.ports import ChannelModes, CheckIn, JournalEntry, MessageJournal, PlatformAdapter, ReplySink, Throttle
+from bot.core.ports import (
+    ChannelMode,
+    ChannelModes,
+    CheckIn,
+    JournalEntry,
+    MessageJournal,
+    PlatformAdapter,
+    ReplySink,
+    Throttle,
+)
 from bot.core.tasks import cancel_requested, stop_task
 
 __all__ = [
@@ -286,8 +295,7 @@ class OutageTolerantChannelModes:
     mode, "mention", for one it never saw), a write is kept in-process and written as soon as the outage is over.
     While the store is known to be down the store is not asked (no retry budget spent per message)."""
 
-    DEFAULT = "mention"
-    MODES = ("mention", "always")
+    DEFAULT = ChannelMode.MENTION.value
 
     def __init__(self, modes: ChannelModes, bridge: OutageBridge, *, max_channels: int = 10_000) -> None:
         self._modes = modes
@@ -311,8 +319,7 @@ class OutageTolerantChannelModes:
         return self._unwritten.get(channel) or self._known.get(channel, self.DEFAULT)
 
     async def set(self, platform: str, channel_id: str, mode: str) -> None:
-        if mode not in self.MODES:
-            raise ValueError(f"unknown channel mode {mode!r}; use one of {', '.join(self.MODES)}")
+        mode = ChannelMode.parse(mode).value  # ValueError naming the modes
         channel = (platform, channel_id)
         if not self._bridge.backlogged:
             try:

@@ -252,6 +252,22 @@ class Runtime:
         log.info("turn done", extra={"agent": str(agent), "steps": report.steps, "sent": report.messages_sent})
         return report
 
+    async def remember(self, message: InboundMessage) -> bool:
+        """Keep a message membot was not asked to answer (a channel in ``listen`` mode) in its author's recall
+        memory, with the message's scope: searchable later, no turn and no reply. False when it could not be
+        stored (logged: no one is waiting for an answer)."""
+        text = message.text.strip()
+        if not text:
+            return False
+        entry = self._recall_entry(message, "user", text, message.author_name)
+        try:
+            async with self.agent_lock(message.agent_key) as fence:
+                await self._recall.add([entry], fence=fence)
+        except Exception:
+            log.warning("a listened-to message could not be stored", extra={"agent": str(message.agent_key)})
+            return False
+        return True
+
     async def _already_queued(self, message: InboundMessage) -> bool:
         """Whether a replayed message is in the queue already (the outage struck its first turn after storing it):
         then it is answered without being stored twice. Only replays are checked (no extra read per turn)."""

@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from bot.core.ports import CheckIn
+from bot.core.ports import ChannelMode, CheckIn
 from memory.redis.client import AsyncRedis
 from memory.redis.keys import RedisKeys
 
-CHANNEL_MODES = ("mention", "always")
 SEEN_SECONDS = 86_400  # how long an event id is remembered
 WINDOW_SECONDS = 120  # a one-minute window's counter outlives its minute
 
@@ -93,9 +92,8 @@ class RedisChannelModes:
         return value.decode() if isinstance(value, bytes) else (value or "mention")
 
     async def set(self, platform: str, channel_id: str, mode: str) -> None:
-        if mode not in CHANNEL_MODES:
-            raise ValueError(f"unknown channel mode {mode!r}; use one of {', '.join(CHANNEL_MODES)}")
-        if mode == "mention":
+        mode = ChannelMode.parse(mode)  # ValueError naming the modes
+        if mode is ChannelMode.MENTION:  # the default: not stored
             await self._redis.hdel(self._keys.channel_modes(platform), channel_id)
         else:
             await self._redis.hset(self._keys.channel_modes(platform), channel_id, mode)
