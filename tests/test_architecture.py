@@ -31,6 +31,7 @@ ADAPTERS_MAY_USE = {
     "bot.admin.repair",  # rollback and mark results to render
     "bot.runtime.proactive",  # the proactive setting a user changes
     "bot.runtime.admission",  # the shared admission step (dedupe, rate limit, the limit notice)
+    "bot.runtime.channels",  # channel modes and allowlists: who is answered, who only remembered
     "bot.runtime.runtime",  # the notice of a failed turn
     "bot.ops.connections",  # reporting the platform connection for /healthz
 }

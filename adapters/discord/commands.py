@@ -35,6 +35,7 @@ from bot.admin.authz import Action, Actor, Forbidden
 from bot.admin.memory import UnknownAgent
 from bot.core.events import AgentKey, Scope
 from bot.core.memory_types import MemoryEditError, VersionNotKept
+from bot.runtime.channels import MODE_EXPLAINED, ChannelMode
 from bot.runtime.proactive import InvalidProactiveSetting
 from bot.services import Services
 
@@ -292,8 +293,16 @@ class MemoryCommands(_Commands, name="memory", description="See and manage what 
         await answer(interaction, render_marked(result, query))
 
 
-class AdminCommands(_Commands, name="membot", description="membot settings for server admins", guild_only=True):
-    """Server admins (Manage Server) and membot's configured admins only."""
+class AdminCommands(
+    _Commands,
+    name="membot",
+    description="membot settings for server admins",
+    guild_only=True,
+    default_permissions=discord.Permissions(manage_guild=True),
+):
+    """Server admins (Manage Server) and membot's configured admins only. Discord hides the group from members
+    without Manage Server (``default_member_permissions``; a server can grant it to roles in its settings); the
+    authorizer checks every call all the same."""
 
     channel = app_commands.Group(name="channel", description="How membot answers in this channel")
     user = app_commands.Group(name="user", description="A member's memory in this server")
@@ -303,12 +312,7 @@ class AdminCommands(_Commands, name="membot", description="membot settings for s
         if interaction.channel_id is None:
             raise app_commands.NoPrivateMessage()
         await self._services.channel_modes.set(PLATFORM, str(interaction.channel_id), mode)
-        text = (
-            "From now on I answer every message in this channel."
-            if mode == "always"
-            else "From now on I answer in this channel only when mentioned or replied to."
-        )
-        await interaction.response.send_message(text, ephemeral=True)
+        await interaction.response.send_message(MODE_EXPLAINED[ChannelMode.parse(mode)], ephemeral=True)
 
     def _member_agent(self, interaction: Interaction, member: discord.Member, action: Action) -> AgentKey:
         if interaction.guild_id is None:
@@ -324,6 +328,14 @@ class AdminCommands(_Commands, name="membot", description="membot settings for s
     @channel.command(name="mention", description="Answer only when mentioned or replied to (the default)")
     async def channel_mention(self, interaction: Interaction) -> None:
         await self._set_mode(interaction, "mention")
+
+    @channel.command(name="listen", description="Read and remember this channel; answer only when mentioned")
+    async def channel_listen(self, interaction: Interaction) -> None:
+        await self._set_mode(interaction, "listen")
+
+    @channel.command(name="off", description="Stay out of this channel: neither answer nor read it")
+    async def channel_off(self, interaction: Interaction) -> None:
+        await self._set_mode(interaction, "off")
 
     @user.command(name="show", description="A member's core memory and counts in this server (only you see it)")
     @app_commands.describe(member="Whose memory to show")

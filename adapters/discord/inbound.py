@@ -25,7 +25,14 @@ from adapters.discord.normalize import (
 from adapters.discord.sink import DiscordReplySink
 from adapters.keys import person_of
 from bot.core.events import ChannelMessage, OutboundReply, ReplyKind
-from bot.runtime.admission import Verdict, admit
+from bot.runtime.admission import Verdict, admit, tell_once_a_day
+from bot.runtime.channels import (
+    DEFAULT_MODE,
+    NOT_ALLOWED_NOTICE,
+    SWITCHED_OFF_NOTICE,
+    ChannelMode,
+    reach,
+)
 from bot.runtime.runtime import TURN_FAILED_NOTICE
 from bot.services import Services
 
@@ -42,36 +49,73 @@ class InboundHandler:
         self._services = services
         self._client = client
         self._history_fetched: set[int] = set()
+        self._allowlist = services.settings.allowlist()
 
     async def channel_mode(self, message: discord.Message) -> str:
         """The reply mode of the message's channel; in a thread, the thread's own mode or else its parent's."""
         modes = self._services.channel_modes
         channel = message.channel
         if isinstance(channel, discord.Thread):
-            if await modes.get(PLATFORM, str(channel.id)) == "always":
-                return "always"
+            if await modes.get(PLATFORM, str(channel.id)) == ChannelMode.ALWAYS:
+                return ChannelMode.ALWAYS.value
             return await modes.get(PLATFORM, str(channel.parent_id))
         return await modes.get(PLATFORM, str(channel.id))
 
     async def handle(self, message: discord.Message) -> None:
-        """Answer ``message`` if it is addressed to membot; a failure is logged and told to the user briefly."""
+        """Answer ``message`` if it is addressed to membot, or only remember it (a channel in ``listen`` mode); a
+        failure is logged and told to the user briefly."""
         me = self._client.user
         if me is None or message.author.id == me.id or message.author.bot:
             return  # never answer bots or itself (checked before any Redis round trip)
+        in_dm = message.guild is None
         try:
-            mode = await self.channel_mode(message) if message.guild is not None else "mention"
+            mode = await self.channel_mode(message) if not in_dm else DEFAULT_MODE.value
         except Exception:
             log.exception("could not read the channel's reply mode", extra={"channel": message.channel.id})
-            mode = "mention"
-        reason = answer_reason(addressing_of(message, me.id, mode))
-        if reason is None:
-            return
+            mode = DEFAULT_MODE.value
+        facts = addressing_of(message, me.id, mode)
+        addressed = facts.is_dm or facts.mentions_bot or facts.replies_to_bot
         sink = DiscordReplySink(message)
         try:
+            if not self._permitted(message):
+                if addressed and not (facts.from_self or facts.from_bot):
+                    await self._tell_once(message, "not-allowed", NOT_ALLOWED_NOTICE, sink)
+                return
+            fate = reach(mode, addressed=addressed, in_dm=in_dm)
+            reason = answer_reason(facts)
+            if reason is None or not fate.answer:
+                if fate.remember and not (facts.from_self or facts.from_bot):
+                    await self._remember(message, me)
+                elif mode == ChannelMode.OFF and addressed:
+                    await self._tell_once(message, f"off:{message.channel.id}", SWITCHED_OFF_NOTICE, sink)
+                return
             await self._answer(message, me, reason, mode, sink)
         except Exception:
             log.exception("Discord message could not be handled", extra={"message_id": message.id})
             await sink.send(OutboundReply(TURN_FAILED_NOTICE, ReplyKind.NOTICE, str(message.id)))
+
+    def _permitted(self, message: discord.Message) -> bool:
+        channel = message.channel
+        parent = channel.parent_id if isinstance(channel, discord.Thread) else None
+        return self._allowlist.permits(
+            channel_id=str(channel.id),
+            user_id=str(message.author.id),
+            in_dm=message.guild is None,
+            parent_id=str(parent) if parent is not None else None,
+        )
+
+    async def _tell_once(self, message: discord.Message, what: str, text: str, sink: DiscordReplySink) -> None:
+        person = person_of(agent_for(message.guild.id if message.guild else None, message.author.id))
+        await tell_once_a_day(self._services.throttle, person, what, sink, text, str(message.id))
+
+    async def _remember(self, message: discord.Message, me: discord.ClientUser) -> None:
+        """Keep a message of a ``listen`` channel in its author's recall memory (once, whatever redelivers it)."""
+        person = person_of(agent_for(message.guild.id if message.guild else None, message.author.id))
+        if not await self._services.throttle.first_time(person, str(message.id)):
+            return
+        text = message_text(message, me)
+        if text:
+            await self._services.runtime.remember(to_inbound(message, me, text=text))
 
     async def _answer(
         self, message: discord.Message, me: discord.ClientUser, reason: Reason, mode: str, sink: DiscordReplySink
@@ -83,9 +127,9 @@ class InboundHandler:
         if verdict is Verdict.DUPLICATE:
             return
         addressed = reason in (Reason.MENTION, Reason.REPLY)
-        if addressed and isinstance(message.channel, discord.Thread) and mode != "always":
+        if addressed and isinstance(message.channel, discord.Thread) and mode != ChannelMode.ALWAYS:
             # addressed inside a thread (even over the limit): keep answering there without being mentioned
-            await self._services.channel_modes.set(PLATFORM, str(message.channel.id), "always")
+            await self._services.channel_modes.set(PLATFORM, str(message.channel.id), ChannelMode.ALWAYS.value)
         if verdict is Verdict.RATE_LIMITED:
             return
         text = message_text(message, me)

@@ -21,7 +21,17 @@ from dataclasses import dataclass
 
 from bot.core.ports import ChannelMode
 
-__all__ = ["DEFAULT_MODE", "MODE_EXPLAINED", "Allowlist", "ChannelMode", "Reach", "parse_ids", "reach"]
+__all__ = [
+    "DEFAULT_MODE",
+    "MODE_EXPLAINED",
+    "NOT_ALLOWED_NOTICE",
+    "SWITCHED_OFF_NOTICE",
+    "Allowlist",
+    "ChannelMode",
+    "Reach",
+    "parse_ids",
+    "reach",
+]
 
 
 DEFAULT_MODE = ChannelMode.MENTION
