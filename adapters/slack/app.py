@@ -82,7 +82,9 @@ class SlackAdapter:
         self._settings = settings
         self.connections = services.connections
         self.client = AsyncWebClient(token=token, base_url=api_base_url(settings.slack_api_url))
-        self.deps = SlackDeps(services, self.client, SlackDirectory(self.client), BackgroundTasks(), token)
+        self.deps = SlackDeps(
+            services, self.client, SlackDirectory(self.client), BackgroundTasks(), token, settings.allowlist()
+        )
         secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
         self.app = AsyncApp(
             name="membot",

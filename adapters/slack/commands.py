@@ -2,11 +2,12 @@
 
 ``show``, ``search <query>``, ``forget <query>``, ``reset``, ``export``, ``proactive on|off [quiet-hours]
 [timezone]``, ``history [N]``, ``rollback <version>``, ``private <words>``, ``public <words>``; ``admin
-show|reset|history|rollback @user`` for workspace admins and the ids in ``MEMBOT_ADMIN_IDS``. ``forget`` and
-``reset`` (the full erase) only answer with what would happen and a confirm button; the erasing happens when the
-button is pressed (:func:`handle_action`). Permission and what may be shown (``view_scope``: everything only in a DM
-with membot, to the user or a bot admin) are decided by ``bot.admin.authz.Authorizer`` alone; this module only gathers
-the facts it needs (is the caller a workspace admin? is this a DM?).
+show|reset|history|rollback @user`` and ``channel off|mention|always|listen`` for workspace admins and the ids in
+``MEMBOT_ADMIN_IDS``. ``forget`` and ``reset`` (the full erase) only answer with what would happen and a confirm
+button; the erasing happens when the button is pressed (:func:`handle_action`). Permission and what may be shown
+(``view_scope``: everything only in a DM with membot, to the user or a bot admin) are decided by
+``bot.admin.authz.Authorizer`` alone; this module only gathers the facts it needs (is the caller a workspace admin?
+is this a DM?).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from bot.admin.authz import Action, Actor, Forbidden
 from bot.admin.memory import UnknownAgent
 from bot.core.events import AgentKey, InvalidAgentKey, Scope
 from bot.core.memory_types import MemoryEditError, VersionNotKept
+from bot.runtime.channels import MODE_EXPLAINED, ChannelMode
 from bot.runtime.proactive import InvalidProactiveSetting
 
 from .blocks import (
@@ -60,7 +62,12 @@ USAGE = (
     "• `/memory history [N]`: what changed in your memory, and why\n"
     "• `/memory rollback <version>`: put your core memory back as it was at a version from the history\n"
     "• `/memory private <words>` / `/memory public <words>`: keep core memory lines out of channels, or not\n"
-    "Workspace admins: `/memory admin show|reset|history @user`, `/memory admin rollback @user <version>`"
+    "Workspace admins: `/memory admin show|reset|history @user`, `/memory admin rollback @user <version>`, "
+    "`/memory channel off|mention|always|listen` (in the channel)"
+)
+CHANNEL_USAGE = (
+    "Usage, in a channel: `/memory channel off` (stay out), `mention` (answer when mentioned, the default), "
+    "`always` (answer every message) or `listen` (remember every message, answer when mentioned)."
 )
 ADMIN_USAGE = (
     "Usage: `/memory admin show @user`, `/memory admin reset @user`, `/memory admin history @user [N]` or "
@@ -125,6 +132,8 @@ async def handle_command(deps: SlackDeps, command: Mapping[str, Any], respond: R
             await _mark(deps, respond, me, rest, private=sub == "private")
         elif sub == "admin":
             await _admin(deps, respond, team, user, rest, in_dm)
+        elif sub == "channel":
+            await _channel(deps, respond, team, user, rest, command)
         else:
             await ephemeral(respond, f"I don't know `{escape(sub)}`.\n{USAGE}")
     except (Forbidden, VersionNotKept) as exc:
@@ -251,6 +260,24 @@ async def _proactive(deps: SlackDeps, respond: Respond, team: str, user: str, re
         await ephemeral(respond, f"Sorry, {escape(str(exc))}.")
         return
     await ephemeral(respond, f"Proactive messages for you: {escape(policy.describe())}.")
+
+
+async def _channel(
+    deps: SlackDeps, respond: Respond, team: str, user: str, rest: str, command: Mapping[str, Any]
+) -> None:
+    """``/memory channel off|mention|always|listen``: how membot treats this channel (workspace admins)."""
+    if _is_dm(command):
+        await ephemeral(respond, "Use `/memory channel` in the channel it is about.")
+        return
+    try:
+        mode = ChannelMode.parse(rest or "?")
+    except ValueError:
+        await ephemeral(respond, CHANNEL_USAGE)
+        return
+    actor = await actor_for(deps, team, user, None)
+    deps.services.authz.check(actor, Action.CHANNEL_MODE)
+    await deps.services.channel_modes.set("slack", str(command.get("channel_id") or ""), mode.value)
+    await ephemeral(respond, MODE_EXPLAINED[mode])
 
 
 async def _admin(deps: SlackDeps, respond: Respond, team: str, user: str, rest: str, in_dm: bool) -> None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.runtime.channels import Allowlist
 from bot.services import Services
 
 from .directory import SlackDirectory
@@ -71,3 +72,4 @@ class SlackDeps:
     directory: SlackDirectory
     tasks: BackgroundTasks
     bot_token: str
+    allowlist: Allowlist = field(default_factory=Allowlist)  # MEMBOT_ALLOWED_CHANNELS / _USERS

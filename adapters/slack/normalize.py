@@ -31,6 +31,7 @@ class Trigger(StrEnum):
     DIRECT = "direct"  # a direct message
     MENTION = "mention"  # mentions the bot
     THREAD = "thread"  # a reply in a thread: answer only if the bot is part of it
+    CHANNEL = "channel"  # a channel an admin set to answer every message ("always")
 
 
 @dataclass(frozen=True)
