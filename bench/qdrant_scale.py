@@ -1,23 +1,20 @@
-"""Embedded Qdrant at scale: hybrid search latency with 10k, 100k and 1M recall points in one collection.
+"""The embedded store at scale: Qdrant Edge with 10k, 100k and 1M recall entries across 1,000 agents.
 
-Builds membot's recall collection (``ensure_collection``: the same dense + sparse/IDF config) and fills it with
-synthetic points shaped like recall messages: random unit 384-dim dense vectors, BM25-style sparse vectors of
-about 12 terms drawn from a Zipf vocabulary of 50k terms, and a recall payload (10 agents, 3 channels each, one
-message a minute). Then times membot's own ``hybrid_query`` (dense + sparse prefetch, RRF, filtered by agent),
-the same call ``conversation_search`` makes, minus the query embedding (MiniLM: about 10-30 ms).
+Fills membot's recall collection (``ensure_collection``: the same dense + sparse/IDF config and payload indexes)
+with synthetic points shaped like recall messages: random unit 384-dim dense vectors, BM25-style sparse vectors of
+about 12 terms from a Zipf vocabulary of 50k terms, and a recall payload. One "large" agent holds 10 % of the
+entries (a very active user); the other 999 share the rest (at 100k, about 90 each). Then, for each size:
 
-    .venv/bin/python -m bench.qdrant_scale [--sizes 10000 100000 300000] [--queries 20] [--extrapolate 1000000]
-        [--engine edge|local]
+- insert rate (points/s, batches of 2,000 through the backend's worker threads, as the indexer writes);
+- hybrid search p50/p99 (membot's own ``hybrid_query``: dense + sparse prefetch, RRF, filtered to one agent, the
+  call ``conversation_search`` makes, minus the query embedding) for a small agent and for the large one;
+- start-up: closing the store and opening it again, until the first search answers;
+- RSS of this process after loading, and the store's size on disk.
 
-``--engine edge`` (the default) measures Qdrant Edge, membot's embedded store; ``--engine local`` measures
-qdrant-client's local mode, the embedded store before it (what the rest of this paragraph describes).
+    .venv/bin/python -m bench.qdrant_scale [--sizes 10000 100000 1000000] [--queries 200] [--engine edge|local]
 
-Embedded Qdrant persists every point to SQLite, so loading is slow (about 3 minutes per 100k points here); sizes
-above ``--in-memory-above`` are loaded into ``:memory:`` local mode instead, which runs the same search code
-(embedded Qdrant keeps every point in RAM either way), and their disk use is extrapolated from the largest
-on-disk size. Search time in embedded mode grows linearly with the collection (every query checks the filter
-against every point in Python), so ``--extrapolate`` sizes are estimated linearly from the largest measured size
-and printed as estimates: loading 1M points would take over half an hour, searching it ~30 s a query.
+``--engine local`` measures qdrant-client's local mode, the embedded store before Qdrant Edge (slow: keep its sizes
+at 10k-100k). Figures are printed, not asserted; run by hand (``deploy/SCALING.md`` has this machine's).
 """
 
 from __future__ import annotations
@@ -37,7 +34,7 @@ import numpy as np
 from qdrant_client import AsyncQdrantClient
 
 from adapters.console import console_agent
-from bot.core.events import Scope
+from bot.core.events import AgentKey, Scope
 from memory.qdrant.backend import VectorBackend, VectorPoint
 from memory.qdrant.client_backend import ClientBackend
 from memory.qdrant.search import agent_filter, hybrid_query, to_rfc3339
@@ -46,9 +43,11 @@ from memory.qdrant.store import RECALL_KEYWORDS, ensure_collection, open_backend
 
 DIMS = 384
 VOCABULARY = 50_000
-AGENTS = 10
+AGENTS = 1_000
+LARGE_SHARE = 10  # every 10th entry belongs to the large agent
 BATCH = 2_000
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
+LARGE = console_agent("large")
 
 
 def rss_mb() -> float:
@@ -60,7 +59,12 @@ def rss_mb() -> float:
 
 
 def disk_mb(path: Path) -> float:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+    """Allocated size on disk (sparse files count what they use)."""
+    return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def owner(i: int) -> AgentKey:
+    return LARGE if i % LARGE_SHARE == 0 else console_agent(f"user{i % (AGENTS - 1)}")
 
 
 class Synthetic:
@@ -69,14 +73,16 @@ class Synthetic:
     def __init__(self, seed: int = 7) -> None:
         self.rng = np.random.default_rng(seed)
         ranks = np.arange(1, VOCABULARY + 1)
-        self.term_p = (1 / ranks) / (1 / ranks).sum()
+        weights = 1 / ranks
+        self.term_cdf = np.minimum(np.cumsum(weights / weights.sum()), 1.0)
+        self.term_cdf[-1] = 1.0
 
     def dense(self, n: int) -> np.ndarray:
         vectors = self.rng.standard_normal((n, DIMS)).astype(np.float32)
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
     def sparse(self, terms: int = 12) -> SparseTerms:
-        ids = sorted({int(i) for i in self.rng.choice(VOCABULARY, size=terms, p=self.term_p)})
+        ids = sorted({int(i) for i in np.searchsorted(self.term_cdf, self.rng.random(terms))})
         return SparseTerms(ids, [float(v) for v in self.rng.uniform(0.5, 1.6, len(ids))])
 
     def points(self, start: int, n: int) -> list[VectorPoint]:
@@ -84,100 +90,112 @@ class Synthetic:
         points = []
         for offset in range(n):
             i = start + offset
-            agent = console_agent(f"user{i % AGENTS}")
-            sparse = self.sparse()
+            agent = owner(i)
             payload = {
                 "agent": str(agent),
                 "platform": "console",
-                "channel": f"c{(i // AGENTS) % 3}",
+                "channel": f"c{i % 3}",
                 "role": "user" if i % 2 else "assistant",
-                "author": f"user{i % AGENTS}",
-                "timestamp": to_rfc3339(T0 + timedelta(minutes=i // AGENTS)),
+                "author": agent.user,
+                "timestamp": to_rfc3339(T0 + timedelta(seconds=i)),
                 "scope": Scope.PRIVATE.value,
                 "message_id": None,
                 "text": f"synthetic message {i} " + "lorem ipsum " * 8,
             }
-            points.append(VectorPoint(str(uuid.UUID(int=i)), dense[offset].tolist(), sparse, payload))
+            points.append(VectorPoint(str(uuid.UUID(int=i)), dense[offset].tolist(), self.sparse(), payload))
         return points
 
 
-async def measure(size: int, queries: int, in_memory: bool, root: Path, engine: str = "edge") -> dict[str, float]:
-    """Load ``size`` points into a fresh collection, then time ``queries`` hybrid searches."""
-    path = root / f"q{size}"
-    backend: VectorBackend
+def open_store(engine: str, path: Path) -> VectorBackend:
     if engine == "edge":
-        backend, in_memory = open_backend(path=path), False
-    else:  # qdrant-client's local mode: membot's embedded store before Qdrant Edge
-        client = AsyncQdrantClient(location=":memory:") if in_memory else AsyncQdrantClient(path=str(path))
-        backend = ClientBackend(client, str(path))
+        return open_backend(path=path)
+    return ClientBackend(AsyncQdrantClient(path=str(path)), str(path))  # local mode, before Qdrant Edge
+
+
+async def searches(backend: VectorBackend, data: Synthetic, agent: AgentKey, count: int) -> list[float]:
+    recall = await backend.collection("recall")
+    only = agent_filter(agent, Scope.PRIVATE)
+    latencies = []
+    for q in range(count + 3):  # the first three warm up
+        dense, sparse = data.dense(1)[0].tolist(), data.sparse(4)
+        began = time.perf_counter()
+        await hybrid_query(recall, dense=dense, sparse=sparse, query_filter=only)
+        if q >= 3:
+            latencies.append((time.perf_counter() - began) * 1000)
+    return sorted(latencies)
+
+
+def pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+
+
+async def measure(size: int, queries: int, root: Path, engine: str) -> dict[str, float]:
+    """Load ``size`` points into a fresh store, time searches, then close and reopen it."""
+    path = root / f"{engine}-{size}"
     data = Synthetic()
     before = rss_mb()
+    backend = open_store(engine, path)
     try:
         await ensure_collection(backend, "recall", DIMS, "synthetic", RECALL_KEYWORDS)
         recall = await backend.collection("recall")
-        started = time.perf_counter()
+        load_s = 0.0  # upserts only: making the synthetic points is not counted
         for start in range(0, size, BATCH):
-            await recall.upsert(data.points(start, min(BATCH, size - start)))
-        load_s = time.perf_counter() - started
-        latencies = []
-        for q in range(queries + 2):  # the first two warm up
-            dense = data.dense(1)[0].tolist()
-            sparse = data.sparse(4)
-            began = time.perf_counter()
-            only = agent_filter(console_agent(f"user{q % AGENTS}"), Scope.PRIVATE)
-            await hybrid_query(recall, dense=dense, sparse=sparse, query_filter=only)
-            if q >= 2:
-                latencies.append((time.perf_counter() - began) * 1000)
-        latencies.sort()
-        return {
-            "size": size,
-            "load_s": load_s,
-            "p50_ms": statistics.median(latencies),
-            "p99_ms": latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))],
-            "rss_mb": rss_mb() - before,
-            "disk_mb": float("nan") if in_memory else disk_mb(path),
-            "in_memory": float(in_memory),
-        }
+            batch = data.points(start, min(BATCH, size - start))
+            started = time.perf_counter()
+            await recall.upsert(batch)
+            load_s += time.perf_counter() - started
+        small = await searches(backend, data, console_agent("user7"), queries)
+        large = await searches(backend, data, LARGE, queries)
+        rss = rss_mb() - before
     finally:
         await backend.close()
-        shutil.rmtree(path, ignore_errors=True)
+    started = time.perf_counter()
+    backend = open_store(engine, path)
+    try:
+        await ensure_collection(backend, "recall", DIMS, "synthetic", RECALL_KEYWORDS)
+        await searches(backend, data, console_agent("user7"), 0)
+        startup_s = time.perf_counter() - started
+    finally:
+        await backend.close()
+    disk = disk_mb(path)
+    shutil.rmtree(path, ignore_errors=True)
+    return {
+        "size": size,
+        "insert_per_s": size / load_s,
+        "small_p50": statistics.median(small),
+        "small_p99": pct(small, 0.99),
+        "large_p50": statistics.median(large),
+        "large_p99": pct(large, 0.99),
+        "startup_s": startup_s,
+        "rss_mb": rss,
+        "disk_mb": disk,
+    }
 
 
 async def run(args: argparse.Namespace) -> None:
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="membot-scale-") as tmp:
+    print(
+        f"{'entries':>9}  {'insert/s':>9}  {'small agent p50/p99 ms':>22}  {'large agent p50/p99 ms':>22}  "
+        f"{'start-up s':>10}  {'RSS MB':>7}  {'disk MB':>8}"
+    )
+    with tempfile.TemporaryDirectory(prefix="membot-scale-", dir=args.dir) as tmp:
         for size in args.sizes:
-            row = await measure(size, args.queries, size > args.in_memory_above, Path(tmp), args.engine)
-            rows.append(row)
+            r = await measure(size, args.queries, Path(tmp), args.engine)
+            large_n = size // LARGE_SHARE
             print(
-                f"{size:>9,} points: hybrid search p50 {row['p50_ms']:8.1f} ms  p99 {row['p99_ms']:8.1f} ms  "
-                f"load {row['load_s']:6.0f} s  RAM +{row['rss_mb']:6.0f} MB  "
-                + (f"disk {row['disk_mb']:6.0f} MB" if not row["in_memory"] else "(in memory: disk not measured)"),
+                f"{size:>9,}  {r['insert_per_s']:>9,.0f}  {r['small_p50']:>10.2f} / {r['small_p99']:>8.2f}  "
+                f"{r['large_p50']:>10.2f} / {r['large_p99']:>8.2f}  {r['startup_s']:>10.2f}  {r['rss_mb']:>7.0f}  "
+                f"{r['disk_mb']:>8.0f}   (large agent: {large_n:,} entries, small: ~{(size - large_n) // 999:,})",
                 flush=True,
             )
-    on_disk = [r for r in rows if not r["in_memory"]]
-    disk_per_point = on_disk[-1]["disk_mb"] / on_disk[-1]["size"] if on_disk else float("nan")
-    for r in rows:
-        if r["in_memory"]:
-            print(f"{int(r['size']):>9,} points: disk about {disk_per_point * r['size']:.0f} MB (extrapolated, linear)")
-    largest = rows[-1]
-    for size in args.extrapolate:
-        f = size / largest["size"]
-        print(
-            f"{size:>9,} points: ESTIMATED (linear from {int(largest['size']):,}): "
-            f"p50 about {largest['p50_ms'] * f / 1000:.0f} s, RAM about {largest['rss_mb'] * f / 1024:.1f} GB, "
-            f"disk about {disk_per_point * size / 1024:.1f} GB",
-        )
-    print(f"(cpu: {os.cpu_count()} cores, shared; synthetic vectors; {AGENTS} agents, each query filtered to one)")
+    print(f"(engine {args.engine}; cpu: {os.cpu_count()} cores, shared; synthetic vectors; {AGENTS:,} agents)")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Embedded Qdrant hybrid-search latency at scale")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 300_000])
-    parser.add_argument("--extrapolate", type=int, nargs="*", default=[1_000_000])
-    parser.add_argument("--queries", type=int, default=20)
-    parser.add_argument("--in-memory-above", type=int, default=100_000, help="local mode only")
-    parser.add_argument("--engine", choices=["edge", "local"], default="edge", help="local: qdrant-client's local mode")
+    parser = argparse.ArgumentParser(description="The embedded store's insert rate, search latency and start-up")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--engine", choices=["edge", "local"], default="edge")
+    parser.add_argument("--dir", default=None, help="where to build the stores (default: the system temp dir)")
     asyncio.run(run(parser.parse_args()))
 
 
