@@ -16,7 +16,9 @@ For each number of concurrent agents it runs two loads:
 After each load it prints how long the indexer took to finish the recall entries still waiting (its lag).
 
     .venv/bin/python -m bench.turn_overhead [--embedder local|hashing] [--concurrency 1 32] [--think 1.0]
-        [--paced-turns 20] [--turns 640]
+        [--paced-turns 20] [--turns 640] [--prefill 100000]
+
+``--prefill N`` first stores N synthetic recall entries of 1,000 other agents (the store at that size).
 
 Needs a Redis (REDIS_URL, default 127.0.0.1:6379); uses a throw-away key prefix and data directory.
 """
@@ -35,7 +37,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from adapters.console import console_agent
-from bot.app import open_app
+from bot.app import App, open_app
 from bot.core.events import InboundMessage, OutboundReply
 from bot.llm.tokens import TokenCounter
 from bot.llm.types import ChatMessage, Completion, SystemPrompt, ToolCall, ToolSpec, Usage
@@ -120,7 +122,19 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def run(turns: int, embedder: str, levels: list[int], think: float, paced_turns: int) -> None:
+async def prefill(app: App, entries: int) -> None:
+    """Fill the recall collection with ``entries`` synthetic entries of 1,000 other agents (``bench.qdrant_scale``),
+    so turns run against a store of that size."""
+    from bench.qdrant_scale import BATCH, Synthetic
+
+    data = Synthetic()
+    started = time.perf_counter()
+    for start in range(0, entries, BATCH):
+        await app.stores.qdrant.recall.upsert(data.points(start, min(BATCH, entries - start)))
+    print(f"prefilled {entries:,} recall entries of 1,000 other agents in {time.perf_counter() - started:.0f} s")
+
+
+async def run(turns: int, embedder: str, levels: list[int], think: float, paced_turns: int, entries: int) -> None:
     prefix = f"membot-bench-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as data_dir:
         settings = Settings(  # type: ignore[call-arg]
@@ -133,6 +147,8 @@ async def run(turns: int, embedder: str, levels: list[int], think: float, paced_
             async with open_app(settings, model=InstantModel()) as app:
                 runtime = app.runtime
                 assert runtime is not None
+                if entries:
+                    await prefill(app, entries)
                 warm = InboundMessage(console_agent("warmup"), "console", None, "bench", "warmup", "warmup", "hello")
                 await runtime.handle(warm, NullSink())
                 print(
@@ -162,8 +178,9 @@ def main() -> None:
     parser.add_argument("--embedder", default="local", choices=["local", "hashing"])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--think", type=float, default=1.0, help="mean pause between a reply and the next message")
+    parser.add_argument("--prefill", type=int, default=0, help="recall entries of other agents stored first")
     args = parser.parse_args()
-    asyncio.run(run(args.turns, args.embedder, args.concurrency, args.think, args.paced_turns))
+    asyncio.run(run(args.turns, args.embedder, args.concurrency, args.think, args.paced_turns, args.prefill))
 
 
 if __name__ == "__main__":
