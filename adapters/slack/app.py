@@ -23,6 +23,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -63,6 +64,21 @@ def choose_mode(settings: Settings) -> SlackMode:
     )
 
 
+class _NoTokenNotice(logging.Filter):
+    """Bolt warns that ``token`` is unused whenever SLACK_BOT_TOKEN is in the environment and a client is given;
+    membot always gives its client (built from the same token), so the warning says nothing: drop it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+def _bolt_logger() -> logging.Logger:
+    logger = logging.getLogger("membot.slack.bolt")
+    if not any(isinstance(f, _NoTokenNotice) for f in logger.filters):
+        logger.addFilter(_NoTokenNotice())
+    return logger
+
+
 def api_base_url(url: str | None) -> str:
     """The Web API base URL with the trailing slash slack_sdk needs."""
     url = (url or DEFAULT_API_URL).strip()
@@ -92,7 +108,7 @@ class SlackAdapter:
             signing_secret=secret,
             process_before_response=True,
             request_verification_enabled=self.mode is SlackMode.HTTP,
-            logger=logging.getLogger("membot.slack.bolt"),
+            logger=_bolt_logger(),
         )
         register(self.app, self.deps)
         self.ready = asyncio.Event()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+
+import pytest
 
 from adapters.slack import SlackAdapter
 from bot.core.events import ReplyAddress
@@ -202,3 +205,12 @@ async def test_membot_run_builds_the_slack_adapter_when_a_bot_token_is_set(slack
     assert slack.app.services is not None
     adapters = slack.app.build_adapters()
     assert [type(a) for a in adapters] == [SlackAdapter] and adapters[0].platform == "slack"
+
+
+async def test_no_unused_token_warning_when_the_token_is_in_the_environment(
+    make_slack: MakeSlack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test-token")  # as in a container, where .env becomes the environment
+    with caplog.at_level(logging.WARNING):
+        await make_slack()
+    assert not [r for r in caplog.records if "will be unused" in r.getMessage()]
