@@ -132,7 +132,7 @@ async def test_private_lines_stay_out_of_public_turns_views_and_admin_history(ap
 
 
 async def test_import_is_audited_with_the_stored_passage_ids(app: App) -> None:
-    report = await app.admin.import_text(ANN, "notes.md", "Ann's garden has roses.", Scope.PRIVATE, cause="cli")
+    report = await app.admin.import_document(ANN, "notes.md", b"Ann's garden has roses.", Scope.PRIVATE, cause="cli")
     assert report.stored == 1
     [entry] = [i.entry for i in await app.repair.history(ANN)]
     assert entry.kind == "import" and entry.detail["source"] == "notes.md" and len(entry.detail["ids"]) == 1

@@ -1,4 +1,5 @@
-"""Text and Markdown files sent to membot in a DM go into the sender's archival memory, with a short confirmation."""
+"""Documents sent to membot in a DM (text, Markdown, HTML, PDF, DOCX) go into the sender's archival memory, with a
+short confirmation per file (``bot.admin.documents`` reads them)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import PurePath
 
 import discord
 
+from bot.admin.documents import SUPPORTED_SUFFIXES, DocumentError
 from bot.admin.memory import MemoryAdmin
 from bot.core.events import AgentKey, OutboundReply, ReplyKind, Scope
 from bot.core.memory_types import event_cause
@@ -15,24 +17,26 @@ from bot.core.ports import ReplySink
 log = logging.getLogger(__name__)
 
 IMPORT_FAILED_NOTICE = "I couldn't import your file right now; please send it again in a while."
-TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".text"})
-MAX_IMPORT_BYTES = 1_000_000
+MAX_IMPORT_BYTES = 20_000_000
+KNOWN_TYPES = frozenset(
+    {"application/pdf", "application/vnd.openxmlformats-officedocument.wordprocessingml.document", "text/html"}
+)
 
 
-def is_text_document(filename: str, content_type: str | None) -> bool:
-    """A .txt/.md file, or any ``text/*`` content type."""
-    suffix = PurePath(filename).suffix.lower()
-    return suffix in TEXT_SUFFIXES or (content_type or "").split(";")[0].strip().lower().startswith("text/")
+def is_document(filename: str, content_type: str | None) -> bool:
+    """A file membot can read: by its suffix, or a ``text/*``, PDF or DOCX content type."""
+    kind = (content_type or "").split(";")[0].strip().lower()
+    return PurePath(filename).suffix.lower() in SUPPORTED_SUFFIXES or kind.startswith("text/") or kind in KNOWN_TYPES
 
 
 async def import_attachment(attachment: discord.Attachment, agent: AgentKey, admin: MemoryAdmin, cause: str) -> str:
     """Import one attachment (``cause``: the message that carried it); return what to tell the user."""
     name = discord.utils.escape_markdown(attachment.filename)
-    if not is_text_document(attachment.filename, attachment.content_type):
-        return f"I can import only text and Markdown files (.txt, .md), so I skipped {name}."
+    if not is_document(attachment.filename, attachment.content_type):
+        return f"I can import text, Markdown, HTML, PDF and Word (.docx) files, so I skipped {name}."
     if attachment.size > MAX_IMPORT_BYTES:
         return (
-            f"{name} is too big to import ({attachment.size / 1_000_000:.2f} MB; the limit is "
+            f"{name} is too big to import ({attachment.size / 1_000_000:.1f} MB; the limit is "
             f"{MAX_IMPORT_BYTES / 1_000_000:g} MB). Split it into smaller files and send those."
         )
     try:
@@ -40,13 +44,11 @@ async def import_attachment(attachment: discord.Attachment, agent: AgentKey, adm
     except discord.HTTPException as exc:
         log.warning("could not download an attachment", extra={"status": exc.status})
         return f"I couldn't download {name} from Discord; please send it again."
+    filename = attachment.filename if PurePath(attachment.filename).suffix else f"{attachment.filename}.txt"
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return f"{name} is not UTF-8 text, so I couldn't import it."
-    report = await admin.import_text(agent, attachment.filename, text, Scope.PRIVATE, cause=cause)
-    if report.chunks == 0:
-        return f"{name} is empty; there was nothing to import."
+        report = await admin.import_document(agent, filename, data, Scope.PRIVATE, cause=cause)
+    except DocumentError as exc:
+        return f"I couldn't import {name}: {exc}."
     message = f"Imported {name} into my archival memory: {report.stored} of {report.chunks} passages stored"
     if report.duplicates:
         message += f" ({report.duplicates} I already had)"

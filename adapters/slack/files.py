@@ -1,18 +1,20 @@
-"""Text and Markdown files shared with membot in a DM go into the sender's archival memory.
+"""Documents shared with membot in a DM (text, Markdown, HTML, PDF, DOCX) go into the sender's archival memory.
 
 The event only names the file; files.info gives ``url_private_download``, which is fetched with the bot token.
-Only UTF-8 text files (.txt, .md, .markdown or a ``text/*`` type) up to MAX_IMPORT_BYTES are imported; anything
-else is answered with a sentence saying why it was skipped.
+Files up to MAX_IMPORT_BYTES that ``bot.admin.documents`` can read are imported; anything else is answered with a
+sentence saying why it was skipped.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import PurePath
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.admin.documents import SUPPORTED_SUFFIXES, DocumentError
 from bot.admin.memory import MemoryAdmin
 from bot.core.events import AgentKey, Scope
 
@@ -20,8 +22,10 @@ from .normalize import SlackFile
 
 log = logging.getLogger(__name__)
 
-MAX_IMPORT_BYTES = 1_000_000
-TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".text")
+MAX_IMPORT_BYTES = 20_000_000
+KNOWN_TYPES = frozenset(
+    {"application/pdf", "application/vnd.openxmlformats-officedocument.wordprocessingml.document", "text/html"}
+)
 DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=30)
 
 
@@ -30,18 +34,18 @@ class ImportRefused(Exception):
 
 
 def importable(file: SlackFile) -> bool:
-    name = file.name.lower()
-    return name.endswith(TEXT_SUFFIXES) or (file.mimetype or "").startswith("text/")
+    kind = (file.mimetype or "").lower()
+    return PurePath(file.name).suffix.lower() in SUPPORTED_SUFFIXES or kind.startswith("text/") or kind in KNOWN_TYPES
 
 
 def size_text(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB" if size >= 1_000_000 else f"{max(1, size // 1000)} KB"
 
 
-async def download_text(client: AsyncWebClient, token: str, file: SlackFile) -> str:
-    """The file's text, via files.info and its private download URL. Raises ImportRefused."""
+async def download(client: AsyncWebClient, token: str, file: SlackFile) -> bytes:
+    """The file's bytes, via files.info and its private download URL. Raises ImportRefused."""
     if not importable(file):
-        raise ImportRefused(f"I can import only text and Markdown files (.txt, .md); I skipped `{file.name}`.")
+        raise ImportRefused(f"I can import text, Markdown, HTML, PDF and Word (.docx) files; I skipped `{file.name}`.")
     if file.size is not None and file.size > MAX_IMPORT_BYTES:
         raise ImportRefused(
             f"`{file.name}` is {size_text(file.size)}; I import files up to {size_text(MAX_IMPORT_BYTES)}."
@@ -67,10 +71,7 @@ async def download_text(client: AsyncWebClient, token: str, file: SlackFile) -> 
         raise ImportRefused(f"I couldn't download `{file.name}` ({type(exc).__name__}).") from None
     if len(data) > MAX_IMPORT_BYTES:
         raise ImportRefused(f"`{file.name}` is larger than {size_text(MAX_IMPORT_BYTES)}; I didn't import it.")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ImportRefused(f"`{file.name}` is not UTF-8 text, so I didn't import it.") from None
+    return data
 
 
 async def import_files(
@@ -86,14 +87,15 @@ async def import_files(
     lines: list[str] = []
     for file in files:
         try:
-            text = await download_text(client, token, file)
+            data = await download(client, token, file)
+            name = file.name if PurePath(file.name).suffix else f"{file.name}.txt"
+            report = await admin.import_document(agent, name, data, Scope.PRIVATE, cause=cause)
         except ImportRefused as exc:
             lines.append(str(exc))
             continue
-        if not text.strip():
-            lines.append(f"`{file.name}` is empty; there was nothing to import.")
+        except DocumentError as exc:
+            lines.append(f"I couldn't import `{file.name}`: {exc}.")
             continue
-        report = await admin.import_text(agent, file.name, text, Scope.PRIVATE, cause=cause)
         line = f"Imported `{file.name}` into my archival memory: {report.stored} of {report.chunks} passages stored"
         if report.duplicates:
             line += f" ({report.duplicates} I already had)"

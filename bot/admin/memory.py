@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.admin.chunking import chunk_text
+from bot.admin.documents import passages, read_document
 from bot.admin.ports import (
     ActivityAdmin,
     ArchivalAdmin,
@@ -223,12 +223,16 @@ class MemoryAdmin:
             removed["quarantine"] = await self._quarantine.erase(agent)
         return removed
 
-    async def import_text(
-        self, agent: AgentKey, source_name: str, text: str, scope: Scope, *, cause: str
+    async def import_document(
+        self, agent: AgentKey, name: str, data: bytes, scope: Scope, *, cause: str
     ) -> ImportReport:
-        """Cut a document into passages and insert them into archival memory; duplicates are counted, not stored."""
-        texts = [f"From {source_name}:\n{chunk}" for chunk in chunk_text(text)]
-        return await self.import_passages(agent, source_name, texts, scope, cause=cause)
+        """Read a file (text, Markdown, HTML, PDF, DOCX: ``bot.admin.documents``) into archival memory, in passages
+        naming the file, page and position. Raises DocumentError (with the reason, for the user) when it cannot
+        be read; a passage already stored is counted, not stored again."""
+        document = read_document(name, data)
+        texts = [piece.text for piece in passages(document)]
+        detail = {"sha256": document.sha256, "kind": document.kind}
+        return await self.import_passages(agent, document.name, texts, scope, cause=cause, detail=detail)
 
     async def import_passages(
         self,

@@ -38,6 +38,7 @@ from tests.standins.discord_server import (
     DiscordStandIn,
 )
 from tests.standins.llm_server import ScriptedLLMServer
+from tests.test_import import make_pdf
 
 
 async def test_connects_through_the_configured_base_url_and_syncs_slash_commands(harness: DiscordHarness) -> None:
@@ -232,18 +233,20 @@ async def test_text_and_markdown_files_sent_in_a_dm_are_imported_into_archival_m
         discord_api.attachment("notes.md", notes.encode(), "text/markdown; charset=utf-8"),
         discord_api.attachment("diary.txt", diary.encode(), "text/plain"),
         discord_api.attachment("photo.png", b"\x89PNG....", "image/png"),
-        discord_api.attachment("big.md", b"x" * 1_000_001, "text/markdown"),
+        discord_api.attachment("big.md", b"x" * 20_000_001, "text/markdown"),
+        discord_api.attachment("manual.pdf", make_pdf(["The boiler is in the cellar.", "Bleed it in May."]), None),
     )
     sent = await discord_api.send_message(ALICE, "", attachments=files)
-    replies = await answer_to(discord_api, sent, count=4)
+    replies = await answer_to(discord_api, sent, count=5)
     texts = [r.json["content"] for r in replies]
     assert texts[0] == "Imported notes.md into my archival memory: 1 of 1 passages stored."
     assert texts[1] == "Imported diary.txt into my archival memory: 3 of 3 passages stored."
-    assert "only text and Markdown files" in texts[2] and "skipped photo.png" in texts[2]
-    assert texts[3].startswith("big.md is too big to import (1.00 MB; the limit is 1 MB).")
+    assert "PDF and Word (.docx) files" in texts[2] and "skipped photo.png" in texts[2]
+    assert texts[3].startswith("big.md is too big to import (20.0 MB; the limit is 20 MB).")
+    assert texts[4] == "Imported manual.pdf into my archival memory: 2 of 2 passages stored."
     assert discord_api.matching(lambda c: c.path == f"/channels/{sent['channel_id']}/typing")
     agent = AgentKey("discord", "dm", ALICE["id"])
-    assert await harness.app.stores.archival.count(agent) == 4
+    assert await harness.app.stores.archival.count(agent) == 6
     assert not model_saw(harness, "Casa Azul"), "an import is not a conversation turn"
     again = await discord_api.send_message(
         ALICE, "did you get it?", attachments=(discord_api.attachment("notes.md", notes.encode(), None),)
@@ -253,7 +256,7 @@ async def test_text_and_markdown_files_sent_in_a_dm_are_imported_into_archival_m
         "Imported notes.md into my archival memory: 0 of 1 passages stored (1 I already had).",
         "echo: did you get it?",
     ]
-    assert await harness.app.stores.archival.count(agent) == 4
+    assert await harness.app.stores.archival.count(agent) == 6
 
 
 async def test_send_direct_reaches_a_dm_channel_and_pings_only_that_user(harness: DiscordHarness) -> None:

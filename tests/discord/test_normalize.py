@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.discord.adapter import discord_rest_base, rest_base
-from adapters.discord.attachments import is_text_document
+from adapters.discord.attachments import is_document
 from adapters.discord.normalize import Addressing, Reason, agent_for, answer_reason, clean_text
 from bot.admin.chunking import chunk_text
 from bot.settings import ConfigError
@@ -85,10 +85,12 @@ def test_the_rest_base_is_restored_after_the_adapter_stops() -> None:
         ("data.csv", "text/csv; charset=utf-8", True),
         ("photo.png", "image/png", False),
         ("script", None, False),
+        ("scan", "application/pdf", True),
+        ("report.docx", None, True),
     ],
 )
 def test_which_attachments_are_imported(filename: str, content_type: str | None, ok: bool) -> None:
-    assert is_text_document(filename, content_type) is ok
+    assert is_document(filename, content_type) is ok
 
 
 def test_chunk_text_keeps_paragraphs_and_words_whole() -> None:

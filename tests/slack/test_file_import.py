@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.core.events import Scope
 from tests.slack.conftest import ANN, BOB
 from tests.slack.harness import BOT, SlackHarness, texts
+from tests.test_import import make_pdf
 
 NOTES = (
     b"# Trip notes\n\nAnn's favourite city is Lisbon; she goes every spring.\n\n"
@@ -43,15 +44,17 @@ async def test_sharing_the_same_file_again_reports_duplicates_and_a_comment_is_a
 
 async def test_files_that_cannot_be_imported_are_explained(slack: SlackHarness) -> None:
     image = slack.slack.add_file("F0PIC", "cat.png", b"\x89PNG....", mimetype="image/png")
-    big = {**slack.slack.add_file("F0BIG", "big.txt", b"x"), "size": 5_000_000}
+    big = {**slack.slack.add_file("F0BIG", "big.txt", b"x"), "size": 25_000_000}
     binary = slack.slack.add_file("F0BIN", "latin1.txt", "café".encode("latin-1"))
-    await slack.send_event(slack.dm(ANN, "", subtype="file_share", files=[image, big, binary]))
+    pdf = slack.slack.add_file("F0PDF", "manual.pdf", make_pdf(["The boiler is in the cellar."]), "application/pdf")
+    await slack.send_event(slack.dm(ANN, "", subtype="file_share", files=[image, big, binary, pdf]))
     await slack.settle()
     [notice] = texts(slack.slack.calls_to("chat.postMessage"))
-    assert "only text and Markdown" in notice and "`cat.png`" in notice
-    assert "`big.txt` is 5.0 MB" in notice
-    assert "`latin1.txt` is not UTF-8" in notice
-    assert [c.params["file_id"] for c in slack.slack.calls_to("download")] == ["F0BIN"]
+    assert "PDF and Word (.docx) files" in notice and "`cat.png`" in notice
+    assert "`big.txt` is 25.0 MB" in notice
+    assert "I couldn't import `latin1.txt`: it is not UTF-8 text" in notice
+    assert "Imported `manual.pdf` into my archival memory: 1 of 1 passages stored" in notice
+    assert [c.params["file_id"] for c in slack.slack.calls_to("download")] == ["F0BIN", "F0PDF"]
 
 
 async def test_files_shared_in_a_channel_are_not_imported(slack: SlackHarness) -> None:
