@@ -151,6 +151,7 @@ async def run(turns: int, embedder: str, levels: list[int], think: float, paced_
                     await prefill(app, entries)
                 warm = InboundMessage(console_agent("warmup"), "console", None, "bench", "warmup", "warmup", "hello")
                 await runtime.handle(warm, NullSink())
+                await drain(app.stores.outbox)  # the warm-up's indexing loads the embedding model before measuring
                 print(
                     f"embedder={embedder}; paced: {paced_turns} turns per agent, think {think} s; "
                     f"saturated: {turns} turns (Redis prefix {prefix})"

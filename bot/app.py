@@ -21,6 +21,7 @@ the reverse order of building: journal, stores, model.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -34,7 +35,8 @@ from bot.admin.repair import MemoryRepair
 from bot.core.agent import Agent
 from bot.core.context import Budget, ContextManager
 from bot.core.events import AgentKey, InboundMessage
-from bot.core.ports import ChatModel, PlatformAdapter, ReplySink
+from bot.core.ports import ChatModel, Embedder, PlatformAdapter, ReplySink
+from bot.core.tasks import stop_task
 from bot.llm.factory import build_chat_model
 from bot.llm.metered import MeteredChatModel
 from bot.llm.retry import RetryPolicy
@@ -56,6 +58,9 @@ from memory.redis.keys import RedisKeys
 from memory.redis.platform_state import RedisChannelModes
 
 AgentLock = Callable[[AgentKey], AbstractAsyncContextManager[object]]
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
@@ -116,6 +121,9 @@ class App(MemoryApp):
             config=self.scheduler.config,
         )
         await self.scheduler.start(heartbeats)
+        # load the embedding model now, not in the middle of the first conversations (a second-long stall)
+        warm = asyncio.create_task(_warm_embedder(stores.embedder), name="embedder-warm-up")
+        self.resources.push_async_callback(stop_task, warm, within=5.0)
         self.health.add("scheduler", self.scheduler.check)
         self.health.watch(self.services.connections, self.settings.health_grace_seconds)
 
@@ -155,6 +163,13 @@ class App(MemoryApp):
     async def stop(self) -> None:
         """Stop the heartbeat scheduler (firings in progress are cancelled and run again later)."""
         await self.scheduler.shutdown()
+
+
+async def _warm_embedder(embedder: Embedder) -> None:
+    try:
+        await embedder.embed(["warm-up"])
+    except Exception as exc:  # the indexer backs off and searches use words meanwhile; nothing to stop for
+        log.warning("embeddings unavailable at start (%s); searching by words until they answer", type(exc).__name__)
 
 
 def build_model(settings: Settings) -> ChatModel:
