@@ -25,6 +25,7 @@ from bot.llm.metered import MeteredChatModel
 from bot.llm.retry import RetryPolicy
 from bot.ops.health import Health
 from bot.ops.metrics import Metrics
+from bot.ops.reminders import ReminderBook
 from bot.ops.scheduler import HeartbeatScheduler
 from bot.ops.turns import ObservedRuntime, TurnTracker
 from bot.runtime.heartbeat import HeartbeatConfig, Heartbeats, ProactiveControl
@@ -90,6 +91,7 @@ async def open_app(
             lock = stores.locks.hold
             keys = RedisKeys(settings.redis_prefix)
             heartbeat_config = HeartbeatConfig.from_settings(settings)
+            reminders = ReminderBook(heartbeat_job_store(settings), stores.activity, settings.timezone)
             if model is not None:
                 scheduler = HeartbeatScheduler(
                     job_store=heartbeat_job_store(settings),
@@ -97,9 +99,17 @@ async def open_app(
                     guard=stores.guard,
                     config=heartbeat_config,
                 )
+                reminders.wake = scheduler.wakeup
                 budget = Budget(settings.context_window, settings.max_output_tokens)
                 context = ContextManager(
-                    model, stores.core, stores.working, stores.recall, stores.archival, budget, metrics=metrics
+                    model,
+                    stores.core,
+                    stores.working,
+                    stores.recall,
+                    stores.archival,
+                    budget,
+                    metrics=metrics,
+                    clock=reminders,
                 )
                 agent = Agent(model, stores.working, context, max_steps=settings.max_steps, metrics=metrics)
                 runtime = ObservedRuntime(
@@ -117,6 +127,7 @@ async def open_app(
                     planner=scheduler,
                     turn_timeout=settings.turn_timeout,
                     outage=outage_bridge(stores, settings),
+                    reminders=reminders,
                 )
                 lock = runtime.agent_lock
             admin = MemoryAdmin(
@@ -130,6 +141,7 @@ async def open_app(
                 activity=stores.activity,
                 throttle=stores.throttle,
                 quarantine=stores.quarantine,
+                reminders=reminders,
             )
             repair = MemoryRepair(stores.core, stores.audit, lock)
             services = None
