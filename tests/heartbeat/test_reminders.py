@@ -10,13 +10,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from bot.app import App, open_app, start_heartbeats
 from bot.core.events import AgentKey, Scope, utc_now
 from bot.core.memory_types import Reminder
+from bot.core.tools import ToolFailure, parse_local_time
 from bot.ops.reminders import ReminderBook, reminder_job_id
 from bot.ops.scheduler import HeartbeatScheduler
 from bot.runtime.heartbeat import HeartbeatConfig
-from bot.runtime.reminders import MISFIRE_GRACE
+from bot.runtime.reminders import LATE_AFTER, MISFIRE_GRACE, reminder_message
 from bot.settings import Settings
 from bot.stores import heartbeat_job_store, list_jobs
 from tests.heartbeat.conftest import RecordingAdapter, heartbeats_for, message
@@ -249,3 +252,24 @@ async def test_erase_and_reset_remove_reminders_and_export_includes_them(
         removed = await app.admin.erase(SAM, cause="test")
         assert removed["reminders"] == 1 and await app.admin.reminders(SAM) == []
         assert await reminder_jobs(settings) == []
+
+
+def test_when_is_a_local_time_in_the_users_zone_unless_it_carries_an_offset() -> None:
+    assert parse_local_time("2026-07-01T09:00", BERLIN) == datetime(2026, 7, 1, 7, 0, tzinfo=UTC)  # summer: +02:00
+    assert parse_local_time("2026-12-01T09:00", BERLIN) == datetime(2026, 12, 1, 8, 0, tzinfo=UTC)  # winter: +01:00
+    assert parse_local_time("2026-12-01T09:00-05:00", BERLIN) == datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
+    assert parse_local_time("2026-12-01T09:00Z", BERLIN) == datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    for vague in ("2026-12-01", "tomorrow at 9", "9:00"):
+        with pytest.raises(ToolFailure, match="ISO 8601"):
+            parse_local_time(vague, BERLIN)
+
+
+def test_a_late_reminder_says_when_it_was_due() -> None:
+    due = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    reminder = Reminder("r1", SAM, due, "Call mom.", BERLIN, Scope.PRIVATE, due - timedelta(days=1))
+    assert reminder_message(reminder, due + LATE_AFTER) == "⏰ Reminder: Call mom."
+    late = reminder_message(reminder, due + timedelta(hours=3))
+    assert (
+        late
+        == "⏰ Reminder: Call mom.\n(This was due at 2026-12-01 09:00 Europe/Berlin; membot could not send it on time.)"
+    )
