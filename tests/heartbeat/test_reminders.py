@@ -5,13 +5,19 @@ several schedulers; late ones with a note; erase and export."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import redis.asyncio as aioredis
 
+from adapters.console import console_agent, console_message
 from bot.app import App, open_app, start_heartbeats
 from bot.core.events import AgentKey, Scope, utc_now
 from bot.core.memory_types import Reminder
@@ -22,9 +28,11 @@ from bot.runtime.heartbeat import HeartbeatConfig
 from bot.runtime.reminders import LATE_AFTER, MISFIRE_GRACE, reminder_message
 from bot.settings import Settings
 from bot.stores import heartbeat_job_store, list_jobs
+from memory.redis.keys import RedisKeys
+from memory.redis.store_identity import STORE_ID_FILE
 from tests.heartbeat.conftest import RecordingAdapter, heartbeats_for, message
 from tests.heartbeat.test_proactive import quiet_hours_around_now
-from tests.scenario import RecordingSink, eventually
+from tests.scenario import RecordingSink, env_for, eventually
 from tests.standins.llm_server import ScriptedLLMServer
 
 BERLIN = "Europe/Berlin"
@@ -273,3 +281,52 @@ def test_a_late_reminder_says_when_it_was_due() -> None:
         late
         == "⏰ Reminder: Call mom.\n(This was due at 2026-12-01 09:00 Europe/Berlin; membot could not send it on time.)"
     )
+
+
+async def test_two_membot_run_processes_fire_a_reminder_once(
+    llm: ScriptedLLMServer, make_settings: Callable[..., Settings], tmp_path: Path, redis_client: aioredis.Redis
+) -> None:
+    """Two `membot run` processes on one Redis prefix: one claims the firing. The user last spoke on the console,
+    which neither process serves, so the one that fired it keeps it as a retry: exactly one firing, one retry."""
+    settings = make_settings()
+    async with open_app(settings) as app:  # a `membot chat`
+        assert app.runtime is not None
+        due = utc_now() + timedelta(seconds=3)
+        await app.runtime.handle(console_message("sam", f"remind: {local_iso(due, 'UTC')} Once."), RecordingSink())
+        [reminder] = await app.admin.reminders(console_agent("sam"))
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("MEMBOT_", "ANTHROPIC_", "OPENAI_"))}
+    env = {**base, **env_for(settings), "HF_HUB_OFFLINE": "1"}
+    store_id = (settings.data_dir / "qdrant" / STORE_ID_FILE).read_text()
+    processes = []
+    for name in ("one", "two"):  # each its own embedded Qdrant (with the chat's store id), one Redis prefix
+        data = tmp_path / name
+        (data / "qdrant").mkdir(parents=True)
+        (data / "qdrant" / STORE_ID_FILE).write_text(store_id)
+        processes.append(
+            await asyncio.create_subprocess_exec(
+                *[sys.executable, "-m", "bot", "run"],
+                env={**env, "MEMBOT_DATA_DIR": str(data)},
+                cwd=tmp_path,
+                stdin=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        )
+    first_id = reminder_job_id(reminder)
+    try:
+
+        async def retried() -> bool:
+            return [job.id for job in await reminder_jobs(settings)] == [f"{first_id}~1"]
+
+        await eventually(retried, within=60, what="one process to fire the reminder")
+        await asyncio.sleep(1.0)  # the other process polls the store meanwhile
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            outputs = [(await process.communicate())[1].decode() for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    assert all("Traceback" not in output for output in outputs)
+    keys = RedisKeys(settings.redis_prefix)
+    guards = [key async for key in redis_client.scan_iter(match=keys.job_run_guard(first_id, "*"))]
+    assert len(guards) == 1, guards
+    assert [job.id for job in await reminder_jobs(settings)] == [f"{first_id}~1"]
