@@ -1,7 +1,8 @@
 """The heartbeat scheduler: APScheduler's ``AsyncIOScheduler`` with a Redis job store that every process shares.
 
 Jobs are ``reflect:<agent>`` (a date trigger, replaced on each user message, so it fires once the conversation has
-been quiet for ``reflect_after``) and ``consolidate:<agent>`` (an interval). The store keeps pickled references to
+been quiet for ``reflect_after``), ``consolidate:<agent>`` (an interval) and the reminders users asked for,
+``remind:<agent>:<id>`` (a date trigger; ``bot/ops/reminders.py``). The store keeps pickled references to
 the module-level job functions below and the agent key string, so schedules survive restarts.
 
 Several processes may run a scheduler on the same store. APScheduler 3 can then submit one firing in more than one
@@ -285,7 +286,8 @@ class HeartbeatScheduler:
         """Deliver a due reminder; when its platform cannot be reached now, keep it as a retry job."""
         heartbeats = self._live()
         reminder = reminder_of(agent, reminder_id, details)
-        delivery = ReminderDelivery(heartbeats.activity, heartbeats.recall, heartbeats.adapters)
+        runtime = heartbeats.runtime
+        delivery = ReminderDelivery(heartbeats.activity, heartbeats.recall, heartbeats.adapters, runtime.note_sent)
         outcome = await delivery.deliver(reminder)
         log.info("reminder", extra={"agent": agent, "reminder": reminder_id, "status": outcome.status})
         if outcome.status is Delivery.RETRY and outcome.retry_at is not None:

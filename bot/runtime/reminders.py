@@ -13,14 +13,15 @@ tried again every ``RETRY_EVERY`` within the same grace. ``bot/ops/scheduler.py`
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from bot.core.events import ReplyAddress, Scope, utc_now
+from bot.core.events import AgentKey, ReplyAddress, Scope, utc_now
 from bot.core.memory_types import RecallEntry, Reminder
 from bot.core.ports import PlatformAdapter, RecallMemory
+from bot.core.prompts import load_prompt
 from bot.runtime.heartbeat_ports import HeartbeatActivity
 
 log = logging.getLogger(__name__)
@@ -55,15 +56,25 @@ def reminder_message(reminder: Reminder, now: datetime) -> str:
     return text
 
 
+# Puts a note in the agent's queue (``Runtime.note_sent``): (agent, text, private=...)
+QueueNote = Callable[..., Awaitable[None]]
+
+
 class ReminderDelivery:
-    """Sends due reminders where their users last spoke (``adapters`` by platform)."""
+    """Sends due reminders where their users last spoke (``adapters`` by platform); ``note`` puts a line saying so
+    in the agent's queue, so the next turn knows what the user may be answering."""
 
     def __init__(
-        self, activity: HeartbeatActivity, recall: RecallMemory, adapters: Mapping[str, PlatformAdapter]
+        self,
+        activity: HeartbeatActivity,
+        recall: RecallMemory,
+        adapters: Mapping[str, PlatformAdapter],
+        note: QueueNote | None = None,
     ) -> None:
         self._activity = activity
         self._recall = recall
         self._adapters = dict(adapters)
+        self._note = note
 
     async def deliver(self, reminder: Reminder, now: datetime | None = None) -> DeliveryOutcome:
         now = now or utc_now()
@@ -89,7 +100,19 @@ class ReminderDelivery:
             return self._retry(reminder, now, "the platform refused it")
         await self._recall.add([_recall_entry(reminder, address, text, shown, now)])
         log.info("reminder delivered", extra={**where, "platform": address.platform})
+        await self._queue_note(reminder.agent, reminder, now, private=reminder.scope is Scope.PRIVATE)
         return DeliveryOutcome(Delivery.SENT)
+
+    async def _queue_note(self, agent: AgentKey, reminder: Reminder, now: datetime, *, private: bool) -> None:
+        """Tell the next turn the reminder went out; a busy agent or a store error only costs the note."""
+        if self._note is None:
+            return
+        when = f"{now.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        text = load_prompt("reminder_sent").replace("{when}", when).replace("{text}", reminder.text)
+        try:
+            await self._note(agent, text, private=private)
+        except Exception as exc:  # the reminder itself was delivered: never send it again for this
+            log.warning("reminder note not queued", extra={"agent": str(agent), "error": repr(exc)[:200]})
 
     def _retry(self, reminder: Reminder, now: datetime, reason: str) -> DeliveryOutcome:
         at = now + RETRY_EVERY

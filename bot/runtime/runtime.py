@@ -333,6 +333,13 @@ class Runtime:
         log.info("event done", extra={"agent": str(agent), "steps": report.steps, "sent": report.messages_sent})
         return report
 
+    async def note_sent(self, agent: AgentKey, text: str, *, private: bool) -> None:
+        """Put a ``[system]`` note of something membot sent on its own (a reminder) in the agent's queue, so the
+        next turn knows what the user may be answering. Takes the agent's lock (TimeoutError if it stays busy)."""
+        async with self.agent_lock(agent) as fence:
+            note = ChatMessage("user", f"[system] {text}", private=private)
+            await self._working.append(agent, [note], fence=fence)
+
     @asynccontextmanager
     async def _event_boundary(self, agent: AgentKey) -> AsyncIterator[None]:
         """The error boundary of a system event: only ModelError or EventFailed leave it, after a log line."""

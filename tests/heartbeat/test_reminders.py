@@ -125,6 +125,16 @@ async def test_a_due_reminder_reaches_where_the_user_last_spoke_once_even_with_p
         assert await reminder_jobs(settings) == []
         recalled = await app.stores.recall.export(SAM)
         assert any(r["role"] == "assistant" and r["text"] == text for r in recalled)
+
+        async def noted() -> bool:  # the next turn knows what the user may be answering
+            queue = await app.stores.working.messages(SAM)
+            return any(m.content.startswith("[system] Reminder delivered") for m in queue)
+
+        await eventually(noted, what="the reminder's note in the queue")
+        [note] = [m for m in await app.stores.working.messages(SAM) if "Reminder delivered" in m.content]
+        assert '"Stretch your legs."' in note.content and note.private
+        answered = await say(app, "done, stretched")
+        assert answered.messages == ["echo: done, stretched"]
         await asyncio.sleep(0.5)  # the poller runs several more times
         assert len(slack.sent) == 1
 

@@ -96,7 +96,7 @@ class Brain:
         if last["role"] == "tool":
             return self._after_tool(messages)
         fresh = [m for m in _after_last_assistant(messages) if m["role"] == "user"]
-        spoken = [user_text(m["content"]) for m in fresh if not m["content"].lstrip().startswith("[system]")]
+        spoken = [user_text(m["content"]) for m in fresh if not _system_only(m["content"])]
         if not spoken and any(m["role"] == "tool" for m in _after_last_assistant(messages)):
             return self._after_tool(messages)  # a system alert arrived after a function result: go on with the turn
         if not spoken:
@@ -196,6 +196,14 @@ def heartbeat_event(messages: list[dict]) -> str | None:
             content = message["content"].lstrip()
             return content if content.startswith(HEARTBEAT_PREFIX) else None
     return None
+
+
+def _system_only(content: str) -> bool:
+    """A ``[system]`` note with no user message merged after it (the Anthropic wire merges consecutive ones)."""
+    lines = content.lstrip().splitlines()
+    if not lines or not lines[0].startswith("[system]"):
+        return False
+    return not any(line.startswith("[") and "UTC]" in line for line in lines[1:])
 
 
 def _last_spoken(messages: list[dict]) -> str:
