@@ -43,6 +43,7 @@ from bot.llm.retry import RetryPolicy
 from bot.ops.deployment import Share, Topology
 from bot.ops.health import Health
 from bot.ops.metrics import Metrics
+from bot.ops.reminders import ReminderBook
 from bot.ops.scheduler import HeartbeatScheduler
 from bot.ops.shutdown import drain
 from bot.ops.turns import ObservedRuntime, TurnTracker
@@ -193,7 +194,8 @@ async def open_memory_app(settings: Settings) -> AsyncIterator[MemoryApp]:
     metrics = Metrics()
     async with AsyncExitStack() as resources:
         stores = await resources.enter_async_context(open_stores(settings))
-        admin, repair = _memory_commands(stores, stores.locks.hold)
+        reminders = ReminderBook(heartbeat_job_store(settings), stores.activity, settings.timezone)
+        admin, repair = _memory_commands(stores, stores.locks.hold, reminders)
         memory = MemoryApp(
             settings=settings,
             stores=stores,
@@ -238,9 +240,18 @@ async def _build_app(settings: Settings, model: ChatModel) -> App:
             config=heartbeat_config,
         )
         resources.push_async_callback(scheduler.shutdown)
+        reminders = ReminderBook(heartbeat_job_store(settings), stores.activity, settings.timezone)
+        reminders.wake = scheduler.wakeup
         budget = Budget(settings.context_window, settings.max_output_tokens)
         context = ContextManager(
-            metered, stores.core, stores.working, stores.recall, stores.archival, budget, metrics=metrics
+            metered,
+            stores.core,
+            stores.working,
+            stores.recall,
+            stores.archival,
+            budget,
+            metrics=metrics,
+            clock=reminders,
         )
         agent = Agent(metered, stores.working, context, max_steps=settings.max_steps, metrics=metrics)
         runtime = ObservedRuntime(
@@ -258,8 +269,9 @@ async def _build_app(settings: Settings, model: ChatModel) -> App:
             planner=scheduler,
             turn_timeout=settings.turn_timeout,
             outage=outage,
+            reminders=reminders,
         )
-        admin, repair = _memory_commands(stores, runtime.agent_lock)
+        admin, repair = _memory_commands(stores, runtime.agent_lock, reminders)
         channel_modes = RedisChannelModes(stores.redis, RedisKeys(settings.redis_prefix))
         services = Services(
             runtime=runtime,
@@ -290,7 +302,7 @@ async def _build_app(settings: Settings, model: ChatModel) -> App:
     return app
 
 
-def _memory_commands(stores: Stores, lock: AgentLock) -> tuple[MemoryAdmin, MemoryRepair]:
+def _memory_commands(stores: Stores, lock: AgentLock, reminders: ReminderBook) -> tuple[MemoryAdmin, MemoryRepair]:
     """The memory commands and repairs, taking each agent's ``lock`` (the runtime's, when there is one)."""
     admin = MemoryAdmin(
         stores.core,
@@ -303,6 +315,7 @@ def _memory_commands(stores: Stores, lock: AgentLock) -> tuple[MemoryAdmin, Memo
         activity=stores.activity,
         throttle=stores.throttle,
         quarantine=stores.quarantine,
+        reminders=reminders,
     )
     return admin, MemoryRepair(stores.core, stores.audit, lock)
 

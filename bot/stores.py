@@ -16,6 +16,7 @@ from bot.admin.repair import MemoryRepair
 from bot.core.memory_types import JobInfo
 from bot.core.ports import Embedder
 from bot.ops.health import Health
+from bot.ops.reminders import ReminderBook
 from bot.runtime.heartbeat import HeartbeatConfig, ProactiveControl
 from bot.settings import ConfigError, Settings
 from memory.qdrant.archival import QdrantArchivalMemory
@@ -304,6 +305,17 @@ async def open_proactive_control(settings: Settings) -> AsyncIterator[ProactiveC
     try:
         activity = RedisActivityLog(client, RedisKeys(settings.redis_prefix))
         yield ProactiveControl(activity, HeartbeatConfig.from_settings(settings).proactive)
+    finally:
+        await client.aclose()
+
+
+@asynccontextmanager
+async def open_reminders(settings: Settings) -> AsyncIterator[ReminderBook]:
+    """The reminders users asked for, on Redis alone (no Qdrant, no model: works beside `membot run`)."""
+    client = await connect_redis(settings)
+    try:
+        activity = RedisActivityLog(client, RedisKeys(settings.redis_prefix))
+        yield ReminderBook(heartbeat_job_store(settings), activity, settings.timezone)
     finally:
         await client.aclose()
 

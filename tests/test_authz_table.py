@@ -101,6 +101,9 @@ def test_the_model_has_no_admin_functions() -> None:
             "conversation_search_date",
             "archival_memory_insert",
             "archival_memory_search",
+            "schedule_reminder",
+            "list_reminders",
+            "cancel_reminder",
         }
     )
     for spec in tool_specs():

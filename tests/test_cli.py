@@ -101,6 +101,7 @@ def test_memory_show_export_reset(env: dict[str, str], tmp_path: Path) -> None:
         ["history"],
         ["rollback", "--to", "1"],
         ["proactive", "on"],
+        ["reminders"],
     ],
 )
 def test_every_memory_command_refuses_an_unknown_agent(env: dict[str, str], tmp_path: Path, command: list[str]) -> None:

@@ -1,5 +1,5 @@
-"""Slash commands: ``/memory show|search|forget|reset|export|proactive|history|rollback|private|public`` for
-everyone, ``/membot channel|user`` for admins.
+"""Slash commands: ``/memory show|search|forget|reset|export|proactive|reminders|history|rollback|private|public``
+for everyone, ``/membot channel|user`` for admins.
 
 Every command decides permission through ``bot.admin.authz`` first; a refusal or "nothing stored" is answered
 politely and only to the caller (ephemeral). Erasing commands show what they would erase and wait for a button.
@@ -22,11 +22,13 @@ from discord import app_commands
 from adapters.discord.confirm import ConfirmView
 from adapters.discord.normalize import PLATFORM, agent_for
 from adapters.discord.render import (
+    render_cancelled,
     render_candidates,
     render_history,
     render_hits,
     render_marked,
     render_memory,
+    render_reminders,
     render_rollback,
 )
 from adapters.discord.split import split_message
@@ -256,6 +258,23 @@ class MemoryCommands(_Commands, name="memory", description="See and manage what 
             await answer(interaction, f"Sorry, {exc}.")
             return
         await answer(interaction, f"Proactive messages for you here: {policy.describe()}.")
+
+    @app_commands.command(name="reminders", description="The reminders you asked me for, or cancel one")
+    @app_commands.describe(cancel="The id of a reminder to cancel (from this list)")
+    async def reminders(self, interaction: Interaction, cancel: app_commands.Range[str, 1, 40] | None = None) -> None:
+        agent = self._own(interaction, Action.REMINDERS)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        scope = self._scope(interaction, agent)
+        admin = self._services.admin
+        visible = [r for r in await admin.reminders(agent) if scope is Scope.PRIVATE or r.scope is scope]
+        if cancel is None:
+            await answer(interaction, render_reminders(visible, public=scope is Scope.PUBLIC))
+            return
+        done = await admin.cancel_reminder(agent, cancel) if cancel.strip() in {r.id for r in visible} else None
+        if done is None:
+            await answer(interaction, render_reminders(visible, public=scope is Scope.PUBLIC, missing=cancel))
+            return
+        await answer(interaction, render_cancelled(done))
 
     @app_commands.command(name="history", description="What changed in your memory here, and why (only you see it)")
     @app_commands.describe(limit=f"How many changes to list (default {HISTORY_DEFAULT})")

@@ -10,7 +10,7 @@ from bot.admin.audit import HistoryItem
 from bot.admin.memory import ForgetCandidate, MemoryView
 from bot.admin.repair import MarkResult, RollbackResult
 from bot.core.events import Scope
-from bot.core.memory_types import Block, SearchHit
+from bot.core.memory_types import Block, Reminder, SearchHit
 
 SNIPPET_CHARS = 200
 MAX_LISTED = 10
@@ -102,6 +102,27 @@ def render_hits(query: str, hits: Sequence[SearchHit]) -> str:
         who = f"{hit.author}: " if hit.author else ""
         lines.append(f"- <t:{int(hit.timestamp.timestamp())}:d> {_safe(who + _snippet(hit.text))}")
     return "\n".join(lines)
+
+
+def render_reminders(reminders: Sequence[Reminder], *, public: bool = False, missing: str | None = None) -> str:
+    """The user's pending reminders with their ids (to cancel one: ``/memory reminders cancel:<id>``); ``missing``:
+    the id the user asked to cancel and has no reminder of."""
+    note = " (in a server I list only the reminders set there; DM me for the others)" if public else ""
+    lead = f"You have no pending reminder `{_safe(missing)}`. " if missing is not None else ""
+    if not reminders:
+        return f"{lead}You have no pending reminders.{note}"
+    lines = [f"{lead}**Your reminders** ({len(reminders)}){note}"]
+    for reminder in reminders[:MAX_LISTED]:
+        when = f"<t:{int(reminder.due.timestamp())}:f>"
+        lines.append(f"- `{reminder.id}` {when} ({_safe(reminder.local_due())}): {_safe(_snippet(reminder.text))}")
+    if len(reminders) > MAX_LISTED:
+        lines.append(f"- … and {len(reminders) - MAX_LISTED} more")
+    lines.append("Cancel one with `/memory reminders cancel:<id>`.")
+    return "\n".join(lines)
+
+
+def render_cancelled(reminder: Reminder) -> str:
+    return f"Cancelled your reminder for {_safe(reminder.local_due())}: {_safe(_snippet(reminder.text))}"
 
 
 def render_candidates(query: str, candidates: Sequence[ForgetCandidate]) -> str:

@@ -18,7 +18,7 @@ from bot.admin.memory import ForgetCandidate, MemoryView
 from bot.admin.repair import MarkResult, RollbackResult
 from bot.core.events import AgentKey, Scope
 from bot.core.memory_types import Block as CoreBlock
-from bot.core.memory_types import SearchHit
+from bot.core.memory_types import Reminder, SearchHit
 
 from .mrkdwn import escape
 
@@ -28,6 +28,7 @@ RESET_ACTION = "memory_reset_confirm"
 FORGET_ACTION = "memory_forget_confirm"
 CANCEL_ACTION = "memory_cancel"
 HOME_FORGET_ACTION = "memory_home_forget"
+REMINDER_CANCEL_ACTION = "memory_reminder_cancel"
 SECTION_LIMIT = 3000
 SHOWN_CANDIDATES = 15
 CHANGE_LINES = 6  # per history entry
@@ -225,3 +226,20 @@ def reset_prompt_blocks(agent: AgentKey, whose: str) -> list[Block]:
             ],
         },
     ]
+
+
+def reminders_blocks(agent: AgentKey, reminders: list[Reminder], note: str = "") -> list[Block]:
+    """The user's pending reminders, each with a Cancel button (``REMINDER_CANCEL_ACTION``)."""
+    if not reminders:
+        return [section(f"You have no pending reminders.{note}")]
+    blocks: list[Block] = [header(f"Your reminders ({len(reminders)})")]
+    for reminder in reminders[:SHOWN_CANDIDATES]:
+        value = json.dumps({"agent": str(agent), "id": reminder.id})
+        block = section(f"*{escape(reminder.local_due())}* · `{reminder.id}`\n{escape(reminder.text[:LINE_CHARS])}")
+        block["accessory"] = button("Cancel", REMINDER_CANCEL_ACTION, value)
+        blocks.append(block)
+    if len(reminders) > SHOWN_CANDIDATES:
+        blocks.append(context(f"…and {len(reminders) - SHOWN_CANDIDATES} more."))
+    if note:
+        blocks.append(context(note.strip()))
+    return blocks

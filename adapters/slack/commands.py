@@ -1,13 +1,13 @@
 """The ``/memory`` slash command and the buttons it shows. Every answer is ephemeral (only the caller sees it).
 
 ``show``, ``search <query>``, ``forget <query>``, ``reset``, ``export``, ``proactive on|off [quiet-hours]
-[timezone]``, ``history [N]``, ``rollback <version>``, ``private <words>``, ``public <words>``; ``admin
-show|reset|history|rollback @user`` and ``channel off|mention|always|listen`` for workspace admins and the ids in
-``MEMBOT_ADMIN_IDS``. ``forget`` and ``reset`` (the full erase) only answer with what would happen and a confirm
-button; the erasing happens when the button is pressed (:func:`handle_action`). Permission and what may be shown
-(``view_scope``: everything only in a DM with membot, to the user or a bot admin) are decided by
-``bot.admin.authz.Authorizer`` alone; this module only gathers the facts it needs (is the caller a workspace admin?
-is this a DM?).
+[timezone]``, ``reminders [cancel <id>]``, ``history [N]``, ``rollback <version>``, ``private <words>``,
+``public <words>``; ``admin show|reset|history|rollback @user`` and ``channel off|mention|always|listen`` for
+workspace admins and the ids in ``MEMBOT_ADMIN_IDS``. ``forget`` and ``reset`` (the full erase) only answer with
+what would happen and a confirm button; the erasing happens when the button is pressed (:func:`handle_action`).
+Permission and what may be shown (``view_scope``: everything only in a DM with membot, to the user or a bot admin)
+are decided by ``bot.admin.authz.Authorizer`` alone; this module only gathers the facts it needs (is the caller a
+workspace admin? is this a DM?).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from .blocks import (
     CANCEL_ACTION,
     FORGET_ACTION,
     HOME_FORGET_ACTION,
+    REMINDER_CANCEL_ACTION,
     RESET_ACTION,
     fingerprint,
     forget_prompt_blocks,
@@ -39,6 +40,7 @@ from .blocks import (
     marked_text,
     memory_blocks,
     memory_text,
+    reminders_blocks,
     reset_prompt_blocks,
     rollback_blocks,
 )
@@ -59,6 +61,8 @@ USAGE = (
     "• `/memory export`: everything I remember, as a JSON file in our DM\n"
     "• `/memory proactive on|off [quiet-hours] [timezone]`: let me message you between conversations, "
     "e.g. `/memory proactive on 22-08 Europe/Berlin`\n"
+    "• `/memory reminders`: the reminders you asked me for, with buttons to cancel them "
+    "(or `/memory reminders cancel <id>`)\n"
     "• `/memory history [N]`: what changed in your memory, and why\n"
     "• `/memory rollback <version>`: put your core memory back as it was at a version from the history\n"
     "• `/memory private <words>` / `/memory public <words>`: keep core memory lines out of channels, or not\n"
@@ -124,6 +128,8 @@ async def handle_command(deps: SlackDeps, command: Mapping[str, Any], respond: R
             await _export(deps, respond, team, user)
         elif sub == "proactive":
             await _proactive(deps, respond, team, user, rest)
+        elif sub == "reminders":
+            await _reminders(deps, respond, me, rest)
         elif sub == "history":
             await _history(deps, respond, me, own, rest, "your")
         elif sub == "rollback":
@@ -280,6 +286,31 @@ async def _channel(
     await ephemeral(respond, MODE_EXPLAINED[mode])
 
 
+async def _reminders(deps: SlackDeps, respond: Respond, actor: Actor, rest: str) -> None:
+    """List the caller's reminders (from a channel, only those set in public), or cancel one by id."""
+    agent = _own(actor)
+    deps.services.authz.check(actor, Action.REMINDERS, agent)
+    scope = deps.services.authz.view_scope(actor, agent)
+    verb, _, wanted = rest.partition(" ")
+    if verb.lower() == "cancel":
+        await ephemeral(respond, await _cancel_reminder(deps, agent, wanted.strip(), scope))
+        return
+    if rest:
+        await ephemeral(respond, "Try `/memory reminders` or `/memory reminders cancel <id>`.")
+        return
+    reminders = [r for r in await deps.services.admin.reminders(agent) if scope is Scope.PRIVATE or r.scope is scope]
+    note = "" if scope is Scope.PRIVATE else PUBLIC_NOTE
+    await ephemeral(respond, f"{len(reminders)} pending reminder(s)", reminders_blocks(agent, reminders, note))
+
+
+async def _cancel_reminder(deps: SlackDeps, agent: AgentKey, reminder_id: str, scope: Scope) -> str:
+    visible = {r.id for r in await deps.services.admin.reminders(agent) if scope is Scope.PRIVATE or r.scope is scope}
+    cancelled = await deps.services.admin.cancel_reminder(agent, reminder_id) if reminder_id in visible else None
+    if cancelled is None:
+        return f"You have no pending reminder `{escape(reminder_id)}`; `/memory reminders` lists them."
+    return f"Cancelled your reminder for {escape(cancelled.local_due())}: {escape(cancelled.text)}"
+
+
 async def _admin(deps: SlackDeps, respond: Respond, team: str, user: str, rest: str, in_dm: bool) -> None:
     verb, _, args = rest.partition(" ")
     who, _, extra = args.strip().partition(" ")
@@ -324,6 +355,9 @@ async def handle_action(deps: SlackDeps, body: Mapping[str, Any], respond: Respo
             deps.services.authz.check(actor, Action.RESET, target)
             counts = await deps.services.admin.erase(target, cause=actor.cause(target))
             text = f"Done: I erased {sum(counts.values()):,} stored item(s). I remember nothing of that now."
+        elif action_id == REMINDER_CANCEL_ACTION:
+            deps.services.authz.check(actor, Action.REMINDERS, target)
+            text = await _cancel_reminder(deps, target, str(value.get("id") or ""), Scope.PRIVATE)
         elif action_id == FORGET_ACTION:
             query, fp = str(value.get("q") or ""), str(value.get("fp") or "")
             scope = Scope(str(value.get("s") or Scope.PRIVATE.value))

@@ -29,6 +29,7 @@ class Action(StrEnum):
     HISTORY = "history"
     ROLLBACK = "rollback"
     CHANNEL_MODE = "channel_mode"
+    REMINDERS = "reminders"  # list or cancel the reminders the user asked the model for
 
 
 OWN_ACTIONS = frozenset(
@@ -42,6 +43,7 @@ OWN_ACTIONS = frozenset(
         Action.MARK_PRIVATE,
         Action.HISTORY,
         Action.ROLLBACK,
+        Action.REMINDERS,
     }
 )
 PLATFORM_ADMIN_ACTIONS = frozenset({Action.SHOW, Action.RESET, Action.HISTORY, Action.ROLLBACK, Action.CHANNEL_MODE})

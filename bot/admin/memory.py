@@ -27,7 +27,8 @@ from bot.admin.ports import (
 )
 from bot.admin.redaction import Redactor
 from bot.core.events import AgentKey, Scope
-from bot.core.memory_types import ArchivalEntry, AuditEntry, AuditKind, Block, SearchHit, SearchPage
+from bot.core.memory_types import ArchivalEntry, AuditEntry, AuditKind, Block, Reminder, SearchHit, SearchPage
+from bot.core.ports import Reminders
 from bot.core.privacy import hidden_count, visible_blocks, visible_lines
 
 EXPORT_FORMAT = "membot-export/1"
@@ -105,8 +106,10 @@ class MemoryAdmin:
         activity: ActivityAdmin | None = None,
         throttle: PersonState | None = None,
         quarantine: Quarantine | None = None,
+        reminders: Reminders | None = None,
     ) -> None:
         self._quarantine = quarantine
+        self._reminders = reminders
         self.core = core
         self.audit = audit
         self.lock = lock
@@ -179,11 +182,23 @@ class MemoryAdmin:
                 "audit": await self.audit.export(agent),
                 "quarantine": await self._quarantine.export(agent) if self._quarantine else [],
                 "heartbeats": await self._activity.export(agent) if self._activity else {},
+                "reminders": [r.as_dict() for r in await self.reminders(agent)],
                 "platform_state": {
                     "person": self._person_of(agent),
                     "keys": await self._throttle.export(self._person_of(agent)) if self._throttle else [],
                 },
             }
+
+    async def reminders(self, agent: AgentKey) -> list[Reminder]:
+        """The agent's pending reminders, soonest first (none when this membot keeps no reminders)."""
+        return await self._reminders.pending(agent) if self._reminders is not None else []
+
+    async def cancel_reminder(self, agent: AgentKey, reminder_id: str) -> Reminder | None:
+        """Cancel one pending reminder; the one cancelled, or None when the agent has none of that id."""
+        found = next((r for r in await self.reminders(agent) if r.id == reminder_id.strip()), None)
+        if found is None or self._reminders is None or not await self._reminders.cancel(agent, found.id):
+            return None
+        return found
 
     async def reset(self, agent: AgentKey, *, cause: str) -> dict[str, int]:
         """Clear the agent's memory (core, queue, summary, recall, archival, heartbeat state) but keep its audit
@@ -217,8 +232,11 @@ class MemoryAdmin:
             "recall": await self._recall.erase(agent),
             "archival": await self._archival.erase(agent),
         }
+        if self._reminders is not None:
+            pending = await self._reminders.pending(agent)
+            removed["reminders"] = sum([await self._reminders.cancel(agent, r.id) for r in pending])
         if self._activity is not None:
-            await self._activity.erase(agent)  # activity, schedules, proactive choice and counters
+            await self._activity.erase(agent)  # activity, schedules and reminders, proactive choice and counters
         if self._quarantine is not None:
             removed["quarantine"] = await self._quarantine.erase(agent)
         return removed

@@ -1,4 +1,4 @@
-"""``membot memory``: show, export, reset, erase, forget, history, rollback, proactive, reindex, migrate.
+"""``membot memory``: show, export, reset, erase, forget, history, rollback, proactive, reminders, reindex, migrate.
 
 Memory commands are the operator's: not checked by ``bot.admin.authz``, audited as ``cli``. Every memory command
 given an agent with nothing stored exits 1 with one line saying so."""
@@ -21,8 +21,9 @@ from bot.admin.repair import RollbackResult
 from bot.app import open_memory_app
 from bot.cli.common import command_settings, err, fail, memory_app, parse_agent_key, run_work, stores_settings
 from bot.core.events import AgentKey
+from bot.core.memory_types import Reminder
 from bot.runtime.proactive import InvalidProactiveSetting, ProactivePolicy
-from bot.stores import open_proactive_control, open_repair
+from bot.stores import open_proactive_control, open_reminders, open_repair
 
 
 def _print_view(view: MemoryView) -> None:
@@ -287,6 +288,44 @@ def memory_proactive(
         typer.echo(json.dumps(document))
     else:
         typer.echo(f"proactive messages for {key}: {policy.describe()}")
+
+
+@memory_app.command("reminders")
+def memory_reminders(
+    agent_key: Annotated[str, typer.Argument(help="The user's agent, e.g. slack:T01:U02.")],
+    cancel: Annotated[str | None, typer.Option("--cancel", help="Cancel the reminder with this id.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """List a user's pending reminders (set by the model when asked), or cancel one."""
+    key = parse_agent_key(agent_key)
+    settings = command_settings()
+
+    async def work() -> list[Reminder]:
+        async with open_repair(settings) as repair:
+            await repair.require(key)
+        async with open_reminders(settings) as book:
+            pending = await book.pending(key)
+            if cancel is None:
+                return pending
+            chosen = [r for r in pending if r.id == cancel.strip()]
+            if not chosen or not await book.cancel(key, chosen[0].id):
+                raise fail(f"{key} has no pending reminder {cancel!r} (`membot memory reminders {key}` lists them)")
+            return chosen
+
+    reminders = run_work(work)
+    if as_json:
+        typer.echo(
+            json.dumps({"agent": str(key), "cancelled" if cancel else "reminders": [r.as_dict() for r in reminders]})
+        )
+    elif cancel is not None:
+        typer.echo(f"cancelled reminder {reminders[0].id} of {key} ({reminders[0].local_due()}: {reminders[0].text})")
+    elif not reminders:
+        typer.echo(f"{key} has no pending reminders")
+    else:
+        table = Table("id", "due (local)", "due (UTC)", "text")
+        for reminder in reminders:
+            table.add_row(reminder.id, reminder.local_due(), f"{reminder.due:%Y-%m-%d %H:%M}", reminder.text)
+        Console().print(table)
 
 
 @memory_app.command("reindex")

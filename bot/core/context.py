@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from bot.core.events import AgentKey, Scope
 from bot.core.memory_types import Fence
@@ -119,6 +120,12 @@ class _Unmeasured:
         """Nothing counts evictions."""
 
 
+class UserClock(Protocol):
+    """The user's time zone, shown in the status note (``bot.core.ports.Reminders`` has it)."""
+
+    async def timezone(self, agent: AgentKey) -> str: ...
+
+
 class ContextManager:
     """Builds each step's prompt within the token budget, alerting and evicting as the queue grows."""
 
@@ -131,8 +138,10 @@ class ContextManager:
         archival: ArchivalMemory,
         budget: Budget,
         metrics: EvictionMetrics | None = None,
+        clock: UserClock | None = None,
     ) -> None:
         self._metrics = metrics or _Unmeasured()
+        self._clock = clock
         self._model = model
         self._core = core
         self._working = working
@@ -164,9 +173,15 @@ class ContextManager:
     async def _status(self, agent: AgentKey, scope: Scope) -> str:
         """The status note: what changes from one call to the next, kept out of the cached prefix."""
         modified = await self._core.last_modified(agent)
+        now = datetime.now(UTC)
+        local = ""
+        if self._clock is not None:
+            zone = await self._clock.timezone(agent)
+            local = f" ({now.astimezone(ZoneInfo(zone)):%A %Y-%m-%d %H:%M} in the user's time zone, {zone})"
         return (
             load_prompt("status")
-            .replace("{now}", f"{datetime.now(UTC):%Y-%m-%d %H:%M}")
+            .replace("{now}", f"{now:%Y-%m-%d %H:%M}")
+            .replace("{local}", local)
             .replace("{recall_count}", str(await self._recall.count(agent, scope)))
             .replace("{archival_count}", str(await self._archival.count(agent, scope)))
             .replace("{changed}", f"{modified.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if modified else "never")

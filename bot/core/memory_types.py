@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bot.core.events import AgentKey, ReplyAddress, Scope, utc_now
 
@@ -16,9 +17,49 @@ PRIVATE_MARK = "[private]"  # a core memory line starting with this is private (
 HEARTBEAT_JOB_KINDS = ("reflect", "consolidate")
 
 
+REMINDER_JOB_KIND = "remind"
+
+
 def heartbeat_job_id(kind: str, agent: AgentKey) -> str:
     """The scheduler's job id of one heartbeat kind ("reflect" or "consolidate") of an agent."""
     return f"{kind}:{agent}"
+
+
+def reminder_job_prefix(agent: AgentKey) -> str:
+    """Every reminder job of an agent has an id starting with this: ``remind:<agent>:<reminder id>[~<retry>]``."""
+    return f"{REMINDER_JOB_KIND}:{agent}:"
+
+
+@dataclass(frozen=True)
+class Reminder:
+    """A reminder the user asked for: ``text`` is delivered at ``due`` (UTC) where the user last spoke.
+
+    ``timezone`` is the user's time zone when it was set (to show ``due`` in local time); ``scope`` is the scope of
+    the conversation it was set in (a private reminder is not shown in a public channel)."""
+
+    id: str
+    agent: AgentKey
+    due: datetime
+    text: str
+    timezone: str
+    scope: Scope
+    created_at: datetime
+    attempt: int = 0  # delivery retries so far (the platform was unreachable)
+
+    def local_due(self) -> str:
+        return f"{self.due.astimezone(ZoneInfo(self.timezone)):%Y-%m-%d %H:%M} {self.timezone}"
+
+    def as_dict(self) -> dict[str, str | int]:
+        return {
+            "id": self.id,
+            "due": self.due.astimezone(UTC).isoformat(),
+            "local_due": self.local_due(),
+            "text": self.text,
+            "timezone": self.timezone,
+            "scope": self.scope.value,
+            "created_at": self.created_at.astimezone(UTC).isoformat(),
+            "attempt": self.attempt,
+        }
 
 
 @dataclass(frozen=True)
@@ -34,6 +75,8 @@ class JobInfo:
     @classmethod
     def of(cls, job: Any) -> JobInfo:
         kind, _, agent = str(job.id).partition(":")
+        if kind == REMINDER_JOB_KIND:  # remind:<agent>:<reminder id>
+            agent = agent.rpartition(":")[0]
         next_run = getattr(job, "next_run_time", None)
         return cls(str(job.id), kind, agent, next_run.astimezone(UTC) if next_run else None, str(job.trigger))
 

@@ -27,6 +27,7 @@ from bot.core.memory_types import (
     Fence,
     InsertResult,
     RecallEntry,
+    Reminder,
     SearchPage,
 )
 from bot.llm.types import ChatMessage, Completion, SystemPrompt, ToolSpec
@@ -269,6 +270,26 @@ class PlatformAdapter(Protocol):
 
     async def send_direct(self, address: ReplyAddress, text: str) -> None:
         """Send a message nobody asked for (a proactive message) to where the user last spoke."""
+        ...
+
+
+class Reminders(Protocol):
+    """The reminders users asked the model for: kept as scheduler jobs shared by every process."""
+
+    async def timezone(self, agent: AgentKey) -> str:
+        """The user's IANA time zone (their proactive setting, else ``MEMBOT_TIMEZONE``)."""
+        ...
+
+    async def schedule(self, agent: AgentKey, due: datetime, text: str, *, scope: Scope) -> Reminder:
+        """Keep a reminder firing at ``due`` (aware); the caller checked the time and text."""
+        ...
+
+    async def pending(self, agent: AgentKey) -> list[Reminder]:
+        """The agent's reminders not yet delivered, soonest first."""
+        ...
+
+    async def cancel(self, agent: AgentKey, reminder_id: str) -> bool:
+        """Remove one of the agent's reminders; False when it has none of that id."""
         ...
 
 

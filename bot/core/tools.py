@@ -15,17 +15,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from bot.core.events import AgentKey, Scope
 from bot.core.memory_types import PAGE_SIZE, ArchivalEntry, AuditEntry, AuditKind, Fence, MemoryEditError, SearchPage
-from bot.core.ports import ArchivalMemory, AuditLog, CoreMemory, RecallMemory
+from bot.core.ports import ArchivalMemory, AuditLog, CoreMemory, RecallMemory, Reminders
 from bot.core.prompts import load_prompt
 from bot.llm.types import ToolCall, ToolSpec
 
 HEARTBEAT_PARAM = "request_heartbeat"
 MAX_HIT_CHARS = 1500
+MAX_REMINDER_AHEAD = timedelta(days=366)  # a reminder further ahead than this is refused
+MAX_REMINDER_CHARS = 500
+MAX_PENDING_REMINDERS = 25  # per agent
 
 
 class ToolFailure(Exception):
@@ -47,6 +51,7 @@ class ToolContext:
     surfaced: set[str] = field(default_factory=set)  # normalized texts shown by searches during this turn
     archival_source: str = "agent"  # ArchivalEntry.source of notes inserted in this turn ("reflection" in heartbeats)
     fence: Fence | None = None  # the turn's holding of the agent's lock: its memory writes carry it (memory_types)
+    reminders: Reminders | None = None  # None: this membot keeps no reminders (the functions say so)
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,29 @@ def _parse_when(text: str, *, end: bool) -> datetime:
             f"could not read {text!r} as a date; use ISO format like 2024-05-01 or 2024-05-01T18:00"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def parse_local_time(text: str, zone_name: str) -> datetime:
+    """An ISO 8601 date-time; without an offset it is a local time in ``zone_name``. Returned in UTC."""
+    text = text.strip()
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            raise ValueError("a date without a time")
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ToolFailure(
+            f"could not read {text!r} as a date and time; use ISO 8601 local time like 2024-05-01T09:00"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=_zone(zone_name))
+    return moment.astimezone(UTC)
 
 
 def format_page(page: SearchPage, what: str) -> str:
@@ -178,6 +206,60 @@ class MemoryFunctions:
             raise ToolFailure("query is empty; describe what to look for")
         result = await self._ctx.archival.search(self._ctx.agent, query, page, self._ctx.scope)
         return self._shown(result, "archival notes")
+
+    async def schedule_reminder(self, when: str, text: str) -> str:
+        reminders = self._reminders()
+        if not text.strip():
+            raise ToolFailure("text is empty; write what the user should be reminded of")
+        if len(text) > MAX_REMINDER_CHARS:
+            raise ToolFailure(f"text is {len(text)} characters long; keep it under {MAX_REMINDER_CHARS}")
+        agent = self._ctx.agent
+        zone_name = await reminders.timezone(agent)
+        due = parse_local_time(when, zone_name)
+        now = datetime.now(UTC)
+        local_now = f"{now.astimezone(_zone(zone_name)):%Y-%m-%d %H:%M} {zone_name}"
+        if due <= now:
+            raise ToolFailure(
+                f"{when!r} is in the past: it is now {local_now}. Work out the intended time from the current time "
+                "and call again with a future time"
+            )
+        if due - now > MAX_REMINDER_AHEAD:
+            raise ToolFailure(f"{when!r} is more than a year ahead (it is now {local_now}); reminders go up to a year")
+        if len(await reminders.pending(agent)) >= MAX_PENDING_REMINDERS:
+            raise ToolFailure(
+                f"the user already has {MAX_PENDING_REMINDERS} pending reminders; cancel one first (list_reminders)"
+            )
+        reminder = await reminders.schedule(agent, due, text.strip(), scope=self._ctx.scope)
+        return (
+            f"Reminder {reminder.id} set for {reminder.local_due()} ({due:%Y-%m-%d %H:%M} UTC). It will be sent "
+            "where the user last spoke. Tell the user when it is set for."
+        )
+
+    async def list_reminders(self) -> str:
+        reminders = self._reminders()
+        pending = await reminders.pending(self._ctx.agent)
+        if self._ctx.scope is Scope.PUBLIC:
+            pending = [r for r in pending if r.scope is Scope.PUBLIC]
+        if not pending:
+            return "No pending reminders."
+        lines = [f"{len(pending)} pending reminder(s), soonest first:"]
+        lines.extend(f"- {r.id}: {r.local_due()}: {r.text}" for r in pending)
+        return "\n".join(lines)
+
+    async def cancel_reminder(self, reminder_id: str) -> str:
+        reminders = self._reminders()
+        wanted = reminder_id.strip()
+        pending = {r.id: r for r in await reminders.pending(self._ctx.agent)}
+        found = pending.get(wanted)
+        if found is None or (self._ctx.scope is Scope.PUBLIC and found.scope is Scope.PRIVATE):
+            raise ToolFailure(f"no pending reminder has id {wanted!r}; list_reminders shows the ids")
+        await reminders.cancel(self._ctx.agent, wanted)
+        return f"Cancelled reminder {wanted} ({found.local_due()}: {found.text})."
+
+    def _reminders(self) -> Reminders:
+        if self._ctx.reminders is None:
+            raise ToolFailure("reminders are not available in this membot; tell the user you cannot set them")
+        return self._ctx.reminders
 
     def _shown(self, page: SearchPage, what: str) -> str:
         self._ctx.surfaced.update(_normalize(hit.text) for hit in page.hits)

@@ -1,7 +1,8 @@
 """The heartbeat scheduler: APScheduler's ``AsyncIOScheduler`` with a Redis job store that every process shares.
 
 Jobs are ``reflect:<agent>`` (a date trigger, replaced on each user message, so it fires once the conversation has
-been quiet for ``reflect_after``) and ``consolidate:<agent>`` (an interval). The store keeps pickled references to
+been quiet for ``reflect_after``), ``consolidate:<agent>`` (an interval) and the reminders users asked for,
+``remind:<agent>:<id>`` (a date trigger; ``bot/ops/reminders.py``). The store keeps pickled references to
 the module-level job functions below and the agent key string, so schedules survive restarts.
 
 Several processes may run a scheduler on the same store. APScheduler 3 can then submit one firing in more than one
@@ -21,6 +22,7 @@ import contextlib
 import logging
 import traceback
 from collections import deque
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
@@ -35,8 +37,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.core.events import AgentKey, utc_now
 from bot.core.memory_types import JobInfo, heartbeat_job_id
+from bot.ops.reminders import ReminderJobs, remind_job, reminder_job, reminder_of
 from bot.runtime.heartbeat import HeartbeatConfig, Heartbeats
 from bot.runtime.heartbeat_ports import ActivitySchedule, FiringGuard
+from bot.runtime.reminders import Delivery, ReminderDelivery
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +63,7 @@ async def consolidate_job(agent: str) -> None:
     raise RuntimeError(f"heartbeat jobs run only through a HeartbeatScheduler (consolidate {agent})")
 
 
-class JobStore(Protocol):
+class JobStore(ReminderJobs, Protocol):
     """Where heartbeat jobs are kept, shared by every process (``memory.redis.jobstore.SharedJobStore``)."""
 
     def open(self) -> Any:
@@ -123,7 +127,11 @@ class HeartbeatScheduler:
         self._poller: asyncio.Task[None] | None = None
         self._heartbeats: Heartbeats | None = None
         self._consolidating: set[AgentKey] = set()
-        self._handlers: dict[Any, Any] = {reflect_job: self._reflect_job, consolidate_job: self._consolidate_job}
+        self._handlers: dict[Any, Any] = {
+            reflect_job: self._reflect_job,
+            consolidate_job: self._consolidate_job,
+            remind_job: self.run_reminder,
+        }
         self.runs: deque[tuple[str, datetime]] = deque(maxlen=RECENT_RUNS)  # (job id, fire time) run here, newest last
 
     @property
@@ -279,6 +287,23 @@ class HeartbeatScheduler:
         if self._heartbeats is None:
             raise RuntimeError("the heartbeat scheduler was never started")
         return self._heartbeats
+
+    async def run_reminder(self, agent: str, reminder_id: str, **details: Any) -> None:
+        """Deliver a due reminder; when its platform cannot be reached now, keep it as a retry job."""
+        heartbeats = self._live()
+        reminder = reminder_of(agent, reminder_id, details)
+        runtime = heartbeats.runtime
+        delivery = ReminderDelivery(heartbeats.activity, heartbeats.recall, heartbeats.adapters, runtime.note_sent)
+        outcome = await delivery.deliver(reminder)
+        log.info("reminder", extra={"agent": agent, "reminder": reminder_id, "status": outcome.status})
+        if outcome.status is Delivery.RETRY and outcome.retry_at is not None:
+            retry = replace(reminder, attempt=reminder.attempt + 1)
+            await asyncio.to_thread(self._job_store.put, reminder_job(retry, outcome.retry_at))
+
+    def wakeup(self) -> None:
+        """Look at the store now (a job due soon was added); nothing when not running."""
+        if self._scheduler is not None:
+            self._scheduler.wakeup()
 
     async def run_reflection(self, agent: AgentKey) -> None:
         outcome = await self._live().reflect(agent)

@@ -32,6 +32,7 @@ from bot.core.ports import (
     CoreMemory,
     HeartbeatPlanner,
     RecallMemory,
+    Reminders,
     ReplySink,
     WorkingMemory,
 )
@@ -110,6 +111,7 @@ class Runtime:
         planner: HeartbeatPlanner | None = None,
         turn_timeout: float = 90.0,
         outage: OutageBridge | None = None,
+        reminders: Reminders | None = None,
     ) -> None:
         self._agent = agent
         self._core = core
@@ -122,6 +124,7 @@ class Runtime:
         self._activity = activity
         self._planner = planner
         self._turn_timeout = turn_timeout
+        self._reminders = reminders  # the model's schedule_reminder & co. (None: not offered a store)
         self.outage = outage  # journals messages while the memory store is unreachable (bot.runtime.outage)
 
     @asynccontextmanager
@@ -242,7 +245,16 @@ class Runtime:
                 await self._recall.add([self._recall_entry(message, "assistant", reply, "membot")], fence=fence)
 
             ctx = ToolContext(
-                agent, message.scope, self._core, self._recall, self._archival, self._audit, send, cause, fence=fence
+                agent,
+                message.scope,
+                self._core,
+                self._recall,
+                self._archival,
+                self._audit,
+                send,
+                cause,
+                fence=fence,
+                reminders=self._reminders,
             )
             async with sink.typing():
                 report = await self._run_with_deadline(ctx, expects_reply=True)
@@ -331,10 +343,18 @@ class Runtime:
                 cause,
                 archival_source=archival_source,
                 fence=fence,
+                reminders=self._reminders,
             )
             report = await self._run_with_deadline(ctx, expects_reply=False)
         log.info("event done", extra={"agent": str(agent), "steps": report.steps, "sent": report.messages_sent})
         return report
+
+    async def note_sent(self, agent: AgentKey, text: str, *, private: bool) -> None:
+        """Put a ``[system]`` note of something membot sent on its own (a reminder) in the agent's queue, so the
+        next turn knows what the user may be answering. Takes the agent's lock (TimeoutError if it stays busy)."""
+        async with self.agent_lock(agent) as fence:
+            note = ChatMessage("user", f"[system] {text}", private=private)
+            await self._working.append(agent, [note], fence=fence)
 
     @asynccontextmanager
     async def _event_boundary(self, agent: AgentKey) -> AsyncIterator[None]:

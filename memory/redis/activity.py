@@ -13,7 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.core.events import AgentKey, ReplyAddress
-from bot.core.memory_types import HEARTBEAT_JOB_KINDS, ActivityRecord, ProactivePrefs, heartbeat_job_id
+from bot.core.memory_types import (
+    HEARTBEAT_JOB_KINDS,
+    ActivityRecord,
+    ProactivePrefs,
+    heartbeat_job_id,
+    reminder_job_prefix,
+)
 from memory.redis.client import AsyncRedis
 from memory.redis.keys import RedisKeys
 from memory.redis.platform_state import delete_keys, scan_keys
@@ -137,7 +143,8 @@ class RedisActivityLog:
         return [heartbeat_job_id(kind, agent) for kind in HEARTBEAT_JOB_KINDS]
 
     def _patterns(self, agent: AgentKey) -> list[str]:
-        return [self._keys.proactive_sent_pattern(agent), *map(self._keys.job_run_guard_pattern, self._jobs(agent))]
+        guarded = [*self._jobs(agent), f"{reminder_job_prefix(agent)}*"]  # reminders: remind:<agent>:<id>
+        return [self._keys.proactive_sent_pattern(agent), *map(self._keys.job_run_guard_pattern, guarded)]
 
     async def erase(self, agent: AgentKey) -> None:
         """Remove everything heartbeats keep about the agent: activity, proactive choice and daily counters, its
@@ -153,7 +160,8 @@ class RedisActivityLog:
         await self._redis.delete(self._keys.proactive(agent), *found)  # the agent's keys: one slot, one DEL
         # Firing guards are keyed by job and firing (any slot). With the jobs gone no new guard appears, and each
         # guard is a flag that expires in a day, so deleting them key by key needs no atomicity.
-        await delete_keys(self._redis, await scan_keys(self._redis, list(map(self._keys.job_run_guard_pattern, jobs))))
+        guards = await scan_keys(self._redis, [p for p in self._patterns(agent) if ":jobrun:" in p])
+        await delete_keys(self._redis, guards)
 
     async def export(self, agent: AgentKey) -> dict[str, Any]:
         """Activity, proactive choice and counters, scheduled jobs (id, next run) and firing guards."""

@@ -133,3 +133,38 @@ class SharedJobStore:
     def read(self) -> list[JobInfo]:
         """Every stored job, soonest first, without running a scheduler (blocking: call it in a thread)."""
         return read_jobs(self.redis_url, self.jobs_key, self.run_times_key, self.set_aside, self.resilience)
+
+    def find(self, prefix: str) -> list[Job]:
+        """The stored jobs whose id starts with ``prefix`` (``HSCAN``: no other job is read). Blocking."""
+        store = self.open()
+        try:
+            pattern = prefix.replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?").replace("[", "\\[")
+            ids = sorted({_text(key) for key, _ in store.redis.hscan_iter(self.jobs_key, match=pattern + "*")})
+            return [job for job_id in ids if (job := store.lookup_job(job_id)) is not None]
+        finally:
+            store.shutdown()
+
+    def put(self, job: Job, *, replace: bool = False) -> None:
+        """Store a job built outside a scheduler (every scheduler on the store sees it at its next wakeup)."""
+        store = self.open()
+        try:
+            if replace:
+                store.remove_job(job.id)
+            store.add_job(job)
+        finally:
+            store.shutdown()
+
+    def delete(self, job_id: str) -> bool:
+        """Remove one job; False when there was none of that id. Blocking."""
+        store = self.open()
+        try:
+            if store.lookup_job(job_id) is None:
+                return False
+            store.remove_job(job_id)
+            return True
+        finally:
+            store.shutdown()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from bot.admin.memory import UnknownAgent
-from bot.core.events import AgentKey
+from bot.core.events import AgentKey, Scope
+from bot.ops.reminders import ReminderBook
+from bot.stores import heartbeat_job_store
 from tests.discord.conftest import DiscordHarness
 from tests.discord.helpers import MENTION, answer_to
 from tests.scenario import eventually
@@ -214,3 +217,30 @@ async def test_memory_proactive_is_opt_in_per_user_and_answers_privately(harness
     _, stopped = await responses(harness.discord, off, 2)
     assert text_of(stopped) == "Proactive messages for you here: off."
     assert not (await control.policy(ALICE_HERE)).enabled
+
+
+async def test_memory_reminders_lists_this_servers_reminders_and_cancels_one_by_id(harness: DiscordHarness) -> None:
+    later = (datetime.now(UTC) + timedelta(days=1)).replace(tzinfo=None)
+    said = f"{MENTION} remind: {later:%Y-%m-%dT%H:%M} Bring the slides."
+    await answer_to(
+        harness.discord, await harness.discord.send_message(ALICE, said, channel_id=GENERAL, mentions=(BOT,))
+    )
+    book = ReminderBook(heartbeat_job_store(harness.app.settings), harness.app.stores.activity, "UTC")
+    secret = await book.schedule(
+        ALICE_HERE, datetime.now(UTC) + timedelta(days=2), "Secret thing.", scope=Scope.PRIVATE
+    )
+    [public, _] = await harness.app.services.admin.reminders(ALICE_HERE)
+
+    listed = await harness.discord.slash(ALICE, "memory reminders")
+    _, shown = await responses(harness.discord, listed, 2)
+    assert flags_of(shown) & EPHEMERAL
+    assert f"`{public.id}`" in text_of(shown) and "Bring the slides." in text_of(shown)
+    assert "Secret thing." not in text_of(shown), "a private reminder is not listed in a server"
+
+    hidden = await harness.discord.slash(ALICE, "memory reminders", cancel=secret.id)
+    _, refused = await responses(harness.discord, hidden, 2)
+    assert f"no pending reminder `{secret.id}`" in text_of(refused)
+    cancel = await harness.discord.slash(ALICE, "memory reminders", cancel=public.id)
+    _, done = await responses(harness.discord, cancel, 2)
+    assert text_of(done).startswith("Cancelled your reminder for") and "Bring the slides." in text_of(done)
+    assert [r.id for r in await harness.app.services.admin.reminders(ALICE_HERE)] == [secret.id]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -201,3 +202,32 @@ async def test_proactive_is_opt_in_per_user_and_answers_ephemerally(slack: Slack
     _, off_url = await slack.command(ANN, "proactive OFF")
     assert (await _answer(slack, off_url))["text"] == "Proactive messages for you: off."
     assert not (await control.policy(slack.agent(ANN))).enabled
+
+
+async def test_reminders_are_listed_with_cancel_buttons_and_cancelled_by_button_or_id(slack: SlackHarness) -> None:
+    later = (datetime.now(UTC) + timedelta(days=1)).replace(tzinfo=None)
+    await slack.say_dm(ANN, f"remind: {later:%Y-%m-%dT%H:%M} Call mom.")
+    await slack.say_dm(ANN, f"remind: {later + timedelta(hours=1):%Y-%m-%dT%H:%M} Water the plants.")
+    first, second = await slack.app.services.admin.reminders(slack.agent(ANN))
+
+    in_channel = await _answer(slack, (await slack.command(ANN, "reminders"))[1])
+    assert "no pending reminders" in all_text(in_channel), "reminders set in a DM are not listed in a channel"
+    _, response_url = await slack.command(ANN, "reminders", channel=f"D{ANN}", channel_name="directmessage")
+    listed = await _answer(slack, response_url)
+    assert listed["response_type"] == "ephemeral"
+    assert "Call mom." in all_text(listed) and "Water the plants." in all_text(listed)
+    cancels = [block["accessory"] for block in listed["blocks"] if "accessory" in block]
+    assert [json.loads(button["value"])["id"] for button in cancels] == [first.id, second.id]
+
+    await slack.press(BOB, cancels[0], response_url=response_url)  # not Bob's to cancel
+    await slack.settle()
+    assert len(await slack.app.services.admin.reminders(slack.agent(ANN))) == 2
+    await slack.press(ANN, cancels[0], response_url=response_url)
+    await slack.settle()
+    done = slack.responses(response_url)[-1]
+    assert done["replace_original"] is True
+    assert "Cancelled your reminder" in done["text"] and "Call mom." in done["text"]
+
+    _, by_id = await slack.command(ANN, f"reminders cancel {second.id}", channel=f"D{ANN}", channel_name="dm")
+    assert "Water the plants." in (await _answer(slack, by_id))["text"]
+    assert await slack.app.services.admin.reminders(slack.agent(ANN)) == []

@@ -10,6 +10,10 @@ User intents (the text after the message header):
 - ``search: Q``           → conversation_search(Q), then send_message with what was found
 - ``recall: Q``           → archival_memory_search(Q), then send_message with what was found
 - ``think only``          → plain text without send_message (membot should remind once)
+- ``remind: WHEN TEXT``    → schedule_reminder(WHEN, TEXT) (WHEN as written, e.g. 2026-05-02T09:00), then send_message
+  with the result (``Set: ...`` or ``That failed: ...``)
+- ``reminders?``          → list_reminders, then send_message("Found: <the list>")
+- ``cancel reminder ID``  → cancel_reminder(ID), then send_message with the result
 - ``long answer``         → send_message(LONG_ANSWER): ~5,000 characters with a Python code block (splitting tests)
 - anything else           → send_message("echo: <text>")
 Summary requests (membot's summarizer) get a short summary that names the turns it saw.
@@ -92,7 +96,7 @@ class Brain:
         if last["role"] == "tool":
             return self._after_tool(messages)
         fresh = [m for m in _after_last_assistant(messages) if m["role"] == "user"]
-        spoken = [user_text(m["content"]) for m in fresh if not m["content"].lstrip().startswith("[system]")]
+        spoken = [user_text(m["content"]) for m in fresh if not _system_only(m["content"])]
         if not spoken and any(m["role"] == "tool" for m in _after_last_assistant(messages)):
             return self._after_tool(messages)  # a system alert arrived after a function result: go on with the turn
         if not spoken:
@@ -118,6 +122,15 @@ class Brain:
         if lowered.startswith("recall:"):
             args = {"query": text.split(":", 1)[1].strip(), "request_heartbeat": True}
             return ScriptedReply(tool_calls=[("archival_memory_search", args)])
+        if lowered.startswith("remind:"):
+            when, _, what = text.split(":", 1)[1].strip().partition(" ")
+            args = {"when": when, "text": what.strip(), "request_heartbeat": True}
+            return ScriptedReply(tool_calls=[("schedule_reminder", args)])
+        if lowered == "reminders?":
+            return ScriptedReply(tool_calls=[("list_reminders", {"request_heartbeat": True})])
+        if lowered.startswith("cancel reminder "):
+            args = {"reminder_id": text.split()[-1], "request_heartbeat": True}
+            return ScriptedReply(tool_calls=[("cancel_reminder", args)])
         if lowered.startswith("long answer"):
             return ScriptedReply(tool_calls=[("send_message", {"message": LONG_ANSWER})])
         if lowered == "think only":
@@ -167,7 +180,9 @@ class Brain:
         if status.get("status") == "Failed":
             return ScriptedReply(tool_calls=[("send_message", {"message": f"That failed: {status.get('message')}"})])
         message = status.get("message", content)
-        if message.startswith("Showing") or message.startswith("No "):
+        if message.startswith(("Reminder ", "Cancelled reminder")):
+            return ScriptedReply(tool_calls=[("send_message", {"message": f"Set: {message}"})])
+        if message.startswith("Showing") or message.startswith("No ") or "pending reminder(s)" in message:
             return ScriptedReply(tool_calls=[("send_message", {"message": f"Found: {message}"})])
         if message.startswith("Sent"):
             return ScriptedReply(text="Done.")
@@ -181,6 +196,14 @@ def heartbeat_event(messages: list[dict]) -> str | None:
             content = message["content"].lstrip()
             return content if content.startswith(HEARTBEAT_PREFIX) else None
     return None
+
+
+def _system_only(content: str) -> bool:
+    """A ``[system]`` note with no user message merged after it (the Anthropic wire merges consecutive ones)."""
+    lines = content.lstrip().splitlines()
+    if not lines or not lines[0].startswith("[system]"):
+        return False
+    return not any(line.startswith("[") and "UTC]" in line for line in lines[1:])
 
 
 def _last_spoken(messages: list[dict]) -> str:
