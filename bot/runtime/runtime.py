@@ -244,18 +244,7 @@ class Runtime:
                 await sink.send(OutboundReply(reply, ReplyKind.MESSAGE, message.message_id))
                 await self._recall.add([self._recall_entry(message, "assistant", reply, "membot")], fence=fence)
 
-            ctx = ToolContext(
-                agent,
-                message.scope,
-                self._core,
-                self._recall,
-                self._archival,
-                self._audit,
-                send,
-                cause,
-                fence=fence,
-                reminders=self._reminders,
-            )
+            ctx = self._tool_context(agent, message.scope, send, cause, fence)
             async with sink.typing():
                 report = await self._run_with_deadline(ctx, expects_reply=True)
         if report.messages_sent == 0:  # the reply guarantee's last resort: never silent
@@ -287,6 +276,21 @@ class Runtime:
             return False
         queued = await self._working.messages(message.agent_key)
         return any(item.role == "user" and item.message_id == message.message_id for item in queued)
+
+    def _tool_context(
+        self,
+        agent: AgentKey,
+        scope: Scope,
+        send: Callable[[str], Awaitable[None]],
+        cause: str,
+        fence: Fence | None,
+        archival_source: str = "agent",
+    ) -> ToolContext:
+        """What the model's functions act on in one turn or event."""
+        stores = (self._core, self._recall, self._archival, self._audit)
+        return ToolContext(
+            agent, scope, *stores, send, cause, archival_source=archival_source, fence=fence, reminders=self._reminders
+        )
 
     async def _run_with_deadline(self, ctx: ToolContext, *, expects_reply: bool) -> TurnReport:
         """The step loop, bounded by ``turn_timeout`` (every model call, retry and step included)."""
@@ -332,19 +336,7 @@ class Runtime:
             await self._ensure_core(agent, cause, fence)
             event = ChatMessage("user", f"[system] {text}", private=scope is Scope.PRIVATE)
             await self._working.append(agent, [event], fence=fence)
-            ctx = ToolContext(
-                agent,
-                scope,
-                self._core,
-                self._recall,
-                self._archival,
-                self._audit,
-                send,
-                cause,
-                archival_source=archival_source,
-                fence=fence,
-                reminders=self._reminders,
-            )
+            ctx = self._tool_context(agent, scope, send, cause, fence, archival_source)
             report = await self._run_with_deadline(ctx, expects_reply=False)
         log.info("event done", extra={"agent": str(agent), "steps": report.steps, "sent": report.messages_sent})
         return report
