@@ -21,7 +21,7 @@ from bot.runtime.heartbeat import HeartbeatConfig, ProactiveControl
 from bot.settings import ConfigError, Settings
 from memory.qdrant.archival import QdrantArchivalMemory
 from memory.qdrant.edge_backend import EdgeBackend
-from memory.qdrant.embeddings import build_embedder
+from memory.qdrant.embeddings import OpenAIEmbedder, build_embedder
 from memory.qdrant.indexer import RecallIndexer
 from memory.qdrant.indexer_health import IndexerHealth
 from memory.qdrant.migrate import migrate_local_store
@@ -103,6 +103,12 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
     try:
         keys = RedisKeys(settings.redis_prefix)
         embedder = _embedder(settings)
+        if isinstance(embedder, OpenAIEmbedder) and not embedder.dimensions:  # a model membot does not know
+            try:
+                await embedder.probe_dimensions()
+            except RuntimeError as exc:
+                await embedder.aclose()
+                raise ServiceUnavailable(str(exc)) from None
         registry = StoreRegistry(redis, keys, redis_description=redact(settings.redis_url))
         try:
             if not settings.qdrant_url:  # refuse another namespace's store before creating anything

@@ -110,15 +110,10 @@ class OpenAIEmbedder:
         batch_size: int = 256,
         client: AsyncOpenAI | None = None,
     ) -> None:
-        if dimensions is None and model not in EMBEDDING_MODEL_DIMENSIONS:
-            raise ValueError(
-                f"The size of the vectors of embedding model {model!r} (MEMBOT_OPENAI_EMBEDDING_MODEL) is not known: "
-                "set MEMBOT_EMBEDDING_DIMENSIONS to it (see the model's documentation), or use one of "
-                f"{', '.join(EMBEDDING_MODEL_DIMENSIONS)}."
-            )
         self.model = model
         self.name = f"openai:{model}"
-        self.dimensions = dimensions or EMBEDDING_MODEL_DIMENSIONS[model]
+        # 0: a model membot does not know (e.g. Ollama's nomic-embed-text): ``probe_dimensions`` asks the server
+        self.dimensions = dimensions or EMBEDDING_MODEL_DIMENSIONS.get(model, 0)
         self._send_dimensions = dimensions is not None and model != "text-embedding-ada-002"
         self._batch_size = batch_size
         if client is None:
@@ -126,6 +121,27 @@ class OpenAIEmbedder:
 
             client = AsyncOpenAI(api_key=api_key, base_url=base_url)
         self._client = client
+
+    async def probe_dimensions(self) -> int:
+        """The size of the model's vectors, asked of the server with one short text when it is not known yet.
+        Raises RuntimeError (naming MEMBOT_EMBEDDING_DIMENSIONS) when the server cannot tell."""
+        if self.dimensions:
+            return self.dimensions
+        try:
+            response = await self._client.embeddings.create(
+                model=self.model, input=["dimension probe"], encoding_format="float"
+            )
+            size = len(response.data[0].embedding)
+        except Exception as exc:
+            raise RuntimeError(
+                f"membot could not ask the embeddings server for the size of {self.model!r}'s vectors "
+                f"({type(exc).__name__}: {str(exc)[:200]}). Set MEMBOT_EMBEDDING_DIMENSIONS to it (see the model's "
+                "documentation, e.g. 768 for nomic-embed-text) so that membot can start while the server is down."
+            ) from None
+        if size < 1:
+            raise RuntimeError(f"the embeddings server returned an empty vector for {self.model!r}")
+        self.dimensions = size
+        return size
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         out: list[list[float]] = []
