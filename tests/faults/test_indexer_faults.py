@@ -187,14 +187,19 @@ def test_chat_starts_and_chats_on_while_the_embeddings_api_answers_503(
     assert len(texts) == 8
 
 
-def test_an_embedding_model_of_unknown_size_is_one_clear_line(
+def test_an_embedding_model_of_unknown_size_is_asked_of_the_server_or_named_in_one_line(
     llm: ScriptedLLMServer, key_prefix: str, data_dir: Path, tmp_path: Path
 ) -> None:
     env = chat_env(llm, key_prefix, data_dir, MEMBOT_OPENAI_EMBEDDING_MODEL="my-embedder")
+    llm.embeddings_down = True  # the server cannot tell the size of the model's vectors
     result = membot(["chat", "--user", "ines"], env, tmp_path, b"hello\n")
-    assert result.returncode == 2
+    assert result.returncode == 1
     [line] = result.stderr.strip().splitlines()
-    assert "'my-embedder'" in line and "MEMBOT_EMBEDDING_DIMENSIONS" in line
+    assert "'my-embedder'" in line and "MEMBOT_EMBEDDING_DIMENSIONS" in line and "Traceback" not in line
+    llm.embeddings_down = False  # it answers: the size is asked of it, and membot chats
+    result = membot(["chat", "--user", "ines"], env, tmp_path, b"hello\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "membot> echo: hello"
 
 
 async def test_the_health_report_names_an_indexer_that_backs_off() -> None:
