@@ -145,7 +145,7 @@ async def test_two_membot_run_processes_share_one_redis_and_reflect_once(
             blocks = [await redis_client.hget(keys.core_blocks(agent), "human") for agent in agents]
             return all(block and REFLECTED.encode() in block for block in blocks)
 
-        await eventually(all_reflected, within=30, what="both processes to start and reflect")
+        await eventually(all_reflected, within=90, what="both processes to start and reflect")  # a safety net
         await asyncio.sleep(0.5)  # let the slower process catch up and (try to) fire the same jobs
     finally:
         for process in processes:
