@@ -139,19 +139,34 @@ async def test_two_membot_run_processes_share_one_redis_and_reflect_once(
             )
         )
     keys = RedisKeys(settings.redis_prefix)
+    logs: list[list[str]] = [[] for _ in processes]
+
+    async def read(process: asyncio.subprocess.Process, lines: list[str]) -> None:
+        assert process.stderr is not None
+        async for line in process.stderr:
+            lines.append(line.decode())
+
+    readers = [asyncio.create_task(read(process, lines)) for process, lines in zip(processes, logs, strict=True)]
     try:
+
+        def both_serving() -> bool:  # the notice comes once SIGTERM is handled: a stop is then graceful
+            return all("No chat platform is configured" in "".join(lines) for lines in logs)
 
         async def all_reflected() -> bool:
             blocks = [await redis_client.hget(keys.core_blocks(agent), "human") for agent in agents]
             return all(block and REFLECTED.encode() in block for block in blocks)
 
-        await eventually(all_reflected, within=90, what="both processes to start and reflect")  # a safety net
+        await eventually(both_serving, within=90, what="both processes to start")  # safety nets, not timings
+        await eventually(all_reflected, within=90, what="the reflections")
         await asyncio.sleep(0.5)  # let the slower process catch up and (try to) fire the same jobs
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
-            outputs = [(await process.communicate())[1].decode() for process in processes]
+            for process in processes:
+                await process.wait()
+            await asyncio.gather(*readers)
+    outputs = ["".join(lines) for lines in logs]
     assert [process.returncode for process in processes] == [0, 0], outputs
     for output in outputs:
         assert "No chat platform is configured" in output and "DISCORD_TOKEN" in output
