@@ -242,15 +242,27 @@ class MemoryAdmin:
         return removed
 
     async def import_document(
-        self, agent: AgentKey, name: str, data: bytes, scope: Scope, *, cause: str
+        self,
+        agent: AgentKey,
+        name: str,
+        data: bytes,
+        scope: Scope,
+        *,
+        cause: str,
+        detail: Mapping[str, object] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> ImportReport:
         """Read a file (text, Markdown, HTML, PDF, DOCX: ``bot.admin.documents``) into archival memory, in passages
         naming the file, page and position. Raises DocumentError (with the reason, for the user) when it cannot
-        be read; a passage already stored is counted, not stored again."""
+        be read; a passage already stored is counted, not stored again. ``progress(done, total)`` follows the
+        passages; ``detail`` is added to the audit entry."""
         document = read_document(name, data)
         texts = [piece.text for piece in passages(document)]
-        detail = {"sha256": document.sha256, "kind": document.kind}
-        return await self.import_passages(agent, document.name, texts, scope, cause=cause, detail=detail)
+        audited = {**(detail or {}), "sha256": document.sha256, "kind": document.kind}
+        advance = (lambda done: progress(done, len(texts))) if progress is not None else None
+        return await self.import_passages(
+            agent, document.name, texts, scope, cause=cause, detail=audited, progress=advance
+        )
 
     async def import_passages(
         self,

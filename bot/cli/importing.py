@@ -16,7 +16,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from bot.admin.audit import CLI_CAUSE
-from bot.admin.documents import DocumentError, passages, read_document
+from bot.admin.documents import DocumentError
 from bot.admin.memory import ImportReport
 from bot.app import open_memory_app
 from bot.cli.common import app, err, parse_agent_key, run_work, stores_settings
@@ -54,8 +54,8 @@ def import_documents(
     raise typer.Exit(1 if failed else 0)
 
 
-def _advance(bar: Progress, task: TaskID, done: int) -> None:
-    bar.update(task, completed=done)
+def _advance(bar: Progress, task: TaskID, done: int, total: int) -> None:
+    bar.update(task, completed=done, total=total)
 
 
 def _expand(paths: list[Path]) -> list[Path]:
@@ -75,23 +75,21 @@ async def _import_all(
     async with open_memory_app(settings) as running:
         with Progress(*columns, console=err, transient=False) as bar:
             for path in files:
+                task = bar.add_task(path.name, total=None)
                 try:
-                    document = read_document(path.name, path.read_bytes())
+                    report = await running.admin.import_document(
+                        key,
+                        path.name,
+                        path.read_bytes(),
+                        scope,
+                        cause=CLI_CAUSE,
+                        detail={"file": str(path.resolve())},
+                        progress=partial(_advance, bar, task),
+                    )
                 except (DocumentError, OSError) as exc:
+                    bar.remove_task(task)
                     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                     failed.append(_Failed(path, reason))
                     continue
-                pieces = passages(document)
-                task = bar.add_task(document.name, total=len(pieces))
-                detail = {"file": str(path.resolve()), "sha256": document.sha256, "kind": document.kind}
-                report = await running.admin.import_passages(
-                    key,
-                    document.name,
-                    [piece.text for piece in pieces],
-                    scope,
-                    cause=CLI_CAUSE,
-                    detail=detail,
-                    progress=partial(_advance, bar, task),
-                )
                 reports.append(report)
     return reports, failed
