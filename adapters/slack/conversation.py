@@ -18,13 +18,11 @@ from bot.runtime.channels import DEFAULT_MODE, NOT_ALLOWED_NOTICE, SWITCHED_OFF_
 from bot.runtime.runtime import TURN_FAILED_NOTICE
 
 from .deps import SlackDeps
-from .files import import_files
+from .files import SlackStatus, import_files
 from .normalize import SlackMessage, Trigger, parse_event, to_inbound, trigger
 from .sink import SlackSink
 
 log = logging.getLogger(__name__)
-
-IMPORT_FAILED_NOTICE = "I couldn't import your files right now; please send them again in a while."
 
 
 async def handle_message_event(
@@ -131,7 +129,7 @@ async def _answer(
         log.info("message not admitted", extra={"event_id": event_id, "retry_num": retry_num, "verdict": verdict})
         return
     if message.is_dm and message.files:
-        await _import(deps, message, sink)
+        await _import(deps, message)
         if not message.text.strip():
             return
     inbound = to_inbound(
@@ -146,15 +144,10 @@ async def _answer(
     await services.runtime.handle(inbound, sink)
 
 
-async def _import(deps: SlackDeps, message: SlackMessage, sink: SlackSink) -> None:
-    """Import the DM's files; a failed import (the memory store unreachable, a bug) is logged and told, and never
-    keeps the message's text from its turn."""
+async def _import(deps: SlackDeps, message: SlackMessage) -> None:
+    """Import the DM's files, with their progress in one status message; a failed import (the memory store
+    unreachable, a bug) is told in it, and never keeps the message's text from its turn."""
     agent = AgentKey("slack", message.team_id, message.user_id)
     cause = event_cause("slack", message.ts)
-    try:
-        lines = await import_files(deps.client, deps.bot_token, deps.services.admin, agent, message.files, cause)
-    except Exception:
-        log.exception("files could not be imported", extra={"ts": message.ts})
-        lines = [IMPORT_FAILED_NOTICE]
-    if lines:
-        await sink.send(OutboundReply("\n".join(lines), ReplyKind.NOTICE, message.ts))
+    status = SlackStatus(deps.client, message.channel_id, message.reply_thread)
+    await import_files(deps.client, deps.bot_token, deps.services.admin, agent, message.files, cause, status)

@@ -75,6 +75,7 @@ class RestCall:
     json: Any = None
     files: list[tuple[str, bytes]] = field(default_factory=list)
     response: Any = None
+    at: float = field(default_factory=time.monotonic)  # when it arrived (time.monotonic)
 
 
 class DiscordStandIn(DiscordGateway):
@@ -88,6 +89,7 @@ class DiscordStandIn(DiscordGateway):
         self.snowflake = payloads.Snowflakes()
         self._runner: web.AppRunner | None = None
         self.token = "test-token"  # the bot token it accepts; others get 401 like Discord
+        self.deleted_messages: set[int] = set()  # ids of messages a user deleted: editing them gets 404 10008
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -201,6 +203,12 @@ class DiscordStandIn(DiscordGateway):
         token = interaction["token"]
         return lambda call: token in call.path and call.method in ("POST", "PATCH")
 
+    @staticmethod
+    def edits_of(channel_id: int | str, message_id: int | str) -> Callable[[RestCall], bool]:
+        """Predicate: an edit of this message (PATCH /channels/{channel.id}/messages/{message.id})."""
+        path = f"/channels/{channel_id}/messages/{message_id}"
+        return lambda call: call.method == "PATCH" and call.path == path
+
     def summary(self) -> str:
         return ", ".join(f"{c.method} {c.path}" for c in self.calls[-30:])
 
@@ -248,6 +256,10 @@ class DiscordStandIn(DiscordGateway):
                 return 200, []
             case ("POST", "channels", channel_id, "messages"):
                 return 200, self._created(call, int(channel_id))
+            case ("PATCH", "channels", channel_id, "messages", message_id):
+                if int(message_id) in self.deleted_messages:  # what Discord answers for a deleted message
+                    return 404, {"message": "Unknown Message", "code": 10008}
+                return 200, self._created(call, int(channel_id), message_id=int(message_id))
             case ("POST", "users", "@me", "channels"):
                 recipient = payloads.user(int(call.json["recipient_id"]), "someone")
                 return 200, {"id": str(dm_channel_id(recipient)), "type": 1, "recipients": [recipient]}

@@ -39,6 +39,8 @@ class ApiCall:
     headers: dict[str, str]
     path: str
     peer: tuple[str, int] | None = None  # the client's address and port: one port for calls on one connection
+    at: float = field(default_factory=time.monotonic)  # when it arrived (time.monotonic)
+    response: dict[str, Any] | None = None  # what a Web API method answered (e.g. the ``ts`` of a posted message)
 
     @property
     def json(self) -> dict[str, Any]:
@@ -72,6 +74,7 @@ class SlackStandIn:
         self.uploads: dict[str, bytes] = {}
         self.channels: dict[str, list[dict[str, Any]]] = {}
         self.errors: dict[str, str] = {}  # method -> error code to answer with
+        self.rate_limited: set[str] = set()  # methods answered with HTTP 429 and Retry-After, as Slack's limits do
         self.socket: SocketPeer | None = None
         self.sockets_opened = 0
         self.socket_available = True  # False: Socket Mode connections are refused (503), as in an outage
@@ -140,6 +143,10 @@ class SlackStandIn:
         """A message that exists in Slack (the harness records what users "said")."""
         self.channels.setdefault(channel, []).append(dict(message))
 
+    def delete_message(self, channel: str, ts: str) -> None:
+        """A user deletes a message (membot's too: in a DM each side may delete the other's messages)."""
+        self.channels[channel] = [m for m in self.channels.get(channel, []) if m.get("ts") != ts]
+
     def new_response_url(self) -> str:
         return f"{self.base_url}/response/{uuid.uuid4().hex}"
 
@@ -154,6 +161,14 @@ class SlackStandIn:
         """Parameters of every chat.postMessage (optionally to one channel)."""
         return [
             c.params for c in self.calls_to("chat.postMessage") if channel is None or c.params.get("channel") == channel
+        ]
+
+    def updates(self, channel: str, ts: str) -> list[dict[str, Any]]:
+        """Parameters of every chat.update of one message."""
+        return [
+            c.params
+            for c in self.calls_to("chat.update")
+            if c.params.get("channel") == channel and c.params.get("ts") == ts
         ]
 
     async def wait_for(self, predicate: Callable[[], object], seconds: float = 10.0) -> None:
@@ -174,25 +189,31 @@ class SlackStandIn:
                 params.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
         return params
 
-    def _record(self, method: str, request: web.Request, params: dict[str, Any]) -> None:
+    def _record(self, method: str, request: web.Request, params: dict[str, Any]) -> ApiCall:
         peer = request.transport.get_extra_info("peername") if request.transport else None
-        self.calls.append(ApiCall(method, params, dict(request.headers), request.path, tuple(peer) if peer else None))
+        call = ApiCall(method, params, dict(request.headers), request.path, tuple(peer) if peer else None)
+        self.calls.append(call)
+        return call
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         params = await self._params(request)
-        self._record(method, request, params)
+        call = self._record(method, request, params)
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or params.get("token")
         expected = self.app_token if method == "apps.connections.open" else self.bot_token
         if token != expected:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         if method in self.errors:
             return web.json_response({"ok": False, "error": self.errors[method]})
+        if method in self.rate_limited:
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"})
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
         body = handler(params)
-        return web.json_response({"ok": True, **body} if body.get("ok", True) else body)
+        answer = {"ok": True, **body} if body.get("ok", True) else body
+        call.response = answer
+        return web.json_response(answer)
 
     def _m_auth_test(self, _: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -224,6 +245,19 @@ class SlackStandIn:
             return {"ok": False, "error": "message_not_found"}
         self.channels[channel] = kept
         return {"channel": channel, "ts": ts}
+
+    def _m_chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        """chat.update: the bot edits one of its messages (``message_not_found``; ``cant_update_message`` for
+        another's message)."""
+        channel, ts = str(params.get("channel", "")), str(params.get("ts", ""))
+        found = [m for m in self.channels.get(channel, []) if m.get("ts") == ts]
+        if not found:
+            return {"ok": False, "error": "message_not_found"}
+        if found[0].get("bot_id") != self.bot_id:
+            return {"ok": False, "error": "cant_update_message"}
+        found[0]["text"] = params.get("text", "")
+        found[0]["edited"] = {"user": self.bot_user_id, "ts": self.next_ts()}
+        return {"channel": channel, "ts": ts, "text": found[0]["text"], "message": dict(found[0])}
 
     def _m_chat_postEphemeral(self, _: dict[str, Any]) -> dict[str, Any]:
         return {"message_ts": self.next_ts()}
