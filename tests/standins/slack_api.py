@@ -75,6 +75,8 @@ class SlackStandIn:
         self.channels: dict[str, list[dict[str, Any]]] = {}
         self.errors: dict[str, str] = {}  # method -> error code to answer with
         self.rate_limited: set[str] = set()  # methods answered with HTTP 429 and Retry-After, as Slack's limits do
+        self.held: set[str] = set()  # methods recorded but not answered until ``release()`` (a hanging Slack)
+        self._released = asyncio.Event()
         self.socket: SocketPeer | None = None
         self.sockets_opened = 0
         self.socket_available = True  # False: Socket Mode connections are refused (503), as in an outage
@@ -147,6 +149,16 @@ class SlackStandIn:
         """A user deletes a message (membot's too: in a DM each side may delete the other's messages)."""
         self.channels[channel] = [m for m in self.channels.get(channel, []) if m.get("ts") != ts]
 
+    def hold(self, method: str) -> None:
+        """Calls of ``method`` hang (recorded, unanswered) until ``release``."""
+        self.held.add(method)
+        self._released.clear()
+
+    def release(self) -> None:
+        """Answer the held calls still waiting, and answer new ones at once."""
+        self.held.clear()
+        self._released.set()
+
     def new_response_url(self) -> str:
         return f"{self.base_url}/response/{uuid.uuid4().hex}"
 
@@ -207,6 +219,8 @@ class SlackStandIn:
             return web.json_response({"ok": False, "error": self.errors[method]})
         if method in self.rate_limited:
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"})
+        if method in self.held:
+            await self._released.wait()
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
