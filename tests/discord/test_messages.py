@@ -60,6 +60,7 @@ async def test_connects_through_the_configured_base_url_and_syncs_slash_commands
         "reset",
         "export",
         "proactive",
+        "timezone",
         "reminders",
         "history",
         "rollback",

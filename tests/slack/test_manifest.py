@@ -17,6 +17,7 @@ SCOPES_FOR = {
     "chat_postMessage": {"chat:write"},
     "chat_postEphemeral": {"chat:write"},
     "chat_delete": {"chat:write"},  # its own "thinking" message
+    "chat_update": {"chat:write"},  # the status message of an import
     "conversations_history": {"channels:history", "groups:history", "mpim:history", "im:history"},
     "conversations_replies": {"channels:history", "groups:history", "mpim:history", "im:history"},
     "conversations_info": {"channels:read", "groups:read", "mpim:read", "im:read"},
