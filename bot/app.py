@@ -185,6 +185,7 @@ def build_model(settings: Settings) -> ChatModel:
         base_url=settings.anthropic_base_url if provider == "anthropic" else settings.openai_base_url,
         timeout=settings.llm_timeout,
         retry=RetryPolicy(attempts=settings.llm_retry_attempts, base_delay=settings.llm_retry_delay),
+        stream=settings.stream,
     )
 
 

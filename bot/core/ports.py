@@ -30,11 +30,14 @@ from bot.core.memory_types import (
     Reminder,
     SearchPage,
 )
-from bot.llm.types import ChatMessage, Completion, SystemPrompt, ToolSpec
+from bot.llm.types import ChatMessage, Completion, ReplyPreview, SystemPrompt, ToolSpec
 
 
 class ChatModel(Protocol):
-    """A chat model with tool calling. Raises ContextOverflowError or ModelError (after its own retries)."""
+    """A chat model with tool calling. Raises ContextOverflowError or ModelError (after its own retries).
+
+    ``preview``: told the growing text of each reply while the completion is produced (a model that cannot
+    stream ignores it); the Completion is the same with or without it."""
 
     provider: str
     model: str
@@ -46,6 +49,7 @@ class ChatModel(Protocol):
         tools: Sequence[ToolSpec],
         *,
         max_output_tokens: int,
+        preview: ReplyPreview | None = None,
     ) -> Completion: ...
 
     def count_tokens(self, system: SystemPrompt, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> int:
