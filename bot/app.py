@@ -271,6 +271,7 @@ async def _build_app(settings: Settings, model: ChatModel) -> App:
             turn_timeout=settings.turn_timeout,
             outage=outage,
             reminders=reminders,
+            live_replies=settings.stream,
         )
         admin, repair = _memory_commands(stores, runtime.agent_lock, reminders)
         channel_modes = RedisChannelModes(stores.redis, RedisKeys(settings.redis_prefix))

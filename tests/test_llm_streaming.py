@@ -199,3 +199,19 @@ async def test_two_send_messages_are_numbered_in_order(model: AnyModel, llm: Scr
     preview = Recorder()
     await complete(model, preview)
     assert preview.grown(0)[-1] == "First." and preview.grown(1)[-1] == "Second."
+
+
+async def test_malformed_arguments_stream_as_they_are_sent_at_once(llm: ScriptedLLMServer) -> None:
+    """OpenAI-compatible servers may send arguments that are not JSON; they reach the agent as sent, streamed or
+    not. (Anthropic's tool input is always a JSON object: its SDK parses the streamed input and a string is not.)"""
+    model = make_model("openai", llm)
+    broken = '{"message": "half a repl'
+    llm.push(ScriptedReply(tool_calls=[("send_message", broken)]), ScriptedReply(tool_calls=[("send_message", broken)]))
+    try:
+        plain = await complete(model, None)
+        preview = Recorder()
+        streamed = await complete(model, preview)
+    finally:
+        await model.aclose()
+    same_answer(streamed, plain)
+    assert streamed.tool_calls[0].arguments == broken and preview.grown(0)[-1] == "half a repl"
