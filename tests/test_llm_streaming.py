@@ -215,3 +215,44 @@ async def test_malformed_arguments_stream_as_they_are_sent_at_once(llm: Scripted
         await model.aclose()
     same_answer(streamed, plain)
     assert streamed.tool_calls[0].arguments == broken and preview.grown(0)[-1] == "half a repl"
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> Any:
+    from openai.types.chat import ChatCompletionChunk
+
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    body = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [choice], **extra}
+    return ChatCompletionChunk.construct(**body)
+
+
+def test_chunks_from_quirky_servers_join_like_their_plain_answers() -> None:
+    """Servers that repeat the function name in every fragment and send no call ids (vLLM, llama.cpp builds)."""
+    from bot.llm.openai import parse_response
+    from bot.llm.openai_stream import ChunkAccumulator
+
+    joined = ChunkAccumulator()
+    for chunk in [
+        _chunk({"role": "assistant", "content": "Thinking. "}),
+        _chunk({"content": "Done."}),
+        _chunk({"tool_calls": [{"index": 0, "function": {"name": "send_message", "arguments": '{"mess'}}]}),
+        _chunk({"tool_calls": [{"index": 0, "function": {"name": "send_message", "arguments": 'age": "hi"}'}}]}),
+        _chunk({}, "tool_calls"),
+        _chunk({}, None, usage={"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}),
+    ]:
+        joined.add(chunk)
+    completion = parse_response(joined.completion())
+    assert completion.text == "Thinking. Done." and completion.stop_reason == "tool_calls"
+    [call] = completion.tool_calls
+    assert (call.name, call.arguments) == ("send_message", '{"message": "hi"}') and call.id.startswith("call_")
+    assert (completion.usage.input_tokens, completion.usage.output_tokens) == (7, 3)
+
+
+def test_a_legacy_function_call_streams_too() -> None:
+    from bot.llm.openai import parse_response
+    from bot.llm.openai_stream import ChunkAccumulator
+
+    joined = ChunkAccumulator()
+    joined.add(_chunk({"role": "assistant", "function_call": {"name": "send_message", "arguments": '{"message":'}}))
+    joined.add(_chunk({"function_call": {"arguments": ' "yo"}'}}, "function_call"))
+    [call] = parse_response(joined.completion()).tool_calls
+    assert (call.name, call.arguments) == ("send_message", '{"message": "yo"}')

@@ -13,8 +13,8 @@ Prompt caching is automatic on OpenAI (prompts of 1,024 tokens and more, exact p
 an agent's requests on the machines that hold its prefix; other servers may reject unknown fields and do not get it.
 
 With a ``ReplyPreview`` (and ``stream`` on) the request is streamed (``stream_options.include_usage`` for the usage
-chunk): tool call argument fragments are reported as they arrive, and the chunks are accumulated by the SDK's
-``ChatCompletionStreamState`` into the ``ChatCompletion`` that ``parse_response`` reads, as without streaming.
+chunk): tool call argument fragments are reported as they arrive, and the chunks are joined into the
+``ChatCompletion`` that ``parse_response`` reads, as without streaming (``bot.llm.openai_stream``).
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import openai
-from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from bot.llm.base import TRANSPORT_ERRORS, MalformedResponse, SdkChatModel, checked, sdk_error_classifier
+from bot.llm.openai_stream import ChunkAccumulator
 from bot.llm.pairing import pair_tool_calls
 from bot.llm.retry import RetryPolicy
 from bot.llm.streaming import PreviewFeed, StreamInterrupted, mentions_streaming
@@ -242,10 +242,9 @@ class OpenAIChatModel(SdkChatModel):
 
     async def _streamed(self, body: dict[str, Any], feed: PreviewFeed) -> Completion:
         """One streamed request: tool call fragments of the first choice go to ``feed``; the chunks are accumulated
-        by the SDK into the completion a non-streamed request returns."""
+        into the completion a non-streamed request returns."""
         streamed_body = {**body, "stream": True, "stream_options": {"include_usage": True}}
-        state = ChatCompletionStreamState()
-        finished = False
+        state = ChunkAccumulator()
         try:
             stream = await self._client.post(
                 CHAT_PATH,
@@ -256,7 +255,7 @@ class OpenAIChatModel(SdkChatModel):
             )
             async with stream:
                 async for chunk in stream:
-                    state.handle_chunk(chunk)
+                    state.add(chunk)
                     for choice in chunk.choices:
                         if choice.index != 0:
                             continue
@@ -265,7 +264,6 @@ class OpenAIChatModel(SdkChatModel):
                                 feed.name(call.index, call.function.name)
                             if call.function is not None and call.function.arguments:
                                 feed.arguments(call.index, call.function.arguments)
-                        finished = finished or choice.finish_reason is not None
         except openai.APIStatusError:
             raise
         except (openai.APIConnectionError, openai.APITimeoutError):
@@ -274,9 +272,9 @@ class OpenAIChatModel(SdkChatModel):
             raise StreamInterrupted(f"error in the stream: {str(exc.message)[:200]}") from exc
         except TRANSPORT_ERRORS as exc:
             raise StreamInterrupted(f"stream cut: {type(exc).__name__}") from exc
-        if not finished:
+        if state.finish_reason is None:
             raise StreamInterrupted("the stream ended before a finish_reason")
-        return checked(parse_response, state.get_final_completion(), ChatCompletion)
+        return checked(parse_response, state.completion(), ChatCompletion)
 
     def _refuses_streaming(self, exc: Exception) -> bool:
         return (

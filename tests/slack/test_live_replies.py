@@ -4,6 +4,7 @@ scripted model streaming over SSE)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 
@@ -118,3 +119,16 @@ async def test_recall_keeps_only_the_final_text(make_slack: MakeSlack) -> None:
     history = h.llm.requests[-1].messages
     sent = [json.loads(call["arguments"]) for m in history for call in m["tool_calls"]]
     assert {"message": LONG_ANSWER} in sent  # the queue holds the reply once, whole
+
+
+async def test_a_preview_deleted_meanwhile_is_posted_again_in_full(make_slack: MakeSlack) -> None:
+    h = await make_slack()
+    h.brain.stream = SLOW
+    turn = asyncio.create_task(h.say_dm(ANN, "long answer please"))
+    await h.slack.wait_for(lambda: h.slack.bot_messages(DM))
+    preview_ts = h.slack.bot_messages(DM)[0]["ts"]
+    h.slack.channels[DM] = [m for m in h.slack.channels[DM] if m.get("ts") != preview_ts]  # someone deleted it
+    await turn
+
+    assert any(c.params["ts"] == preview_ts for c in h.slack.calls_to("chat.update"))  # answered message_not_found
+    assert sorted(final_texts(h.slack.bot_messages(DM))) == sorted(PLAIN)  # every piece is there, whole
