@@ -70,16 +70,23 @@ class SlackSink:
         return SlackLiveReply(self)
 
     def claim_working(self) -> str | None:
-        """The interim message's ts, handed over to a live reply (then not deleted), or None."""
+        """The interim message's ts, handed over to a live reply (then not deleted and counted as posted), or None."""
         self._live = True
-        return self._working.pop() if self._working else None
+        if not self._working:
+            return None
+        self._mark_posted()
+        return self._working.pop()
 
     async def post(self, text: str) -> str:
         """Post one message of a reply where replies go; its ts."""
         response = await post_message(self._client, self._channel, text, self._thread)
+        self._mark_posted()
+        return str(response.get("ts") or "")
+
+    def _mark_posted(self) -> None:
+        """membot answered in the thread: follow-ups there are for it (``on_posted``)."""
         if self._thread and self._on_posted:
             self._on_posted(self._channel, self._thread)
-        return str(response.get("ts") or "")
 
     async def send(self, reply: OutboundReply) -> None:
         for text in format_reply(reply.text):
@@ -90,8 +97,7 @@ class SlackSink:
                     )
                 else:
                     await post_message(self._client, self._channel, text, self._thread)
-                    if self._thread and self._on_posted:
-                        self._on_posted(self._channel, self._thread)
+                    self._mark_posted()
             except SlackApiError as exc:
                 # The user cannot be reached; the turn goes on so memory stays consistent.
                 log.warning("slack post failed", extra={"channel": self._channel, "error": exc.response.get("error")})
