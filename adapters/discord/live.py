@@ -34,16 +34,24 @@ class DiscordLiveReply:
         self._texts: list[str] = []
 
     async def show(self, text: str) -> None:
-        await self._sync(split_message(text))
+        for index, piece in enumerate(split_message(text)):
+            if index >= len(self._sent):
+                await self._append(piece)
+            elif piece != self._texts[index]:
+                await self._edit(index, piece)  # a message deleted meanwhile is put right by ``finish``
 
     async def finish(self, reply: OutboundReply) -> None:
         pieces = split_message(reply.text)
         try:
-            await self._sync(pieces, final=True)
+            for index, piece in enumerate(pieces):
+                if index >= len(self._sent):
+                    await self._append(piece)
+                elif piece != self._texts[index] and not await self._edit(index, piece):
+                    await self._resend_from(index, pieces)  # deleted meanwhile (a moderator): the rest, in order
+                    break
         except discord.HTTPException as exc:
             log.warning(
-                "could not deliver a reply on Discord: %s",
-                exc,
+                "could not deliver a reply on Discord",
                 extra={"channel": self._to.channel.id, "status": exc.status, "code": exc.code},
             )
             return
@@ -56,19 +64,26 @@ class DiscordLiveReply:
             await self._delete(message)
         self._sent, self._texts = [], []
 
-    async def _sync(self, pieces: list[str], *, final: bool = False) -> None:
-        for index, piece in enumerate(pieces):
-            if index >= len(self._sent):
-                self._sent.append(await self._send(piece))
-                self._texts.append(piece)
-            elif piece != self._texts[index]:
-                try:
-                    self._sent[index] = await self._sent[index].edit(content=piece, allowed_mentions=self._allowed)
-                except discord.NotFound:  # deleted meanwhile (a moderator): the final text is sent anew
-                    if not final:
-                        raise
-                    self._sent[index] = await self._send(piece)
-                self._texts[index] = piece
+    async def _append(self, piece: str) -> None:
+        self._sent.append(await self._send(piece))
+        self._texts.append(piece)
+
+    async def _edit(self, index: int, piece: str) -> bool:
+        """Edit one shown message; False when it is gone."""
+        try:
+            self._sent[index] = await self._sent[index].edit(content=piece, allowed_mentions=self._allowed)
+        except discord.NotFound:
+            return False
+        self._texts[index] = piece
+        return True
+
+    async def _resend_from(self, index: int, pieces: list[str]) -> None:
+        """Send ``pieces[index:]`` as new messages, after removing the shown ones from ``index`` on."""
+        for message in self._sent[index:]:
+            await self._delete(message)
+        del self._sent[index:], self._texts[index:]
+        for piece in pieces[index:]:
+            await self._append(piece)
 
     async def _send(self, piece: str) -> discord.Message:
         """One more message; the first replies to the user's message."""
@@ -81,5 +96,7 @@ class DiscordLiveReply:
     async def _delete(self, message: discord.Message) -> None:
         try:
             await message.delete()
+        except discord.NotFound:
+            pass  # already gone
         except discord.HTTPException as exc:
             log.warning("could not remove a reply preview", extra={"status": exc.status, "code": exc.code})

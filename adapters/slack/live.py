@@ -56,8 +56,7 @@ class SlackLiveReply:
                 if index >= len(self._ts):
                     await self._post(piece, claim=index == 0)
                 elif piece != self._texts[index]:
-                    await self._sink.client.chat_update(channel=self._sink.channel, ts=self._ts[index], text=piece)
-                    self._texts[index] = piece
+                    await self._update(index, piece)
         except SlackApiError as exc:
             if exc.response.get("error") == "ratelimited":
                 self._quiet_until = time.monotonic() + _retry_after(exc)
@@ -65,17 +64,16 @@ class SlackLiveReply:
 
     async def finish(self, reply: OutboundReply) -> None:
         pieces = format_reply(reply.text)
-        for index, piece in enumerate(pieces):
-            try:
+        try:
+            for index, piece in enumerate(pieces):
                 if index >= len(self._ts):
                     await self._post(piece, claim=False)
-                elif piece != self._texts[index]:
-                    await self._final_update(index, piece)
-            except SlackApiError as exc:  # the user cannot be reached; the turn goes on (as a failed send)
-                log.warning(
-                    "slack reply failed", extra={"channel": self._sink.channel, "error": exc.response.get("error")}
-                )
-                return
+                elif piece != self._texts[index] and not await self._final_update(index, piece):
+                    await self._repost_from(index, pieces)  # keeps the pieces in order
+                    break
+        except SlackApiError as exc:  # the user cannot be reached; the turn goes on (as a failed send)
+            log.warning("slack reply failed", extra={"channel": self._sink.channel, "error": exc.response.get("error")})
+            return
         for ts in self._ts[len(pieces) :]:
             await self._delete(ts)
         del self._ts[len(pieces) :], self._texts[len(pieces) :]
@@ -95,29 +93,37 @@ class SlackLiveReply:
         self._ts.append(ts)
         self._texts.append(piece)
 
-    async def _final_update(self, index: int, piece: str) -> None:
-        """chat.update, waiting out a rate limit; a message that is gone is posted again."""
+    async def _update(self, index: int, piece: str) -> None:
+        await self._sink.client.chat_update(channel=self._sink.channel, ts=self._ts[index], text=piece)
+        self._texts[index] = piece
+
+    async def _final_update(self, index: int, piece: str) -> bool:
+        """``_update``, waiting out a rate limit (the end must land); False when the message is gone (deleted
+        meanwhile) or stays limited."""
         for _ in range(3):
             try:
-                await self._sink.client.chat_update(channel=self._sink.channel, ts=self._ts[index], text=piece)
-                self._texts[index] = piece
-                return
+                await self._update(index, piece)
+                return True
             except SlackApiError as exc:
                 error = exc.response.get("error")
-                if error == "ratelimited":
-                    await asyncio.sleep(min(_retry_after(exc), MAX_WAIT))
-                    continue
                 if error in GONE:
-                    self._ts[index] = await self._sink.post(piece)
-                    self._texts[index] = piece
-                    return
-                raise
-        stale, self._ts[index] = self._ts[index], await self._sink.post(piece)  # still limited: post it anew
-        self._texts[index] = piece
-        await self._delete(stale)
+                    return False
+                if error != "ratelimited":
+                    raise
+                await asyncio.sleep(min(_retry_after(exc), MAX_WAIT))
+        return False
+
+    async def _repost_from(self, index: int, pieces: list[str]) -> None:
+        """Post ``pieces[index:]`` as new messages, after removing the shown ones from ``index`` on."""
+        for ts in self._ts[index:]:
+            await self._delete(ts)
+        del self._ts[index:], self._texts[index:]
+        for piece in pieces[index:]:
+            await self._post(piece, claim=False)
 
     async def _delete(self, ts: str) -> None:
         try:
             await self._sink.client.chat_delete(channel=self._sink.channel, ts=ts)
         except SlackApiError as exc:
-            log.warning("could not remove a reply preview", extra={"error": exc.response.get("error")})
+            if exc.response.get("error") != "message_not_found":  # else already gone
+                log.warning("could not remove a reply preview", extra={"error": exc.response.get("error")})

@@ -115,3 +115,15 @@ async def test_a_rejected_reply_preview_is_corrected_by_the_next_reply(harness: 
     assert LONG_ANSWER[:30] in shown[0]  # the rejected reply was shown while written...
     [message] = discord_api.channel_messages(channel)  # ...then the next reply took its place
     assert LONG_ANSWER[:30] not in message["content"]
+
+
+async def test_a_message_deleted_meanwhile_is_sent_again_in_full(harness: DiscordHarness, brain: Brain) -> None:
+    discord_api = harness.discord
+    brain.stream = SLOW
+    sent = await discord_api.send_message(ALICE, "long answer please")
+    channel = sent["channel_id"]
+    [first] = await discord_api.wait_for(discord_api.created_in(channel))
+    del discord_api.messages[int(first.response["id"])]  # a moderator removed the growing message
+    await settled(discord_api, channel, PLAIN)  # every part, whole and in order
+    await sentinel(harness)
+    assert any(e.response == {"message": "Unknown Message", "code": 10008} for e in discord_api.edits())

@@ -131,4 +131,14 @@ async def test_a_preview_deleted_meanwhile_is_posted_again_in_full(make_slack: M
     await turn
 
     assert any(c.params["ts"] == preview_ts for c in h.slack.calls_to("chat.update"))  # answered message_not_found
-    assert sorted(final_texts(h.slack.bot_messages(DM))) == sorted(PLAIN)  # every piece is there, whole
+    assert final_texts(h.slack.bot_messages(DM)) == PLAIN  # every piece is there, whole and in order
+
+
+async def test_a_final_update_that_stays_rate_limited_posts_the_reply_again_in_order(make_slack: MakeSlack) -> None:
+    h = await make_slack()
+    h.brain.stream = SLOW
+    h.slack.ratelimit("chat.update", retry_after=1, times=5)
+    await h.say_dm(ANN, "long answer please")
+
+    assert not h.slack.ratelimits["chat.update"]  # every limited answer was met (and waited out)
+    assert final_texts(h.slack.bot_messages(DM)) == PLAIN
