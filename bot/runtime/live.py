@@ -47,7 +47,7 @@ class _Slot:
     def __init__(self, live: LiveReply, interval: float, first_after: float) -> None:
         self.live = live
         self.text = ""
-        self.shown = False  # something reached the platform (then finishing edits it)
+        self.shown = False  # something may have reached the platform (then ``finish`` edits it)
         self.finished = False
         self._interval = interval
         self._not_before = time.monotonic() + first_after
@@ -65,9 +65,9 @@ class _Slot:
         while not self._stopping.is_set():
             text = self.text
             if text != last and ready_to_show(text):
+                self.shown = True  # set first: a show that fails halfway may have posted part (finishing sorts it)
                 try:
                     await self.live.show(text)
-                    self.shown = True
                 except Exception as exc:  # a preview is a courtesy: it never fails the turn
                     log.debug("could not show a reply preview", extra={"error": repr(exc)[:200]})
                 last = text
