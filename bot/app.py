@@ -192,6 +192,7 @@ def build_model(settings: Settings) -> ChatModel:
         base_url=settings.anthropic_base_url if provider == "anthropic" else settings.openai_base_url,
         timeout=settings.llm_timeout,
         retry=RetryPolicy(attempts=settings.llm_retry_attempts, base_delay=settings.llm_retry_delay),
+        stream=settings.stream,
     )
 
 
@@ -277,6 +278,7 @@ async def _build_app(settings: Settings, model: ChatModel) -> App:
             turn_timeout=settings.turn_timeout,
             outage=outage,
             reminders=reminders,
+            live_replies=settings.stream,
         )
         admin, repair = _memory_commands(stores, runtime.agent_lock, reminders)
         channel_modes = RedisChannelModes(stores.redis, RedisKeys(settings.redis_prefix))
