@@ -140,7 +140,11 @@ class Agent:
         prompt = await self._context.prepare(ctx.agent, tools, ctx.scope, fence=ctx.fence)
         try:
             return await self._model.complete(
-                prompt.system, prompt.messages, tools, max_output_tokens=self._context.budget.max_output_tokens
+                prompt.system,
+                prompt.messages,
+                tools,
+                max_output_tokens=self._context.budget.max_output_tokens,
+                preview=ctx.preview,
             )
         except ContextOverflowError:
             report.overflow_retries += 1
@@ -148,5 +152,9 @@ class Agent:
             await self._context.flush(ctx.agent, tools, ctx.scope, fence=ctx.fence)
             prompt = await self._context.prepare(ctx.agent, tools, ctx.scope, fence=ctx.fence)
             return await self._model.complete(
-                prompt.system, prompt.messages, tools, max_output_tokens=self._context.budget.max_output_tokens
+                prompt.system,
+                prompt.messages,
+                tools,
+                max_output_tokens=self._context.budget.max_output_tokens,
+                preview=ctx.preview,
             )

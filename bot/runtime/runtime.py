@@ -3,7 +3,7 @@
 For each inbound message it takes the agent's lock (a Redis lock that holds across processes; waiters in one
 process are served in order), stores the user message in recall (its outbox) and in the queue *before* calling the
 model, records the activity heartbeats work from, runs the step loop, and delivers each ``send_message`` to the
-sink at once. System events (heartbeats) run through ``run_event`` under the same lock.
+sink (shown as it is written where the sink can: ``bot.runtime.live``). Heartbeats run in ``run_event``.
 
 Every user turn runs inside one error boundary, ``Runtime._turn_boundary``: whatever fails inside it (a store, a
 tool, the lock, the model, a bug) ends that turn with one short notice to the user and a logged traceback, and
@@ -39,7 +39,8 @@ from bot.core.ports import (
 from bot.core.prompts import load_prompt
 from bot.core.tools import ToolContext
 from bot.llm.types import ChatMessage, ModelError
-from bot.runtime.outage import OutageBridge, TrackedSink
+from bot.runtime.live import live_preview, tracked
+from bot.runtime.outage import OutageBridge
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ class Runtime:
         turn_timeout: float = 90.0,
         outage: OutageBridge | None = None,
         reminders: Reminders | None = None,
+        live_replies: bool = True,
     ) -> None:
         self._agent = agent
         self._core = core
@@ -126,6 +128,7 @@ class Runtime:
         self._turn_timeout = turn_timeout
         self._reminders = reminders  # the model's schedule_reminder & co. (None: not offered a store)
         self.outage = outage  # journals messages while the memory store is unreachable (bot.runtime.outage)
+        self._live_replies = live_replies  # show replies as they are written, where the sink can
 
     @asynccontextmanager
     async def agent_lock(
@@ -151,10 +154,10 @@ class Runtime:
         if outage is not None and outage.backlogged:  # older journaled messages go first
             await outage.hold(message, sink, self.handle, outage=False)
             return None
-        tracked = TrackedSink(sink) if outage is not None else sink
+        tracked_sink = tracked(sink) if outage is not None else sink
         turn = _TurnState()
-        async with self._turn_boundary(message, tracked, turn):
-            return await self._answer(message, text, tracked, turn)
+        async with self._turn_boundary(message, tracked_sink, turn):
+            return await self._answer(message, text, tracked_sink, turn)
         return None  # the boundary ended the turn and told the user
 
     @asynccontextmanager
@@ -240,13 +243,17 @@ class Runtime:
             turn.stored = True
             await self._note_activity(message)
 
-            async def send(reply: str) -> None:
-                await sink.send(OutboundReply(reply, ReplyKind.MESSAGE, message.message_id))
-                await self._recall.add([self._recall_entry(message, "assistant", reply, "membot")], fence=fence)
+            async with live_preview(sink, enabled=self._live_replies) as live:
 
-            ctx = self._tool_context(agent, message.scope, send, cause, fence)
-            async with sink.typing():
-                report = await self._run_with_deadline(ctx, expects_reply=True)
+                async def send(reply: str) -> None:
+                    outbound = OutboundReply(reply, ReplyKind.MESSAGE, message.message_id)
+                    await (live.deliver(outbound) if live is not None else sink.send(outbound))
+                    await self._recall.add([self._recall_entry(message, "assistant", reply, "membot")], fence=fence)
+
+                ctx = self._tool_context(agent, message.scope, send, cause, fence)
+                ctx.preview = live
+                async with sink.typing():
+                    report = await self._run_with_deadline(ctx, expects_reply=True)
         if report.messages_sent == 0:  # the reply guarantee's last resort: never silent
             log.warning("turn ended without a reply", extra={"agent": str(agent), "steps": report.steps})
             await self._notify(sink, message, NO_REPLY_NOTICE)
