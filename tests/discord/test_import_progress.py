@@ -84,7 +84,7 @@ async def test_several_files_share_one_message_and_a_deleted_message_gets_the_re
     [first] = await discord_api.wait_for(lambda call: edits_of(call) and progress_of_line(call) is not None)
     assert first.json["content"].startswith("Imported notes.md into my archival memory: 1 of 1 passages stored.\n")
     assert first.json["content"].endswith("\nphoto.png: waiting.")
-    discord_api.deleted_messages.add(int(status.response["id"]))  # the user deletes the status message
+    del discord_api.messages[int(status.response["id"])]  # the user deletes the status message
 
     [again, result] = await answer_to(discord_api, sent, count=2)
     assert again is status
