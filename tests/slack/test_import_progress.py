@@ -1,7 +1,7 @@
 """A file shared in a DM is imported with its progress in one message, edited with chat.update.
 
 Embeddings go to the stand-in's OpenAI embeddings endpoint, each answered after 0.1 s (about what the real API
-takes), so a Word file of some 25 passages takes a few seconds and the status is edited several times.
+takes), so a Word file of some 40 passages takes a few seconds and the status is edited several times.
 """
 
 from __future__ import annotations
