@@ -48,6 +48,7 @@ from bot.ops.scheduler import HeartbeatScheduler
 from bot.ops.shutdown import drain
 from bot.ops.turns import ObservedRuntime, TurnTracker
 from bot.runtime.heartbeat import HeartbeatConfig, Heartbeats, ProactiveControl
+from bot.runtime.images import ImageDescriber
 from bot.runtime.outage import AddressSink, OutageBridge, OutageTolerantChannelModes, OutageTolerantThrottle
 from bot.runtime.runtime import Runtime
 from bot.services import Services
@@ -270,6 +271,7 @@ async def _build_app(settings: Settings, model: ChatModel) -> App:
             turn_timeout=settings.turn_timeout,
             outage=outage,
             reminders=reminders,
+            describer=ImageDescriber(metered) if settings.sees_images() else None,
         )
         admin, repair = _memory_commands(stores, runtime.agent_lock, reminders)
         channel_modes = RedisChannelModes(stores.redis, RedisKeys(settings.redis_prefix))

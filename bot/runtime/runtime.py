@@ -18,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC
 
 from bot.core.agent import Agent, TurnReport
@@ -39,6 +39,7 @@ from bot.core.ports import (
 from bot.core.prompts import load_prompt
 from bot.core.tools import ToolContext
 from bot.llm.types import ChatMessage, ModelError
+from bot.runtime.images import ImageDescriber, MessageImages, image_attachments
 from bot.runtime.outage import OutageBridge, TrackedSink
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,10 @@ class Runtime:
         turn_timeout: float = 90.0,
         outage: OutageBridge | None = None,
         reminders: Reminders | None = None,
+        describer: ImageDescriber | None = None,
     ) -> None:
         self._agent = agent
+        self._describer = describer  # None: the model cannot see images (bot.runtime.images)
         self._core = core
         self._working = working
         self._recall = recall
@@ -126,6 +129,11 @@ class Runtime:
         self._turn_timeout = turn_timeout
         self._reminders = reminders  # the model's schedule_reminder & co. (None: not offered a store)
         self.outage = outage  # journals messages while the memory store is unreachable (bot.runtime.outage)
+
+    @property
+    def sees_images(self) -> bool:
+        """Whether images are shown to the model (adapters download them only then)."""
+        return self._describer is not None
 
     @asynccontextmanager
     async def agent_lock(
@@ -144,7 +152,7 @@ class Runtime:
         the entry): a failure ends the turn inside ``_turn_boundary``.
         """
         text = message.text.strip()
-        if not text:
+        if not text and not image_attachments(message):
             await self._notify(sink, message, EMPTY_NOTICE)
             return None
         outage = self.outage
@@ -219,6 +227,11 @@ class Runtime:
                 f"Your message is {len(text):,} characters long; I read the first {self._max_chars:,}. "
                 "The whole text is saved in my memory.",
             )
+        images = MessageImages.of(message, vision=self.sees_images)
+        if notice := images.notice():  # images not looked at: the user hears it now, the model in the message
+            await self._notify(sink, message, notice)
+        if images:
+            model_text = "\n".join(part for part in (model_text, images.model_lines()) if part)
         agent = message.agent_key
         cause = event_cause(message.platform, message.message_id)
 
@@ -227,15 +240,18 @@ class Runtime:
 
         async with self.agent_lock(agent, on_wait=busy) as fence:
             await self._ensure_core(agent, cause, fence)
-            if not await self._already_queued(message):
+            entry = self._recall_entry(message, "user", text or images.placeholder(), message.author_name)
+            entry = replace(entry, attachment_text=images.recall_text())
+            packed = ChatMessage(
+                "user",
+                pack_user_message(message, model_text),
+                private=message.scope is Scope.PRIVATE,
+                message_id=message.message_id,
+            )
+            fresh = not await self._already_queued(message)
+            if fresh:
                 # recall first: whatever reached the queue is then in recall too (a crash between loses nothing)
-                await self._recall.add([self._recall_entry(message, "user", text, message.author_name)], fence=fence)
-                packed = ChatMessage(
-                    "user",
-                    pack_user_message(message, model_text),
-                    private=message.scope is Scope.PRIVATE,
-                    message_id=message.message_id,
-                )
+                await self._recall.add([entry], fence=fence)
                 await self._working.append(agent, [packed], fence=fence)
             turn.stored = True
             await self._note_activity(message)
@@ -245,22 +261,38 @@ class Runtime:
                 await self._recall.add([self._recall_entry(message, "assistant", reply, "membot")], fence=fence)
 
             ctx = self._tool_context(agent, message.scope, send, cause, fence)
-            async with sink.typing():
-                report = await self._run_with_deadline(ctx, expects_reply=True)
+            async with sink.typing(), self._deadline():
+                if images.shown and fresh:
+                    await self._describe(images, entry, packed, fence)
+                shown = {packed: images.shown} if images.shown else None
+                report = await self._agent.run_turn(ctx, expects_reply=True, images=shown)
         if report.messages_sent == 0:  # the reply guarantee's last resort: never silent
             log.warning("turn ended without a reply", extra={"agent": str(agent), "steps": report.steps})
             await self._notify(sink, message, NO_REPLY_NOTICE)
         log.info("turn done", extra={"agent": str(agent), "steps": report.steps, "sent": report.messages_sent})
         return report
 
+    async def _describe(self, images: MessageImages, entry: RecallEntry, packed: ChatMessage, fence: Fence) -> None:
+        """Describe the shown images (one short call each) and store what they show: in recall with the message
+        (the same point, now with its ``attachment_text``) and as a ``[system]`` line after it in the queue."""
+        assert self._describer is not None
+        descriptions = await self._describer.describe_all(images.shown, entry.author, entry.text)
+        if any(descriptions):
+            await self._recall.add([replace(entry, attachment_text=images.recall_text(descriptions))], fence=fence)
+        note = ChatMessage("user", images.queue_note(descriptions), private=packed.private)
+        await self._working.append(entry.agent, [note], fence=fence)
+
     async def remember(self, message: InboundMessage) -> bool:
         """Keep a message membot was not asked to answer (a channel in ``listen`` mode) in its author's recall
         memory, with the message's scope: searchable later, no turn and no reply. False when it could not be
-        stored (logged: no one is waiting for an answer)."""
-        text = message.text.strip()
+        stored (logged: no one is waiting for an answer). Its images are named, not looked at."""
+        images = MessageImages.of(message, vision=False)
+        text = message.text.strip() or (images.placeholder() if images else "")
         if not text:
             return False
-        entry = self._recall_entry(message, "user", text, message.author_name)
+        entry = replace(
+            self._recall_entry(message, "user", text, message.author_name), attachment_text=images.recall_text()
+        )
         try:
             async with self.agent_lock(message.agent_key) as fence:
                 await self._recall.add([entry], fence=fence)
@@ -294,9 +326,15 @@ class Runtime:
 
     async def _run_with_deadline(self, ctx: ToolContext, *, expects_reply: bool) -> TurnReport:
         """The step loop, bounded by ``turn_timeout`` (every model call, retry and step included)."""
+        async with self._deadline():
+            return await self._agent.run_turn(ctx, expects_reply=expects_reply)
+
+    @asynccontextmanager
+    async def _deadline(self) -> AsyncIterator[None]:
+        """Bound the block by ``turn_timeout``; its expiry is raised as ``TurnDeadlineExceeded``."""
         try:
             async with asyncio.timeout(self._turn_timeout) as deadline:
-                return await self._agent.run_turn(ctx, expects_reply=expects_reply)
+                yield
         except TimeoutError:
             if deadline.expired():
                 raise TurnDeadlineExceeded(f"the turn took longer than {self._turn_timeout:g}s") from None
