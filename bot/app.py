@@ -48,9 +48,9 @@ from bot.ops.scheduler import HeartbeatScheduler
 from bot.ops.shutdown import drain
 from bot.ops.turns import ObservedRuntime, TurnTracker
 from bot.runtime.heartbeat import HeartbeatConfig, Heartbeats, ProactiveControl
-from bot.runtime.images import ImageDescriber
 from bot.runtime.outage import AddressSink, OutageBridge, OutageTolerantChannelModes, OutageTolerantThrottle
 from bot.runtime.runtime import Runtime
+from bot.runtime.user_message import ImageDescriber
 from bot.services import Services
 from bot.settings import Settings
 from bot.stores import ServiceUnavailable, Stores, heartbeat_job_store, open_stores, store_health

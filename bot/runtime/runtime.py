@@ -3,7 +3,8 @@
 For each inbound message it takes the agent's lock (a Redis lock that holds across processes; waiters in one
 process are served in order), stores the user message in recall (its outbox) and in the queue *before* calling the
 model, records the activity heartbeats work from, runs the step loop, and delivers each ``send_message`` to the
-sink at once. System events (heartbeats) run through ``run_event`` under the same lock.
+sink at once. Images that came with the message are described after it was stored and shown to the model in that
+turn only (``bot.runtime.user_message``). System events (heartbeats) run through ``run_event`` under the same lock.
 
 Every user turn runs inside one error boundary, ``Runtime._turn_boundary``: whatever fails inside it (a store, a
 tool, the lock, the model, a bug) ends that turn with one short notice to the user and a logged traceback, and
@@ -18,8 +19,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
-from datetime import UTC
+from dataclasses import dataclass
 
 from bot.core.agent import Agent, TurnReport
 from bot.core.events import AgentKey, InboundMessage, OutboundReply, ReplyKind, Scope, utc_now
@@ -39,8 +39,8 @@ from bot.core.ports import (
 from bot.core.prompts import load_prompt
 from bot.core.tools import ToolContext
 from bot.llm.types import ChatMessage, ModelError
-from bot.runtime.images import ImageDescriber, MessageImages, image_attachments
 from bot.runtime.outage import OutageBridge, TrackedSink
+from bot.runtime.user_message import ImageDescriber, MessageImages, image_attachments, model_view, pack_user_message
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,6 @@ LOCK_LOST_NOTICE = (
     "Sorry, I lost track of this conversation partway through (another process took it over). Your message is "
     "saved; please send it again if I don't pick it up."
 )
-RECENT_CONTEXT_LIMIT = 5
 
 
 class TurnDeadlineExceeded(TimeoutError):
@@ -76,22 +75,6 @@ class _TurnState:
     """What the error boundary needs to know about the turn it ends."""
 
     stored: bool = False  # the user message is in recall and the queue
-
-
-def pack_user_message(message: InboundMessage, text: str) -> str:
-    """The user message as the model sees it: who, where and when, then the text."""
-    when = f"{message.timestamp.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
-    if message.is_dm:
-        return f"[{when}] {message.author_name} (direct message, {message.platform}):\n{text}"
-    where = f"#{message.channel_name}" if message.channel_name else f"channel {message.channel_id}"
-    header = f"[{when}] {message.author_name} in {where} ({message.platform}, public)"
-    lines = [header]
-    recent = message.recent_context[-RECENT_CONTEXT_LIMIT:]
-    if recent:
-        lines.append("Recent messages from others in the channel:")
-        lines.extend(f"- {item.author_name}: {item.text}" for item in recent)
-        lines.append(f"{message.author_name} says:")
-    return "\n".join(lines) + f"\n{text}"
 
 
 class Runtime:
@@ -116,7 +99,7 @@ class Runtime:
         describer: ImageDescriber | None = None,
     ) -> None:
         self._agent = agent
-        self._describer = describer  # None: the model cannot see images (bot.runtime.images)
+        self._describer = describer  # None: the model cannot see images (bot.runtime.user_message)
         self._core = core
         self._working = working
         self._recall = recall
@@ -215,23 +198,10 @@ class Runtime:
         return TURN_FAILED_NOTICE if turn.stored else NOT_SAVED_NOTICE
 
     async def _answer(self, message: InboundMessage, text: str, sink: ReplySink, turn: _TurnState) -> TurnReport:
-        model_text = text
-        if len(text) > self._max_chars:
-            model_text = (
-                text[: self._max_chars] + f"\n[system] This message was cut from {len(text)} to {self._max_chars} "
-                "characters; the full text is stored in recall memory."
-            )
-            await self._notify(
-                sink,
-                message,
-                f"Your message is {len(text):,} characters long; I read the first {self._max_chars:,}. "
-                "The whole text is saved in my memory.",
-            )
         images = MessageImages.of(message, vision=self.sees_images)
-        if notice := images.notice():  # images not looked at: the user hears it now, the model in the message
+        model_text, notices = model_view(text, self._max_chars, images)
+        for notice in notices:  # a cut message, images not looked at: the user hears it now, the model in the text
             await self._notify(sink, message, notice)
-        if images:
-            model_text = "\n".join(part for part in (model_text, images.model_lines()) if part)
         agent = message.agent_key
         cause = event_cause(message.platform, message.message_id)
 
@@ -240,8 +210,7 @@ class Runtime:
 
         async with self.agent_lock(agent, on_wait=busy) as fence:
             await self._ensure_core(agent, cause, fence)
-            entry = self._recall_entry(message, "user", text or images.placeholder(), message.author_name)
-            entry = replace(entry, attachment_text=images.recall_text())
+            entry = self._recall_entry(message, "user", text or images.placeholder(), message.author_name, images)
             packed = ChatMessage(
                 "user",
                 pack_user_message(message, model_text),
@@ -262,8 +231,8 @@ class Runtime:
 
             ctx = self._tool_context(agent, message.scope, send, cause, fence)
             async with sink.typing(), self._deadline():
-                if images.shown and fresh:
-                    await self._describe(images, entry, packed, fence)
+                if self._describer is not None and images.shown and fresh:
+                    await self._describer.store(images, entry, packed, self._recall, self._working, fence)
                 shown = {packed: images.shown} if images.shown else None
                 report = await self._agent.run_turn(ctx, expects_reply=True, images=shown)
         if report.messages_sent == 0:  # the reply guarantee's last resort: never silent
@@ -271,16 +240,6 @@ class Runtime:
             await self._notify(sink, message, NO_REPLY_NOTICE)
         log.info("turn done", extra={"agent": str(agent), "steps": report.steps, "sent": report.messages_sent})
         return report
-
-    async def _describe(self, images: MessageImages, entry: RecallEntry, packed: ChatMessage, fence: Fence) -> None:
-        """Describe the shown images (one short call each) and store what they show: in recall with the message
-        (the same point, now with its ``attachment_text``) and as a ``[system]`` line after it in the queue."""
-        assert self._describer is not None
-        descriptions = await self._describer.describe_all(images.shown, entry.author, entry.text)
-        if any(descriptions):
-            await self._recall.add([replace(entry, attachment_text=images.recall_text(descriptions))], fence=fence)
-        note = ChatMessage("user", images.queue_note(descriptions), private=packed.private)
-        await self._working.append(entry.agent, [note], fence=fence)
 
     async def remember(self, message: InboundMessage) -> bool:
         """Keep a message membot was not asked to answer (a channel in ``listen`` mode) in its author's recall
@@ -290,9 +249,7 @@ class Runtime:
         text = message.text.strip() or (images.placeholder() if images else "")
         if not text:
             return False
-        entry = replace(
-            self._recall_entry(message, "user", text, message.author_name), attachment_text=images.recall_text()
-        )
+        entry = self._recall_entry(message, "user", text, message.author_name, images)
         try:
             async with self.agent_lock(message.agent_key) as fence:
                 await self._recall.add([entry], fence=fence)
@@ -417,7 +374,9 @@ class Runtime:
             await self._planner.conversation_active(message.agent_key, at)
 
     @staticmethod
-    def _recall_entry(message: InboundMessage, role: str, text: str, author: str) -> RecallEntry:
+    def _recall_entry(
+        message: InboundMessage, role: str, text: str, author: str, images: MessageImages | None = None
+    ) -> RecallEntry:
         timestamp = message.timestamp if role == "user" else utc_now()
         return RecallEntry(
             agent=message.agent_key,
@@ -429,4 +388,5 @@ class Runtime:
             channel=message.channel_id,
             scope=message.scope,
             message_id=message.message_id if role == "user" else None,
+            attachment_text=images.recall_text() if images else None,
         )

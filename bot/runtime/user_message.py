@@ -1,12 +1,14 @@
-"""Images that came with a user message: which the model is shown, what it and the user are told, what is stored.
+"""A user's message as the model sees it and as memory keeps it.
 
-An image the model can look at (a vision model, a PNG/JPEG/GIF/WebP within the limits of ``bot.core.images``) is
-shown to it with the user's message during that turn's model calls only; the bytes never reach Redis. Before the
-turn one short call (``prompts/describe_image.md``, no tools) describes each image; the description is what stays:
-in recall with the message (``attachment_text``, indexed for search) and as a ``[system]`` line in the queue, so
-later turns and ``conversation_search`` know what the image showed. Every image that is not shown (the model cannot
-see images, an unsupported format, too big, a failed download, more than the per-message limit) is named to the
-model in the message and to the user in one short notice: never a silent drop.
+- The text: a header (who, where, when), the recent messages of a channel, the cut of a message longer than
+  ``MEMBOT_MAX_MESSAGE_CHARS`` (``pack_user_message``, ``model_view``).
+- Its images. One the model can look at (a vision model, a PNG/JPEG/GIF/WebP within the limits of
+  ``bot.core.images``) is shown to it with the message during that turn's model calls only; the bytes never reach
+  Redis. Before the turn one short call (``prompts/describe_image.md``, no tools) describes each image; the
+  description is what stays: in recall with the message (``attachment_text``, indexed for search) and as a
+  ``[system]`` line in the queue, so later turns and ``conversation_search`` know what the image showed. Every image
+  that is not shown (the model cannot see images, an unsupported format, too big, a failed download, more than the
+  per-message limit) is named to the model in the message and to the user in one short notice: never silent.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC
 
 from bot.core.events import Attachment, InboundMessage
 from bot.core.images import image_input, is_image, plan
-from bot.core.ports import ChatModel
+from bot.core.memory_types import Fence, RecallEntry
+from bot.core.ports import ChatModel, RecallMemory, WorkingMemory
 from bot.core.prompts import load_prompt
 from bot.llm.types import ChatMessage, ImageInput, ModelError, SystemPrompt
 
@@ -27,6 +31,7 @@ log = logging.getLogger(__name__)
 DESCRIPTION_TOKENS = 300
 MAX_DESCRIPTION_CHARS = 1200
 MAX_CONTEXT_CHARS = 500  # of the user's words given to the describe call
+RECENT_CONTEXT_LIMIT = 5
 
 
 def image_attachments(message: InboundMessage) -> list[Attachment]:
@@ -128,6 +133,23 @@ class ImageDescriber:
         self._model = model
         self._max_output_tokens = max_output_tokens
 
+    async def store(
+        self,
+        images: MessageImages,
+        entry: RecallEntry,
+        packed: ChatMessage,
+        recall: RecallMemory,
+        working: WorkingMemory,
+        fence: Fence,
+    ) -> None:
+        """Describe the shown images and store what they show: in recall with the message ``entry`` (the same
+        point, now with its ``attachment_text``) and as a ``[system]`` line after ``packed`` in the queue."""
+        descriptions = await self.describe_all(images.shown, entry.author, entry.text)
+        if any(descriptions):
+            await recall.add([replace(entry, attachment_text=images.recall_text(descriptions))], fence=fence)
+        note = ChatMessage("user", images.queue_note(descriptions), private=packed.private)
+        await working.append(entry.agent, [note], fence=fence)
+
     async def describe_all(self, images: Sequence[ImageInput], author: str, text: str) -> list[str | None]:
         return list(await asyncio.gather(*(self.describe(image, author, text) for image in images)))
 
@@ -146,3 +168,39 @@ class ImageDescriber:
         if len(described) > MAX_DESCRIPTION_CHARS:
             described = described[:MAX_DESCRIPTION_CHARS].rsplit(" ", 1)[0] + " …"
         return described or None
+
+
+def model_view(text: str, max_chars: int, images: MessageImages) -> tuple[str, list[str]]:
+    """The text the model is given for a message, and the notices its user gets (a cut, images not looked at)."""
+    notices = []
+    model_text = text
+    if len(text) > max_chars:
+        model_text = (
+            text[:max_chars] + f"\n[system] This message was cut from {len(text)} to {max_chars} "
+            "characters; the full text is stored in recall memory."
+        )
+        notices.append(
+            f"Your message is {len(text):,} characters long; I read the first {max_chars:,}. "
+            "The whole text is saved in my memory."
+        )
+    if images:
+        model_text = "\n".join(part for part in (model_text, images.model_lines()) if part)
+    if notice := images.notice():
+        notices.append(notice)
+    return model_text, notices
+
+
+def pack_user_message(message: InboundMessage, text: str) -> str:
+    """The user message as the model sees it: who, where and when, then the text."""
+    when = f"{message.timestamp.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    if message.is_dm:
+        return f"[{when}] {message.author_name} (direct message, {message.platform}):\n{text}"
+    where = f"#{message.channel_name}" if message.channel_name else f"channel {message.channel_id}"
+    header = f"[{when}] {message.author_name} in {where} ({message.platform}, public)"
+    lines = [header]
+    recent = message.recent_context[-RECENT_CONTEXT_LIMIT:]
+    if recent:
+        lines.append("Recent messages from others in the channel:")
+        lines.extend(f"- {item.author_name}: {item.text}" for item in recent)
+        lines.append(f"{message.author_name} says:")
+    return "\n".join(lines) + f"\n{text}"
