@@ -180,7 +180,7 @@ async def test_an_image_alone_is_answered_and_a_failed_description_still_shows_t
         assert "No description of the image cat.png was made" in str(turn.messages)
         assert sink.notices == [] and "[image attached: cat.png]" in sink.messages[0]
         [stored] = [e for e in (await app.services.admin.export(message.agent_key))["recall"] if e["role"] == "user"]
-        assert stored["text"] == "[cat.png]" and stored["attachment_text"] == "cat.png (image)"
+        assert stored["text"] == "[cat.png]" and stored["attachment_text"] == "cat.png (image; no description was made)"
 
 
 async def test_a_model_that_cannot_see_is_told_and_the_user_gets_a_notice_and_the_answer(

@@ -104,12 +104,17 @@ class MessageImages:
         )
         return "\n".join(lines)
 
-    def recall_text(self, descriptions: Sequence[str | None] = ()) -> str | None:
-        """The message's ``attachment_text`` in recall: each image's name and, once made, its description."""
+    def recall_text(self, descriptions: Sequence[str | None] | None = None) -> str | None:
+        """The message's ``attachment_text`` in recall: each image's name and what it shows; ``descriptions`` (one
+        per shown image, None where none was made) once the describe calls are done."""
         lines = []
         for index, image in enumerate(self.shown):
-            described = descriptions[index] if index < len(descriptions) else None
-            lines.append(f"{image.name}: {described}" if described else f"{image.name} (image)")
+            if descriptions is None:
+                lines.append(f"{image.name} (image)")
+            elif described := descriptions[index]:
+                lines.append(f"{image.name}: {described}")
+            else:
+                lines.append(f"{image.name} (image; no description was made)")
         lines.extend(f"{name} (image, not looked at)" for name, _ in self.unseen)
         lines.extend(f"{name} (image, not looked at)" for name in self.blind)
         return "\n".join(lines) or None
@@ -145,8 +150,7 @@ class ImageDescriber:
         """Describe the shown images and store what they show: in recall with the message ``entry`` (the same
         point, now with its ``attachment_text``) and as a ``[system]`` line after ``packed`` in the queue."""
         descriptions = await self.describe_all(images.shown, entry.author, entry.text)
-        if any(descriptions):
-            await recall.add([replace(entry, attachment_text=images.recall_text(descriptions))], fence=fence)
+        await recall.add([replace(entry, attachment_text=images.recall_text(descriptions))], fence=fence)
         note = ChatMessage("user", images.queue_note(descriptions), private=packed.private)
         await working.append(entry.agent, [note], fence=fence)
 

@@ -6,7 +6,7 @@ import base64
 
 from bot.core.events import Scope
 from tests.slack.conftest import ANN, MakeSlack
-from tests.slack.harness import BOT, SlackHarness, texts
+from tests.slack.harness import BOT, SlackHarness, all_text, texts
 from tests.standins.brain import describe_image, fingerprint
 from tests.standins.images import make_png
 
@@ -37,6 +37,14 @@ async def test_an_image_in_a_dm_is_fetched_shown_and_remembered(make_slack: Make
     [hit] = [h for h in hits if h.text == "a walk today"]
     assert hit.attachment_text is not None
     assert f"forest.png: {describe_image('forest.png', PHOTO)}" in hit.attachment_text
+    _, response_url = await slack.command(ANN, f"search {fingerprint(PHOTO)}", channel=f"D{ANN}")
+    await slack.settle()
+    [answer] = slack.responses(response_url)
+    assert "(attached: forest.png: A picture called forest.png" in all_text(answer["blocks"])
+    _, response_url = await slack.command(ANN, f"search {fingerprint(PHOTO)}")  # in a channel: a DM's image is private
+    await slack.settle()
+    [answer] = slack.responses(response_url)
+    assert "attached" not in all_text(answer["blocks"]) and "a walk today" not in all_text(answer["blocks"])
 
 
 async def test_an_image_with_a_mention_in_a_channel_is_shown_and_answered_in_the_thread(make_slack: MakeSlack) -> None:
