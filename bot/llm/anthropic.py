@@ -17,7 +17,6 @@ Wire translation, in short:
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import re
@@ -87,8 +86,7 @@ def _text_block(text: str) -> Block:
 
 def _image_block(image: ImageInput) -> Block:
     """An image as the Messages API takes it inline (before the text that refers to it, as Anthropic advises)."""
-    data = base64.b64encode(image.data).decode("ascii")
-    return {"type": "image", "source": {"type": "base64", "media_type": image.media_type, "data": data}}
+    return {"type": "image", "source": {"type": "base64", "media_type": image.media_type, "data": image.base64}}
 
 
 def _turns(messages: Sequence[ChatMessage]) -> list[tuple[str, list[Block]]]:

@@ -16,7 +16,6 @@ an agent's requests on the machines that hold its prefix; other servers may reje
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import re
@@ -79,8 +78,7 @@ def _wire_call(call: ToolCall) -> dict[str, Any]:
 
 def _image_part(image: ImageInput) -> dict[str, Any]:
     """An image as a Chat Completions content part: a base64 ``data:`` URL."""
-    data = base64.b64encode(image.data).decode("ascii")
-    return {"type": "image_url", "image_url": {"url": f"data:{image.media_type};base64,{data}"}}
+    return {"type": "image_url", "image_url": {"url": f"data:{image.media_type};base64,{image.base64}"}}
 
 
 def build_messages(system: SystemPrompt, messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:

@@ -7,7 +7,9 @@ either format.
 from __future__ import annotations
 
 import json
+from base64 import b64encode
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from typing import Any, Literal
 
 Role = Literal["user", "assistant", "tool"]
@@ -33,6 +35,11 @@ class ImageInput:
     data: bytes = field(repr=False)
     name: str = ""
     tokens: int = 0
+
+    @cached_property
+    def base64(self) -> str:
+        """The bytes as base64 text, encoded once (every model call of a turn sends them)."""
+        return b64encode(self.data).decode("ascii")
 
 
 @dataclass(frozen=True)
