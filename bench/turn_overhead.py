@@ -40,7 +40,7 @@ from adapters.console import console_agent
 from bot.app import App, open_app
 from bot.core.events import InboundMessage, OutboundReply
 from bot.llm.tokens import TokenCounter
-from bot.llm.types import ChatMessage, Completion, SystemPrompt, ToolCall, ToolSpec, Usage
+from bot.llm.types import ChatMessage, Completion, ReplyPreview, SystemPrompt, ToolCall, ToolSpec, Usage
 from bot.runtime.runtime import Runtime
 from bot.settings import Settings
 from memory.redis.outbox import RecallOutbox
@@ -64,6 +64,7 @@ class InstantModel:
         tools: Sequence[ToolSpec],
         *,
         max_output_tokens: int,
+        preview: ReplyPreview | None = None,
     ) -> Completion:
         self.calls += 1
         call = ToolCall(f"call_{self.calls}", "send_message", '{"message": "Sounds good, tell me more."}')

@@ -40,6 +40,7 @@ from bot.core.tasks import stop_task
 from bot.llm.factory import build_chat_model
 from bot.llm.metered import MeteredChatModel
 from bot.llm.retry import RetryPolicy
+from bot.llm.tokens import encoding
 from bot.ops.deployment import Share, Topology
 from bot.ops.health import Health
 from bot.ops.metrics import Metrics
@@ -167,7 +168,13 @@ class App(MemoryApp):
         await self.scheduler.shutdown()
 
 
+async def warm_tokenizer() -> None:
+    """Load the token counter's encoding in a thread (about 0.3 s), so the first turn does not stall the loop."""
+    await asyncio.to_thread(encoding)
+
+
 async def _warm_embedder(embedder: Embedder) -> None:
+    await warm_tokenizer()
     try:
         await embedder.embed(["warm-up"])
     except Exception as exc:  # the indexer backs off and searches use words meanwhile; nothing to stop for
@@ -186,6 +193,7 @@ def build_model(settings: Settings) -> ChatModel:
         base_url=settings.anthropic_base_url if provider == "anthropic" else settings.openai_base_url,
         timeout=settings.llm_timeout,
         retry=RetryPolicy(attempts=settings.llm_retry_attempts, base_delay=settings.llm_retry_delay),
+        stream=settings.stream,
     )
 
 
@@ -272,6 +280,7 @@ async def _build_app(settings: Settings, model: ChatModel) -> App:
             outage=outage,
             reminders=reminders,
             describer=ImageDescriber(metered) if settings.sees_images() else None,
+            live_replies=settings.stream,
         )
         admin, repair = _memory_commands(stores, runtime.agent_lock, reminders)
         channel_modes = RedisChannelModes(stores.redis, RedisKeys(settings.redis_prefix))

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     turn_timeout: float = Field(90.0, alias="MEMBOT_TURN_TIMEOUT", gt=0)
     working_notice_after: float = Field(3.0, alias="MEMBOT_WORKING_NOTICE_AFTER", ge=0)
     vision: VisionMode = Field("auto", alias="MEMBOT_VISION")
+    stream: bool = Field(True, alias="MEMBOT_STREAM")  # on|off: show long replies as they are written
 
     anthropic_api_key: SecretStr | None = Field(None, alias="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = Field(None, alias="ANTHROPIC_BASE_URL")

@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import discord
 
+from adapters.discord.live import LIVE_INTERVAL, DiscordLiveReply
 from adapters.discord.split import split_message
 from bot.core.events import OutboundReply
 
@@ -44,10 +45,16 @@ async def send_chunks(
 
 
 class DiscordReplySink:
-    """ReplySink for one inbound Discord message: answers in its channel, as a reply to it."""
+    """ReplySink for one inbound Discord message: answers in its channel, as a reply to it; shows long answers
+    as they grow (``live_reply``, ``adapters/discord/live.py``)."""
+
+    live_interval = LIVE_INTERVAL
 
     def __init__(self, message: discord.Message) -> None:
         self._message = message
+
+    def live_reply(self) -> DiscordLiveReply:
+        return DiscordLiveReply(self._message, allowed_mentions_for(self._message.author))
 
     async def send(self, reply: OutboundReply) -> None:
         """Deliver one reply. A delivery failure is logged, not raised, so the turn and its memory stay whole."""

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bot.app import App, open_app
+from bot.app import App, open_app, warm_tokenizer
 from bot.cli.common import (
     app,
     command_settings,
@@ -29,7 +29,9 @@ from bot.stores import list_jobs
 
 
 async def _warm_up(embedder: Embedder) -> None:
-    """Load or reach the embedder now; when it is down, say so once and chat on (searches use words meanwhile)."""
+    """Load the tokenizer and load or reach the embedder now; when the embedder is down, say so once and chat on
+    (searches use words meanwhile)."""
+    await warm_tokenizer()
     try:
         await embedder.embed(["warm-up"])
     except Exception as exc:

@@ -141,7 +141,11 @@ class Agent:
         prompt = await self._context.prepare(ctx.agent, tools, ctx.scope, fence=ctx.fence, images=images)
         try:
             return await self._model.complete(
-                prompt.system, prompt.messages, tools, max_output_tokens=self._context.budget.max_output_tokens
+                prompt.system,
+                prompt.messages,
+                tools,
+                max_output_tokens=self._context.budget.max_output_tokens,
+                preview=ctx.preview,
             )
         except ContextOverflowError:
             report.overflow_retries += 1
@@ -149,5 +153,9 @@ class Agent:
             await self._context.flush(ctx.agent, tools, ctx.scope, fence=ctx.fence)
             prompt = await self._context.prepare(ctx.agent, tools, ctx.scope, fence=ctx.fence, images=images)
             return await self._model.complete(
-                prompt.system, prompt.messages, tools, max_output_tokens=self._context.budget.max_output_tokens
+                prompt.system,
+                prompt.messages,
+                tools,
+                max_output_tokens=self._context.budget.max_output_tokens,
+                preview=ctx.preview,
             )

@@ -17,7 +17,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from bot.core.events import AgentKey, InboundMessage, OutboundReply, ReplyAddress, Scope
 from bot.core.memory_types import (
@@ -30,11 +30,14 @@ from bot.core.memory_types import (
     Reminder,
     SearchPage,
 )
-from bot.llm.types import ChatMessage, Completion, SystemPrompt, ToolSpec
+from bot.llm.types import ChatMessage, Completion, ReplyPreview, SystemPrompt, ToolSpec
 
 
 class ChatModel(Protocol):
-    """A chat model with tool calling. Raises ContextOverflowError or ModelError (after its own retries)."""
+    """A chat model with tool calling. Raises ContextOverflowError or ModelError (after its own retries).
+
+    ``preview``: told the growing text of each reply while the completion is produced (a model that cannot
+    stream ignores it); the Completion is the same with or without it."""
 
     provider: str
     model: str
@@ -46,6 +49,7 @@ class ChatModel(Protocol):
         tools: Sequence[ToolSpec],
         *,
         max_output_tokens: int,
+        preview: ReplyPreview | None = None,
     ) -> Completion: ...
 
     def count_tokens(self, system: SystemPrompt, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> int:
@@ -195,6 +199,39 @@ class ReplySink(Protocol):
 
     def typing(self) -> AbstractAsyncContextManager[None]:
         """Show a typing indicator while the agent thinks (may do nothing)."""
+        ...
+
+
+class LiveReply(Protocol):
+    """One reply shown while the model writes it: one or more platform messages, edited in place."""
+
+    async def show(self, text: str) -> None:
+        """Show ``text`` (the reply so far, as the model writes it) instead of what was shown; may raise."""
+        ...
+
+    async def finish(self, reply: OutboundReply) -> None:
+        """Make the messages exactly what ``send(reply)`` would have posted (failures are logged, not raised)."""
+        ...
+
+    async def discard(self) -> None:
+        """Remove what was shown: the reply was never sent."""
+        ...
+
+
+@runtime_checkable
+class LiveReplies(Protocol):
+    """A ReplySink that can also show a reply as it grows (optional: the runtime checks for it).
+
+    ``live_interval``: the fewest seconds between two edits of one message (the platform's rate limits)."""
+
+    live_interval: float
+
+    async def send(self, reply: OutboundReply) -> None: ...
+
+    def typing(self) -> AbstractAsyncContextManager[None]: ...
+
+    def live_reply(self) -> LiveReply:
+        """A new reply to show; nothing is posted before its first ``show``."""
         ...
 
 

@@ -23,7 +23,7 @@ from bot.core.events import AgentKey, Scope
 from bot.core.memory_types import PAGE_SIZE, ArchivalEntry, AuditEntry, AuditKind, Fence, MemoryEditError, SearchPage
 from bot.core.ports import ArchivalMemory, AuditLog, CoreMemory, RecallMemory, Reminders
 from bot.core.prompts import load_prompt
-from bot.llm.types import ToolCall, ToolSpec
+from bot.llm.types import ReplyPreview, ToolCall, ToolSpec
 
 HEARTBEAT_PARAM = "request_heartbeat"
 MAX_HIT_CHARS = 1500
@@ -52,6 +52,7 @@ class ToolContext:
     archival_source: str = "agent"  # ArchivalEntry.source of notes inserted in this turn ("reflection" in heartbeats)
     fence: Fence | None = None  # the turn's holding of the agent's lock: its memory writes carry it (memory_types)
     reminders: Reminders | None = None  # None: this membot keeps no reminders (the functions say so)
+    preview: ReplyPreview | None = None  # shown the replies the model is writing (a user turn on a live sink)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ Wire translation, in short:
   same-role neighbours are merged so roles alternate; the conversation starts and ends with a user message;
 - a tool call without a result gets a placeholder result and a result without its call becomes plain text, so a
   damaged queue cannot make every later request fail with a 400.
+
+With a ``ReplyPreview`` (and ``stream`` on) the request is streamed: ``send_message`` arguments are reported as
+they arrive, and the final message is the SDK's accumulation of the events (``bot.llm.streaming``).
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from typing import Any
 
 import anthropic
 
-from bot.llm.base import SdkChatModel, checked, sdk_error_classifier
+from bot.llm.base import TRANSPORT_ERRORS, SdkChatModel, checked, sdk_error_classifier
 from bot.llm.pairing import MISSING_RESULT, pair_tool_calls
-from bot.llm.retry import RetryPolicy, call_with_retry
+from bot.llm.retry import RetryPolicy
+from bot.llm.streaming import PreviewFeed, StreamInterrupted, mentions_streaming
 from bot.llm.tokens import CLAUDE_TOKEN_FACTOR, TokenCounter
 from bot.llm.types import (
     ChatMessage,
@@ -35,6 +39,7 @@ from bot.llm.types import (
     ContextOverflowError,
     ImageInput,
     ModelError,
+    ReplyPreview,
     SystemPrompt,
     ToolCall,
     ToolSpec,
@@ -216,10 +221,12 @@ class AnthropicChatModel(SdkChatModel):
         *,
         token_factor: float = CLAUDE_TOKEN_FACTOR,
         cache_conversation: bool = True,
+        stream: bool = True,
     ) -> None:
         self.model = model
         self.retry = retry or RetryPolicy()
         self.cache_conversation = cache_conversation
+        self.stream = stream
         self.counter = TokenCounter(token_factor)
         self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
 
@@ -230,22 +237,28 @@ class AnthropicChatModel(SdkChatModel):
         tools: Sequence[ToolSpec],
         *,
         max_output_tokens: int,
+        preview: ReplyPreview | None = None,
     ) -> Completion:
         request = build_request(system, messages, tools, cache_conversation=self.cache_conversation)
         self._log_request(messages, tools)
+        arguments: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": max_output_tokens,
+            "messages": request["messages"],
+            "system": request["system"] or anthropic.omit,
+            "tools": request["tools"] or anthropic.omit,
+        }
 
-        async def call() -> Completion:
-            response = await self._client.messages.create(
-                model=self.model,
-                max_tokens=max_output_tokens,
-                messages=request["messages"],
-                system=request["system"] or anthropic.omit,
-                tools=request["tools"] or anthropic.omit,
-            )
+        async def call(streamed: bool) -> Completion:
+            if streamed:
+                return await self._streamed(arguments, PreviewFeed(preview))
+            if preview is not None:
+                preview.restart()
+            response = await self._client.messages.create(**arguments)
             return checked(parse_response, response, anthropic.types.Message)
 
         try:
-            completion = await call_with_retry(call, policy=self.retry, classify=_classify, what="anthropic request")
+            completion = await self._call(call, streamed=self.stream and preview is not None, classify=_classify)
         except anthropic.APIStatusError as exc:
             message = _api_message(exc)
             if is_overflow_message(exc.status_code, message):
@@ -257,3 +270,35 @@ class AnthropicChatModel(SdkChatModel):
         self._log_response(completion)
         self._calibrate(system, messages, tools, completion)
         return completion
+
+    async def _streamed(self, arguments: dict[str, Any], feed: PreviewFeed) -> Completion:
+        """One streamed request (Messages SSE): tool_use deltas go to ``feed``; the final message is the SDK's
+        accumulation of every event, read by the same ``parse_response`` as a non-streamed answer."""
+        ended = False
+        try:
+            async with self._client.messages.stream(**arguments) as stream:
+                async for event in stream:
+                    if event.type == "content_block_start" and event.content_block.type == "tool_use":
+                        feed.name(event.index, event.content_block.name)
+                    elif event.type == "content_block_delta" and event.delta.type == "input_json_delta":
+                        feed.arguments(event.index, event.delta.partial_json)
+                    elif event.type == "message_stop":
+                        ended = True
+                message = stream.current_message_snapshot if ended else None
+        except anthropic.APIStatusError as exc:
+            if exc.status_code != 200:  # refused before the stream began: the same error as without streaming
+                raise
+            raise StreamInterrupted(f"error event in the stream: {_api_message(exc)}") from exc
+        except TRANSPORT_ERRORS as exc:
+            raise StreamInterrupted(f"stream cut: {type(exc).__name__}") from exc
+        if message is None:
+            raise StreamInterrupted("the stream ended before message_stop")
+        return checked(parse_response, message, anthropic.types.Message)
+
+    def _refuses_streaming(self, exc: Exception) -> bool:
+        return (
+            isinstance(exc, anthropic.APIStatusError)
+            and 400 <= exc.status_code < 500
+            and exc.status_code not in (408, 429)
+            and mentions_streaming(_api_message(exc))
+        )

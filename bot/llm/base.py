@@ -4,15 +4,22 @@ classification."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+import httpx2
+
 from bot.llm.calibration import reported_prompt_tokens
-from bot.llm.retry import Transient, transient_status
+from bot.llm.retry import RetryPolicy, Transient, call_with_retry, transient_status
+from bot.llm.streaming import StreamInterrupted
 from bot.llm.tokens import TokenCounter
 from bot.llm.types import ChatMessage, Completion, SystemPrompt, ToolSpec
 
 log = logging.getLogger(__name__)
+
+
+# what a connection lost while a stream is read raises (the SDKs wrap only errors of sending the request)
+TRANSPORT_ERRORS = (httpx2.TransportError, httpx2.StreamError)
 
 
 class MalformedResponse(Exception):
@@ -43,7 +50,32 @@ class SdkChatModel:
     provider: str
     model: str
     counter: TokenCounter
+    retry: RetryPolicy
+    stream: bool  # stream requests that have a ReplyPreview (turned off when the server refuses streaming)
     _client: _ClosableClient
+
+    async def _call(
+        self,
+        call: Callable[[bool], Awaitable[Completion]],
+        *,
+        streamed: bool,
+        classify: Callable[[Exception], Transient | None],
+    ) -> Completion:
+        """``call(streamed)`` with retries; a server that refuses streaming is asked again without it, and is not
+        asked to stream any more."""
+        what = f"{self.provider} request"
+        try:
+            return await call_with_retry(lambda: call(streamed), policy=self.retry, classify=classify, what=what)
+        except Exception as exc:
+            if not streamed or not self._refuses_streaming(exc):
+                raise
+        log.warning("%s: the server refused a streamed request; streaming is off from now on", self.provider)
+        self.stream = False
+        return await call_with_retry(lambda: call(False), policy=self.retry, classify=classify, what=what)
+
+    def _refuses_streaming(self, exc: Exception) -> bool:
+        """Whether ``exc`` says the server cannot stream (each provider knows its error type)."""
+        return False
 
     def count_tokens(self, system: SystemPrompt, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> int:
         return self.counter.count(system, messages, tools)
@@ -93,6 +125,8 @@ def sdk_error_classifier(
     that are not JSON or not the expected JSON (a ``ValueError`` from the SDK's JSON decoding, MalformedResponse)."""
 
     def classify(exc: Exception) -> Transient | None:
+        if isinstance(exc, StreamInterrupted):
+            return Transient("stream interrupted")
         if isinstance(exc, MalformedResponse | ValueError):
             return Transient("malformed response")
         if isinstance(exc, timeout_error):

@@ -18,8 +18,10 @@ def build_chat_model(
     base_url: str | None,
     timeout: float = 60.0,
     retry: RetryPolicy | None = None,
+    stream: bool = True,
 ) -> ChatModel:
-    """A chat model for ``provider`` ("anthropic" or "openai"); ``base_url`` points at a gateway or stand-in.
+    """A chat model for ``provider`` ("anthropic" or "openai"); ``base_url`` points at a gateway or stand-in;
+    ``stream``: stream the answers a reply is shown from as it grows.
 
     Raises ValueError for an unknown provider, an empty model name, or a missing API key where one is required
     (the official endpoints; a custom ``base_url`` may need none).
@@ -35,9 +37,13 @@ def build_chat_model(
 
         if not api_key and not base_url:
             raise ValueError("the anthropic provider needs an API key: set ANTHROPIC_API_KEY")
-        return AnthropicChatModel(model, api_key=api_key or "no-key", base_url=base_url, timeout=timeout, retry=retry)
+        return AnthropicChatModel(
+            model, api_key=api_key or "no-key", base_url=base_url, timeout=timeout, retry=retry, stream=stream
+        )
     if not api_key and not base_url:
         raise ValueError("the openai provider needs an API key: set OPENAI_API_KEY (or OPENAI_BASE_URL for local)")
     from bot.llm.openai import OpenAIChatModel
 
-    return OpenAIChatModel(model, api_key=api_key or None, base_url=base_url, timeout=timeout, retry=retry)
+    return OpenAIChatModel(
+        model, api_key=api_key or None, base_url=base_url, timeout=timeout, retry=retry, stream=stream
+    )

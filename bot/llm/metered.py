@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 
 from bot.core.ports import ChatModel
-from bot.llm.types import ChatMessage, Completion, ModelError, SystemPrompt, ToolSpec
+from bot.llm.types import ChatMessage, Completion, ModelError, ReplyPreview, SystemPrompt, ToolSpec
 from bot.ops.metrics import Metrics
 
 __all__ = ["MeteredChatModel"]
@@ -28,10 +28,13 @@ class MeteredChatModel:
         tools: Sequence[ToolSpec],
         *,
         max_output_tokens: int,
+        preview: ReplyPreview | None = None,
     ) -> Completion:
         started = time.monotonic()
         try:
-            completion = await self.inner.complete(system, messages, tools, max_output_tokens=max_output_tokens)
+            completion = await self.inner.complete(
+                system, messages, tools, max_output_tokens=max_output_tokens, preview=preview
+            )
         except ModelError as exc:
             self._metrics.model_call(self.provider, time.monotonic() - started, None, exc)
             self._metrics.error(exc)

@@ -12,6 +12,10 @@ Prompt caching is automatic on OpenAI (prompts of 1,024 tokens and more, exact p
 (or as one more user message after a function result), so consecutive calls of an agent share their prefix.
 ``prompt_cache_key`` (one per agent and scope, ``SystemPrompt.cache_key``) is sent to OpenAI itself, where it keeps
 an agent's requests on the machines that hold its prefix; other servers may reject unknown fields and do not get it.
+
+With a ``ReplyPreview`` (and ``stream`` on) the request is streamed (``stream_options.include_usage`` for the usage
+chunk): tool call argument fragments are reported as they arrive, and the chunks are joined into the
+``ChatCompletion`` that ``parse_response`` reads, as without streaming (``bot.llm.openai_stream``).
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import openai
-from openai.types.chat import ChatCompletion
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from bot.llm.base import MalformedResponse, SdkChatModel, checked, sdk_error_classifier
+from bot.llm.base import TRANSPORT_ERRORS, MalformedResponse, SdkChatModel, checked, sdk_error_classifier
+from bot.llm.openai_stream import ChunkAccumulator
 from bot.llm.pairing import pair_tool_calls
-from bot.llm.retry import RetryPolicy, call_with_retry
+from bot.llm.retry import RetryPolicy
+from bot.llm.streaming import PreviewFeed, StreamInterrupted, mentions_streaming
 from bot.llm.tokens import GPT_TOKEN_FACTOR, TokenCounter
 from bot.llm.types import (
     ChatMessage,
@@ -36,6 +42,7 @@ from bot.llm.types import (
     ContextOverflowError,
     ImageInput,
     ModelError,
+    ReplyPreview,
     SystemPrompt,
     ToolCall,
     ToolSpec,
@@ -186,8 +193,10 @@ class OpenAIChatModel(SdkChatModel):
         token_factor: float = GPT_TOKEN_FACTOR,
         max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None,
         send_cache_key: bool | None = None,
+        stream: bool = True,
     ) -> None:
         self.model = model
+        self.stream = stream
         self.retry = retry or RetryPolicy()
         self.counter = TokenCounter(token_factor)
         official = base_url is None or "api.openai.com" in base_url
@@ -204,6 +213,7 @@ class OpenAIChatModel(SdkChatModel):
         tools: Sequence[ToolSpec],
         *,
         max_output_tokens: int,
+        preview: ReplyPreview | None = None,
     ) -> Completion:
         wire_messages = build_messages(system, messages)
         wire_tools = build_tools(tools)
@@ -216,14 +226,18 @@ class OpenAIChatModel(SdkChatModel):
             body["prompt_cache_key"] = system.cache_key
         body[self.max_tokens_param] = max_output_tokens
 
-        async def call() -> Completion:
+        async def call(streamed: bool) -> Completion:
+            if streamed:
+                return await self._streamed(body, PreviewFeed(preview))
+            if preview is not None:
+                preview.restart()
             # the SDK's raw POST: ``chat.completions.create`` would first walk the whole body against its TypedDict
             # unions on the event loop (about 0.4 ms per queued message), to send the same bytes
             response = await self._client.post(CHAT_PATH, body=body, cast_to=ChatCompletion)
             return checked(parse_response, response, ChatCompletion)
 
         try:
-            completion = await call_with_retry(call, policy=self.retry, classify=_classify, what="openai request")
+            completion = await self._call(call, streamed=self.stream and preview is not None, classify=_classify)
         except openai.APIStatusError as exc:
             message = _api_message(exc)
             if is_overflow_error(exc.status_code, exc.code, message):
@@ -235,3 +249,47 @@ class OpenAIChatModel(SdkChatModel):
         self._log_response(completion)
         self._calibrate(system, messages, tools, completion)
         return completion
+
+    async def _streamed(self, body: dict[str, Any], feed: PreviewFeed) -> Completion:
+        """One streamed request: tool call fragments of the first choice go to ``feed``; the chunks are accumulated
+        into the completion a non-streamed request returns."""
+        streamed_body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        state = ChunkAccumulator()
+        try:
+            stream = await self._client.post(
+                CHAT_PATH,
+                body=streamed_body,
+                cast_to=ChatCompletion,
+                stream=True,
+                stream_cls=openai.AsyncStream[ChatCompletionChunk],
+            )
+            async with stream:
+                async for chunk in stream:
+                    state.add(chunk)
+                    for choice in chunk.choices:
+                        if choice.index != 0:
+                            continue
+                        for call in choice.delta.tool_calls or []:
+                            if call.function is not None and call.function.name:
+                                feed.name(call.index, call.function.name)
+                            if call.function is not None and call.function.arguments:
+                                feed.arguments(call.index, call.function.arguments)
+        except openai.APIStatusError:
+            raise
+        except (openai.APIConnectionError, openai.APITimeoutError):
+            raise
+        except openai.APIError as exc:  # an error object inside the stream
+            raise StreamInterrupted(f"error in the stream: {str(exc.message)[:200]}") from exc
+        except TRANSPORT_ERRORS as exc:
+            raise StreamInterrupted(f"stream cut: {type(exc).__name__}") from exc
+        if state.finish_reason is None:
+            raise StreamInterrupted("the stream ended before a finish_reason")
+        return checked(parse_response, state.completion(), ChatCompletion)
+
+    def _refuses_streaming(self, exc: Exception) -> bool:
+        return (
+            isinstance(exc, openai.APIStatusError)
+            and 400 <= exc.status_code < 500
+            and exc.status_code not in (408, 429)
+            and mentions_streaming(_api_message(exc))
+        )

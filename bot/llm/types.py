@@ -10,7 +10,7 @@ import json
 from base64 import b64encode
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 Role = Literal["user", "assistant", "tool"]
 
@@ -139,6 +139,20 @@ class Completion:
     tool_calls: tuple[ToolCall, ...] = ()
     usage: Usage = field(default_factory=Usage)
     stop_reason: str | None = None
+
+
+class ReplyPreview(Protocol):
+    """Told, while a completion streams, what the model has written so far of each call to ``tool`` (the
+    ``argument`` string of it): how a reply is shown as it grows. Calls are numbered from 0 in the order the model
+    makes them within one completion. ``restart``: a new attempt begins (a retry, or the next step's completion),
+    so what was reported before is void until reported again. Methods must return at once (no I/O)."""
+
+    tool: str
+    argument: str
+
+    def restart(self) -> None: ...
+
+    def grow(self, index: int, text: str) -> None: ...
 
 
 class ModelError(Exception):

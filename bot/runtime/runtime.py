@@ -3,8 +3,9 @@
 For each inbound message it takes the agent's lock (a Redis lock that holds across processes; waiters in one
 process are served in order), stores the user message in recall (its outbox) and in the queue *before* calling the
 model, records the activity heartbeats work from, runs the step loop, and delivers each ``send_message`` to the
-sink at once. Images that came with the message are described after it was stored and shown to the model in that
-turn only (``bot.runtime.user_message``). System events (heartbeats) run through ``run_event`` under the same lock.
+sink (shown as it is written where the sink can: ``bot.runtime.live``). Images that came with the message are
+described after it was stored and shown to the model in that turn only (``bot.runtime.user_message``). Heartbeats
+run in ``run_event``.
 
 Every user turn runs inside one error boundary, ``Runtime._turn_boundary``: whatever fails inside it (a store, a
 tool, the lock, the model, a bug) ends that turn with one short notice to the user and a logged traceback, and
@@ -39,7 +40,8 @@ from bot.core.ports import (
 from bot.core.prompts import load_prompt
 from bot.core.tools import ToolContext
 from bot.llm.types import ChatMessage, ModelError
-from bot.runtime.outage import OutageBridge, TrackedSink
+from bot.runtime.live import live_preview, tracked
+from bot.runtime.outage import OutageBridge
 from bot.runtime.user_message import ImageDescriber, MessageImages, image_attachments, model_view, pack_user_message
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,7 @@ class Runtime:
         turn_timeout: float = 90.0,
         outage: OutageBridge | None = None,
         reminders: Reminders | None = None,
+        live_replies: bool = True,
         describer: ImageDescriber | None = None,
     ) -> None:
         self._agent = agent
@@ -112,6 +115,7 @@ class Runtime:
         self._turn_timeout = turn_timeout
         self._reminders = reminders  # the model's schedule_reminder & co. (None: not offered a store)
         self.outage = outage  # journals messages while the memory store is unreachable (bot.runtime.outage)
+        self._live_replies = live_replies  # show replies as they are written, where the sink can
 
     @property
     def sees_images(self) -> bool:
@@ -142,10 +146,10 @@ class Runtime:
         if outage is not None and outage.backlogged:  # older journaled messages go first
             await outage.hold(message, sink, self.handle, outage=False)
             return None
-        tracked = TrackedSink(sink) if outage is not None else sink
+        tracked_sink = tracked(sink) if outage is not None else sink
         turn = _TurnState()
-        async with self._turn_boundary(message, tracked, turn):
-            return await self._answer(message, text, tracked, turn)
+        async with self._turn_boundary(message, tracked_sink, turn):
+            return await self._answer(message, text, tracked_sink, turn)
         return None  # the boundary ended the turn and told the user
 
     @asynccontextmanager
@@ -225,16 +229,20 @@ class Runtime:
             turn.stored = True
             await self._note_activity(message)
 
-            async def send(reply: str) -> None:
-                await sink.send(OutboundReply(reply, ReplyKind.MESSAGE, message.message_id))
-                await self._recall.add([self._recall_entry(message, "assistant", reply, "membot")], fence=fence)
+            async with live_preview(sink, enabled=self._live_replies) as live:
 
-            ctx = self._tool_context(agent, message.scope, send, cause, fence)
-            async with sink.typing(), self._deadline():
-                if self._describer is not None and images.shown and fresh:
-                    await self._describer.store(images, entry, packed, self._recall, self._working, fence)
-                shown = {packed: images.shown} if images.shown else None
-                report = await self._agent.run_turn(ctx, expects_reply=True, images=shown)
+                async def send(reply: str) -> None:
+                    outbound = OutboundReply(reply, ReplyKind.MESSAGE, message.message_id)
+                    await (live.deliver(outbound) if live is not None else sink.send(outbound))
+                    await self._recall.add([self._recall_entry(message, "assistant", reply, "membot")], fence=fence)
+
+                ctx = self._tool_context(agent, message.scope, send, cause, fence)
+                ctx.preview = live
+                async with sink.typing(), self._deadline():
+                    if self._describer is not None and images.shown and fresh:
+                        await self._describer.store(images, entry, packed, self._recall, self._working, fence)
+                    shown = {packed: images.shown} if images.shown else None
+                    report = await self._agent.run_turn(ctx, expects_reply=True, images=shown)
         if report.messages_sent == 0:  # the reply guarantee's last resort: never silent
             log.warning("turn ended without a reply", extra={"agent": str(agent), "steps": report.steps})
             await self._notify(sink, message, NO_REPLY_NOTICE)

@@ -16,7 +16,8 @@ SCOPES_FOR = {
     "auth_test": set(),
     "chat_postMessage": {"chat:write"},
     "chat_postEphemeral": {"chat:write"},
-    "chat_delete": {"chat:write"},  # its own "thinking" message
+    "chat_delete": {"chat:write"},  # its own "thinking" message and reply previews
+    "chat_update": {"chat:write"},  # a reply shown as it grows
     "conversations_history": {"channels:history", "groups:history", "mpim:history", "im:history"},
     "conversations_replies": {"channels:history", "groups:history", "mpim:history", "im:history"},
     "conversations_info": {"channels:read", "groups:read", "mpim:read", "im:read"},

@@ -36,7 +36,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from tests.standins.llm_server import ObservedRequest, ScriptedReply
+from tests.standins.llm_server import ObservedRequest, ScriptedReply, StreamPlan
 
 SUMMARY_MARKER = "conversation summaries"
 DESCRIBE_MARKER = "You describe images"
@@ -101,9 +101,12 @@ class Brain:
 
     decisions: list[str] = field(default_factory=list)
     heartbeat_delay: float = 0.0  # seconds the first model call of each heartbeat event waits
+    stream: StreamPlan | None = None  # how streamed answers are paced (default: the stand-in's, at once)
 
     def __call__(self, request: ObservedRequest) -> ScriptedReply:
         reply = self._decide(request)
+        if self.stream is not None:
+            reply.stream = self.stream
         self.decisions.append(reply.tool_calls[0][0] if reply.tool_calls else f"text:{reply.text[:30]}")
         return reply
 

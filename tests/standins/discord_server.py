@@ -11,6 +11,8 @@ outages). Tests dispatch MESSAGE_CREATE / INTERACTION_CREATE payloads and read e
         sent = await discord_api.send_message(ALICE, "hello")          # a DM
         [reply] = await discord_api.wait_for(discord_api.created_in(sent["channel_id"]))
 
+The bot's messages are kept (``messages``): PATCH edits and DELETE removes them, with Discord's errors (Unknown
+Message, another user's message, over 2,000 characters); ``ratelimit`` answers the next calls with a 429.
 It runs in the test's own event loop (the discord.py client does too).
 """
 
@@ -75,6 +77,7 @@ class RestCall:
     json: Any = None
     files: list[tuple[str, bytes]] = field(default_factory=list)
     response: Any = None
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 class DiscordStandIn(DiscordGateway):
@@ -88,6 +91,8 @@ class DiscordStandIn(DiscordGateway):
         self.snowflake = payloads.Snowflakes()
         self._runner: web.AppRunner | None = None
         self.token = "test-token"  # the bot token it accepts; others get 401 like Discord
+        self.messages: dict[int, Payload] = {}  # the bot's messages now (created, edited, not deleted), by id
+        self.ratelimits: dict[str, list[float]] = {}  # "PATCH"/"POST"/"DELETE" -> retry_after of its next 429s
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -201,6 +206,20 @@ class DiscordStandIn(DiscordGateway):
         token = interaction["token"]
         return lambda call: token in call.path and call.method in ("POST", "PATCH")
 
+    def channel_messages(self, channel_id: int | str) -> list[Payload]:
+        """The bot's messages in a channel as they are now, oldest first."""
+        return [m for m in self.messages.values() if m["channel_id"] == str(channel_id)]
+
+    def edits(self) -> list[RestCall]:
+        """Every message edit (PATCH /channels/{id}/messages/{id})."""
+        return [c for c in self.calls if c.method == "PATCH" and c.path.startswith("/channels/")]
+
+    def ratelimit(self, method: str, retry_after: float = 0.5, times: int = 1) -> None:
+        """Answer the next ``times`` channel-message calls of ``method`` with Discord's 429: a JSON body with
+        ``retry_after`` (seconds) and ``global: false``, and the ``X-RateLimit-*`` headers (discord.py waits and
+        retries)."""
+        self.ratelimits.setdefault(method, []).extend([retry_after] * times)
+
     def summary(self) -> str:
         return ", ".join(f"{c.method} {c.path}" for c in self.calls[-30:])
 
@@ -220,6 +239,9 @@ class DiscordStandIn(DiscordGateway):
         token_in_url = call.path.startswith(("/interactions/", "/webhooks/"))  # these carry the interaction token
         if not token_in_url and call.headers.get("Authorization") != f"Bot {self.token}":
             return _json(401, {"message": "401: Unauthorized", "code": 0})
+        limited = self.ratelimits.get(call.method)
+        if limited and call.path.startswith("/channels/") and "/messages" in call.path:
+            return _rate_limited(limited.pop(0))
         status, body = self._route(call)
         call.response = body
         return web.Response(status=status) if body is None else _json(status, body)
@@ -247,7 +269,17 @@ class DiscordStandIn(DiscordGateway):
             case ("GET", "channels", channel_id, "messages"):
                 return 200, []
             case ("POST", "channels", channel_id, "messages"):
-                return 200, self._created(call, int(channel_id))
+                if len((call.json or {}).get("content") or "") > CONTENT_LIMIT:
+                    return 400, _too_long()
+                created = self._created(call, int(channel_id))
+                self.messages[int(created["id"])] = created
+                return 200, created
+            case ("PATCH", "channels", channel_id, "messages", message_id):
+                return self._edit(call, int(message_id))
+            case ("DELETE", "channels", channel_id, "messages", message_id):
+                if self.messages.pop(int(message_id), None) is None:
+                    return 404, UNKNOWN_MESSAGE
+                return 204, None
             case ("POST", "users", "@me", "channels"):
                 recipient = payloads.user(int(call.json["recipient_id"]), "someone")
                 return 200, {"id": str(dm_channel_id(recipient)), "type": 1, "recipients": [recipient]}
@@ -259,6 +291,22 @@ class DiscordStandIn(DiscordGateway):
                 message_id = self.snowflake() if message_id == "@original" else int(message_id)
                 return 200, self._created(call, GENERAL, message_id=message_id)
         return 404, {"message": f"stand-in has no route for {call.method} {call.path}", "code": 0}
+
+    def _edit(self, call: RestCall, message_id: int) -> tuple[int, Any]:
+        """PATCH a message: only the bot's own (50005 otherwise), 404 Unknown Message once deleted, content within
+        2,000 characters (a 400 Invalid Form Body otherwise); the message comes back with ``edited_timestamp``."""
+        message = self.messages.get(message_id)
+        if message is None:
+            return 404, UNKNOWN_MESSAGE
+        if message["author"]["id"] != str(BOT["id"]):
+            return 403, {"message": "Cannot edit a message authored by another user", "code": 50005}
+        body = call.json or {}
+        if "content" in body:
+            if len(body["content"] or "") > CONTENT_LIMIT:
+                return 400, _too_long()
+            message["content"] = body["content"] or ""
+        message["edited_timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S.000000+00:00", time.gmtime())
+        return 200, message
 
     def _created(self, call: RestCall, channel_id: int, *, message_id: int | None = None, flags: int = 0) -> Payload:
         """The message a create/edit route returns: membot's words, buttons and files as sent."""
@@ -298,6 +346,30 @@ class DiscordStandIn(DiscordGateway):
         if kind in (4, 7):
             result["resource"]["message"] = self._created(call, GENERAL, message_id=message_id, flags=flags)
         return result
+
+
+CONTENT_LIMIT = 2000
+UNKNOWN_MESSAGE = {"message": "Unknown Message", "code": 10008}
+
+
+def _too_long() -> Payload:
+    errors = {"content": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 2000 or fewer in length."}]}}
+    return {"message": "Invalid Form Body", "code": 50035, "errors": errors}
+
+
+def _rate_limited(retry_after: float) -> web.Response:
+    body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}
+    headers = {
+        "Content-Type": "application/json",
+        "Retry-After": str(max(1, round(retry_after))),
+        "X-RateLimit-Limit": "5",
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset-After": str(retry_after),
+        "X-RateLimit-Bucket": "stand-in-messages",
+        "X-RateLimit-Scope": "user",
+        "Via": "1.1 google",  # Discord answers through its proxy; discord.py reads a 429 without it as a Cloudflare ban
+    }
+    return web.Response(body=json.dumps(body).encode(), status=429, headers=headers)
 
 
 def _json(status: int, body: Any) -> web.Response:

@@ -10,6 +10,8 @@ loop, so it serves async tests and tests that run a subprocess synchronously ali
         assert llm.requests[0].tools == [...]
 
 Replies come from the FIFO queue (``push``) first, then from the handler; with neither, the answer is "ok".
+A request with ``"stream": true`` gets the same answer as server-sent events (``tests/standins/llm_stream.py``);
+``refuse_streaming`` makes it a 400 instead, as from a server that cannot stream.
 
 Usage is reported as the APIs document it (``tests/standins/llm_usage.py``): prompt tokens counted on the request
 (times ``token_scale``), prompt caching (Anthropic breakpoints, OpenAI automatic prefixes) with its cache read and
@@ -41,9 +43,10 @@ from typing import Any
 from aiohttp import web
 
 from tests.standins.images import image_error
+from tests.standins.llm_stream import StreamPlan, anthropic_events, openai_events, write_stream
 from tests.standins.llm_usage import STATUS_PREFIX, CacheUsage, PromptCaches, prompt_tokens
 
-__all__ = ["ObservedRequest", "ScriptedLLMServer", "ScriptedReply", "hashing_embedding"]
+__all__ = ["ObservedRequest", "ScriptedLLMServer", "ScriptedReply", "StreamPlan", "hashing_embedding"]
 
 
 @dataclass
@@ -97,6 +100,9 @@ class ScriptedReply:
     # a body that is not the API's JSON (an HTML error page, an empty or truncated body), sent with ``status``
     body_text: str | None = None
     content_type: str = "application/json"
+    # how the answer is streamed when the request asks for it (``tests/standins/llm_stream.py``): pieces, pauses,
+    # a connection cut or an error event mid-stream
+    stream: StreamPlan = field(default_factory=StreamPlan)
 
 
 Handler = Callable[[ObservedRequest], ScriptedReply]
@@ -397,6 +403,8 @@ class ScriptedLLMServer:
         self.overflows = 0  # requests refused because the prompt did not fit the window
         self.accepts_images = True  # False: a text-only model, which refuses any image (as the APIs do)
         self.image_refusals: list[str] = []  # messages of the 400s sent for images the API would not take
+        self.refuse_streaming = False  # answer ``"stream": true`` with a 400, as a server that cannot stream
+        self.streamed = 0  # answers sent as a stream
         self._caches = PromptCaches()
         # optional: a key per request (e.g. the agent it serves); in_flight_by/max_in_flight_by count by that key
         self.concurrency_key: Callable[[ObservedRequest], str | None] | None = None
@@ -524,7 +532,7 @@ class ScriptedLLMServer:
 
     # -- endpoints -------------------------------------------------------------------------------------------
 
-    async def _chat(self, request: web.Request, wire: str) -> web.Response:
+    async def _chat(self, request: web.Request, wire: str) -> web.StreamResponse:
         with self._lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -534,7 +542,7 @@ class ScriptedLLMServer:
             with self._lock:
                 self.in_flight -= 1
 
-    async def _answer_chat(self, request: web.Request, wire: str) -> web.Response:
+    async def _answer_chat(self, request: web.Request, wire: str) -> web.StreamResponse:
         try:
             body = await request.json()
         except ValueError:
@@ -552,15 +560,18 @@ class ScriptedLLMServer:
                 self.in_flight_by[key] = self.in_flight_by.get(key, 0) + 1
                 self.max_in_flight_by[key] = max(self.max_in_flight_by.get(key, 0), self.in_flight_by[key])
         try:
-            return await self._reply_to(observed, body, wire)
+            return await self._reply_to(request, observed, body, wire)
         finally:
             if key is not None:
                 with self._lock:
                     self.in_flight_by[key] -= 1
 
-    async def _reply_to(self, observed: ObservedRequest, body: dict[str, Any], wire: str) -> web.Response:
-        if body.get("stream"):
-            return self._error(wire, ScriptedReply(status=400, error_message="the stand-in does not stream"))
+    async def _reply_to(
+        self, request: web.Request, observed: ObservedRequest, body: dict[str, Any], wire: str
+    ) -> web.StreamResponse:
+        streamed = bool(body.get("stream"))
+        if streamed and self.refuse_streaming:
+            return self._error(wire, ScriptedReply(status=400, error_message="this server does not support stream"))
         refused = image_error(wire, body, accepts_images=self.accepts_images)
         if refused is not None:
             message, code = refused
@@ -592,7 +603,17 @@ class ScriptedLLMServer:
         usage = self._usage(reply, body, wire)
         observed.usage = {"input": usage.prompt, "cache_read": usage.cache_read, "cache_write": usage.cache_write}
         make = _anthropic_body if wire == "anthropic" else _openai_body
-        return web.json_response(make(reply, observed, usage), headers=reply.headers)
+        answer = make(reply, observed, usage)
+        if not streamed:
+            return web.json_response(answer, headers=reply.headers)
+        with self._lock:
+            self.streamed += 1
+        if wire == "anthropic":
+            events = anthropic_events(answer, reply.stream.chunk)
+        else:
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            events = openai_events(answer, reply.stream.chunk, include_usage=include_usage)
+        return await write_stream(request, wire, events, reply.stream)
 
     def _usage(self, reply: ScriptedReply, body: dict[str, Any], wire: str) -> CacheUsage:
         """The scripted usage, or the request counted and billed through the prompt caches."""
@@ -644,10 +665,10 @@ class ScriptedLLMServer:
             headers.setdefault("request-id", f"req_{uuid.uuid4().hex[:24]}")
         return web.json_response(_error_body(wire, reply), status=reply.status, headers=headers)
 
-    async def _anthropic_messages(self, request: web.Request) -> web.Response:
+    async def _anthropic_messages(self, request: web.Request) -> web.StreamResponse:
         return await self._chat(request, "anthropic")
 
-    async def _openai_chat(self, request: web.Request) -> web.Response:
+    async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
         return await self._chat(request, "openai")
 
     async def _openai_embeddings(self, request: web.Request) -> web.Response:

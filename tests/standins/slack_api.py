@@ -10,7 +10,8 @@ the upload URLs of ``files_upload_v2``, and a Socket Mode WebSocket (``apps.conn
         await slack.wait_for(lambda: slack.calls_to("chat.postMessage"))
 
 Every request becomes an :class:`ApiCall` (method name, query + form + JSON parameters merged, headers).
-Messages the bot posts are kept per channel, so conversations.history/replies answer like Slack would.
+Messages the bot posts are kept per channel (chat.update edits them, chat.delete removes them), so
+conversations.history/replies answer like Slack would; ``ratelimit`` makes a method answer 429 ``ratelimited``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class ApiCall:
     headers: dict[str, str]
     path: str
     peer: tuple[str, int] | None = None  # the client's address and port: one port for calls on one connection
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
     @property
     def json(self) -> dict[str, Any]:
@@ -72,6 +74,7 @@ class SlackStandIn:
         self.uploads: dict[str, bytes] = {}
         self.channels: dict[str, list[dict[str, Any]]] = {}
         self.errors: dict[str, str] = {}  # method -> error code to answer with
+        self.ratelimits: dict[str, list[int]] = {}  # method -> Retry-After (seconds) of its next 429 answers
         self.socket: SocketPeer | None = None
         self.sockets_opened = 0
         self.socket_available = True  # False: Socket Mode connections are refused (503), as in an outage
@@ -156,6 +159,15 @@ class SlackStandIn:
             c.params for c in self.calls_to("chat.postMessage") if channel is None or c.params.get("channel") == channel
         ]
 
+    def bot_messages(self, channel: str) -> list[dict[str, Any]]:
+        """The bot's messages in ``channel`` as they are now (posted, updated, not deleted), oldest first."""
+        return [m for m in self.channels.get(channel, []) if m.get("bot_id") == self.bot_id]
+
+    def ratelimit(self, method: str, retry_after: int = 1, times: int = 1) -> None:
+        """Answer the next ``times`` calls of ``method`` as Slack does over its rate limit: HTTP 429,
+        ``{"ok": false, "error": "ratelimited"}`` and a ``Retry-After`` header in seconds."""
+        self.ratelimits.setdefault(method, []).extend([retry_after] * times)
+
     async def wait_for(self, predicate: Callable[[], object], seconds: float = 10.0) -> None:
         """Poll until ``predicate()`` is true; fail after ``seconds`` listing the calls seen."""
         deadline = time.monotonic() + seconds
@@ -188,6 +200,10 @@ class SlackStandIn:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         if method in self.errors:
             return web.json_response({"ok": False, "error": self.errors[method]})
+        if self.ratelimits.get(method):
+            retry_after = self.ratelimits[method].pop(0)
+            body = {"ok": False, "error": "ratelimited"}
+            return web.json_response(body, status=429, headers={"Retry-After": str(retry_after)})
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
@@ -214,6 +230,24 @@ class SlackStandIn:
             message["thread_ts"] = params["thread_ts"]
         self.record_message(channel, message)
         return {"channel": channel, "ts": ts, "message": message}
+
+    def _m_chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        """chat.update: the bot edits one of its messages. Errors as Slack documents them: ``message_not_found``,
+        ``cant_update_message`` (not the bot's), ``no_text``, ``msg_too_long`` (over 40,000 characters)."""
+        channel, ts = str(params.get("channel", "")), str(params.get("ts", ""))
+        text = str(params.get("text") or "")
+        if not text and not params.get("blocks"):
+            return {"ok": False, "error": "no_text"}
+        if len(text) > 40_000:
+            return {"ok": False, "error": "msg_too_long"}
+        message = next((m for m in self.channels.get(channel, []) if m.get("ts") == ts), None)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if message.get("bot_id") != self.bot_id:
+            return {"ok": False, "error": "cant_update_message"}
+        message["text"] = text
+        message["edited"] = {"user": self.bot_user_id, "ts": self.next_ts()}
+        return {"channel": channel, "ts": ts, "text": text, "message": dict(message)}
 
     def _m_chat_delete(self, params: dict[str, Any]) -> dict[str, Any]:
         """chat.delete: the bot removes one of its messages (``message_not_found`` when there is none)."""
