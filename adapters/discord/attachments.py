@@ -4,6 +4,7 @@ short confirmation per file (``bot.admin.documents`` reads them)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import PurePath
 
 import discord
@@ -55,11 +56,18 @@ async def import_attachment(attachment: discord.Attachment, agent: AgentKey, adm
     return message + "."
 
 
-async def import_attachments(message: discord.Message, agent: AgentKey, admin: MemoryAdmin, sink: ReplySink) -> None:
-    """Import every attachment of a DM, confirming each one to the sender. An import that fails (the memory store
-    is unreachable, a bug) is logged and told; it never keeps the message's text from its turn."""
+async def import_attachments(
+    message: discord.Message,
+    attachments: Sequence[discord.Attachment],
+    agent: AgentKey,
+    admin: MemoryAdmin,
+    sink: ReplySink,
+) -> None:
+    """Import the documents of a DM (every attachment but its images), confirming each one to the sender. An import
+    that fails (the memory store is unreachable, a bug) is logged and told; it never keeps the message's text from
+    its turn."""
     async with sink.typing():
-        for attachment in message.attachments:
+        for attachment in attachments:
             try:
                 text = await import_attachment(attachment, agent, admin, event_cause(agent.platform, str(message.id)))
             except Exception:
