@@ -51,6 +51,7 @@ from bot.ops.turns import ObservedRuntime, TurnTracker
 from bot.runtime.heartbeat import HeartbeatConfig, Heartbeats, ProactiveControl
 from bot.runtime.outage import AddressSink, OutageBridge, OutageTolerantChannelModes, OutageTolerantThrottle
 from bot.runtime.runtime import Runtime
+from bot.runtime.user_message import ImageDescriber
 from bot.services import Services
 from bot.settings import Settings
 from bot.stores import ServiceUnavailable, Stores, heartbeat_job_store, open_stores, reminder_lease, store_health
@@ -283,6 +284,7 @@ async def _build_app(settings: Settings, model: ChatModel) -> App:
             turn_timeout=settings.turn_timeout,
             outage=outage,
             reminders=reminders,
+            describer=ImageDescriber(metered) if settings.sees_images() else None,
             live_replies=settings.stream,
         )
         admin, repair = _memory_commands(stores, runtime.agent_lock, reminders)

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.llm.vision import VisionMode, sees_images
 from bot.ops.data_dir import default_data_dir
 from bot.runtime.channels import Allowlist, parse_ids
 from bot.runtime.proactive import parse_quiet_hours, parse_timezone
@@ -58,6 +59,7 @@ class Settings(BaseSettings):
     llm_retry_delay: float = Field(1.0, alias="MEMBOT_LLM_RETRY_DELAY", ge=0)
     turn_timeout: float = Field(90.0, alias="MEMBOT_TURN_TIMEOUT", gt=0)
     working_notice_after: float = Field(3.0, alias="MEMBOT_WORKING_NOTICE_AFTER", ge=0)
+    vision: VisionMode = Field("auto", alias="MEMBOT_VISION")
     stream: bool = Field(True, alias="MEMBOT_STREAM")  # on|off: show long replies as they are written
 
     anthropic_api_key: SecretStr | None = Field(None, alias="ANTHROPIC_API_KEY")
@@ -135,6 +137,16 @@ class Settings(BaseSettings):
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("vision", mode="before")
+    @classmethod
+    def _vision_words(cls, value: object) -> object:
+        if isinstance(value, str):
+            word = value.strip().lower()
+            return {"": "auto", "true": "on", "yes": "on", "1": "on", "false": "off", "no": "off", "0": "off"}.get(
+                word, word
+            )
+        return value
+
     @field_validator("data_dir", mode="before")
     @classmethod
     def _blank_data_dir_is_default(cls, value: object) -> object:
@@ -197,6 +209,10 @@ class Settings(BaseSettings):
 
     def resolved_model(self) -> str:
         return self.model or DEFAULT_MODELS[self.resolved_provider()]
+
+    def sees_images(self) -> bool:
+        """Whether images sent to membot are shown to the model (MEMBOT_VISION, or known from the model name)."""
+        return sees_images(self.vision, self.resolved_model())
 
     def allowlist(self) -> Allowlist:
         """The channels and people membot may talk with (``MEMBOT_ALLOWED_CHANNELS``/``_USERS``; empty: all)."""

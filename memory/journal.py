@@ -55,6 +55,7 @@ def message_to_json(message: InboundMessage) -> dict[str, Any]:
                 "size": a.size,
                 "url": a.url,
                 "content": base64.b64encode(a.content).decode() if a.content is not None else None,
+                "problem": a.problem,
             }
             for a in message.attachments
         ],
@@ -87,6 +88,7 @@ def message_from_json(data: dict[str, Any]) -> InboundMessage:
                 size=a.get("size"),
                 url=a.get("url"),
                 content=base64.b64decode(a["content"]) if a.get("content") is not None else None,
+                problem=a.get("problem"),
             )
             for a in data.get("attachments", [])
         ),

@@ -5,7 +5,7 @@ is edited (``Message.edit``, at most about once a second) until it says how each
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import PurePath
 
 import discord
@@ -93,14 +93,20 @@ async def import_attachment(
     return message + "."
 
 
-async def import_attachments(message: discord.Message, agent: AgentKey, admin: MemoryAdmin, sink: ReplySink) -> None:
-    """Import every attachment of a DM, showing the progress and then each file's result in one status message. An
-    import that fails (the memory store is unreachable, a bug) is logged and told; it never keeps the message's
-    text from its turn."""
+async def import_attachments(
+    message: discord.Message,
+    attachments: Sequence[discord.Attachment],
+    agent: AgentKey,
+    admin: MemoryAdmin,
+    sink: ReplySink,
+) -> None:
+    """Import the documents of a DM (every attachment but its images), showing the progress and then each file's
+    result in one status message. An import that fails (the memory store is unreachable, a bug) is logged and
+    told; it never keeps the message's text from its turn."""
     cause = event_cause(agent.platform, str(message.id))
-    names = [discord.utils.escape_markdown(attachment.filename) for attachment in message.attachments]
+    names = [discord.utils.escape_markdown(attachment.filename) for attachment in attachments]
     async with sink.typing(), ImportProgress(DiscordStatus(message), names) as progress:
-        for index, attachment in enumerate(message.attachments):
+        for index, attachment in enumerate(attachments):
             progress.start(index)
             try:
                 text = await import_attachment(attachment, agent, admin, cause, progress.advance(index))

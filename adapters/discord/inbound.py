@@ -12,6 +12,7 @@ import logging
 import discord
 
 from adapters.discord.attachments import import_attachments
+from adapters.discord.images import fetch_images, image_attachments
 from adapters.discord.normalize import (
     PLATFORM,
     Reason,
@@ -120,7 +121,8 @@ class InboundHandler:
     async def _answer(
         self, message: discord.Message, me: discord.ClientUser, reason: Reason, mode: str, sink: DiscordReplySink
     ) -> None:
-        """Admit the message (dedupe, rate limit), then import a DM's attachments and run the turn."""
+        """Admit the message (dedupe, rate limit), then import a DM's documents, fetch its images and run the
+        turn."""
         person = person_of(agent_for(message.guild.id if message.guild else None, message.author.id))
         per_minute = self._services.settings.rate_limit_per_minute
         verdict = await admit(self._services.throttle, person, (str(message.id),), per_minute, sink, str(message.id))
@@ -133,12 +135,16 @@ class InboundHandler:
         if verdict is Verdict.RATE_LIMITED:
             return
         text = message_text(message, me)
-        if message.guild is None and message.attachments:
-            await import_attachments(message, agent_for(None, message.author.id), self._services.admin, sink)
-            if not text:
+        images = image_attachments(message.attachments)
+        documents = [a for a in message.attachments if a not in images]
+        if message.guild is None and documents:
+            await import_attachments(message, documents, agent_for(None, message.author.id), self._services.admin, sink)
+            if not text and not images:
                 return
         context = await self._recent(message, me) if message.guild is not None else ()
-        await self._services.runtime.handle(to_inbound(message, me, text=text, context=context), sink)
+        attachments = await fetch_images(message, enabled=self._services.runtime.sees_images)
+        inbound = to_inbound(message, me, text=text, context=context, attachments=attachments)
+        await self._services.runtime.handle(inbound, sink)
 
     async def _recent(self, message: discord.Message, me: discord.ClientUser) -> tuple[ChannelMessage, ...]:
         """Recent messages from others: the client's message cache, or once per channel a short history read."""

@@ -168,8 +168,10 @@ def to_inbound(
     *,
     text: str | None = None,
     context: tuple[ChannelMessage, ...] = (),
+    attachments: tuple[Attachment, ...] | None = None,
 ) -> InboundMessage:
-    """The normalized message for the runtime; in a thread, ``channel_id`` is its parent and ``thread_id`` itself."""
+    """The normalized message for the runtime; in a thread, ``channel_id`` is its parent and ``thread_id`` itself.
+    ``attachments`` (with downloaded images) replace the message's attachments as discord.py describes them."""
     channel = message.channel
     guild = message.guild
     thread_id: str | None = None
@@ -192,7 +194,9 @@ def to_inbound(
         thread_id=thread_id,
         message_id=str(message.id),
         timestamp=message.created_at,
-        attachments=tuple(Attachment(a.filename, a.content_type, a.size, a.url) for a in message.attachments),
+        attachments=tuple(Attachment(a.filename, a.content_type, a.size, a.url) for a in message.attachments)
+        if attachments is None
+        else attachments,
         recent_context=() if guild is None else context,
         channel_name=None if guild is None else channel_name,
     )

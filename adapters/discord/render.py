@@ -100,7 +100,8 @@ def render_hits(query: str, hits: Sequence[SearchHit]) -> str:
     lines = [f"**Memory matching “{_safe(query)}”** (best {min(len(hits), MAX_LISTED)} of {len(hits)})"]
     for hit in hits[:MAX_LISTED]:
         who = f"{hit.author}: " if hit.author else ""
-        lines.append(f"- <t:{int(hit.timestamp.timestamp())}:d> {_safe(who + _snippet(hit.text))}")
+        text = f"{hit.text} (attached: {hit.attachment_text})" if hit.attachment_text else hit.text
+        lines.append(f"- <t:{int(hit.timestamp.timestamp())}:d> {_safe(who + _snippet(text))}")
     return "\n".join(lines)
 
 

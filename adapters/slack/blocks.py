@@ -160,7 +160,8 @@ def hits_blocks(query: str, hits: Sequence[SearchHit], note: str = "") -> list[B
     lines = [f"*What I remember about* _{escape(query)}_{note}"]
     for hit in hits[:10]:
         who = f"{hit.author}: " if hit.author else ""
-        lines.append(f"• {hit.timestamp:%Y-%m-%d} — {escape(who + hit.text.strip())[:280]}")
+        text = f"{hit.text.strip()} (attached: {hit.attachment_text})" if hit.attachment_text else hit.text.strip()
+        lines.append(f"• {hit.timestamp:%Y-%m-%d} — {escape(who + text)[:280]}")
     return [section("\n".join(lines))]
 
 

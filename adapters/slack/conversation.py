@@ -1,4 +1,5 @@
-"""One message event → (maybe) one agent turn: decide, dedupe, rate-limit, import files, enrich, run.
+"""One message event → (maybe) one agent turn: decide, dedupe, rate-limit, import documents, fetch images, enrich,
+run.
 
 Runs in a background task after the event was acknowledged. Every step that can drop the message says why in
 the log (event id and reason, never the message body).
@@ -19,7 +20,8 @@ from bot.runtime.runtime import TURN_FAILED_NOTICE
 
 from .deps import SlackDeps
 from .files import SlackStatus, import_files
-from .normalize import SlackMessage, Trigger, parse_event, to_inbound, trigger
+from .images import fetch_images, image_files
+from .normalize import SlackFile, SlackMessage, Trigger, parse_event, to_inbound, trigger
 from .sink import SlackSink
 
 log = logging.getLogger(__name__)
@@ -128,10 +130,13 @@ async def _answer(
     if verdict is not Verdict.ADMITTED:
         log.info("message not admitted", extra={"event_id": event_id, "retry_num": retry_num, "verdict": verdict})
         return
-    if message.is_dm and message.files:
-        await _import(deps, message)
-        if not message.text.strip():
+    images = image_files(message.files)
+    documents = tuple(f for f in message.files if f not in images)
+    if message.is_dm and documents:
+        await _import(deps, message, documents)
+        if not message.text.strip() and not images:
             return
+    attachments = await fetch_images(deps.client, deps.bot_token, message.files, enabled=services.runtime.sees_images)
     inbound = to_inbound(
         message,
         bot_user_id,
@@ -140,14 +145,15 @@ async def _answer(
         recent=()
         if message.is_dm
         else await deps.directory.recent(message.channel_id, message.thread_ts, message.ts, bot_user_id),
+        attachments=attachments,
     )
     await services.runtime.handle(inbound, sink)
 
 
-async def _import(deps: SlackDeps, message: SlackMessage) -> None:
-    """Import the DM's files, with their progress in one status message; a failed import (the memory store
-    unreachable, a bug) is told in it, and never keeps the message's text from its turn."""
+async def _import(deps: SlackDeps, message: SlackMessage, files: tuple[SlackFile, ...]) -> None:
+    """Import the DM's documents (every file but its images), with their progress in one status message; a failed
+    import (the memory store unreachable, a bug) is told in it, and never keeps the message's text from its turn."""
     agent = AgentKey("slack", message.team_id, message.user_id)
     cause = event_cause("slack", message.ts)
     status = SlackStatus(deps.client, message.channel_id, message.reply_thread)
-    await import_files(deps.client, deps.bot_token, deps.services.admin, agent, message.files, cause, status)
+    await import_files(deps.client, deps.bot_token, deps.services.admin, agent, files, cause, status)

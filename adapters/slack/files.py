@@ -46,22 +46,21 @@ def size_text(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB" if size >= 1_000_000 else f"{max(1, size // 1000)} KB"
 
 
-async def download(client: AsyncWebClient, token: str, file: SlackFile) -> bytes:
-    """The file's bytes, via files.info and its private download URL. Raises ImportRefused."""
-    if not importable(file):
-        raise ImportRefused(f"I can import text, Markdown, HTML, PDF and Word (.docx) files; I skipped `{file.name}`.")
-    if file.size is not None and file.size > MAX_IMPORT_BYTES:
-        raise ImportRefused(
-            f"`{file.name}` is {size_text(file.size)}; I import files up to {size_text(MAX_IMPORT_BYTES)}."
-        )
+class FetchFailed(Exception):
+    """A file could not be fetched from Slack; the message completes "I couldn't ... `<name>`: "."""
+
+
+async def fetch(client: AsyncWebClient, token: str, file: SlackFile, max_bytes: int) -> bytes:
+    """A file's bytes, via files.info and its private download URL, with the bot token. Raises FetchFailed (also
+    when it turns out longer than ``max_bytes``)."""
     try:
         info = (await client.files_info(file=file.id)).get("file") or {}
     except SlackApiError as exc:
         log.warning("files.info failed", extra={"file": file.id, "error": exc.response.get("error")})
-        raise ImportRefused(f"I couldn't open `{file.name}` (Slack said: {exc.response.get('error')}).") from None
+        raise FetchFailed(f"Slack said: {exc.response.get('error')}") from None
     url = info.get("url_private_download") or info.get("url_private")
     if not url:
-        raise ImportRefused(f"Slack gave me no download link for `{file.name}`.")
+        raise FetchFailed("Slack gave me no download link")
     headers = {"Authorization": f"Bearer {token}"}
     try:
         async with (
@@ -69,13 +68,29 @@ async def download(client: AsyncWebClient, token: str, file: SlackFile) -> bytes
             session.get(url, headers=headers) as response,
         ):
             if response.status != 200:
-                raise ImportRefused(f"I couldn't download `{file.name}` (HTTP {response.status}).")
-            data = await response.content.read(MAX_IMPORT_BYTES + 1)
+                raise FetchFailed(f"the download failed with HTTP {response.status}")
+            data = await response.content.read(max_bytes + 1)
     except aiohttp.ClientError as exc:
-        raise ImportRefused(f"I couldn't download `{file.name}` ({type(exc).__name__}).") from None
-    if len(data) > MAX_IMPORT_BYTES:
-        raise ImportRefused(f"`{file.name}` is larger than {size_text(MAX_IMPORT_BYTES)}; I didn't import it.")
+        raise FetchFailed(f"the download failed ({type(exc).__name__})") from None
+    except TimeoutError:
+        raise FetchFailed("the download took too long") from None
+    if len(data) > max_bytes:
+        raise FetchFailed(f"it is larger than {size_text(max_bytes)}")
     return data
+
+
+async def download(client: AsyncWebClient, token: str, file: SlackFile) -> bytes:
+    """A document's bytes, for import. Raises ImportRefused."""
+    if not importable(file):
+        raise ImportRefused(f"I can import text, Markdown, HTML, PDF and Word (.docx) files; I skipped `{file.name}`.")
+    if file.size is not None and file.size > MAX_IMPORT_BYTES:
+        raise ImportRefused(
+            f"`{file.name}` is {size_text(file.size)}; I import files up to {size_text(MAX_IMPORT_BYTES)}."
+        )
+    try:
+        return await fetch(client, token, file, MAX_IMPORT_BYTES)
+    except FetchFailed as exc:
+        raise ImportRefused(f"I couldn't download `{file.name}`: {exc}.") from None
 
 
 class SlackStatus:

@@ -163,8 +163,10 @@ def to_inbound(
     author_name: str,
     channel_name: str | None = None,
     recent: tuple[ChannelMessage, ...] = (),
+    attachments: tuple[Attachment, ...] | None = None,
 ) -> InboundMessage:
-    """The normalized message the runtime handles."""
+    """The normalized message the runtime handles; ``attachments`` (with fetched images) replace the files as the
+    event names them."""
     return InboundMessage(
         agent_key=slack_agent(message.team_id, message.user_id),
         platform="slack",
@@ -177,7 +179,9 @@ def to_inbound(
         thread_id=message.reply_thread,
         message_id=message.ts,
         timestamp=slack_time(message.ts),
-        attachments=tuple(Attachment(f.name, f.mimetype, f.size) for f in message.files),
+        attachments=tuple(Attachment(f.name, f.mimetype, f.size) for f in message.files)
+        if attachments is None
+        else attachments,
         recent_context=recent,
         channel_name=channel_name,
     )

@@ -323,7 +323,7 @@ class MemoryAdmin:
         seen: set[str] = set()
         for store, hits in (("recall", [*recall, *waiting]), ("archival", archival)):
             for hit in hits:
-                if hit.id not in seen and _mentions(hit.text, needle):
+                if hit.id not in seen and _mentions(f"{hit.text}\n{hit.attachment_text or ''}", needle):
                     seen.add(hit.id)
                     found.append(ForgetCandidate(store, hit.id, hit.text, query))
         return found

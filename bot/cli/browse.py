@@ -75,7 +75,8 @@ def memory_search(
         return
     table = Table("score", "when (UTC)", "who", "text")
     for hit in hits:
-        table.add_row(f"{hit.score:.3f}", f"{hit.timestamp:%Y-%m-%d %H:%M}", _who(hit), hit.text)
+        text = f"{hit.text}\n(attached: {hit.attachment_text})" if hit.attachment_text else hit.text
+        table.add_row(f"{hit.score:.3f}", f"{hit.timestamp:%Y-%m-%d %H:%M}", _who(hit), text)
     Console(width=200).print(table, highlight=False, markup=False)
 
 
@@ -95,4 +96,5 @@ def _hit_dict(hit: SearchHit) -> dict[str, Any]:
         "role": hit.role,
         "author": hit.author,
         "text": hit.text,
+        **({"attachment_text": hit.attachment_text} if hit.attachment_text else {}),
     }

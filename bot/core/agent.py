@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.core.context import ContextManager
+from bot.core.context import ContextManager, Images
 from bot.core.events import Scope
 from bot.core.ports import ChatModel, WorkingMemory
 from bot.core.prompts import load_prompt
@@ -67,18 +67,19 @@ class Agent:
         self._context = context
         self._max_steps = max_steps
 
-    async def run_turn(self, ctx: ToolContext, *, expects_reply: bool) -> TurnReport:
+    async def run_turn(self, ctx: ToolContext, *, expects_reply: bool, images: Images | None = None) -> TurnReport:
         """Step until the model stops asking for another step, or ``max_steps``.
 
         ``expects_reply``: a user spoke, so the turn goes on (with a system note) until something was sent; see
-        the module docstring for the rule.
+        the module docstring for the rule. ``images``: shown with the queued messages they came with, in this
+        turn's calls only (``ContextManager.prepare``).
         """
         report = TurnReport()
         private = ctx.scope is Scope.PRIVATE  # what this turn adds to the queue is hidden from channel turns
         reminded = False  # the model was told once that its plain text did not reach the user
         while report.steps < self._max_steps:
             report.steps += 1
-            completion = await self._complete(ctx, report)
+            completion = await self._complete(ctx, report, images)
             assistant = ChatMessage("assistant", completion.text, completion.tool_calls, private=private)
             if not completion.tool_calls:
                 await self._working.append(ctx.agent, [assistant], fence=ctx.fence)
@@ -134,10 +135,10 @@ class Agent:
         await self._working.append(ctx.agent, [message], fence=ctx.fence)
         return True
 
-    async def _complete(self, ctx: ToolContext, report: TurnReport) -> Completion:
+    async def _complete(self, ctx: ToolContext, report: TurnReport, images: Images | None) -> Completion:
         """One model call within budget; a provider overflow error flushes the queue and retries once."""
         tools = tool_specs()
-        prompt = await self._context.prepare(ctx.agent, tools, ctx.scope, fence=ctx.fence)
+        prompt = await self._context.prepare(ctx.agent, tools, ctx.scope, fence=ctx.fence, images=images)
         try:
             return await self._model.complete(
                 prompt.system,
@@ -150,7 +151,7 @@ class Agent:
             report.overflow_retries += 1
             log.warning("provider reported context overflow; flushing and retrying", extra={"agent": str(ctx.agent)})
             await self._context.flush(ctx.agent, tools, ctx.scope, fence=ctx.fence)
-            prompt = await self._context.prepare(ctx.agent, tools, ctx.scope, fence=ctx.fence)
+            prompt = await self._context.prepare(ctx.agent, tools, ctx.scope, fence=ctx.fence, images=images)
             return await self._model.complete(
                 prompt.system,
                 prompt.messages,

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -34,11 +34,13 @@ from bot.core.ports import ArchivalMemory, ChatModel, CoreMemory, RecallMemory, 
 from bot.core.privacy import visible_text
 from bot.core.prompts import load_prompt
 from bot.llm.pairing import pair_tool_calls
-from bot.llm.types import ChatMessage, ModelError, SystemPrompt, ToolSpec
+from bot.llm.types import ChatMessage, ImageInput, ModelError, SystemPrompt, ToolSpec
 
 log = logging.getLogger(__name__)
 
 ALERT_RATIO = 0.75
+
+Images = Mapping[ChatMessage, tuple[ImageInput, ...]]  # a turn's images, by the queued message they came with
 MAX_RENDERED_MESSAGE_CHARS = 2000
 
 
@@ -188,14 +190,21 @@ class ContextManager:
         )
 
     async def prepare(
-        self, agent: AgentKey, tools: Sequence[ToolSpec], scope: Scope = Scope.PRIVATE, *, fence: Fence | None = None
+        self,
+        agent: AgentKey,
+        tools: Sequence[ToolSpec],
+        scope: Scope = Scope.PRIVATE,
+        *,
+        fence: Fence | None = None,
+        images: Images | None = None,
     ) -> Prompt:
         """The prompt for the next model call, after any pressure alert or eviction it needs (written with the
-        turn's ``fence``)."""
-        prompt = await self._current(agent, tools, scope)
+        turn's ``fence``). ``images``: the turn's images, by the queued user message they came with; they are shown
+        with that message (and counted) while it is in the queue."""
+        prompt = await self._current(agent, tools, scope, images)
         if prompt.tokens >= self.budget.tokens:
             await self.flush(agent, tools, scope, fence=fence)
-            return await self._current(agent, tools, scope)
+            return await self._current(agent, tools, scope, images)
         if prompt.tokens >= ALERT_RATIO * self.budget.tokens and not await self._working.pressure_alerted(agent):
             percent = round(100 * prompt.tokens / self.budget.tokens)
             text = load_prompt("pressure_alert").replace("{percent}", str(percent))
@@ -203,15 +212,19 @@ class ContextManager:
             await self._working.append(agent, [alert], fence=fence)
             await self._working.set_pressure_alerted(agent, fence=fence)
             log.info("pressure alert", extra={"agent": str(agent), "percent": percent})
-            prompt = await self._current(agent, tools, scope)
+            prompt = await self._current(agent, tools, scope, images)
             if prompt.tokens >= self.budget.tokens:
                 await self.flush(agent, tools, scope, fence=fence)
-                return await self._current(agent, tools, scope)
+                return await self._current(agent, tools, scope, images)
         return prompt
 
-    async def _current(self, agent: AgentKey, tools: Sequence[ToolSpec], scope: Scope) -> Prompt:
+    async def _current(
+        self, agent: AgentKey, tools: Sequence[ToolSpec], scope: Scope, images: Images | None = None
+    ) -> Prompt:
         system = await self.system_prompt(agent, scope)
         messages = pair_tool_calls(visible_messages(await self._working.messages(agent), scope))
+        if images:
+            messages = [replace(m, images=images[m]) if m in images else m for m in messages]
         return Prompt(system, messages, self._model.count_tokens(system, messages, tools))
 
     async def flush(

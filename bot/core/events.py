@@ -67,13 +67,15 @@ class AgentKey:
 
 @dataclass(frozen=True)
 class Attachment:
-    """A file attached to an inbound message; ``content`` is filled when the adapter downloaded it."""
+    """A file attached to an inbound message; ``content`` is filled when the adapter downloaded it (images, for a
+    model that sees them), ``problem`` says why an image could not be (it completes "I couldn't look at <file>: ")."""
 
     filename: str
     content_type: str | None = None
     size: int | None = None
     url: str | None = None
-    content: bytes | None = None
+    content: bytes | None = field(default=None, repr=False)
+    problem: str | None = None
 
 
 @dataclass(frozen=True)

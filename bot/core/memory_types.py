@@ -164,6 +164,7 @@ class SearchHit:
     score: float
     role: str | None = None
     author: str | None = None
+    attachment_text: str | None = None  # a recall message's attachments, described (e.g. what an image shows)
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,9 @@ def format_page(page: SearchPage, what: str) -> str:
         who = f" {hit.author or hit.role}:" if (hit.author or hit.role) else ""
         text = hit.text if len(hit.text) <= MAX_HIT_CHARS else hit.text[:MAX_HIT_CHARS] + " …[truncated]"
         lines.append(f"- [{hit.timestamp.astimezone(UTC):%Y-%m-%d %H:%M} UTC]{who} {text}")
+        if hit.attachment_text:
+            attached = " / ".join(hit.attachment_text[:MAX_HIT_CHARS].splitlines())
+            lines.append(f"  (attached: {attached})")
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ Wire translation, in short:
   the last two messages (``cache_conversation``): the next call, one step or one turn later, reads the prefix this
   one wrote; the second anchor keeps a hit when a step adds more than the 20 blocks the API looks back;
 - the volatile status note (clock, memory counts) is the very last text block, after every breakpoint;
+- a user message's images (``ChatMessage.images``) → base64 ``image`` blocks before its text;
 - assistant → ``[text, tool_use…]``; ``tool`` → a user message of ``tool_result`` blocks (results first);
   same-role neighbours are merged so roles alternate; the conversation starts and ends with a user message;
 - a tool call without a result gets a placeholder result and a result without its call becomes plain text, so a
@@ -36,6 +37,7 @@ from bot.llm.types import (
     ChatMessage,
     Completion,
     ContextOverflowError,
+    ImageInput,
     ModelError,
     ReplyPreview,
     SystemPrompt,
@@ -87,6 +89,11 @@ def _text_block(text: str) -> Block:
     return {"type": "text", "text": text}
 
 
+def _image_block(image: ImageInput) -> Block:
+    """An image as the Messages API takes it inline (before the text that refers to it, as Anthropic advises)."""
+    return {"type": "image", "source": {"type": "base64", "media_type": image.media_type, "data": image.base64}}
+
+
 def _turns(messages: Sequence[ChatMessage]) -> list[tuple[str, list[Block]]]:
     """Neutral messages → (role, blocks), every tool_use answered by exactly one tool_result."""
     turns: list[tuple[str, list[Block]]] = []
@@ -105,7 +112,8 @@ def _turns(messages: Sequence[ChatMessage]) -> list[tuple[str, list[Block]]]:
             if blocks:
                 turns.append(("assistant", blocks))
         else:
-            turns.append(("user", [_text_block(msg.content if msg.content.strip() else EMPTY_PLACEHOLDER)]))
+            text = _text_block(msg.content if msg.content.strip() else EMPTY_PLACEHOLDER)
+            turns.append(("user", [*(_image_block(image) for image in msg.images), text]))
     return turns
 
 

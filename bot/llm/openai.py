@@ -3,6 +3,7 @@
 vLLM, Ollama, llama.cpp and gateways are reached through ``base_url``. Their quirks handled here: tool calls
 without ids (ids are made up), ``content: null``, missing usage, and servers that parse the arguments of past
 tool calls (malformed arguments are sent back wrapped as ``{"_raw": text}``; well-formed ones byte for byte).
+A user message's images become ``image_url`` content parts with base64 ``data:`` URLs, after its text.
 A tool call without a result gets a placeholder result and a result without its call becomes user text, so a
 damaged queue cannot make every later request fail with a 400.
 
@@ -39,6 +40,7 @@ from bot.llm.types import (
     ChatMessage,
     Completion,
     ContextOverflowError,
+    ImageInput,
     ModelError,
     ReplyPreview,
     SystemPrompt,
@@ -81,6 +83,11 @@ def _wire_call(call: ToolCall) -> dict[str, Any]:
     return {"id": call.id, "type": "function", "function": function}
 
 
+def _image_part(image: ImageInput) -> dict[str, Any]:
+    """An image as a Chat Completions content part: a base64 ``data:`` URL."""
+    return {"type": "image_url", "image_url": {"url": f"data:{image.media_type};base64,{image.base64}"}}
+
+
 def build_messages(system: SystemPrompt, messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
     """One system message (static then dynamic), the conversation with every tool call answered once, then the
     volatile status note."""
@@ -91,6 +98,9 @@ def build_messages(system: SystemPrompt, messages: Sequence[ChatMessage]) -> lis
         elif msg.role == "assistant" and msg.tool_calls:
             calls = [_wire_call(c) for c in msg.tool_calls]
             wire.append({"role": "assistant", "content": msg.content or None, "tool_calls": calls})
+        elif msg.images:
+            parts = [{"type": "text", "text": msg.content}, *(_image_part(image) for image in msg.images)]
+            wire.append({"role": msg.role, "content": parts})
         else:
             wire.append({"role": msg.role, "content": msg.content})
     if system.volatile.strip():

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import lru_cache
 
 import tiktoken
@@ -33,6 +34,7 @@ __all__ = [
     "GPT_TOKEN_FACTOR",
     "TokenCounter",
     "encoding",
+    "message_tokens",
     "raw_message_tokens",
     "raw_text_tokens",
 ]
@@ -65,9 +67,17 @@ def raw_text_tokens(text: str) -> int:
     return _encoded_len(text)
 
 
+def message_tokens(message: ChatMessage) -> int:
+    """``raw_message_tokens`` plus the estimated tokens of the message's images (the memo never holds image bytes)."""
+    if message.images:
+        return raw_message_tokens(replace(message, images=())) + sum(image.tokens for image in message.images)
+    return raw_message_tokens(message)
+
+
 @lru_cache(maxsize=8192)
 def raw_message_tokens(message: ChatMessage) -> int:
-    """cl100k tokens of one message: content, tool call names, arguments and ids, plus framing. Memoized."""
+    """cl100k tokens of one message's text: content, tool call names, arguments and ids, plus framing. Memoized.
+    Images are counted by ``message_tokens``."""
     total = MESSAGE_OVERHEAD + _encoded_len(message.content)
     for call in message.tool_calls:
         total += TOOL_CALL_OVERHEAD + _encoded_len(call.name) + _encoded_len(call.arguments) + _encoded_len(call.id)
@@ -99,10 +109,10 @@ class TokenCounter:
         return self._scale(raw_text_tokens(text))
 
     def count_message(self, message: ChatMessage) -> int:
-        return self._scale(raw_message_tokens(message))
+        return self._scale(message_tokens(message))
 
     def count_messages(self, messages: Sequence[ChatMessage]) -> int:
-        return self._scale(sum(raw_message_tokens(m) for m in messages))
+        return self._scale(sum(message_tokens(m) for m in messages))
 
     def count_system(self, system: SystemPrompt) -> int:
         return self._scale(MESSAGE_OVERHEAD + raw_text_tokens(system.static) + raw_text_tokens(system.dynamic))
@@ -115,7 +125,7 @@ class TokenCounter:
         raw = PROMPT_OVERHEAD + MESSAGE_OVERHEAD + raw_text_tokens(system.static) + raw_text_tokens(system.dynamic)
         if system.volatile:
             raw += MESSAGE_OVERHEAD + _encoded_len(system.volatile)
-        raw += sum(raw_message_tokens(m) for m in messages)
+        raw += sum(message_tokens(m) for m in messages)
         raw += sum(_raw_tool_tokens(t) for t in tools)
         return raw
 

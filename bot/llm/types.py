@@ -7,7 +7,9 @@ either format.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from base64 import b64encode
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from typing import Any, Literal, Protocol
 
 Role = Literal["user", "assistant", "tool"]
@@ -23,6 +25,24 @@ class ToolCall:
 
 
 @dataclass(frozen=True)
+class ImageInput:
+    """An image the model is shown with a user message: PNG, JPEG, GIF or WebP bytes (``bot.core.images``).
+
+    Transient: it exists for the model calls of the turn it came with and is never stored (``ChatMessage.to_json``
+    leaves it out). ``tokens`` is what the image costs in the prompt, estimated from its size."""
+
+    media_type: str
+    data: bytes = field(repr=False)
+    name: str = ""
+    tokens: int = 0
+
+    @cached_property
+    def base64(self) -> str:
+        """The bytes as base64 text, encoded once (every model call of a turn sends them)."""
+        return b64encode(self.data).decode("ascii")
+
+
+@dataclass(frozen=True)
 class ChatMessage:
     """One message of the conversation queue.
 
@@ -32,7 +52,8 @@ class ChatMessage:
 
     ``private``: said or done in a private context (a DM, the console, a heartbeat); a turn in a channel does not
     see it (``bot.core.context``). ``message_id``: the platform message a user entry stores (a replayed message is
-    recognised by it and not queued twice). The providers ignore both.
+    recognised by it and not queued twice). The providers ignore both. ``images``: shown to the model with a user
+    message during one turn only; never serialized (the queue in Redis holds no image bytes).
     """
 
     role: Role
@@ -42,9 +63,11 @@ class ChatMessage:
     name: str | None = None
     private: bool = False
     message_id: str | None = None
+    images: tuple[ImageInput, ...] = ()
 
     def to_json(self) -> str:
-        data = asdict(self)
+        data = asdict(replace(self, images=()))
+        del data["images"]
         if not self.private:
             del data["private"]
         if self.message_id is None:

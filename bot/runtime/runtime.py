@@ -3,7 +3,9 @@
 For each inbound message it takes the agent's lock (a Redis lock that holds across processes; waiters in one
 process are served in order), stores the user message in recall (its outbox) and in the queue *before* calling the
 model, records the activity heartbeats work from, runs the step loop, and delivers each ``send_message`` to the
-sink (shown as it is written where the sink can: ``bot.runtime.live``). Heartbeats run in ``run_event``.
+sink (shown as it is written where the sink can: ``bot.runtime.live``). Images that came with the message are
+described after it was stored and shown to the model in that turn only (``bot.runtime.user_message``). Heartbeats
+run in ``run_event``.
 
 Every user turn runs inside one error boundary, ``Runtime._turn_boundary``: whatever fails inside it (a store, a
 tool, the lock, the model, a bug) ends that turn with one short notice to the user and a logged traceback, and
@@ -19,7 +21,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC
 
 from bot.core.agent import Agent, TurnReport
 from bot.core.events import AgentKey, InboundMessage, OutboundReply, ReplyKind, Scope, utc_now
@@ -41,6 +42,7 @@ from bot.core.tools import ToolContext
 from bot.llm.types import ChatMessage, ModelError
 from bot.runtime.live import live_preview, tracked
 from bot.runtime.outage import OutageBridge
+from bot.runtime.user_message import ImageDescriber, MessageImages, image_attachments, model_view, pack_user_message
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,6 @@ LOCK_LOST_NOTICE = (
     "Sorry, I lost track of this conversation partway through (another process took it over). Your message is "
     "saved; please send it again if I don't pick it up."
 )
-RECENT_CONTEXT_LIMIT = 5
 
 
 class TurnDeadlineExceeded(TimeoutError):
@@ -76,22 +77,6 @@ class _TurnState:
     """What the error boundary needs to know about the turn it ends."""
 
     stored: bool = False  # the user message is in recall and the queue
-
-
-def pack_user_message(message: InboundMessage, text: str) -> str:
-    """The user message as the model sees it: who, where and when, then the text."""
-    when = f"{message.timestamp.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
-    if message.is_dm:
-        return f"[{when}] {message.author_name} (direct message, {message.platform}):\n{text}"
-    where = f"#{message.channel_name}" if message.channel_name else f"channel {message.channel_id}"
-    header = f"[{when}] {message.author_name} in {where} ({message.platform}, public)"
-    lines = [header]
-    recent = message.recent_context[-RECENT_CONTEXT_LIMIT:]
-    if recent:
-        lines.append("Recent messages from others in the channel:")
-        lines.extend(f"- {item.author_name}: {item.text}" for item in recent)
-        lines.append(f"{message.author_name} says:")
-    return "\n".join(lines) + f"\n{text}"
 
 
 class Runtime:
@@ -114,8 +99,10 @@ class Runtime:
         outage: OutageBridge | None = None,
         reminders: Reminders | None = None,
         live_replies: bool = True,
+        describer: ImageDescriber | None = None,
     ) -> None:
         self._agent = agent
+        self._describer = describer  # None: the model cannot see images (bot.runtime.user_message)
         self._core = core
         self._working = working
         self._recall = recall
@@ -129,6 +116,11 @@ class Runtime:
         self._reminders = reminders  # the model's schedule_reminder & co. (None: not offered a store)
         self.outage = outage  # journals messages while the memory store is unreachable (bot.runtime.outage)
         self._live_replies = live_replies  # show replies as they are written, where the sink can
+
+    @property
+    def sees_images(self) -> bool:
+        """Whether images are shown to the model (adapters download them only then)."""
+        return self._describer is not None
 
     @asynccontextmanager
     async def agent_lock(
@@ -147,7 +139,7 @@ class Runtime:
         the entry): a failure ends the turn inside ``_turn_boundary``.
         """
         text = message.text.strip()
-        if not text:
+        if not text and not image_attachments(message):
             await self._notify(sink, message, EMPTY_NOTICE)
             return None
         outage = self.outage
@@ -210,18 +202,10 @@ class Runtime:
         return TURN_FAILED_NOTICE if turn.stored else NOT_SAVED_NOTICE
 
     async def _answer(self, message: InboundMessage, text: str, sink: ReplySink, turn: _TurnState) -> TurnReport:
-        model_text = text
-        if len(text) > self._max_chars:
-            model_text = (
-                text[: self._max_chars] + f"\n[system] This message was cut from {len(text)} to {self._max_chars} "
-                "characters; the full text is stored in recall memory."
-            )
-            await self._notify(
-                sink,
-                message,
-                f"Your message is {len(text):,} characters long; I read the first {self._max_chars:,}. "
-                "The whole text is saved in my memory.",
-            )
+        images = MessageImages.of(message, vision=self.sees_images)
+        model_text, notices = model_view(text, self._max_chars, images)
+        for notice in notices:  # a cut message, images not looked at: the user hears it now, the model in the text
+            await self._notify(sink, message, notice)
         agent = message.agent_key
         cause = event_cause(message.platform, message.message_id)
 
@@ -230,15 +214,17 @@ class Runtime:
 
         async with self.agent_lock(agent, on_wait=busy) as fence:
             await self._ensure_core(agent, cause, fence)
-            if not await self._already_queued(message):
+            entry = self._recall_entry(message, "user", text or images.placeholder(), message.author_name, images)
+            packed = ChatMessage(
+                "user",
+                pack_user_message(message, model_text),
+                private=message.scope is Scope.PRIVATE,
+                message_id=message.message_id,
+            )
+            fresh = not await self._already_queued(message)
+            if fresh:
                 # recall first: whatever reached the queue is then in recall too (a crash between loses nothing)
-                await self._recall.add([self._recall_entry(message, "user", text, message.author_name)], fence=fence)
-                packed = ChatMessage(
-                    "user",
-                    pack_user_message(message, model_text),
-                    private=message.scope is Scope.PRIVATE,
-                    message_id=message.message_id,
-                )
+                await self._recall.add([entry], fence=fence)
                 await self._working.append(agent, [packed], fence=fence)
             turn.stored = True
             await self._note_activity(message)
@@ -252,8 +238,11 @@ class Runtime:
 
                 ctx = self._tool_context(agent, message.scope, send, cause, fence)
                 ctx.preview = live
-                async with sink.typing():
-                    report = await self._run_with_deadline(ctx, expects_reply=True)
+                async with sink.typing(), self._deadline():
+                    if self._describer is not None and images.shown and fresh:
+                        await self._describer.store(images, entry, packed, self._recall, self._working, fence)
+                    shown = {packed: images.shown} if images.shown else None
+                    report = await self._agent.run_turn(ctx, expects_reply=True, images=shown)
         if report.messages_sent == 0:  # the reply guarantee's last resort: never silent
             log.warning("turn ended without a reply", extra={"agent": str(agent), "steps": report.steps})
             await self._notify(sink, message, NO_REPLY_NOTICE)
@@ -263,11 +252,12 @@ class Runtime:
     async def remember(self, message: InboundMessage) -> bool:
         """Keep a message membot was not asked to answer (a channel in ``listen`` mode) in its author's recall
         memory, with the message's scope: searchable later, no turn and no reply. False when it could not be
-        stored (logged: no one is waiting for an answer)."""
-        text = message.text.strip()
+        stored (logged: no one is waiting for an answer). Its images are named, not looked at."""
+        images = MessageImages.of(message, vision=False)
+        text = message.text.strip() or (images.placeholder() if images else "")
         if not text:
             return False
-        entry = self._recall_entry(message, "user", text, message.author_name)
+        entry = self._recall_entry(message, "user", text, message.author_name, images)
         try:
             async with self.agent_lock(message.agent_key) as fence:
                 await self._recall.add([entry], fence=fence)
@@ -301,9 +291,15 @@ class Runtime:
 
     async def _run_with_deadline(self, ctx: ToolContext, *, expects_reply: bool) -> TurnReport:
         """The step loop, bounded by ``turn_timeout`` (every model call, retry and step included)."""
+        async with self._deadline():
+            return await self._agent.run_turn(ctx, expects_reply=expects_reply)
+
+    @asynccontextmanager
+    async def _deadline(self) -> AsyncIterator[None]:
+        """Bound the block by ``turn_timeout``; its expiry is raised as ``TurnDeadlineExceeded``."""
         try:
             async with asyncio.timeout(self._turn_timeout) as deadline:
-                return await self._agent.run_turn(ctx, expects_reply=expects_reply)
+                yield
         except TimeoutError:
             if deadline.expired():
                 raise TurnDeadlineExceeded(f"the turn took longer than {self._turn_timeout:g}s") from None
@@ -386,7 +382,9 @@ class Runtime:
             await self._planner.conversation_active(message.agent_key, at)
 
     @staticmethod
-    def _recall_entry(message: InboundMessage, role: str, text: str, author: str) -> RecallEntry:
+    def _recall_entry(
+        message: InboundMessage, role: str, text: str, author: str, images: MessageImages | None = None
+    ) -> RecallEntry:
         timestamp = message.timestamp if role == "user" else utc_now()
         return RecallEntry(
             agent=message.agent_key,
@@ -398,4 +396,5 @@ class Runtime:
             channel=message.channel_id,
             scope=message.scope,
             message_id=message.message_id if role == "user" else None,
+            attachment_text=images.recall_text() if images else None,
         )

@@ -111,9 +111,10 @@ class QdrantRecallMemory:
     async def index(self, entries: Sequence[RecallEntry]) -> None:
         """Embed and upsert messages (one embedding batch, one upsert); retries are idempotent.
 
-        Each message's dense vector takes in the one before it in its channel (from this batch or the store).
+        Each message's dense vector takes in the one before it in its channel (from this batch or the store). A
+        message stored again (with its attachments described) replaces the one before it in the batch.
         """
-        entries = [e for e in entries if e.text.strip()]
+        entries = list({recall_point_id(e): e for e in entries if e.text.strip()}.values())
         if not entries:
             return
         ids = [recall_point_id(e) for e in entries]
@@ -331,7 +332,15 @@ class QdrantRecallMemory:
         if self._outbox is None:
             return []
         return [
-            SearchHit(recall_point_id(e), e.text, e.timestamp, 0.0, role=e.role, author=e.author)
+            SearchHit(
+                recall_point_id(e),
+                e.text,
+                e.timestamp,
+                0.0,
+                role=e.role,
+                author=e.author,
+                attachment_text=e.attachment_text,
+            )
             for e in await self._outbox.entries_of(agent)
             if context_scope is Scope.PRIVATE or e.scope is Scope.PUBLIC
         ]

@@ -155,6 +155,7 @@ def to_hit(point: StoredPoint) -> SearchHit:
         score=point.score,
         role=payload.get("role"),
         author=payload.get("author"),
+        attachment_text=payload.get("attachment_text"),
     )
 
 

@@ -75,15 +75,15 @@ async def test_several_files_share_one_message_and_a_deleted_message_gets_the_re
     files = (
         discord_api.attachment("notes.md", b"# Trip\n\nWe fly to Lisbon on May 3.\n", "text/markdown"),
         discord_api.attachment("manual.pdf", make_pdf(manual(PAGES)), "application/pdf"),
-        discord_api.attachment("photo.png", b"\x89PNG....", "image/png"),
+        discord_api.attachment("song.mp3", b"ID3....", "audio/mpeg"),
     )
     sent = await discord_api.send_message(ALICE, "", attachments=files)
     [status] = await answer_to(discord_api, sent)
-    assert status.json["content"] == "Importing notes.md…\nmanual.pdf: waiting.\nphoto.png: waiting."
+    assert status.json["content"] == "Importing notes.md…\nmanual.pdf: waiting.\nsong.mp3: waiting."
     edits_of = discord_api.edits_of(sent["channel_id"], status.response["id"])
     [first] = await discord_api.wait_for(lambda call: edits_of(call) and progress_of_line(call) is not None)
     assert first.json["content"].startswith("Imported notes.md into my archival memory: 1 of 1 passages stored.\n")
-    assert first.json["content"].endswith("\nphoto.png: waiting.")
+    assert first.json["content"].endswith("\nsong.mp3: waiting.")
     del discord_api.messages[int(status.response["id"])]  # the user deletes the status message
 
     [again, result] = await answer_to(discord_api, sent, count=2)
@@ -91,7 +91,7 @@ async def test_several_files_share_one_message_and_a_deleted_message_gets_the_re
     lines = result.json["content"].split("\n")
     assert lines[0] == "Imported notes.md into my archival memory: 1 of 1 passages stored."
     assert lines[1] == "Imported manual.pdf into my archival memory: 30 of 30 passages stored."
-    assert "PDF and Word (.docx) files, so I skipped photo.png" in lines[2]
+    assert "PDF and Word (.docx) files, so I skipped song.mp3" in lines[2]
     refused = [call for call in discord_api.matching(edits_of) if call.response.get("code") == 10008]
     assert refused, "an edit was refused: the message is gone"
     agent = AgentKey("discord", "dm", ALICE["id"])

@@ -234,7 +234,7 @@ async def test_text_and_markdown_files_sent_in_a_dm_are_imported_into_archival_m
     files = (
         discord_api.attachment("notes.md", notes.encode(), "text/markdown; charset=utf-8"),
         discord_api.attachment("diary.txt", diary.encode(), "text/plain"),
-        discord_api.attachment("photo.png", b"\x89PNG....", "image/png"),
+        discord_api.attachment("song.mp3", b"ID3....", "audio/mpeg"),
         discord_api.attachment("big.md", b"x" * 20_000_001, "text/markdown"),
         discord_api.attachment("manual.pdf", make_pdf(["The boiler is in the cellar.", "Bleed it in May."]), None),
     )
@@ -242,7 +242,7 @@ async def test_text_and_markdown_files_sent_in_a_dm_are_imported_into_archival_m
     texts = (await imported(discord_api, sent)).split("\n")
     assert texts[0] == "Imported notes.md into my archival memory: 1 of 1 passages stored."
     assert texts[1] == "Imported diary.txt into my archival memory: 3 of 3 passages stored."
-    assert "PDF and Word (.docx) files" in texts[2] and "skipped photo.png" in texts[2]
+    assert "PDF and Word (.docx) files" in texts[2] and "skipped song.mp3" in texts[2]
     assert texts[3].startswith("big.md is too big to import (20.0 MB; the limit is 20 MB).")
     assert texts[4] == "Imported manual.pdf into my archival memory: 2 of 2 passages stored."
     assert discord_api.matching(lambda c: c.path == f"/channels/{sent['channel_id']}/typing")

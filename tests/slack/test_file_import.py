@@ -45,14 +45,14 @@ async def test_sharing_the_same_file_again_reports_duplicates_and_a_comment_is_a
 
 
 async def test_files_that_cannot_be_imported_are_explained(slack: SlackHarness) -> None:
-    image = slack.slack.add_file("F0PIC", "cat.png", b"\x89PNG....", mimetype="image/png")
+    song = slack.slack.add_file("F0MP3", "song.mp3", b"ID3....", mimetype="audio/mpeg")
     big = {**slack.slack.add_file("F0BIG", "big.txt", b"x"), "size": 25_000_000}
     binary = slack.slack.add_file("F0BIN", "latin1.txt", "café".encode("latin-1"))
     pdf = slack.slack.add_file("F0PDF", "manual.pdf", make_pdf(["The boiler is in the cellar."]), "application/pdf")
-    await slack.send_event(slack.dm(ANN, "", subtype="file_share", files=[image, big, binary, pdf]))
+    await slack.send_event(slack.dm(ANN, "", subtype="file_share", files=[song, big, binary, pdf]))
     await slack.settle()
     notice = final_status(slack, f"D{ANN}")
-    assert "PDF and Word (.docx) files" in notice and "`cat.png`" in notice
+    assert "PDF and Word (.docx) files" in notice and "`song.mp3`" in notice
     assert "`big.txt` is 25.0 MB" in notice
     assert "I couldn't import `latin1.txt`: it is not UTF-8 text" in notice
     assert "Imported `manual.pdf` into my archival memory: 1 of 1 passages stored" in notice

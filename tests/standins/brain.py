@@ -16,7 +16,9 @@ User intents (the text after the message header):
 - ``cancel reminder ID``  → cancel_reminder(ID), then send_message with the result
 - ``long answer``         → send_message(LONG_ANSWER): ~5,000 characters with a Python code block (splitting tests)
 - anything else           → send_message("echo: <text>")
-Summary requests (membot's summarizer) get a short summary that names the turns it saw.
+Summary requests (membot's summarizer) get a short summary that names the turns it saw. Image description requests
+(``prompts/describe_image.md``) get ``describe_image``'s deterministic text: the image's name and a fingerprint of
+its bytes (so a test can search recall for them); a turn shown an image echoes like any other.
 
 Heartbeat events (``[system] Heartbeat (reflection)`` / ``(consolidation)``), never answered with small talk:
 - reflection    → core_memory_append(human, "Reflection: N new message(s) reviewed.") → archival_memory_insert(an
@@ -28,6 +30,8 @@ Heartbeat events (``[system] Heartbeat (reflection)`` / ``(consolidation)``), ne
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -35,6 +39,7 @@ from dataclasses import dataclass, field
 from tests.standins.llm_server import ObservedRequest, ScriptedReply, StreamPlan
 
 SUMMARY_MARKER = "conversation summaries"
+DESCRIBE_MARKER = "You describe images"
 HEARTBEAT_PREFIX = "[system] Heartbeat"
 PROACTIVE_ALLOWED = "Proactive message allowed: yes"
 
@@ -71,6 +76,25 @@ def is_summary_request(request: ObservedRequest) -> bool:
     return SUMMARY_MARKER in request.system
 
 
+def fingerprint(data: bytes) -> str:
+    """What the scripted describer says about an image's bytes."""
+    return hashlib.sha256(data).hexdigest()[:10]
+
+
+def describe_image(name: str, data: bytes) -> str:
+    """The scripted description of an image named ``name``."""
+    return f"A picture called {name} with fingerprint {fingerprint(data)}."
+
+
+def _description(request: ObservedRequest) -> ScriptedReply:
+    images = request.images
+    named = re.search(r"sent the image (\S+?)(?: with| without|\.$)", request.messages[-1]["content"])
+    if not images:
+        return ScriptedReply(text="I was given no image to describe.")
+    data = base64.b64decode(images[0]["data"])
+    return ScriptedReply(text=describe_image(named.group(1) if named else "?", data))
+
+
 @dataclass
 class Brain:
     """Callable handler for ScriptedLLMServer; records what it decided, per request."""
@@ -87,6 +111,8 @@ class Brain:
         return reply
 
     def _decide(self, request: ObservedRequest) -> ScriptedReply:
+        if DESCRIBE_MARKER in request.system:
+            return _description(request)
         if is_summary_request(request):
             turns = re.findall(r"turn (\d+)", request.messages[-1]["content"])
             seen = f"turns {turns[0]}-{turns[-1]}" if turns else "some messages"

@@ -42,6 +42,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.standins.images import image_error
 from tests.standins.llm_stream import StreamPlan, anthropic_events, openai_events, write_stream
 from tests.standins.llm_usage import STATUS_PREFIX, CacheUsage, PromptCaches, prompt_tokens
 
@@ -56,7 +57,8 @@ class ObservedRequest:
     model: str
     system: str  # whole system prompt (anthropic: text blocks joined with "\n\n"; openai: system messages)
     # neutral view: {"role": "user"|"assistant"|"tool", "content": str,
-    #                "tool_calls": [{"id", "name", "arguments" (str)}], "tool_call_id": str | None}
+    #                "tool_calls": [{"id", "name", "arguments" (str)}], "tool_call_id": str | None,
+    #                "images" (only when the message has some): [{"media_type", "data" (base64)}]}
     messages: list[dict[str, Any]]
     tools: list[str]  # names of the tools offered
     max_tokens: int | None
@@ -66,6 +68,11 @@ class ObservedRequest:
     status: str = ""
     # what the stand-in reported: {"input": whole prompt, "cache_read": …, "cache_write": …}; empty for errors
     usage: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def images(self) -> list[dict[str, str]]:
+        """Every image of the request, in order: {"media_type", "data" (base64)}."""
+        return [image for message in self.messages for image in message.get("images", ())]
 
 
 @dataclass
@@ -133,9 +140,35 @@ def _text_of(content: Any) -> str:
 
 
 def _neutral(
-    role: str, content: str = "", tool_calls: list[dict[str, str]] | None = None, tool_call_id: str | None = None
+    role: str,
+    content: str = "",
+    tool_calls: list[dict[str, str]] | None = None,
+    tool_call_id: str | None = None,
+    images: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    return {"role": role, "content": content, "tool_calls": tool_calls or [], "tool_call_id": tool_call_id}
+    message = {"role": role, "content": content, "tool_calls": tool_calls or [], "tool_call_id": tool_call_id}
+    if images:
+        message["images"] = images
+    return message
+
+
+def _anthropic_images(blocks: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [
+        {"media_type": str(source.get("media_type")), "data": str(source.get("data"))}
+        for b in blocks
+        if b.get("type") == "image" and isinstance(source := b.get("source"), dict)
+    ]
+
+
+def _openai_images(content: Any) -> list[dict[str, str]]:
+    if not isinstance(content, list):
+        return []
+    images = []
+    for part in content:
+        if isinstance(part, dict) and part.get("type") == "image_url":
+            head, _, data = str((part.get("image_url") or {}).get("url", "")).partition(";base64,")
+            images.append({"media_type": head.removeprefix("data:"), "data": data})
+    return images
 
 
 def _is_status(block: Any) -> bool:
@@ -185,8 +218,8 @@ def _observe_anthropic(body: dict[str, Any], headers: dict[str, str]) -> Observe
         for b in blocks:
             if b.get("type") == "tool_result":
                 messages.append(_neutral("tool", _text_of(b.get("content")), tool_call_id=b.get("tool_use_id")))
-        if any(b.get("type") == "text" for b in blocks):
-            messages.append(_neutral(role, _text_of(blocks)))
+        if any(b.get("type") in ("text", "image") for b in blocks):
+            messages.append(_neutral(role, _text_of(blocks), images=_anthropic_images(blocks)))
     return ObservedRequest(
         wire="anthropic",
         model=str(body.get("model", "")),
@@ -215,7 +248,8 @@ def _observe_openai(body: dict[str, Any], headers: dict[str, str]) -> ObservedRe
     status = ""
     if wire_messages and wire_messages[-1].get("role") == "user":
         text, status = _split_status(_text_of(wire_messages[-1].get("content")))
-        wire_messages[-1:] = [{**wire_messages[-1], "content": text}] if text else []
+        if status:
+            wire_messages[-1:] = [{**wire_messages[-1], "content": text}] if text else []
     for msg in wire_messages:
         role, text = msg.get("role"), _text_of(msg.get("content"))
         if role in ("system", "developer"):
@@ -233,7 +267,7 @@ def _observe_openai(body: dict[str, Any], headers: dict[str, str]) -> ObservedRe
         elif role == "tool":
             messages.append(_neutral("tool", text, tool_call_id=msg.get("tool_call_id")))
         else:
-            messages.append(_neutral(str(role), text))
+            messages.append(_neutral(str(role), text, images=_openai_images(msg.get("content"))))
     max_tokens = body.get("max_completion_tokens")
     if max_tokens is None:
         max_tokens = body.get("max_tokens")
@@ -368,6 +402,8 @@ class ScriptedLLMServer:
         self.context_window: int | None = None  # refuse prompts that do not fit (prompt + max_tokens > window)
         self.cache_min_tokens: int | None = None  # the shortest cacheable prefix (default: the provider's 1,024)
         self.overflows = 0  # requests refused because the prompt did not fit the window
+        self.accepts_images = True  # False: a text-only model, which refuses any image (as the APIs do)
+        self.image_refusals: list[str] = []  # messages of the 400s sent for images the API would not take
         self.refuse_streaming = False  # answer ``"stream": true`` with a 400, as a server that cannot stream
         self.streamed = 0  # answers sent as a stream
         self._caches = PromptCaches()
@@ -537,6 +573,12 @@ class ScriptedLLMServer:
         streamed = bool(body.get("stream"))
         if streamed and self.refuse_streaming:
             return self._error(wire, ScriptedReply(status=400, error_message="this server does not support stream"))
+        refused = image_error(wire, body, accepts_images=self.accepts_images)
+        if refused is not None:
+            message, code = refused
+            with self._lock:
+                self.image_refusals.append(message)
+            return self._error(wire, ScriptedReply(status=400, error_message=message, error_code=code))
         overflow = self._overflow(observed, body, wire)
         if overflow is not None:
             return overflow

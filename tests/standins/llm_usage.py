@@ -16,6 +16,7 @@ tokenizer's counts, e.g. 1.3 for a model that counts 30 % more than cl100k). Cac
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -61,10 +62,55 @@ def _without_cache_control(block: Any) -> Any:
     return {k: v for k, v in block.items() if k != "cache_control"} if isinstance(block, dict) else block
 
 
+def _pixels(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a PNG, GIF or JPEG header (what the stand-in bills an image by)."""
+    if data.startswith(b"\x89PNG") and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data.startswith(b"GIF") and len(data) >= 10:
+        return int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+    index = 2
+    while data.startswith(b"\xff\xd8") and index + 9 < len(data) and data[index] == 0xFF:
+        marker, length = data[index + 1], int.from_bytes(data[index + 2 : index + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(data[index + 7 : index + 9], "big"), int.from_bytes(
+                data[index + 5 : index + 7], "big"
+            )
+        index += 2 + length
+    return None
+
+
+def image_tokens(wire: str, data: bytes) -> int:
+    """What the provider documents an image costs. Anthropic: width x height / 750 once the long edge is at most
+    1,568 px. OpenAI (high detail): fit in 2048 x 2048, shortest side 768 px, 85 + 170 per 512 px tile. An image
+    whose size the stand-in cannot read costs 1,000."""
+    size = _pixels(data)
+    if not size or min(size) <= 0:
+        return 1000
+    width, height = size
+    if wire == "anthropic":
+        scale = min(1.0, 1568 / max(width, height))
+        return max(1, math.ceil(width * scale * height * scale / 750))
+    fit = min(1.0, 2048 / max(width, height))
+    short = min(1.0, 768 / min(width * fit, height * fit))
+    tiles = math.ceil(width * fit * short / 512) * math.ceil(height * fit * short / 512)
+    return 85 + 170 * tiles
+
+
+def image_text(wire: str, b64: str) -> str:
+    """An image's canonical text: its digest, then one token per token it costs (its bytes are not text)."""
+    try:
+        data = base64.b64decode(b64, validate=True)
+    except ValueError:
+        data = b""
+    return f"<image {hashlib.sha256(data).hexdigest()[:16]}>" + " img" * image_tokens(wire, data)
+
+
 def _anthropic_block_text(block: Any) -> str:
     if not isinstance(block, dict):
         return str(block)
     kind = block.get("type")
+    if kind == "image":
+        return image_text("anthropic", str((block.get("source") or {}).get("data", "")))
     if kind == "text":
         return str(block.get("text", ""))
     if kind == "tool_use":
@@ -97,12 +143,25 @@ def _openai_parts(body: dict[str, Any]) -> list[str]:
     parts = [_json(tool) for tool in body.get("tools") or []]
     for message in body.get("messages") or []:
         content = message.get("content")
-        text = content if isinstance(content, str) or content is None else _json(content)
+        text = content if isinstance(content, str) or content is None else _json(_openai_canonical(content))
         part = f"<|{message.get('role')}|>{text or ''}"
         if message.get("tool_calls"):
             part += _json(message["tool_calls"])
         if message.get("tool_call_id"):
             part += f"<|{message['tool_call_id']}|>"
+        parts.append(part)
+    return parts
+
+
+def _openai_canonical(content: Any) -> Any:
+    """Content parts with each image's data URL replaced by its canonical text."""
+    if not isinstance(content, list):
+        return content
+    parts = []
+    for part in content:
+        if isinstance(part, dict) and part.get("type") == "image_url":
+            url = str((part.get("image_url") or {}).get("url", ""))
+            part = {"type": "image", "image": image_text("openai", url.partition(";base64,")[2])}
         parts.append(part)
     return parts
 
