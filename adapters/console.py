@@ -4,7 +4,10 @@ Works interactively and piped. Notices from membot itself go to stderr, so stdou
 (also the "still thinking" line shown when a turn takes a while). Stdin is read on the event loop, never in a
 thread blocked in ``readline``, so Ctrl-C at the prompt quits at once; during a turn the answer is finished first,
 and a second Ctrl-C quits at once whatever is running (``ConsoleInterrupts``).
-"""
+
+Under ``membot run`` the chat is a platform (``ConsoleAdapter``): reminders and proactive messages for its user are
+printed on lines starting ``membot (unprompted)> ``; at an interactive prompt the ``you> `` line is cleared first
+and drawn again after."""
 
 from __future__ import annotations
 
@@ -20,9 +23,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import BinaryIO, TextIO
 
-from bot.core.events import AgentKey, InboundMessage, OutboundReply, ReplyKind
+from bot.core.events import AgentKey, InboundMessage, OutboundReply, ReplyAddress, ReplyKind
 
 PREFIX = "membot> "
+UNPROMPTED_PREFIX = "membot (unprompted)> "
+PROMPT = "you> "
+CLEAR_LINE = "\r\x1b[K"  # back to the line's start and erase it (a terminal)
 CONTINUATION = " " * len(PREFIX)
 THINKING_NOTICE = "membot: still thinking…"
 READ_CHUNK = 65536
@@ -43,10 +49,7 @@ class ConsoleSink:
             self._err.write(f"membot: {reply.text}\n")
             self._err.flush()
             return
-        lines = reply.text.splitlines() or [""]
-        self._out.write(PREFIX + lines[0] + "\n")
-        for line in lines[1:]:
-            self._out.write(CONTINUATION + line + "\n")
+        self._out.write(framed(PREFIX, reply.text))
         self._out.flush()
 
     @asynccontextmanager
@@ -64,6 +67,52 @@ class ConsoleSink:
         await asyncio.sleep(seconds)
         self._err.write(THINKING_NOTICE + "\n")
         self._err.flush()
+
+
+def framed(prefix: str, text: str) -> str:
+    """``text`` as printed: the first line after ``prefix``, the others indented to match."""
+    lines = text.splitlines() or [""]
+    return "".join(f"{prefix if index == 0 else ' ' * len(prefix)}{line}\n" for index, line in enumerate(lines))
+
+
+class Prompt:
+    """The ``you> `` prompt of an interactive chat, and printing beside it without mixing into the line being
+    typed: the prompt line is cleared (on a terminal; else a line break ends it), the text printed, the prompt
+    drawn again. What the user had typed stays in the terminal's line buffer and is sent on Enter."""
+
+    def __init__(self, out: TextIO, err: TextIO, *, interactive: bool) -> None:
+        self._out = out
+        self._err = err
+        self._interactive = interactive
+        self.showing = False
+
+    def show(self) -> None:
+        if self._interactive:
+            self._err.write(PROMPT)
+            self._err.flush()
+            self.showing = True
+
+    def answered(self) -> None:
+        """A line was read: the prompt is no longer on screen."""
+        self.showing = False
+
+    def print_aside(self, text: str) -> None:
+        """Print ``text`` (whole lines) on stdout, keeping the prompt intact."""
+        if self.showing:
+            self._err.write(CLEAR_LINE if _is_terminal(self._err) else "\n")
+            self._err.flush()
+        self._out.write(text)
+        self._out.flush()
+        if self.showing:
+            self._err.write(PROMPT)
+            self._err.flush()
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 class StdinLines:
@@ -221,21 +270,23 @@ async def run_console(
     err: TextIO | None = None,
     working_after: float = 3.0,
     interrupts: ConsoleInterrupts | None = None,
+    prompt: Prompt | None = None,
 ) -> None:
     """Read messages until EOF and hand each to ``handle`` in order (``working_after``: seconds into a turn before
-    "still thinking" is shown; ``interrupts``: a Ctrl-C during a turn waits for its end)."""
+    "still thinking" is shown; ``interrupts``: a Ctrl-C during a turn waits for its end; ``prompt``: the prompt
+    shared with whatever prints beside the chat)."""
     stdin = stdin or sys.stdin.buffer
     out = out or sys.stdout
     err = err or sys.stderr
     interactive = stdin.isatty()
+    prompt = prompt or Prompt(out, err, interactive=interactive)
     sink = ConsoleSink(out, err, working_after=working_after)
     lines = StdinLines(stdin)
     line_number = 0
     while True:
-        if interactive:
-            err.write("you> ")
-            err.flush()
+        prompt.show()
         raw = await lines.readline()
+        prompt.answered()
         if not raw:
             break
         line_number += 1
@@ -249,3 +300,46 @@ async def run_console(
             await handle(console_message(user, text), sink)
     if interactive:
         err.write("\n")
+
+
+class ConsoleAdapter:
+    """The console chat as a platform of ``membot run``: ``run`` chats until the input ends; ``send_direct`` prints
+    a reminder or proactive message for the console's user, marked ``membot (unprompted)> ``."""
+
+    platform = "console"
+
+    def __init__(
+        self,
+        handle: Handler,
+        user: str,
+        *,
+        stdin: BinaryIO | None = None,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+        working_after: float = 3.0,
+    ) -> None:
+        self._handle = handle
+        self._user = user
+        self._stdin = stdin or sys.stdin.buffer
+        self._out = out or sys.stdout
+        self._err = err or sys.stderr
+        self._working_after = working_after
+        self._prompt = Prompt(self._out, self._err, interactive=self._stdin.isatty())
+
+    async def run(self) -> None:
+        await run_console(
+            self._handle,
+            self._user,
+            stdin=self._stdin,
+            out=self._out,
+            err=self._err,
+            working_after=self._working_after,
+            prompt=self._prompt,
+        )
+
+    async def send_direct(self, address: ReplyAddress, text: str) -> None:
+        """Print ``text`` in the running chat. Raises LookupError for another console user (whose reminder waits
+        for a console of theirs)."""
+        if address.user_id != self._user:
+            raise LookupError("this console chats with someone else")
+        self._prompt.print_aside(framed(UNPROMPTED_PREFIX, text))

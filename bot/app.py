@@ -54,7 +54,7 @@ from bot.runtime.runtime import Runtime
 from bot.runtime.user_message import ImageDescriber
 from bot.services import Services
 from bot.settings import Settings
-from bot.stores import ServiceUnavailable, Stores, heartbeat_job_store, open_stores, store_health
+from bot.stores import ServiceUnavailable, Stores, heartbeat_job_store, open_stores, reminder_lease, store_health
 from memory.journal import FileJournal
 from memory.redis.client import is_redis_outage
 from memory.redis.keys import RedisKeys
@@ -203,7 +203,9 @@ async def open_memory_app(settings: Settings) -> AsyncIterator[MemoryApp]:
     metrics = Metrics()
     async with AsyncExitStack() as resources:
         stores = await resources.enter_async_context(open_stores(settings))
-        reminders = ReminderBook(heartbeat_job_store(settings), stores.activity, settings.timezone)
+        reminders = ReminderBook(
+            heartbeat_job_store(settings), stores.activity, settings.timezone, lease=reminder_lease(settings)
+        )
         admin, repair = _memory_commands(stores, stores.locks.hold, reminders)
         memory = MemoryApp(
             settings=settings,
@@ -247,9 +249,12 @@ async def _build_app(settings: Settings, model: ChatModel) -> App:
             activity=stores.activity,
             guard=stores.guard,
             config=heartbeat_config,
+            reminder_lease=reminder_lease(settings),
         )
         resources.push_async_callback(scheduler.shutdown)
-        reminders = ReminderBook(heartbeat_job_store(settings), stores.activity, settings.timezone)
+        reminders = ReminderBook(
+            heartbeat_job_store(settings), stores.activity, settings.timezone, lease=reminder_lease(settings)
+        )
         reminders.wake = scheduler.wakeup
         budget = Budget(settings.context_window, settings.max_output_tokens)
         context = ContextManager(

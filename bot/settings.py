@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     proactive_max_per_day: int = Field(2, alias="MEMBOT_PROACTIVE_MAX_PER_DAY", ge=0)
     quiet_hours: str = Field("22-08", alias="MEMBOT_QUIET_HOURS")
     timezone: str = Field("UTC", alias="MEMBOT_TIMEZONE")
+    # a reminder being sent is claimed this long; unsent by then (the process died), another process sends it
+    reminder_lease_seconds: float = Field(120.0, alias="MEMBOT_REMINDER_LEASE_SECONDS", ge=1)
 
     @model_validator(mode="after")
     def _renew_within_lease(self) -> Settings:

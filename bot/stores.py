@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -291,6 +292,11 @@ def heartbeat_job_store(settings: Settings) -> SharedJobStore:
     )
 
 
+def reminder_lease(settings: Settings) -> timedelta:
+    """How long a reminder being sent stays claimed (``MEMBOT_REMINDER_LEASE_SECONDS``)."""
+    return timedelta(seconds=settings.reminder_lease_seconds)
+
+
 @asynccontextmanager
 async def open_repair(settings: Settings) -> AsyncIterator[MemoryRepair]:
     """History and rollback on Redis alone (no Qdrant, no model), with the agents' cross-process locks."""
@@ -321,7 +327,7 @@ async def open_reminders(settings: Settings) -> AsyncIterator[ReminderBook]:
     client = await connect_redis(settings)
     try:
         activity = RedisActivityLog(client, RedisKeys(settings.redis_prefix))
-        yield ReminderBook(heartbeat_job_store(settings), activity, settings.timezone)
+        yield ReminderBook(heartbeat_job_store(settings), activity, settings.timezone, lease=reminder_lease(settings))
     finally:
         await client.aclose()
 

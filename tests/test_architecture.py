@@ -28,6 +28,7 @@ ADAPTERS_MAY_USE = {
     "bot.admin.authz",  # who may run a memory command
     "bot.admin.memory",  # the platform-neutral memory commands and their views
     "bot.admin.documents",  # which files membot can import, and why one could not be read
+    "bot.admin.import_progress",  # the status message of an import, edited as it goes
     "bot.core.images",  # which attachments are images a model can be shown, and their limits
     "bot.admin.audit",  # history items to render
     "bot.admin.repair",  # rollback and mark results to render

@@ -101,6 +101,7 @@ def test_memory_show_export_reset(env: dict[str, str], tmp_path: Path) -> None:
         ["history"],
         ["rollback", "--to", "1"],
         ["proactive", "on"],
+        ["timezone"],
         ["reminders"],
     ],
 )

@@ -50,3 +50,22 @@ def test_memory_reminders_lists_and_cancels(env: dict[str, str], tmp_path: Path)
     erased = membot(["memory", "erase", "console:rita", "--yes", "--json"], env, tmp_path)
     assert erased.returncode == 0, erased.stderr
     assert json.loads(erased.stdout)["removed"]["reminders"] == 1, erased.stdout
+
+
+def test_memory_timezone_shows_and_sets_the_zone_reminders_use(env: dict[str, str], tmp_path: Path) -> None:
+    assert membot(["chat", "--user", "tom"], env, tmp_path, b"hello\n").returncode == 0
+    shown = membot(["memory", "timezone", "console:tom"], env, tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(f"time zone of console:tom: {ZONE} (") and "the default" in shown.stdout
+    changed = membot(["memory", "timezone", "console:tom", "Europe/Berlin"], env, tmp_path)
+    assert changed.returncode == 0, changed.stderr
+    assert changed.stdout.startswith("time zone of console:tom: Europe/Berlin (") and "default" not in changed.stdout
+    local = (datetime.now(UTC) + timedelta(days=1)).astimezone(ZoneInfo("Europe/Berlin")).replace(tzinfo=None)
+    chat = membot(["chat", "--user", "tom"], env, tmp_path, f"remind: {local:%Y-%m-%dT%H:%M} Call Ida.\n".encode())
+    assert chat.returncode == 0, chat.stderr
+    [reminder] = json.loads(membot(["memory", "reminders", "console:tom", "--json"], env, tmp_path).stdout)["reminders"]
+    assert reminder["timezone"] == "Europe/Berlin" and reminder["local_due"] == f"{local:%Y-%m-%d %H:%M} Europe/Berlin"
+    refused = membot(["memory", "timezone", "console:tom", "Berlin"], env, tmp_path)
+    assert refused.returncode == 2 and "use an IANA name such as Europe/Berlin" in refused.stderr
+    unknown = membot(["memory", "timezone", "console:nobody"], env, tmp_path)
+    assert unknown.returncode == 1

@@ -18,6 +18,7 @@ import discord
 from adapters.discord.commands import MembotTree
 from adapters.discord.gateway import GatewayPin, IdentifySpacing
 from adapters.discord.inbound import InboundHandler
+from adapters.discord.preferences import add_preference_commands
 from adapters.discord.shards import DiscordShards
 from bot.services import Services
 
@@ -63,6 +64,7 @@ class MembotClient(discord.AutoShardedClient):
             chunk_guilds_at_startup=False,
         )
         self.tree = MembotTree(self, services)
+        add_preference_commands(self.tree, services)
         self._inbound = InboundHandler(services, self)
         self.connections = services.connections
         self._identify_spacing = IdentifySpacing()

@@ -25,7 +25,6 @@ from bot.admin.memory import UnknownAgent
 from bot.core.events import AgentKey, InvalidAgentKey, Scope
 from bot.core.memory_types import MemoryEditError, VersionNotKept
 from bot.runtime.channels import MODE_EXPLAINED, ChannelMode
-from bot.runtime.proactive import InvalidProactiveSetting
 
 from .blocks import (
     CANCEL_ACTION,
@@ -47,6 +46,7 @@ from .blocks import (
 from .deps import SlackDeps
 from .home import open_forget_modal, publish_home
 from .mrkdwn import escape
+from .preferences import proactive_command, timezone_command
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ USAGE = (
     "• `/memory export`: everything I remember, as a JSON file in our DM\n"
     "• `/memory proactive on|off [quiet-hours] [timezone]`: let me message you between conversations, "
     "e.g. `/memory proactive on 22-08 Europe/Berlin`\n"
+    "• `/memory timezone [zone]`: your time zone for reminders and quiet hours, or set it (e.g. `Europe/Berlin`)\n"
     "• `/memory reminders`: the reminders you asked me for, with buttons to cancel them "
     "(or `/memory reminders cancel <id>`)\n"
     "• `/memory history [N]`: what changed in your memory, and why\n"
@@ -80,9 +81,6 @@ ADMIN_USAGE = (
 HISTORY_DEFAULT = 10
 HISTORY_MAX = 25
 NO_MEMORY = "I don't remember anything about you yet."
-PROACTIVE_USAGE = (
-    "Usage: `/memory proactive on|off [quiet-hours] [timezone]`, e.g. `/memory proactive on 22-08 Europe/Berlin`."
-)
 PUBLIC_NOTE = " (from a channel I show only what was said in public; ask me in a DM for the rest)"
 MAX_QUERY = 300
 _USER_REF = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$|^([UW][A-Z0-9]{2,})$")
@@ -126,8 +124,8 @@ async def handle_command(deps: SlackDeps, command: Mapping[str, Any], respond: R
             await ephemeral(respond, "Reset your memory? Press the button to confirm.", reset_prompt_blocks(own, "you"))
         elif sub == "export":
             await _export(deps, respond, team, user)
-        elif sub == "proactive":
-            await _proactive(deps, respond, team, user, rest)
+        elif sub in ("proactive", "timezone"):
+            await (proactive_command if sub == "proactive" else timezone_command)(deps, respond, team, user, rest)
         elif sub == "reminders":
             await _reminders(deps, respond, me, rest)
         elif sub == "history":
@@ -248,24 +246,6 @@ async def _export(deps: SlackDeps, respond: Respond, team: str, user: str) -> No
         await ephemeral(respond, f"I couldn't upload your export (Slack said: {exc.response.get('error')}).")
         return
     await ephemeral(respond, "I sent everything I remember about you to our direct messages, as a JSON file.")
-
-
-async def _proactive(deps: SlackDeps, respond: Respond, team: str, user: str, rest: str) -> None:
-    words = rest.split()
-    if not words or words[0].lower() not in ("on", "off") or len(words) > 3:
-        await ephemeral(respond, PROACTIVE_USAGE)
-        return
-    agent = AgentKey("slack", team, user)
-    deps.services.authz.check(Actor("slack", user, team), Action.PROACTIVE, agent)
-    control = deps.services.proactive
-    quiet_hours = words[1] if len(words) > 1 else None
-    timezone = words[2] if len(words) > 2 else None
-    try:
-        policy = await control.set(agent, words[0].lower() == "on", quiet_hours=quiet_hours, timezone=timezone)
-    except InvalidProactiveSetting as exc:
-        await ephemeral(respond, f"Sorry, {escape(str(exc))}.")
-        return
-    await ephemeral(respond, f"Proactive messages for you: {escape(policy.describe())}.")
 
 
 async def _channel(

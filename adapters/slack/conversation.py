@@ -19,14 +19,12 @@ from bot.runtime.channels import DEFAULT_MODE, NOT_ALLOWED_NOTICE, SWITCHED_OFF_
 from bot.runtime.runtime import TURN_FAILED_NOTICE
 
 from .deps import SlackDeps
-from .files import import_files
+from .files import SlackStatus, import_files
 from .images import fetch_images, image_files
 from .normalize import SlackFile, SlackMessage, Trigger, parse_event, to_inbound, trigger
 from .sink import SlackSink
 
 log = logging.getLogger(__name__)
-
-IMPORT_FAILED_NOTICE = "I couldn't import your files right now; please send them again in a while."
 
 
 async def handle_message_event(
@@ -135,7 +133,7 @@ async def _answer(
     images = image_files(message.files)
     documents = tuple(f for f in message.files if f not in images)
     if message.is_dm and documents:
-        await _import(deps, message, documents, sink)
+        await _import(deps, message, documents)
         if not message.text.strip() and not images:
             return
     attachments = await fetch_images(deps.client, deps.bot_token, message.files, enabled=services.runtime.sees_images)
@@ -152,15 +150,10 @@ async def _answer(
     await services.runtime.handle(inbound, sink)
 
 
-async def _import(deps: SlackDeps, message: SlackMessage, files: tuple[SlackFile, ...], sink: SlackSink) -> None:
-    """Import the DM's documents (every file but its images); a failed import (the memory store unreachable, a
-    bug) is logged and told, and never keeps the message's text from its turn."""
+async def _import(deps: SlackDeps, message: SlackMessage, files: tuple[SlackFile, ...]) -> None:
+    """Import the DM's documents (every file but its images), with their progress in one status message; a failed
+    import (the memory store unreachable, a bug) is told in it, and never keeps the message's text from its turn."""
     agent = AgentKey("slack", message.team_id, message.user_id)
     cause = event_cause("slack", message.ts)
-    try:
-        lines = await import_files(deps.client, deps.bot_token, deps.services.admin, agent, files, cause)
-    except Exception:
-        log.exception("files could not be imported", extra={"ts": message.ts})
-        lines = [IMPORT_FAILED_NOTICE]
-    if lines:
-        await sink.send(OutboundReply("\n".join(lines), ReplyKind.NOTICE, message.ts))
+    status = SlackStatus(deps.client, message.channel_id, message.reply_thread)
+    await import_files(deps.client, deps.bot_token, deps.services.admin, agent, files, cause, status)

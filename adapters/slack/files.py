@@ -2,12 +2,14 @@
 
 The event only names the file; files.info gives ``url_private_download``, which is fetched with the bot token.
 Files up to MAX_IMPORT_BYTES that ``bot.admin.documents`` can read are imported; anything else is answered with a
-sentence saying why it was skipped.
+sentence saying why it was skipped. One status message in the DM shows every file's progress, edited with
+chat.update (at most about once a second: ``bot.admin.import_progress``) until it gives each file's result.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import PurePath
 
 import aiohttp
@@ -15,6 +17,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.admin.documents import SUPPORTED_SUFFIXES, DocumentError
+from bot.admin.import_progress import ImportProgress
 from bot.admin.memory import MemoryAdmin
 from bot.core.events import AgentKey, Scope
 
@@ -27,6 +30,7 @@ KNOWN_TYPES = frozenset(
     {"application/pdf", "application/vnd.openxmlformats-officedocument.wordprocessingml.document", "text/html"}
 )
 DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=30)
+IMPORT_FAILED_NOTICE = "I couldn't import `{name}` right now; please send it again in a while."
 
 
 class ImportRefused(Exception):
@@ -89,6 +93,62 @@ async def download(client: AsyncWebClient, token: str, file: SlackFile) -> bytes
         raise ImportRefused(f"I couldn't download `{file.name}`: {exc}.") from None
 
 
+class SlackStatus:
+    """The import's status message in the DM (chat.postMessage), then edited in place with chat.update."""
+
+    def __init__(self, client: AsyncWebClient, channel: str, thread_ts: str | None) -> None:
+        self._client = client
+        self._channel = channel
+        self._thread = thread_ts
+        self._ts: str | None = None
+
+    async def post(self, text: str) -> bool:
+        try:
+            response = await self._client.chat_postMessage(
+                channel=self._channel, text=text, thread_ts=self._thread, mrkdwn=True, unfurl_links=False
+            )
+        except SlackApiError as exc:
+            log.warning("could not post an import's status", extra={"error": exc.response.get("error")})
+            return False
+        self._ts = str(response.get("ts") or "") or None
+        return True
+
+    async def edit(self, text: str) -> bool:
+        if self._ts is None:
+            return False
+        try:
+            await self._client.chat_update(channel=self._channel, ts=self._ts, text=text)
+        except SlackApiError as exc:  # ratelimited, message_not_found, cant_update_message, ...
+            log.info("could not edit an import's status", extra={"error": exc.response.get("error")})
+            return False
+        return True
+
+
+async def import_file(
+    client: AsyncWebClient,
+    token: str,
+    admin: MemoryAdmin,
+    agent: AgentKey,
+    file: SlackFile,
+    cause: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> str:
+    """Import one file into the agent's private archival memory (``cause``: the message that carried it); the
+    sentence for the user."""
+    try:
+        data = await download(client, token, file)
+        name = file.name if PurePath(file.name).suffix else f"{file.name}.txt"
+        report = await admin.import_document(agent, name, data, Scope.PRIVATE, cause=cause, progress=progress)
+    except ImportRefused as exc:
+        return str(exc)
+    except DocumentError as exc:
+        return f"I couldn't import `{file.name}`: {exc}."
+    line = f"Imported `{file.name}` into my archival memory: {report.stored} of {report.chunks} passages stored"
+    if report.duplicates:
+        line += f" ({report.duplicates} I already had)"
+    return line + "."
+
+
 async def import_files(
     client: AsyncWebClient,
     token: str,
@@ -96,23 +156,16 @@ async def import_files(
     agent: AgentKey,
     files: tuple[SlackFile, ...],
     cause: str,
-) -> list[str]:
-    """Import each file into the agent's private archival memory (``cause``: the message that carried them); one
-    line per file for the user."""
-    lines: list[str] = []
-    for file in files:
-        try:
-            data = await download(client, token, file)
-            name = file.name if PurePath(file.name).suffix else f"{file.name}.txt"
-            report = await admin.import_document(agent, name, data, Scope.PRIVATE, cause=cause)
-        except ImportRefused as exc:
-            lines.append(str(exc))
-            continue
-        except DocumentError as exc:
-            lines.append(f"I couldn't import `{file.name}`: {exc}.")
-            continue
-        line = f"Imported `{file.name}` into my archival memory: {report.stored} of {report.chunks} passages stored"
-        if report.duplicates:
-            line += f" ({report.duplicates} I already had)"
-        lines.append(line + ".")
-    return lines
+    status: SlackStatus,
+) -> None:
+    """Import each file, showing the progress and then each file's result in one status message. A file whose
+    import fails (the memory store unreachable, a bug) is logged and told; the other files go on."""
+    async with ImportProgress(status, [f"`{file.name}`" for file in files]) as progress:
+        for index, file in enumerate(files):
+            progress.start(index)
+            try:
+                line = await import_file(client, token, admin, agent, file, cause, progress.advance(index))
+            except Exception:
+                log.exception("a file could not be imported", extra={"file": file.id})
+                line = IMPORT_FAILED_NOTICE.format(name=file.name)
+            progress.finish(index, line)

@@ -255,11 +255,13 @@ class MemoryAdmin:
         """Read a file (text, Markdown, HTML, PDF, DOCX: ``bot.admin.documents``) into archival memory, in passages
         naming the file, page and position. Raises DocumentError (with the reason, for the user) when it cannot
         be read; a passage already stored is counted, not stored again. ``progress(done, total)`` follows the
-        passages; ``detail`` is added to the audit entry."""
+        passages (first with ``done`` 0); ``detail`` is added to the audit entry."""
         document = read_document(name, data)
         texts = [piece.text for piece in passages(document)]
         audited = {**(detail or {}), "sha256": document.sha256, "kind": document.kind}
         advance = (lambda done: progress(done, len(texts))) if progress is not None else None
+        if progress is not None:
+            progress(0, len(texts))  # the total is known before the first passage is stored
         return await self.import_passages(
             agent, document.name, texts, scope, cause=cause, detail=audited, progress=advance
         )

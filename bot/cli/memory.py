@@ -1,4 +1,5 @@
-"""``membot memory``: show, export, reset, erase, forget, history, rollback, proactive, reminders, reindex, migrate.
+"""``membot memory``: show, export, reset, erase, forget, history, rollback, proactive, timezone, reminders, reindex,
+migrate.
 
 Memory commands are the operator's: not checked by ``bot.admin.authz``, audited as ``cli``. Every memory command
 given an agent with nothing stored exits 1 with one line saying so."""
@@ -20,9 +21,9 @@ from bot.admin.memory import ForgetCandidate, MemoryView, UnknownAgent
 from bot.admin.repair import RollbackResult
 from bot.app import open_memory_app
 from bot.cli.common import command_settings, err, fail, memory_app, parse_agent_key, run_work, stores_settings
-from bot.core.events import AgentKey
+from bot.core.events import AgentKey, utc_now
 from bot.core.memory_types import Reminder
-from bot.runtime.proactive import InvalidProactiveSetting, ProactivePolicy
+from bot.runtime.proactive import InvalidProactiveSetting, ProactivePolicy, TimeZoneSetting
 from bot.stores import open_proactive_control, open_reminders, open_repair
 
 
@@ -288,6 +289,28 @@ def memory_proactive(
         typer.echo(json.dumps(document))
     else:
         typer.echo(f"proactive messages for {key}: {policy.describe()}")
+
+
+@memory_app.command("timezone")
+def memory_timezone(
+    agent_key: Annotated[str, typer.Argument(help="The user's agent, e.g. discord:dm:1234.")],
+    zone: Annotated[str | None, typer.Argument(help="Set it to this IANA time zone, e.g. Europe/Berlin.")] = None,
+) -> None:
+    """Show or set the time zone a user's reminders and quiet hours use."""
+    key = parse_agent_key(agent_key)
+    settings = command_settings()
+
+    async def work() -> TimeZoneSetting:
+        async with open_repair(settings) as repair:
+            await repair.require(key)
+        async with open_proactive_control(settings) as control:
+            return await control.timezone(key, zone)
+
+    try:
+        setting = run_work(work)
+    except InvalidProactiveSetting as exc:
+        raise fail(str(exc), 2) from None
+    typer.echo(f"time zone of {key}: {setting.describe(utc_now())}")
 
 
 @memory_app.command("reminders")

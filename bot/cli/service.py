@@ -108,7 +108,7 @@ def run(
     With no platform configured and a terminal attached (or lines piped in), a console chat runs beside the
     scheduler instead; the end of its input stops membot.
     """
-    from adapters.console import run_console
+    from adapters.console import ConsoleAdapter
     from bot.ops.serve import serve
 
     key = parse_agent_key(f"console:{console_name(user)}")
@@ -117,11 +117,9 @@ def run(
 
     async def work() -> int:
         async with open_app(settings) as running:
-            handle = running.runtime.handle
-
-            async def console() -> None:
+            console = ConsoleAdapter(running.runtime.handle, key.user, working_after=settings.working_notice_after)
+            if interactive:
                 err.print(f"membot is listening as [bold]{key}[/], with heartbeats. Ctrl-D to leave.", highlight=False)
-                await run_console(handle, key.user, working_after=settings.working_notice_after)
 
             def notify(text: str) -> None:
                 err.print(f"membot: {text}", highlight=False, soft_wrap=True)

@@ -2,8 +2,9 @@
 
 Jobs are ``reflect:<agent>`` (a date trigger, replaced on each user message, so it fires once the conversation has
 been quiet for ``reflect_after``), ``consolidate:<agent>`` (an interval) and the reminders users asked for,
-``remind:<agent>:<id>`` (a date trigger; ``bot/ops/reminders.py``). The store keeps pickled references to
-the module-level job functions below and the agent key string, so schedules survive restarts.
+``remind:<agent>:<id>`` (at the due time, then every lease until delivered; ``bot/ops/reminders.py``). The store
+keeps pickled references to the module-level job functions below and the agent key string, so schedules survive
+restarts.
 
 Several processes may run a scheduler on the same store. APScheduler 3 can then submit one firing in more than one
 of them, so every firing first claims ``<prefix>:jobrun:<job id>:<fire time>`` (``SET NX PX``, through
@@ -23,7 +24,7 @@ import logging
 import traceback
 from collections import deque
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
@@ -36,15 +37,24 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.core.events import AgentKey, utc_now
-from bot.core.memory_types import JobInfo, heartbeat_job_id
-from bot.ops.reminders import ReminderJobs, remind_job, reminder_job, reminder_of
+from bot.core.memory_types import JobInfo, Reminder, heartbeat_job_id
+from bot.ops.reminders import (
+    REMINDER_LEASE,
+    ReminderJobs,
+    delivery_id,
+    remind_job,
+    reminder_job,
+    reminder_job_id,
+    reminder_of,
+)
 from bot.runtime.heartbeat import HeartbeatConfig, Heartbeats
 from bot.runtime.heartbeat_ports import ActivitySchedule, FiringGuard
-from bot.runtime.reminders import Delivery, ReminderDelivery
+from bot.runtime.reminders import MISFIRE_GRACE, Delivery, ReminderDelivery
 
 log = logging.getLogger(__name__)
 
 GUARD_TTL_SECONDS = 86_400.0  # a firing is remembered for a day: far longer than schedulers can disagree
+DELIVERED_TTL_SECONDS = (MISFIRE_GRACE + timedelta(days=1)).total_seconds()  # past the last firing of a reminder
 RECENT_RUNS = 1000  # firings remembered in ``HeartbeatScheduler.runs`` (for logs and tests)
 MAX_INSTANCES = 16  # firings of one job may overlap (a reflection waiting for a turn); the agent lock serializes them
 
@@ -115,11 +125,13 @@ class HeartbeatScheduler:
         guard: FiringGuard,
         config: HeartbeatConfig,
         poll_seconds: float | None = None,
+        reminder_lease: timedelta = REMINDER_LEASE,
     ) -> None:
         self._job_store = job_store
         self._activity = activity
         self._guard = guard
         self.config = config
+        self._lease = reminder_lease
         shortest = min(config.reflect_after, config.consolidate_every).total_seconds()
         self._poll = poll_seconds if poll_seconds is not None else min(30.0, max(0.05, shortest / 4))
         self._scheduler: Any = None
@@ -289,16 +301,29 @@ class HeartbeatScheduler:
         return self._heartbeats
 
     async def run_reminder(self, agent: str, reminder_id: str, **details: Any) -> None:
-        """Deliver a due reminder; when its platform cannot be reached now, keep it as a retry job."""
+        """Deliver a due reminder, then remove its job; when its platform cannot be reached now, keep it as a retry
+        job. Until the job is removed it fires again a lease later (``bot/ops/reminders.py``): a process that dies
+        while sending leaves the reminder to the next firing, wherever it runs."""
         heartbeats = self._live()
         reminder = reminder_of(agent, reminder_id, details)
+        job_id = reminder_job_id(reminder)
+        if await self._guard.finished(delivery_id(reminder)):  # delivered; its job was written back meanwhile
+            log.info("reminder already delivered", extra={"agent": agent, "reminder": reminder_id})
+            await asyncio.to_thread(self._job_store.delete, job_id)
+            return
         runtime = heartbeats.runtime
-        delivery = ReminderDelivery(heartbeats.activity, heartbeats.recall, heartbeats.adapters, runtime.note_sent)
+        delivery = ReminderDelivery(
+            heartbeats.activity, heartbeats.recall, heartbeats.adapters, runtime.note_sent, sent=self._delivered
+        )
         outcome = await delivery.deliver(reminder)
         log.info("reminder", extra={"agent": agent, "reminder": reminder_id, "status": outcome.status})
         if outcome.status is Delivery.RETRY and outcome.retry_at is not None:
-            retry = replace(reminder, attempt=reminder.attempt + 1)
-            await asyncio.to_thread(self._job_store.put, reminder_job(retry, outcome.retry_at))
+            retry = reminder_job(replace(reminder, attempt=reminder.attempt + 1), outcome.retry_at, self._lease)
+            await asyncio.to_thread(self._job_store.put, retry, replace=True)
+        await asyncio.to_thread(self._job_store.delete, job_id)
+
+    async def _delivered(self, reminder: Reminder) -> None:
+        await self._guard.finish(delivery_id(reminder), DELIVERED_TTL_SECONDS)
 
     def wakeup(self) -> None:
         """Look at the store now (a job due soon was added); nothing when not running."""

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from bot.app import App
 from bot.core.ports import PlatformAdapter
@@ -50,42 +50,42 @@ async def serve(
     notify: Callable[[str], None],
     stop: asyncio.Event | None = None,
     adapters: Sequence[PlatformAdapter] | None = None,
-    console: Callable[[], Awaitable[None]] | None = None,
+    console: PlatformAdapter | None = None,
 ) -> int:
     """Run the adapters (default: those configured), the scheduler and the health/metrics endpoints until ``stop``
     is set (SIGINT and SIGTERM set it) or an adapter stops by itself; then stop gracefully (``App.drain``).
     Returns the exit code: 0 after a requested stop, 1 when an adapter stopped.
 
-    ``console``: with no platform configured, this console chat runs beside the scheduler; its end stops membot.
+    ``console``: with no platform configured, this console chat runs beside the scheduler (which delivers its user's
+    reminders and proactive messages through it); its end stops membot.
     """
     app.topology.check()
     stop = stop or asyncio.Event()
     force = asyncio.Event()
     adapters = app.build_adapters() if adapters is None else list(adapters)
+    chat = console if console is not None and not adapters else None
     ops: OpsServer | None = None
     code = 0
     try:
-        await app.start(adapters)
+        await app.start([*adapters, chat] if chat is not None else adapters)
         try:
             # after the scheduler: /healthz checks it from the start; a console chat goes on without the endpoints
-            ops = await start_ops_endpoints(
-                app, adapters, notify=notify if console is not None and not adapters else None
-            )
+            ops = await start_ops_endpoints(app, adapters, notify=notify if chat is not None else None)
             with _stop_on_signals(stop, force):
                 if app.topology.several_processes:
                     notify(f"this process is {app.topology.describe()}; they share Redis and the Qdrant server")
                 if adapters:
                     names = ", ".join(adapter.platform for adapter in adapters)
                     notify(f"membot is running on {names}, with heartbeats. Ctrl-C stops it.")
-                elif console is None:
+                elif chat is None:
                     notify(NO_PLATFORM)
                 tasks: dict[asyncio.Task[object], PlatformAdapter] = {
                     asyncio.create_task(a.run(), name=f"adapter:{a.platform}"): a for a in adapters
                 }
                 await app.resume_journal(adapters)  # messages a stopped process kept during a Redis outage
                 ending: list[asyncio.Task[object]] = [asyncio.create_task(stop.wait(), name="stop")]
-                if console is not None and not adapters:
-                    ending.append(asyncio.ensure_future(console()))
+                if chat is not None:
+                    ending.append(asyncio.create_task(chat.run(), name="console"))
                 try:
                     done, _ = await asyncio.wait([*ending, *tasks], return_when=asyncio.FIRST_COMPLETED)
                     await app.drain([a for task, a in tasks.items() if not task.done()], notify=notify, force=force)

@@ -38,7 +38,13 @@ from bot.core.prompts import load_prompt
 from bot.core.tools import ToolFailure
 from bot.llm.types import ModelError
 from bot.runtime.heartbeat_ports import ArchivalUpkeep, CoreUpkeep, HeartbeatActivity, ProactivePrefsStore
-from bot.runtime.proactive import InvalidProactiveSetting, ProactivePolicy, parse_quiet_hours, parse_timezone
+from bot.runtime.proactive import (
+    InvalidProactiveSetting,
+    ProactivePolicy,
+    TimeZoneSetting,
+    parse_quiet_hours,
+    parse_timezone,
+)
 from bot.runtime.runtime import EventFailed, Runtime
 
 log = logging.getLogger(__name__)
@@ -344,6 +350,15 @@ class ProactiveControl:
 
     async def policy(self, agent: AgentKey) -> ProactivePolicy:
         return ProactivePolicy.resolve(await self._activity.proactive_prefs(agent), self._defaults)
+
+    async def timezone(self, agent: AgentKey, zone: str | None = None) -> TimeZoneSetting:
+        """The user's time zone (reminders, quiet hours); with ``zone``, set it first, keeping the other proactive
+        settings. Raises InvalidProactiveSetting for a zone that is not an IANA name."""
+        if zone is not None:
+            policy = await self.set(agent, (await self._activity.proactive_prefs(agent)).enabled, timezone=zone)
+            return TimeZoneSetting(policy.timezone, own=True)
+        own = (await self._activity.proactive_prefs(agent)).timezone
+        return TimeZoneSetting(own or self._defaults.timezone, own=own is not None)
 
     async def set(
         self,

@@ -86,3 +86,11 @@ class FiringGuard(Protocol):
     async def claim(self, job_id: str, fire_time: datetime, ttl_seconds: float) -> bool:
         """True for the first claim of (job, fire time) across processes; False for every later one."""
         ...
+
+    async def finish(self, job_id: str, ttl_seconds: float) -> None:
+        """Mark the job's work done for good (a reminder delivered), whatever later firings of it say."""
+        ...
+
+    async def finished(self, job_id: str) -> bool:
+        """Whether ``finish`` marked the job's work done (within its ttl)."""
+        ...

@@ -60,6 +60,20 @@ def parse_timezone(name: str) -> ZoneInfo:
 
 
 @dataclass(frozen=True)
+class TimeZoneSetting:
+    """A user's time zone for reminders and quiet hours; ``own``: theirs, not the default ``MEMBOT_TIMEZONE``."""
+
+    zone: str
+    own: bool
+
+    def describe(self, now: datetime) -> str:
+        """E.g. "Europe/Berlin (it is 14:05 there now)", and whether it is the default."""
+        local = now.astimezone(parse_timezone(self.zone))
+        default = "" if self.own else ", the default"
+        return f"{self.zone} ({local:%H:%M} there now{default}); reminders and quiet hours use it"
+
+
+@dataclass(frozen=True)
 class ProactivePolicy:
     """The effective rule for one user: opt-in, daily cap, quiet hours in the user's time zone."""
 

@@ -7,7 +7,8 @@ proactive opt-in and ignore quiet hours and the daily cap: the user asked for th
 A reminder whose time passed while no membot process ran is delivered late, with a note saying when it was due, up
 to ``MISFIRE_GRACE`` after its time; later than that it is dropped (logged), since a reminder that late would only
 confuse. When the platform cannot be reached (no process is connected to it, or it refused the message) delivery is
-tried again every ``RETRY_EVERY`` within the same grace. ``bot/ops/scheduler.py`` fires it once across processes.
+tried again every ``RETRY_EVERY`` within the same grace. ``bot/ops/reminders.py`` says how it is delivered at least
+once, and once unless a process dies while sending.
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ QueueNote = Callable[..., Awaitable[None]]
 
 
 class ReminderDelivery:
-    """Sends due reminders where their users last spoke (``adapters`` by platform); ``note`` puts a line saying so
-    in the agent's queue, so the next turn knows what the user may be answering."""
+    """Sends due reminders where their users last spoke (``adapters`` by platform); ``sent`` is told right after a
+    send (to mark the reminder delivered); ``note`` puts a line saying so in the agent's queue, so the next turn
+    knows what the user may be answering."""
 
     def __init__(
         self,
@@ -70,11 +72,13 @@ class ReminderDelivery:
         recall: RecallMemory,
         adapters: Mapping[str, PlatformAdapter],
         note: QueueNote | None = None,
+        sent: Callable[[Reminder], Awaitable[None]] | None = None,
     ) -> None:
         self._activity = activity
         self._recall = recall
         self._adapters = dict(adapters)
         self._note = note
+        self._sent = sent
 
     async def deliver(self, reminder: Reminder, now: datetime | None = None) -> DeliveryOutcome:
         now = now or utc_now()
@@ -98,10 +102,20 @@ class ReminderDelivery:
         except Exception as exc:
             log.warning("reminder not delivered", extra={**where, "error": repr(exc)[:200]})
             return self._retry(reminder, now, "the platform refused it")
+        await self._mark_sent(reminder)
         await self._recall.add([_recall_entry(reminder, address, text, shown, now)])
         log.info("reminder delivered", extra={**where, "platform": address.platform})
         await self._queue_note(reminder.agent, reminder, now, private=reminder.scope is Scope.PRIVATE)
         return DeliveryOutcome(Delivery.SENT)
+
+    async def _mark_sent(self, reminder: Reminder) -> None:
+        """Right after the send: ``sent`` marks it delivered; if that fails, a later firing may send it again."""
+        if self._sent is None:
+            return
+        try:
+            await self._sent(reminder)
+        except Exception as exc:
+            log.warning("reminder sent but not marked", extra={"agent": str(reminder.agent), "error": repr(exc)[:200]})
 
     async def _queue_note(self, agent: AgentKey, reminder: Reminder, now: datetime, *, private: bool) -> None:
         """Tell the next turn the reminder went out; a busy agent or a store error only costs the note."""

@@ -185,8 +185,12 @@ class RedisActivityLog:
         }
 
 
+JOB_DONE = "done"  # in place of a fire time: the job's work is done
+
+
 class RedisFiringGuard:
-    """``FiringGuard`` on Redis: ``SET <prefix>:jobrun:<job id>:<fire time> 1 NX PX <ttl>``."""
+    """``FiringGuard`` on Redis: ``SET <prefix>:jobrun:<job id>:<fire time> 1 NX PX <ttl>``, and
+    ``<prefix>:jobrun:<job id>:done`` once the job's work is done."""
 
     def __init__(self, redis: AsyncRedis, keys: RedisKeys) -> None:
         self._redis = redis
@@ -195,3 +199,10 @@ class RedisFiringGuard:
     async def claim(self, job_id: str, fire_time: datetime, ttl_seconds: float) -> bool:
         key = self._keys.job_run_guard(job_id, fire_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
         return bool(await self._redis.set(key, 1, nx=True, px=max(1, int(ttl_seconds * 1000))))
+
+    async def finish(self, job_id: str, ttl_seconds: float) -> None:
+        """``SET <prefix>:jobrun:<job id>:done``: among the job's guards, so erase and export see it too."""
+        await self._redis.set(self._keys.job_run_guard(job_id, JOB_DONE), 1, px=max(1, int(ttl_seconds * 1000)))
+
+    async def finished(self, job_id: str) -> bool:
+        return bool(await self._redis.exists(self._keys.job_run_guard(job_id, JOB_DONE)))

@@ -23,6 +23,19 @@ async def answer_to(discord_api: DiscordStandIn, message: Payload, count: int = 
     return replies_to(discord_api, message)
 
 
+async def imported(discord_api: DiscordStandIn, message: Payload) -> str:
+    """The final text of the import status membot posted in reply to ``message`` (its last edit, or the message
+    itself if it was never edited): every file's result."""
+    [status] = (await answer_to(discord_api, message))[:1]
+    edits_of = discord_api.edits_of(message["channel_id"], status.response["id"])
+
+    def final(call: RestCall) -> bool:
+        return edits_of(call) and "…" not in call.json["content"] and "waiting." not in call.json["content"]
+
+    await discord_api.wait_for(final)
+    return str(discord_api.matching(final)[-1].json["content"])
+
+
 def model_saw(harness: DiscordHarness, text: str) -> bool:
     """Whether any request to the model contained ``text``."""
     return any(text in str(request.messages) for request in harness.llm.requests)

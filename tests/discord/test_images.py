@@ -9,7 +9,7 @@ import pytest
 
 from bot.core.events import AgentKey, Scope
 from tests.discord.conftest import DiscordHarness
-from tests.discord.helpers import MENTION, answer_to
+from tests.discord.helpers import MENTION, answer_to, imported
 from tests.standins.brain import describe_image, fingerprint
 from tests.standins.discord_server import ALICE, BOT, GENERAL, GUILD_ID
 from tests.standins.images import make_png
@@ -33,7 +33,8 @@ async def test_an_image_in_a_dm_is_shown_to_the_model_and_remembered(harness: Di
     del discord_api.attachments["gone.png"]  # Discord's CDN answers 404
     sent = await discord_api.send_message(ALICE, "my garden today", attachments=files)
     replies = [r.json["content"] for r in await answer_to(discord_api, sent, count=3)]
-    assert replies[0].startswith("Imported notes.md into my archival memory")
+    assert replies[0] == "Importing notes.md…", "the import's status message"
+    assert (await imported(discord_api, sent)).startswith("Imported notes.md into my archival memory")
     assert replies[1].splitlines() == [
         "I couldn't look at IMG_7.HEIC: it is a HEIC image, and I can look at PNG, JPEG, GIF and WebP images.",
         "I couldn't look at gone.png: I couldn't download it from Discord.",

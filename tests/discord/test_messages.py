@@ -21,7 +21,7 @@ from bot.runtime.runtime import NOT_SAVED_NOTICE
 from bot.settings import ConfigError
 from memory.redis.keys import RedisKeys
 from tests.discord.conftest import DiscordHarness
-from tests.discord.helpers import MENTION, answer_to, model_saw, replies_to, sentinel
+from tests.discord.helpers import MENTION, answer_to, imported, model_saw, replies_to, sentinel
 from tests.scenario import settings_for
 from tests.standins.brain import LONG_ANSWER
 from tests.standins.discord_server import (
@@ -60,6 +60,7 @@ async def test_connects_through_the_configured_base_url_and_syncs_slash_commands
         "reset",
         "export",
         "proactive",
+        "timezone",
         "reminders",
         "history",
         "rollback",
@@ -238,8 +239,7 @@ async def test_text_and_markdown_files_sent_in_a_dm_are_imported_into_archival_m
         discord_api.attachment("manual.pdf", make_pdf(["The boiler is in the cellar.", "Bleed it in May."]), None),
     )
     sent = await discord_api.send_message(ALICE, "", attachments=files)
-    replies = await answer_to(discord_api, sent, count=5)
-    texts = [r.json["content"] for r in replies]
+    texts = (await imported(discord_api, sent)).split("\n")
     assert texts[0] == "Imported notes.md into my archival memory: 1 of 1 passages stored."
     assert texts[1] == "Imported diary.txt into my archival memory: 3 of 3 passages stored."
     assert "PDF and Word (.docx) files" in texts[2] and "skipped song.mp3" in texts[2]
@@ -252,11 +252,11 @@ async def test_text_and_markdown_files_sent_in_a_dm_are_imported_into_archival_m
     again = await discord_api.send_message(
         ALICE, "did you get it?", attachments=(discord_api.attachment("notes.md", notes.encode(), None),)
     )
-    replies = await answer_to(discord_api, again, count=2)
-    assert [r.json["content"] for r in replies] == [
-        "Imported notes.md into my archival memory: 0 of 1 passages stored (1 I already had).",
-        "echo: did you get it?",
-    ]
+    assert await imported(discord_api, again) == (
+        "Imported notes.md into my archival memory: 0 of 1 passages stored (1 I already had)."
+    )
+    [_, answer] = await answer_to(discord_api, again, count=2)
+    assert answer.json["content"] == "echo: did you get it?"
     assert await harness.app.stores.archival.count(agent) == 6
 
 

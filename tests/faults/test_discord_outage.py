@@ -15,7 +15,7 @@ from adapters.discord.attachments import IMPORT_FAILED_NOTICE
 from bot.runtime.outage import STORE_DOWN_NOTICE
 from memory.redis.keys import RedisKeys
 from tests.discord.conftest import DiscordHarness, harness, resume_gateway_url  # noqa: F401  (fixtures)
-from tests.discord.helpers import MENTION, answer_to, replies_to
+from tests.discord.helpers import MENTION, answer_to, imported, replies_to
 from tests.faults.conftest import OwnedRedis
 from tests.scenario import eventually
 from tests.standins.discord_server import ALICE, BOB, BOT, RANDOM, THREAD
@@ -80,8 +80,9 @@ async def test_a_dm_with_a_file_during_an_outage_is_told_and_answered_when_redis
     await asyncio.to_thread(owned_redis.stop)
     notes = discord_api.attachment("notes.md", b"# Trip\nLeave at 7.", "text/markdown")
     sent = await discord_api.send_message(ALICE, "packing list ready?", attachments=(notes,))
-    first, second = await answer_to(discord_api, sent, count=2)
-    assert first.json["content"] == IMPORT_FAILED_NOTICE, "the file could not be imported: said so"
+    failed = await imported(discord_api, sent)
+    assert failed == IMPORT_FAILED_NOTICE.format(name="notes.md"), "the file could not be imported: said so"
+    _, second = await answer_to(discord_api, sent, count=2)
     assert second.json["content"] == STORE_DOWN_NOTICE, "the text still reached the journal"
 
     await asyncio.to_thread(owned_redis.start)

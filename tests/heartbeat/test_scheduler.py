@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from adapters.console import console_agent, console_message
 from bot.app import App, open_app
-from bot.core.events import AgentKey, utc_now
+from bot.core.events import AgentKey, ReplyAddress, utc_now
 from bot.core.privacy import unmarked
 from bot.ops.scheduler import HeartbeatScheduler
 from bot.ops.serve import serve
@@ -251,11 +251,17 @@ async def test_serve_without_platforms_runs_the_console_chat_until_it_ends(
     notices: list[str] = []
     chatted = asyncio.Event()
 
-    async def console() -> None:
-        assert app.scheduler is not None and app.scheduler.running, "heartbeats run beside the console chat"
-        chatted.set()  # the user typed Ctrl-D right away
+    class Console:
+        platform = "console"
+
+        async def run(self) -> None:
+            assert app.scheduler is not None and app.scheduler.running, "heartbeats run beside the console chat"
+            chatted.set()  # the user typed Ctrl-D right away
+
+        async def send_direct(self, address: ReplyAddress, text: str) -> None:
+            raise AssertionError("nothing to send")
 
     async with open_app(make_settings()) as app:
-        assert await serve(app, notices.append, adapters=[], console=console) == 0
+        assert await serve(app, notices.append, adapters=[], console=Console()) == 0
         assert chatted.is_set() and app.scheduler is not None and not app.scheduler.running
         assert notices == [], "no 'no platform configured' warning when the console chat runs"

@@ -26,7 +26,9 @@ async def test_an_image_in_a_dm_is_fetched_shown_and_remembered(make_slack: Make
     await slack.send_event(slack.dm(ANN, "a walk today", subtype="file_share", files=[image, gone, notes]))
     await slack.settle()
     posted = texts(slack.slack.calls_to("chat.postMessage"))
-    assert posted[0].startswith("Imported `notes.txt` into my archival memory")
+    assert posted[0] == "Importing `notes.txt`…", "the import's status message"
+    status = slack.slack.calls_to("chat.postMessage")[0].response
+    assert slack.slack.updates(f"D{ANN}", status["ts"])[-1]["text"].startswith("Imported `notes.txt` into my archival")
     assert posted[1] == "I couldn't look at gone.jpg: I couldn't download it from Slack (Slack said: file_not_found)."
     assert posted[2].startswith("echo: a walk today") and len(posted) == 3
     downloads = slack.slack.calls_to("download")

@@ -17,7 +17,7 @@ SCOPES_FOR = {
     "chat_postMessage": {"chat:write"},
     "chat_postEphemeral": {"chat:write"},
     "chat_delete": {"chat:write"},  # its own "thinking" message and reply previews
-    "chat_update": {"chat:write"},  # a reply shown as it grows
+    "chat_update": {"chat:write"},  # a reply shown as it grows, an import's status message
     "conversations_history": {"channels:history", "groups:history", "mpim:history", "im:history"},
     "conversations_replies": {"channels:history", "groups:history", "mpim:history", "im:history"},
     "conversations_info": {"channels:read", "groups:read", "mpim:read", "im:read"},

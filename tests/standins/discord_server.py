@@ -206,6 +206,12 @@ class DiscordStandIn(DiscordGateway):
         token = interaction["token"]
         return lambda call: token in call.path and call.method in ("POST", "PATCH")
 
+    @staticmethod
+    def edits_of(channel_id: int | str, message_id: int | str) -> Callable[[RestCall], bool]:
+        """Predicate: an edit of this message (PATCH /channels/{channel.id}/messages/{message.id})."""
+        path = f"/channels/{channel_id}/messages/{message_id}"
+        return lambda call: call.method == "PATCH" and call.path == path
+
     def channel_messages(self, channel_id: int | str) -> list[Payload]:
         """The bot's messages in a channel as they are now, oldest first."""
         return [m for m in self.messages.values() if m["channel_id"] == str(channel_id)]

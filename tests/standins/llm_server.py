@@ -397,6 +397,7 @@ class ScriptedLLMServer:
         self.in_flight = 0  # chat requests being answered right now
         self.max_in_flight = 0  # the most chat requests ever answered at once
         self.embeddings_down = False  # answer embedding requests with 503 (an outage of the embeddings API)
+        self.embedding_delay = 0.0  # seconds each embedding request takes (the real API: ~0.1-0.5 s)
         self.token_scale = 1.0  # the model's tokens per cl100k token (usage counts, cache sizes, the window)
         self.context_window: int | None = None  # refuse prompts that do not fit (prompt + max_tokens > window)
         self.cache_min_tokens: int | None = None  # the shortest cacheable prefix (default: the provider's 1,024)
@@ -678,6 +679,8 @@ class ScriptedLLMServer:
             return web.json_response(error, status=503)
         with self._lock:
             self.embedding_requests.append(body)
+        if self.embedding_delay > 0:
+            await asyncio.sleep(self.embedding_delay)
         inputs = body.get("input")
         texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
         longest = max((len(str(t)) // 4 for t in texts), default=0)

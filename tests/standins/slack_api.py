@@ -41,6 +41,7 @@ class ApiCall:
     path: str
     peer: tuple[str, int] | None = None  # the client's address and port: one port for calls on one connection
     at: float = field(default_factory=time.monotonic)  # when it arrived
+    response: dict[str, Any] | None = None  # what a Web API method answered (e.g. the ``ts`` of a posted message)
 
     @property
     def json(self) -> dict[str, Any]:
@@ -75,6 +76,8 @@ class SlackStandIn:
         self.channels: dict[str, list[dict[str, Any]]] = {}
         self.errors: dict[str, str] = {}  # method -> error code to answer with
         self.ratelimits: dict[str, list[int]] = {}  # method -> Retry-After (seconds) of its next 429 answers
+        self.held: set[str] = set()  # methods recorded but not answered until ``release()`` (a hanging Slack)
+        self._released = asyncio.Event()
         self.socket: SocketPeer | None = None
         self.sockets_opened = 0
         self.socket_available = True  # False: Socket Mode connections are refused (503), as in an outage
@@ -143,6 +146,20 @@ class SlackStandIn:
         """A message that exists in Slack (the harness records what users "said")."""
         self.channels.setdefault(channel, []).append(dict(message))
 
+    def delete_message(self, channel: str, ts: str) -> None:
+        """A user deletes a message (membot's too: in a DM each side may delete the other's messages)."""
+        self.channels[channel] = [m for m in self.channels.get(channel, []) if m.get("ts") != ts]
+
+    def hold(self, method: str) -> None:
+        """Calls of ``method`` hang (recorded, unanswered) until ``release``."""
+        self.held.add(method)
+        self._released.clear()
+
+    def release(self) -> None:
+        """Answer the held calls still waiting, and answer new ones at once."""
+        self.held.clear()
+        self._released.set()
+
     def new_response_url(self) -> str:
         return f"{self.base_url}/response/{uuid.uuid4().hex}"
 
@@ -157,6 +174,14 @@ class SlackStandIn:
         """Parameters of every chat.postMessage (optionally to one channel)."""
         return [
             c.params for c in self.calls_to("chat.postMessage") if channel is None or c.params.get("channel") == channel
+        ]
+
+    def updates(self, channel: str, ts: str) -> list[dict[str, Any]]:
+        """Parameters of every chat.update of one message."""
+        return [
+            c.params
+            for c in self.calls_to("chat.update")
+            if c.params.get("channel") == channel and c.params.get("ts") == ts
         ]
 
     def bot_messages(self, channel: str) -> list[dict[str, Any]]:
@@ -186,14 +211,16 @@ class SlackStandIn:
                 params.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
         return params
 
-    def _record(self, method: str, request: web.Request, params: dict[str, Any]) -> None:
+    def _record(self, method: str, request: web.Request, params: dict[str, Any]) -> ApiCall:
         peer = request.transport.get_extra_info("peername") if request.transport else None
-        self.calls.append(ApiCall(method, params, dict(request.headers), request.path, tuple(peer) if peer else None))
+        call = ApiCall(method, params, dict(request.headers), request.path, tuple(peer) if peer else None)
+        self.calls.append(call)
+        return call
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         params = await self._params(request)
-        self._record(method, request, params)
+        call = self._record(method, request, params)
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or params.get("token")
         expected = self.app_token if method == "apps.connections.open" else self.bot_token
         if token != expected:
@@ -204,11 +231,15 @@ class SlackStandIn:
             retry_after = self.ratelimits[method].pop(0)
             body = {"ok": False, "error": "ratelimited"}
             return web.json_response(body, status=429, headers={"Retry-After": str(retry_after)})
+        if method in self.held:
+            await self._released.wait()
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
         body = handler(params)
-        return web.json_response({"ok": True, **body} if body.get("ok", True) else body)
+        answer = {"ok": True, **body} if body.get("ok", True) else body
+        call.response = answer
+        return web.json_response(answer)
 
     def _m_auth_test(self, _: dict[str, Any]) -> dict[str, Any]:
         return {
