@@ -87,10 +87,7 @@ async def import_attachment(
         report = await admin.import_document(agent, filename, data, Scope.PRIVATE, cause=cause, progress=progress)
     except DocumentError as exc:
         return f"I couldn't import {name}: {exc}."
-    message = f"Imported {name} into my archival memory: {report.stored} of {report.chunks} passages stored"
-    if report.duplicates:
-        message += f" ({report.duplicates} I already had)"
-    return message + "."
+    return report.sentence(name)
 
 
 async def import_attachments(

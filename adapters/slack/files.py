@@ -143,10 +143,7 @@ async def import_file(
         return str(exc)
     except DocumentError as exc:
         return f"I couldn't import `{file.name}`: {exc}."
-    line = f"Imported `{file.name}` into my archival memory: {report.stored} of {report.chunks} passages stored"
-    if report.duplicates:
-        line += f" ({report.duplicates} I already had)"
-    return line + "."
+    return report.sentence(f"`{file.name}`")
 
 
 async def import_files(

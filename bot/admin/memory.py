@@ -89,6 +89,11 @@ class ImportReport:
     stored: int  # passages stored
     duplicates: int  # passages already in archival memory (not stored again)
 
+    def sentence(self, shown_name: str) -> str:
+        """What to tell the user who sent the file (``shown_name``: the name as the platform should show it)."""
+        line = f"Imported {shown_name} into my archival memory: {self.stored} of {self.chunks} passages stored"
+        return line + (f" ({self.duplicates} I already had)." if self.duplicates else ".")
+
 
 class MemoryAdmin:
     """Show, export, reset, erase, forget and import an agent's memory across Redis and Qdrant."""
