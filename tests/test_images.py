@@ -201,6 +201,24 @@ async def test_a_model_that_cannot_see_is_told_and_the_user_gets_a_notice_and_th
     )
 
 
+async def test_a_model_said_to_see_that_refuses_the_image_answers_without_it_and_the_user_is_told(
+    llm: ScriptedLLMServer, wire: str, key_prefix: str, data_dir: Path
+) -> None:
+    llm.accepts_images = False  # MEMBOT_VISION=on for a text-only model: the API refuses every image with a 400
+    async with open_app(settings_for(llm, wire, key_prefix, data_dir, MEMBOT_VISION="on")) as app:
+        assert app.runtime is not None and app.runtime.sees_images
+        sink = RecordingSink()
+        message = with_images("what do you think?", photo())
+        await app.runtime.handle(message, sink)
+        queue = [m.content for m in await app.stores.working.messages(message.agent_key)]
+    assert sink.notices == ["The language model refused to look at photo.png, so I answered without it."]
+    assert sink.messages and "what do you think?" in sink.messages[0]
+    assert len(llm.image_refusals) == 2, "the describe call and the turn's first call, each refused once"
+    with_image, *without = turn_requests(llm)
+    assert with_image.images and without and not any(r.images for r in without)
+    assert any("could not be shown to you after all" in text for text in queue)
+
+
 async def test_images_that_cannot_be_looked_at_are_named_to_the_user_and_the_model(
     vision_app: object, llm: ScriptedLLMServer
 ) -> None:

@@ -18,7 +18,7 @@ from bot.core.events import Scope
 from bot.core.ports import ChatModel, WorkingMemory
 from bot.core.prompts import load_prompt
 from bot.core.tools import ToolContext, execute_tool, tool_specs
-from bot.llm.types import ChatMessage, Completion, ContextOverflowError
+from bot.llm.types import ChatMessage, Completion, ContextOverflowError, RequestRejected
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class TurnReport:
     hit_max_steps: bool = False
     reminders: int = 0  # system notes added because the turn would have ended without a reply
     plain_text_delivered: bool = False  # plain text after a reminder became the reply
+    images_refused: bool = False  # the provider refused the turn's images: it went on without them
 
 
 class ToolCallMetrics(Protocol):
@@ -136,6 +137,19 @@ class Agent:
         return True
 
     async def _complete(self, ctx: ToolContext, report: TurnReport, images: Images | None) -> Completion:
+        """One model call; a request the provider refuses while it carries images (a model that cannot see them
+        after all) is made again without them, once the model is told (``prompts/images_refused.md``)."""
+        if images and not report.images_refused:
+            try:
+                return await self._call(ctx, report, images)
+            except RequestRejected as exc:
+                log.warning("the model refused the turn's images; going on without them", extra={"error": str(exc)})
+                report.images_refused = True
+                note = ChatMessage("user", load_prompt("images_refused"), private=ctx.scope is Scope.PRIVATE)
+                await self._working.append(ctx.agent, [note], fence=ctx.fence)
+        return await self._call(ctx, report, None)
+
+    async def _call(self, ctx: ToolContext, report: TurnReport, images: Images | None) -> Completion:
         """One model call within budget; a provider overflow error flushes the queue and retries once."""
         tools = tool_specs()
         prompt = await self._context.prepare(ctx.agent, tools, ctx.scope, fence=ctx.fence, images=images)

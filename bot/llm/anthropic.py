@@ -40,6 +40,7 @@ from bot.llm.types import (
     ImageInput,
     ModelError,
     ReplyPreview,
+    RequestRejected,
     SystemPrompt,
     ToolCall,
     ToolSpec,
@@ -264,7 +265,7 @@ class AnthropicChatModel(SdkChatModel):
             if is_overflow_message(exc.status_code, message):
                 self._calibrate_from_overflow(system, messages, tools, message)
                 raise ContextOverflowError(f"anthropic: prompt exceeds the context window: {message}") from exc
-            raise ModelError(f"anthropic request rejected ({exc.status_code}): {message}") from exc
+            raise RequestRejected(f"anthropic request rejected ({exc.status_code}): {message}") from exc
         except anthropic.AnthropicError as exc:
             raise ModelError(f"anthropic request failed: {type(exc).__name__}") from exc
         self._log_response(completion)

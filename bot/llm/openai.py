@@ -43,6 +43,7 @@ from bot.llm.types import (
     ImageInput,
     ModelError,
     ReplyPreview,
+    RequestRejected,
     SystemPrompt,
     ToolCall,
     ToolSpec,
@@ -243,7 +244,7 @@ class OpenAIChatModel(SdkChatModel):
             if is_overflow_error(exc.status_code, exc.code, message):
                 self._calibrate_from_overflow(system, messages, tools, message)
                 raise ContextOverflowError(f"openai: prompt exceeds the context window: {message}") from exc
-            raise ModelError(f"openai request rejected ({exc.status_code}): {message}") from exc
+            raise RequestRejected(f"openai request rejected ({exc.status_code}): {message}") from exc
         except openai.OpenAIError as exc:
             raise ModelError(f"openai request failed: {type(exc).__name__}") from exc
         self._log_response(completion)

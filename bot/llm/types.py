@@ -159,5 +159,10 @@ class ModelError(Exception):
     """The model could not be reached or refused the request after retries."""
 
 
+class RequestRejected(ModelError):
+    """The provider refused the request itself (a 4xx that is not a rate limit): sent again unchanged, it fails
+    again. The turn may go on with a different request (e.g. without the images the model refused)."""
+
+
 class ContextOverflowError(ModelError):
     """The provider said the prompt is longer than the model's context window."""

@@ -3,9 +3,8 @@
 For each inbound message it takes the agent's lock (a Redis lock that holds across processes; waiters in one
 process are served in order), stores the user message in recall (its outbox) and in the queue *before* calling the
 model, records the activity heartbeats work from, runs the step loop, and delivers each ``send_message`` to the
-sink (shown as it is written where the sink can: ``bot.runtime.live``). Images that came with the message are
-described after it was stored and shown to the model in that turn only (``bot.runtime.user_message``). Heartbeats
-run in ``run_event``.
+sink (shown as it is written where the sink can: ``bot.runtime.live``). A message's images are described once it is
+stored, and shown to the model in that turn only (``bot.runtime.user_message``). Heartbeats run in ``run_event``.
 
 Every user turn runs inside one error boundary, ``Runtime._turn_boundary``: whatever fails inside it (a store, a
 tool, the lock, the model, a bug) ends that turn with one short notice to the user and a logged traceback, and
@@ -17,6 +16,7 @@ never reaches the adapter or the process; the message was stored before the mode
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -209,9 +209,7 @@ class Runtime:
         agent = message.agent_key
         cause = event_cause(message.platform, message.message_id)
 
-        async def busy() -> None:
-            await self._notify(sink, message, BUSY_NOTICE)
-
+        busy = functools.partial(self._notify, sink, message, BUSY_NOTICE)
         async with self.agent_lock(agent, on_wait=busy) as fence:
             await self._ensure_core(agent, cause, fence)
             entry = self._recall_entry(message, "user", text or images.placeholder(), message.author_name, images)
@@ -243,6 +241,8 @@ class Runtime:
                         await self._describer.store(images, entry, packed, self._recall, self._working, fence)
                     shown = {packed: images.shown} if images.shown else None
                     report = await self._agent.run_turn(ctx, expects_reply=True, images=shown)
+        if report.images_refused:
+            await self._notify(sink, message, images.refused_notice())
         if report.messages_sent == 0:  # the reply guarantee's last resort: never silent
             log.warning("turn ended without a reply", extra={"agent": str(agent), "steps": report.steps})
             await self._notify(sink, message, NO_REPLY_NOTICE)

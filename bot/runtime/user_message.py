@@ -84,6 +84,12 @@ class MessageImages:
         """What recall keeps as the text of a message that was only images: their names."""
         return f"[{', '.join(self.names)}]"
 
+    def refused_notice(self) -> str:
+        """The notice for images the model service refused after all (the turn went on without them)."""
+        return (
+            f"The language model refused to look at {_names([i.name for i in self.shown])}, so I answered without it."
+        )
+
     def notice(self) -> str | None:
         """The one notice the user gets about images that were not looked at (None: every image was)."""
         lines = []
